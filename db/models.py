@@ -1,0 +1,361 @@
+"""SQLAlchemy 2.x models: the dialer's records.
+
+All times are aware UTC (`UTCDateTime`). Enums are stored by value (see dialer/domain.py).
+Every attempt is a row before its INVITE leaves (DESIGN.md), so `attempts` is the source of
+truth for every rate the dialer reports (compliance.md: rates must be recomputable).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import JSONType, Phone, UTCDateTime, str_enum, utcnow
+from dialer.domain import (
+    AbandonClockStart,
+    AbandonWindow,
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    DialMode,
+    LeadStatus,
+    MachinePolicy,
+)
+
+# Stable constraint names so Alembic migrations are portable between SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class Company(Base):
+    """A client company that is called; its calendar says when it can be reached."""
+
+    __tablename__ = "companies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    #: {"mon": [["08:00","12:00"],["13:00","17:00"]], ...}; a missing day is a day off
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    holiday_country: Mapped[str | None] = mapped_column(String(8))
+    holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
+    #: [{"start": "2026-12-24", "end": "2026-12-26", "reason": "..."}]
+    closures: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    #: {"2026-12-27": [["10:00","14:00"]]}: open on a normally closed day, or other hours
+    special_days: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: whether dialing is switched on (scheduling opens/closes it at calendar edges)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: default calendar for leads without a company of their own
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    dial_mode: Mapped[DialMode] = mapped_column(str_enum(DialMode), default=DialMode.PREDICTIVE)
+    lines_per_agent: Mapped[float] = mapped_column(Float, default=2.0)  # power mode
+    max_dial_level: Mapped[float] = mapped_column(Float, default=3.0)
+    max_lines: Mapped[int | None] = mapped_column(Integer)
+    caller_id: Mapped[str] = mapped_column(String(32))
+    trunk: Mapped[str | None] = mapped_column(String(64))
+    ring_timeout_s: Mapped[float] = mapped_column(Float, default=25.0)
+    min_ring_s: Mapped[float] = mapped_column(Float, default=15.0)
+    abandon_cap: Mapped[float] = mapped_column(Float, default=0.03)
+    abandon_window: Mapped[AbandonWindow] = mapped_column(
+        str_enum(AbandonWindow), default=AbandonWindow.ROLLING_30D
+    )
+    abandon_grace_s: Mapped[float] = mapped_column(Float, default=2.0)
+    abandon_clock_start: Mapped[AbandonClockStart] = mapped_column(
+        str_enum(AbandonClockStart), default=AbandonClockStart.ANSWER
+    )
+    amd_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    amd_max_ms: Mapped[int] = mapped_column(Integer, default=3500)
+    machine_policy: Mapped[MachinePolicy] = mapped_column(
+        str_enum(MachinePolicy), default=MachinePolicy.HANG_UP
+    )
+    message_wav: Mapped[str | None] = mapped_column(String(500))
+    record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
+    calling_window: Mapped[str] = mapped_column(String(32), default="us_federal")
+    default_region: Mapped[str] = mapped_column(String(2), default="US")
+    callback_grace_s: Mapped[float] = mapped_column(Float, default=900.0)
+    #: RetryPolicy as JSON: {"max_attempts": 6, "max_attempts_per_30_days": null,
+    #: "delays_s": {"busy": 900, ...}}
+    retry_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: list of DispositionSpec dicts; empty means dialer.domain.DEFAULT_DISPOSITIONS
+    dispositions: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    script: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    company: Mapped[Company | None] = relationship()
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    #: where the agent's phone is reached: sip:alice@pbx.example.com or sip:127.0.0.1:5070
+    sip_uri: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "phone_e164", name="uq_leads_campaign_phone"),
+        # The hot query: the hopper's next callable leads of a campaign, best tier first, then
+        # priority, then due time. next_call_at is the cached result of
+        # scheduling.next_callable_at (NULL = never callable).
+        Index("ix_leads_hopper", "campaign_id", "hopper_tier", "priority", "next_call_at"),
+        Index("ix_leads_next_call", "campaign_id", "next_call_at"),
+        Index("ix_leads_claim", "claimed_until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    phone_e164: Mapped[str] = mapped_column(Phone)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: IANA zone given at import; NULL means "from the number" (phonenumbers candidates)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[LeadStatus] = mapped_column(str_enum(LeadStatus), default=LeadStatus.POTENTIAL)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is called first
+    #: 0 = callback due, 1 = hot lead or open complaint, 2 = the rest (see hopper_tier())
+    hopper_tier: Mapped[int] = mapped_column(Integer, default=2)
+    has_open_complaint: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the agreed or planned next contact (callback time, follow-up date)
+    next_contact_at: Mapped[datetime | None]
+    #: earliest instant every calling rule allows (cached scheduling result; NULL = never)
+    next_call_at: Mapped[datetime | None]
+    never_reason: Mapped[str | None] = mapped_column(String(200))
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[AttemptResult | None] = mapped_column(str_enum(AttemptResult))
+    last_attempt_at: Mapped[datetime | None]
+    last_abandoned_at: Mapped[datetime | None]
+    #: hopper lease: a claim is valid while claimed_until > now
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def hopper_tier(*, callback_due: bool, status: LeadStatus, open_complaint: bool) -> int:
+    """Order of service within a campaign (issue 4): callbacks, hot/complaints, the rest."""
+    if callback_due:
+        return 0
+    if status is LeadStatus.HOT or open_complaint:
+        return 1
+    return 2
+
+
+class Attempt(Base):
+    """One dial of one number. Written before the INVITE leaves; closed with one final result."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        Index("ix_attempts_campaign_created", "campaign_id", "created_at"),
+        Index("ix_attempts_open", "stage"),
+        Index("ix_attempts_lead", "lead_id"),
+        Index("ix_attempts_agent_created", "agent_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    phone_e164: Mapped[str] = mapped_column(Phone)
+    dial_mode: Mapped[DialMode] = mapped_column(str_enum(DialMode))
+    #: the dialer process that placed the call (closes its own orphans at restart)
+    dialer_id: Mapped[str] = mapped_column(String(64), default="")
+    node: Mapped[str | None] = mapped_column(String(64))
+    trunk: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[AttemptStage] = mapped_column(
+        str_enum(AttemptStage), default=AttemptStage.CREATED
+    )
+    result: Mapped[AttemptResult | None] = mapped_column(str_enum(AttemptResult))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dialing_at: Mapped[datetime | None]
+    ringing_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    amd_done_at: Mapped[datetime | None]
+    bridged_at: Mapped[datetime | None]
+    message_started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    wrapup_ended_at: Mapped[datetime | None]
+    sip_code: Mapped[int | None] = mapped_column(Integer)
+    sip_reason: Mapped[str | None] = mapped_column(String(200))
+    hangup_by: Mapped[str | None] = mapped_column(String(16))
+    amd_verdict: Mapped[AmdVerdict] = mapped_column(
+        str_enum(AmdVerdict), default=AmdVerdict.NOT_RUN
+    )
+    amd_ms: Mapped[int | None] = mapped_column(Integer)
+    abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    bridge_latency_ms: Mapped[float | None] = mapped_column(Float)
+    ring_s: Mapped[float | None] = mapped_column(Float)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    next_contact_at: Mapped[datetime | None]
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+    #: US opt-out: a key pressed during the abandon message
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_due", "campaign_id", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    scope: Mapped[CallbackScope] = mapped_column(str_enum(CallbackScope))
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    due_at: Mapped[datetime]
+    #: the zone the agreed time was given in (the lead's), for display
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|cancelled
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
+    reminded_at: Mapped[datetime | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentStateLog(Base):
+    __tablename__ = "agent_state_log"
+    __table_args__ = (Index("ix_agent_state_log_agent_started", "agent_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    state: Mapped[AgentState] = mapped_column(str_enum(AgentState))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+
+
+class DncEntry(Base):
+    """Do-not-call: a national registry list (imported) and the company's own list."""
+
+    __tablename__ = "dnc_entries"
+    __table_args__ = (UniqueConstraint("phone_e164", "source", name="uq_dnc_phone_source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_e164: Mapped[str] = mapped_column(Phone, index=True)
+    source: Mapped[str] = mapped_column(String(32), default="internal")  # internal|national|...
+    reason: Mapped[str | None] = mapped_column(String(200))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DailyPlan(Base):
+    __tablename__ = "daily_plans"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "agent_id", "plan_date", name="uq_daily_plans_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    #: NULL: the campaign's shared part of the plan
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    plan_date: Mapped[date] = mapped_column(Date)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    items: Mapped[list[DailyPlanItem]] = relationship(
+        cascade="all, delete-orphan", order_by="DailyPlanItem.position"
+    )
+
+
+class DailyPlanItem(Base):
+    __tablename__ = "daily_plan_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("daily_plans.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))  # callback|hot|complaint|due
+    due_at: Mapped[datetime | None]
+
+
+class DailyReport(Base):
+    """The end-of-day primary report (domain.md), per campaign and agent."""
+
+    __tablename__ = "daily_reports"
+    __table_args__ = (
+        UniqueConstraint("report_date", "campaign_id", "agent_id", name="uq_daily_reports_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_date: Mapped[date] = mapped_column(Date)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    called: Mapped[int] = mapped_column(Integer, default=0)
+    reached: Mapped[int] = mapped_column(Integer, default=0)
+    meetings: Mapped[int] = mapped_column(Integer, default=0)
+    contracts: Mapped[int] = mapped_column(Integer, default=0)
+    callbacks: Mapped[int] = mapped_column(Integer, default=0)
+    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AbandonRollup(Base):
+    """Periodic abandon-rate figures per campaign and window (recomputable from attempts)."""
+
+    __tablename__ = "abandon_rollups"
+    __table_args__ = (Index("ix_abandon_rollups_key", "campaign_id", "window", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    window: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime]
+    live: Mapped[int] = mapped_column(Integer)
+    abandoned: Mapped[int] = mapped_column(Integer)
+    rate: Mapped[float] = mapped_column(Float)
+
+
+class JobLease(Base):
+    """One runner per scheduled job occurrence across dialer processes sharing the database."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    occurrence: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
