@@ -75,7 +75,8 @@ class TempPostgres:
         log = open(self._dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
         self._proc = subprocess.Popen(
             self._cmd(str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
-                      "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._dir}",
+                      "-c", "listen_addresses=127.0.0.1",
+                      "-c", f"unix_socket_directories={self._dir}",
                       "-c", "fsync=off", "-c", "synchronous_commit=off",
                       "-c", "full_page_writes=off", "-c", "max_connections=200"),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
