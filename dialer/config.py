@@ -1,0 +1,274 @@
+"""Configuration: one TOML file plus environment overrides, validated once at start.
+
+Precedence (highest first): environment variables `DIALER_<SECTION>__<KEY>` (for example
+`DIALER_DATABASE__URL=postgresql://...`), the TOML file given with `--config` (or
+`$DIALER_CONFIG`), then the defaults below. Every key is documented in
+deploy/dialer.example.toml. A bad value stops the program at start with the key, the value
+given and the expected form (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from dialer.domain import AbandonClockStart, AbandonWindow, DialMode, MachinePolicy
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who edits the file."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DialerSection(_Section):
+    #: name of this dialer process: it owns the lead claims and attempts it makes
+    id: str = Field(default="dialer-1", min_length=1, max_length=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: on SIGTERM, how long live calls may go on before they are hung up
+    drain_deadline_s: float = Field(default=30.0, ge=0)
+    #: where recordings, generated messages and reports go
+    data_dir: Path = Path("var")
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///var/dialer.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB")
+        return v
+
+
+class MqttSection(_Section):
+    #: external broker, e.g. mqtt://dialer:secret@127.0.0.1:1883 ; empty = embedded broker
+    url: str = ""
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = Field(default=1883, ge=0, le=65535)
+    topic_prefix: str = "dialer"
+
+
+class MetricsSection(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class TrunkSection(_Section):
+    #: where INVITEs go: sip:provider.example.com or sip:127.0.0.1:5060
+    uri: str
+    username: str = ""
+    password: str = ""
+    realm: str = "*"
+    #: send REGISTER for this account (most trunks authenticate INVITEs without it)
+    registration: bool = False
+    outbound_proxy: str = ""
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+
+
+class SipSection(_Section):
+    #: number of node processes, or "auto" (sized from the campaigns' planned concurrency)
+    nodes: int | Literal["auto"] = "auto"
+    bind: str = "127.0.0.1"
+    base_port: int = Field(default=5080, ge=1024, le=65000)
+    transports: list[Literal["udp", "tcp", "tls"]] = ["udp"]
+    #: call setups per second per node (the PyPI wheel aborts above ~60/s)
+    setup_rate_per_node: float = Field(default=40.0, gt=0, le=2000)
+    agent_answer_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    trunks: dict[str, TrunkSection] = {}
+
+
+class AgentConfig(_Section):
+    login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    sip_uri: str
+    display_name: str = ""
+    #: the MQTT password (for the embedded broker; Mosquitto keeps its own password file)
+    password: str = ""
+
+
+class CampaignConfig(_Section):
+    """A campaign as declared in the config file; `dialer run` creates or updates it."""
+
+    name: str = Field(min_length=1, max_length=100)
+    caller_id: str
+    dial_mode: DialMode = DialMode.PREDICTIVE
+    trunk: str | None = None
+    timezone: str = "UTC"
+    ring_timeout_s: float = Field(default=25.0, ge=5, le=120)
+    min_ring_s: float = Field(default=15.0, ge=0, le=120)
+    lines_per_agent: float = Field(default=2.0, ge=1, le=10)
+    max_dial_level: float = Field(default=3.0, ge=1, le=10)
+    abandon_cap: float = Field(default=0.03, gt=0, lt=1)
+    abandon_window: AbandonWindow = AbandonWindow.ROLLING_30D
+    abandon_grace_s: float = Field(default=2.0, gt=0, le=10)
+    abandon_clock_start: AbandonClockStart = AbandonClockStart.ANSWER
+    amd_enabled: bool = False
+    amd_max_ms: int = Field(default=3500, ge=500, le=10000)
+    machine_policy: MachinePolicy = MachinePolicy.HANG_UP
+    message_wav: str | None = None
+    record_calls: bool = False
+    calling_window: str = "us_federal"
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    callback_grace_s: float = Field(default=900.0, ge=0)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    script: str = ""
+
+    @field_validator("caller_id")
+    @classmethod
+    def _e164(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"\+[1-9]\d{6,14}", v):
+            raise ValueError("expected a diallable E.164 number such as +14155550100")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError("expected an IANA time zone such as Europe/Riga") from e
+        return v
+
+
+class SchedulingSection(_Section):
+    #: local time (campaign zone) at which the day's plan is built
+    plan_time: str = Field(default="06:00", pattern=r"^\d{2}:\d{2}$")
+    #: local time at which the end-of-day report is written
+    report_time: str = Field(default="21:30", pattern=r"^\d{2}:\d{2}$")
+    callback_reminder_s: float = Field(default=600.0, ge=0)
+    #: a hopper claim expires after this long (another process may then take the lead)
+    claim_ttl_s: float = Field(default=300.0, gt=0)
+    #: lock-out after an abandoned call (UK: 72 h unless an agent is reserved)
+    abandon_lockout_s: float = Field(default=72 * 3600.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DIALER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    dialer: DialerSection = DialerSection()
+    database: DatabaseSection = DatabaseSection()
+    mqtt: MqttSection = MqttSection()
+    metrics: MetricsSection = MetricsSection()
+    sip: SipSection = SipSection()
+    scheduling: SchedulingSection = SchedulingSection()
+    agents: list[AgentConfig] = []
+    campaigns: list[CampaignConfig] = []
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_PATH.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+# The TOML path for the settings being built (pydantic-settings reads sources from the class).
+_CONFIG_PATH: dict[str, Path | None] = {"path": None}
+
+
+_TYPE_TAGS = ("int", "float", "str", "bool", "literal[", "list[", "dict[")
+
+
+def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    # pydantic appends the union member tried ("int", "literal['auto']") to the location
+    loc = [p for p in err["loc"] if not str(p).startswith(_TYPE_TAGS)]
+    err = {**err, "loc": tuple(loc)}
+    key = ".".join(str(p) for p in loc)
+    value: Any = raw
+    for part in err["loc"]:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            value = err.get("input", "<missing>")
+            break
+    if err["type"] == "missing":
+        return f"{key}: required key is missing"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key (typo? see deploy/dialer.example.toml)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{key} = {value!r}: {msg}"
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration; raise ConfigError naming every bad key."""
+    if path is None and os.environ.get("DIALER_CONFIG"):
+        path = os.environ["DIALER_CONFIG"]
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    _CONFIG_PATH["path"] = path
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        lines: list[str] = []
+        for err in e.errors():
+            line = _describe(err, raw)
+            key = line.split(" ", 1)[0]
+            same = [i for i, seen in enumerate(lines) if seen.split(" ", 1)[0] == key]
+            if same:  # a union: merge "expected X" and "expected Y" into one line
+                lines[same[0]] += f"; or {line.split(': ', 1)[1]}"
+            else:
+                lines.append(line)
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _CONFIG_PATH["path"] = None
+    _check_cross_references(settings)
+    return settings
+
+
+def _check_cross_references(s: Settings) -> None:
+    problems = []
+    for i, c in enumerate(s.campaigns):
+        if c.trunk is not None and c.trunk not in s.sip.trunks:
+            problems.append(
+                f"campaigns.{i}.trunk = {c.trunk!r}: expected one of the [sip.trunks.*] names "
+                f"{sorted(s.sip.trunks)}"
+            )
+        if c.min_ring_s > c.ring_timeout_s:
+            problems.append(
+                f"campaigns.{i}.min_ring_s = {c.min_ring_s}: expected <= ring_timeout_s "
+                f"({c.ring_timeout_s})"
+            )
+    names = [c.name for c in s.campaigns]
+    if len(set(names)) != len(names):
+        problems.append(f"campaigns: duplicate campaign names in {names}")
+    logins = [a.login for a in s.agents]
+    if len(set(logins)) != len(logins):
+        problems.append(f"agents: duplicate agent logins in {logins}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

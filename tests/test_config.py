@@ -1,0 +1,71 @@
+"""Config: TOML + environment, and errors that name the key, the value and the expected form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialer.config import ConfigError, load_settings
+
+EXAMPLE = Path(__file__).parent.parent / "deploy" / "dialer.example.toml"
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.campaigns[0].caller_id == "+14155550100"
+    text = EXAMPLE.read_text()
+    # every field of every section appears in the example file
+    for section in ("dialer", "database", "mqtt", "metrics", "sip", "scheduling"):
+        model = getattr(settings, section)
+        for key in type(model).model_fields:
+            if key != "trunks":
+                assert f"\n{key} = " in text, f"{section}.{key} undocumented"
+    for key in type(settings.campaigns[0]).model_fields:
+        assert f"\n{key} = " in text, f"campaigns.{key} undocumented"
+    for key in type(settings.sip.trunks["main"]).model_fields:
+        assert f"\n{key} = " in text, f"sip.trunks.{key} undocumented"
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(None)
+    assert settings.database.url.startswith("sqlite")
+    assert settings.mqtt.url == ""  # embedded broker
+
+
+def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIALER_DATABASE__URL", "postgresql://u@127.0.0.1:5432/d")
+    monkeypatch.setenv("DIALER_SIP__NODES", "3")
+    settings = load_settings(EXAMPLE)
+    assert settings.database.url == "postgresql://u@127.0.0.1:5432/d"
+    assert settings.sip.nodes == 3
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[sip]\nnodes = "many"\n', "sip.nodes = 'many'"),
+        ('[database]\nurl = "mysql://x"\n', "database.url = 'mysql://x': expected sqlite"),
+        ('[metrics]\nport = 70000\n', "metrics.port = 70000"),
+        ('[dialer]\nlog_levl = "INFO"\n', "dialer.log_levl: unknown key"),
+        ('[[campaigns]]\nname = "a"\ncaller_id = "123"\n',
+         "campaigns.0.caller_id = '123': expected a diallable E.164 number"),
+        ('[[campaigns]]\nname = "a"\ncaller_id = "+14155550100"\ntimezone = "Mars/Base"\n',
+         "campaigns.0.timezone = 'Mars/Base': expected an IANA time zone"),
+        ('[[campaigns]]\nname = "a"\n', "campaigns.0.caller_id: required key is missing"),
+        ('[[campaigns]]\nname = "a"\ncaller_id = "+14155550100"\ntrunk = "nope"\n',
+         "campaigns.0.trunk = 'nope': expected one of the [sip.trunks.*] names"),
+        ("[sip\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_key_value_and_form(tmp_path: Path, toml: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert expected in str(info.value)
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
