@@ -136,10 +136,6 @@ class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone_e164", name="uq_leads_campaign_phone"),
-        # The hot query: the hopper's next callable leads of a campaign, best tier first, then
-        # priority, then due time. next_call_at is the cached result of
-        # scheduling.next_callable_at (NULL = never callable).
-        Index("ix_leads_hopper", "campaign_id", "hopper_tier", "priority", "next_call_at"),
         Index("ix_leads_next_call", "campaign_id", "next_call_at"),
         Index("ix_leads_claim", "claimed_until"),
     )
@@ -172,6 +168,13 @@ class Lead(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The hot query: the hopper's next callable leads of a campaign, best tier first, then highest
+# priority, then earliest due. next_call_at caches scheduling.next_callable_at (NULL = never).
+Index(
+    "ix_leads_hopper", Lead.campaign_id, Lead.hopper_tier, Lead.priority.desc(), Lead.next_call_at
+)
 
 
 def hopper_tier(*, callback_due: bool, status: LeadStatus, open_complaint: bool) -> int:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-23 12:18:27.849180
+Create Date: 2026-11-23 12:22:02.557421
 """
 
 from collections.abc import Sequence
@@ -178,7 +178,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.create_index('ix_leads_claim', ['claimed_until'], unique=False)
-        batch_op.create_index('ix_leads_hopper', ['campaign_id', 'hopper_tier', 'priority', 'next_call_at'], unique=False)
+        batch_op.create_index('ix_leads_hopper', ['campaign_id', 'hopper_tier', sa.literal_column('priority DESC'), 'next_call_at'], unique=False)
         batch_op.create_index('ix_leads_next_call', ['campaign_id', 'next_call_at'], unique=False)
 
     op.create_table('attempts',
