@@ -1,0 +1,318 @@
+"""Async repositories the live dialer uses: campaigns, agents, hopper claims, attempts.
+
+Every function takes an `AsyncSession` factory and an explicit `now` (no wall clock here), so
+the same code runs under tests with a controlled clock. Driver errors are translated into
+`RepositoryError` at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Agent, AgentStateLog, Attempt, Campaign, DncEntry, Lead, hopper_tier
+from dialer.domain import (
+    DIALABLE_STATUSES,
+    LIVE_RESULTS,
+    AgentState,
+    AttemptResult,
+    AttemptStage,
+    LeadStatus,
+)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class RepositoryError(Exception):
+    """A database operation failed; `operation` says which."""
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        super().__init__(f"{operation} failed: {cause.__class__.__name__}: {cause}")
+        self.operation = operation
+
+
+# ---------------------------------------------------------------- campaigns and agents
+
+
+_CAMPAIGN_FIELDS = (
+    "caller_id", "dial_mode", "trunk", "timezone", "ring_timeout_s", "min_ring_s",
+    "lines_per_agent", "max_dial_level", "abandon_cap", "abandon_window", "abandon_grace_s",
+    "abandon_clock_start", "amd_enabled", "amd_max_ms", "machine_policy", "message_wav",
+    "record_calls", "calling_window", "default_region", "callback_grace_s", "script",
+)
+
+
+async def upsert_campaign(sessions: Sessions, cfg: Any) -> Campaign:
+    """Create or update a campaign from a `dialer.config.CampaignConfig`."""
+    values = {f: getattr(cfg, f) for f in _CAMPAIGN_FIELDS}
+    async with sessions.begin() as s:
+        row = await s.scalar(select(Campaign).where(Campaign.name == cfg.name))
+        if row is None:
+            row = Campaign(name=cfg.name, **values)
+            s.add(row)
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        retry = dict(row.retry_rules or {})
+        retry["max_attempts"] = cfg.max_attempts
+        row.retry_rules = retry
+        await s.flush()
+        return row
+
+
+async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_name: str) -> Agent:
+    async with sessions.begin() as s:
+        row = await s.scalar(select(Agent).where(Agent.login == login))
+        if row is None:
+            row = Agent(login=login, sip_uri=sip_uri, display_name=display_name)
+            s.add(row)
+        else:
+            row.sip_uri, row.display_name, row.active = sip_uri, display_name, True
+        await s.flush()
+        return row
+
+
+async def campaign_by_name(sessions: Sessions, name: str) -> Campaign | None:
+    async with sessions() as s:
+        return await s.scalar(select(Campaign).where(Campaign.name == name))
+
+
+# ---------------------------------------------------------------- hopper claims
+
+
+async def claim_leads(
+    sessions: Sessions,
+    *,
+    campaign_id: int,
+    now: datetime,
+    limit: int,
+    holder: str,
+    ttl: timedelta,
+    exclude_ids: Iterable[int] = (),
+) -> list[Lead]:
+    """Atomically claim up to `limit` due leads of a campaign, best first.
+
+    One statement: UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING. On
+    PostgreSQL concurrent claimers skip each other's rows; SQLite has one writer at a time, so
+    the statement is atomic there too. A claim whose `claimed_until` has passed is free again.
+    """
+    if limit <= 0:
+        return []
+    pick = (
+        select(Lead.id)
+        .where(
+            Lead.campaign_id == campaign_id,
+            Lead.status.in_(DIALABLE_STATUSES),
+            Lead.next_call_at <= now,
+            (Lead.claimed_until.is_(None)) | (Lead.claimed_until < now),
+        )
+        .order_by(Lead.hopper_tier, Lead.priority.desc(), Lead.next_call_at, Lead.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    excluded = list(exclude_ids)
+    if excluded:
+        pick = pick.where(Lead.id.not_in(excluded))
+    stmt = (
+        update(Lead)
+        .where(Lead.id.in_(pick.scalar_subquery()))
+        .values(claimed_by=holder, claimed_until=now + ttl)
+        .returning(Lead)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        async with sessions.begin() as s:
+            rows = list((await s.scalars(stmt)).all())
+    except SQLAlchemyError as e:
+        raise RepositoryError("claim_leads", e) from e
+    rows.sort(key=lambda r: (r.hopper_tier, -r.priority, r.next_call_at or now, r.id))
+    return rows
+
+
+async def renew_claims(
+    sessions: Sessions, *, holder: str, lead_ids: Sequence[int], now: datetime, ttl: timedelta
+) -> int:
+    if not lead_ids:
+        return 0
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(Lead)
+            .where(Lead.id.in_(lead_ids), Lead.claimed_by == holder)
+            .values(claimed_until=now + ttl)
+        )
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def release_claims(sessions: Sessions, *, holder: str, lead_ids: Sequence[int]) -> int:
+    if not lead_ids:
+        return 0
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(Lead)
+            .where(Lead.id.in_(lead_ids), Lead.claimed_by == holder)
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def expire_claims(sessions: Sessions, *, now: datetime) -> int:
+    """Clear claims whose lease ran out (their holder died or stalled)."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(Lead)
+            .where(Lead.claimed_until.is_not(None), Lead.claimed_until < now)
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- attempts
+
+
+async def create_attempt(sessions: Sessions, *, now: datetime, **fields: Any) -> int:
+    """Write the attempt row; the caller sends the INVITE only after this returns."""
+    async with sessions.begin() as s:
+        row = Attempt(created_at=now, stage=AttemptStage.CREATED, **fields)
+        s.add(row)
+        await s.flush()
+        return row.id
+
+
+async def update_attempt(sessions: Sessions, attempt_id: int, **fields: Any) -> None:
+    async with sessions.begin() as s:
+        await s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**fields))
+
+
+async def finish_attempt(
+    sessions: Sessions, attempt_id: int, *, result: AttemptResult, ended_at: datetime,
+    **fields: Any,
+) -> bool:
+    """Close an attempt with its one final result. Returns False if it was already closed."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.stage != AttemptStage.ENDED)
+            .values(stage=AttemptStage.ENDED, result=result, ended_at=ended_at,
+                    abandoned=result is AttemptResult.ABANDONED, **fields)
+        )
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def close_orphaned_attempts(sessions: Sessions, *, dialer_id: str, now: datetime) -> int:
+    """At start: attempts a previous run of this dialer left open end as LOST (honest: unknown)."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(Attempt)
+            .where(Attempt.dialer_id == dialer_id, Attempt.stage != AttemptStage.ENDED)
+            .values(stage=AttemptStage.ENDED, result=AttemptResult.LOST, ended_at=now,
+                    sip_reason="dialer restarted while the call was in progress")
+        )
+        await s.execute(
+            update(Lead).where(Lead.claimed_by == dialer_id)
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def attempt_counts(sessions: Sessions, campaign_id: int) -> dict[str, int]:
+    """Final results of a campaign's attempts (open ones under 'open')."""
+    async with sessions() as s:
+        rows = await s.execute(
+            select(Attempt.result, func.count()).where(Attempt.campaign_id == campaign_id)
+            .group_by(Attempt.result)
+        )
+        return {(r.value if r else "open"): int(n) for r, n in rows.all()}
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonFigures:
+    live: int
+    abandoned: int
+
+    @property
+    def rate(self) -> float:
+        return self.abandoned / self.live if self.live else 0.0
+
+
+async def abandon_figures(
+    sessions: Sessions, campaign_id: int, since: datetime
+) -> AbandonFigures:
+    """Numerator and denominator per compliance.md, recomputed from attempt rows."""
+    async with sessions() as s:
+        rows = await s.execute(
+            select(Attempt.result, func.count())
+            .where(Attempt.campaign_id == campaign_id, Attempt.answered_at >= since,
+                   Attempt.result.in_(LIVE_RESULTS))
+            .group_by(Attempt.result)
+        )
+        counts = {r: int(n) for r, n in rows.all()}
+    abandoned = counts.get(AttemptResult.ABANDONED, 0)
+    return AbandonFigures(live=abandoned + counts.get(AttemptResult.CONNECTED, 0),
+                          abandoned=abandoned)
+
+
+# ---------------------------------------------------------------- leads and agents
+
+
+async def update_lead(
+    sessions: Sessions, lead_id: int, *, now: datetime, callback_pending: bool = False,
+    **fields: Any,
+) -> None:
+    """Apply an outcome to a lead, release its claim and recompute its hopper tier."""
+    async with sessions.begin() as s:
+        lead = await s.get(Lead, lead_id)
+        if lead is None:
+            return
+        for k, v in fields.items():
+            setattr(lead, k, v)
+        lead.claimed_by = None
+        lead.claimed_until = None
+        lead.updated_at = now
+        lead.hopper_tier = hopper_tier(
+            callback_due=callback_pending, status=lead.status,
+            open_complaint=lead.has_open_complaint,
+        )
+
+
+async def add_dnc(
+    sessions: Sessions, phone_e164: str, *, now: datetime, source: str = "internal",
+    reason: str | None = None, attempt_id: int | None = None,
+) -> None:
+    """Add a number to the DNC list (idempotent) and stop every lead with it, in every campaign."""
+    async with sessions.begin() as s:
+        exists = await s.scalar(
+            select(DncEntry.id).where(DncEntry.phone_e164 == phone_e164,
+                                      DncEntry.source == source)
+        )
+        if exists is None:
+            s.add(DncEntry(phone_e164=phone_e164, source=source, reason=reason,
+                           attempt_id=attempt_id, added_at=now))
+        await s.execute(
+            update(Lead).where(Lead.phone_e164 == phone_e164)
+            .values(status=LeadStatus.DNC, next_call_at=None, never_reason="do not call")
+        )
+
+
+async def log_agent_state(
+    sessions: Sessions, *, agent_id: int, campaign_id: int | None, state: AgentState,
+    reason: str | None, at: datetime,
+) -> None:
+    """Close the agent's open state row (with its duration) and open the new one."""
+    async with sessions.begin() as s:
+        open_row = await s.scalar(
+            select(AgentStateLog).where(AgentStateLog.agent_id == agent_id,
+                                        AgentStateLog.ended_at.is_(None))
+            .order_by(AgentStateLog.started_at.desc()).limit(1)
+        )
+        if open_row is not None:
+            open_row.ended_at = at
+            open_row.duration_s = max(0.0, (at - open_row.started_at).total_seconds())
+        if state is not AgentState.LOGGED_OUT:
+            s.add(AgentStateLog(agent_id=agent_id, campaign_id=campaign_id, state=state,
+                                reason=reason, started_at=at))
