@@ -1,0 +1,263 @@
+"""Callee calling windows: the legal local hours of the called person (compliance.md).
+
+A `CallingWindow` is a jurisdiction preset (weekly local hours, optional public-holiday
+exclusion, attempt caps, a cool-off after a refusal) without a zone; `in_zone(zone)` binds it
+to the callee's zone and returns a cached `Schedule`. The callee's zone comes from the lead,
+else from the number's candidate zones (phonenumbers). When a number maps to several zones,
+the caller intersects the window in every one of them (only instants allowed everywhere).
+
+All numbers here are defaults a deployment's lawyers may change: presets are data, and
+`CallingWindow.from_config` builds an edited copy.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+from scheduling.calendar import (
+    DEFAULT_HORIZON_DAYS,
+    WEEKDAY_NAMES,
+    CalendarError,
+    DayIntervals,
+    Schedule,
+    is_public_holiday,
+    parse_intervals,
+    zone,
+)
+
+__all__ = [
+    "PRESETS",
+    "AttemptCap",
+    "CallingWindow",
+    "candidate_zones",
+    "jurisdiction_for_number",
+    "preset",
+    "window_allows",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptCap:
+    """At most `max_attempts` attempts in any rolling `period` (France: 4 per 30 days)."""
+
+    period: timedelta
+    max_attempts: int
+
+    def __post_init__(self) -> None:
+        if self.period <= timedelta(0) or self.max_attempts < 1:
+            raise CalendarError(
+                f"attempt cap needs a positive period and max_attempts >= 1, got {self!r}"
+            )
+
+
+_ALL_DAY: DayIntervals = ((0, 1440),)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CallingWindow:
+    """A jurisdiction's allowed local calling hours, independent of any zone.
+
+    Compared by identity: it owns the cache of its per-zone schedules.
+    """
+
+    name: str
+    weekly: tuple[DayIntervals, ...]
+    #: no calls on this country's public holidays in the callee's local calendar (France: FR)
+    holiday_country: str | None = None
+    attempt_caps: tuple[AttemptCap, ...] = ()
+    #: no call for this long after the callee refused (France: 60 days)
+    refusal_cooldown: timedelta | None = None
+    _bound: dict[str, _WindowInZone] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.weekly) != 7:
+            raise CalendarError(f"window {self.name!r}: weekly hours need 7 days (Mon..Sun)")
+        for i, iv in enumerate(self.weekly):
+            parse_intervals(iv, f"window {self.name!r} {WEEKDAY_NAMES[i]}")
+        if not any(self.weekly):
+            raise CalendarError(f"window {self.name!r} allows no time at all")
+
+    def in_zone(self, zone_name: str) -> Schedule:
+        """This window in the callee's zone (cached per zone; raises on an unknown zone)."""
+        got = self._bound.get(zone_name)
+        if got is None:
+            zone(zone_name)
+            got = _WindowInZone(self, zone_name)
+            self._bound[zone_name] = got
+        return got
+
+    @classmethod
+    def from_config(cls, spec: str | Mapping[str, Any]) -> CallingWindow:
+        """A preset by name, or {"preset": name, "hours": {...}, "holiday_country": ...,
+        "caps": [{"period_s": 2592000, "max_attempts": 4}], "refusal_cooldown_s": ...}.
+
+        Keys given replace the preset's values; a dict without "preset" starts from nothing.
+        """
+        if isinstance(spec, str):
+            return preset(spec)
+        known = {"preset", "name", "hours", "holiday_country", "caps", "refusal_cooldown_s"}
+        unknown = set(spec) - known
+        if unknown:
+            raise CalendarError(
+                f"calling window: unknown key(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        base = preset(spec["preset"]) if "preset" in spec else None
+        name = str(spec.get("name") or (base.name + "*" if base else "custom"))
+        if "hours" in spec:
+            hours = spec["hours"]
+            bad = set(hours) - set(WEEKDAY_NAMES)
+            if bad:
+                raise CalendarError(f"window {name!r}: unknown weekday key(s) {sorted(bad)}")
+            weekly = tuple(
+                parse_intervals(hours.get(k, ()), f"window {name!r} {k}") for k in WEEKDAY_NAMES
+            )
+        elif base is not None:
+            weekly = base.weekly
+        else:
+            raise CalendarError(f"window {name!r}: give 'preset' or 'hours'")
+        caps = base.attempt_caps if base else ()
+        if "caps" in spec:
+            try:
+                caps = tuple(
+                    AttemptCap(timedelta(seconds=float(c["period_s"])), int(c["max_attempts"]))
+                    for c in spec["caps"]
+                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise CalendarError(
+                    f"window {name!r}: caps must be [{{'period_s': n, 'max_attempts': n}}]: {e}"
+                ) from e
+        cooldown = base.refusal_cooldown if base else None
+        if "refusal_cooldown_s" in spec:
+            v = spec["refusal_cooldown_s"]
+            cooldown = None if v is None else timedelta(seconds=float(v))
+        return cls(
+            name=name,
+            weekly=weekly,
+            holiday_country=spec.get("holiday_country", base.holiday_country if base else None),
+            attempt_caps=caps,
+            refusal_cooldown=cooldown,
+        )
+
+
+class _WindowInZone(Schedule):
+    """A CallingWindow bound to one IANA zone."""
+
+    def __init__(self, window: CallingWindow, zone_name: str) -> None:
+        self.window = window
+        self.zone_name = zone_name
+        self.horizon_days = DEFAULT_HORIZON_DAYS
+        self._cache: dict[int, tuple[tuple[int, int], ...]] = {}
+
+    def _utc_cache(self) -> dict[int, tuple[tuple[int, int], ...]]:
+        return self._cache
+
+    def day_intervals(self, d: date) -> DayIntervals:
+        w = self.window
+        iv = w.weekly[d.weekday()]
+        if iv and w.holiday_country and is_public_holiday(w.holiday_country, None, d):
+            return ()
+        return iv
+
+    def __repr__(self) -> str:
+        return f"<window {self.window.name} in {self.zone_name}>"
+
+
+def _hours(**days: str) -> tuple[DayIntervals, ...]:
+    return tuple(
+        parse_intervals(days[k].split(",") if days.get(k) else (), f"preset {k}")
+        for k in WEEKDAY_NAMES
+    )
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+_ALL = (*_WEEKDAYS, "sat", "sun")
+
+#: compliance.md's presets. Keys are what `Campaign.calling_window` stores.
+PRESETS: dict[str, CallingWindow] = {
+    "us_federal": CallingWindow(
+        name="us_federal", weekly=_hours(**dict.fromkeys(_ALL, "08:00-21:00"))
+    ),
+    "us_fl": CallingWindow(
+        name="us_fl",
+        weekly=_hours(**dict.fromkeys(_ALL, "08:00-20:00")),
+        attempt_caps=(AttemptCap(timedelta(hours=24), 3),),
+    ),
+    "canada": CallingWindow(
+        name="canada",
+        weekly=_hours(
+            **dict.fromkeys(_WEEKDAYS, "09:00-21:30"), sat="10:00-18:00", sun="10:00-18:00"
+        ),
+    ),
+    "france": CallingWindow(
+        name="france",
+        weekly=_hours(**dict.fromkeys(_WEEKDAYS, "10:00-13:00,14:00-20:00")),
+        holiday_country="FR",
+        attempt_caps=(AttemptCap(timedelta(days=30), 4),),
+        refusal_cooldown=timedelta(days=60),
+    ),
+    #: no legal window (e.g. business-to-business where only company hours apply)
+    "none": CallingWindow(name="none", weekly=tuple(_ALL_DAY for _ in range(7))),
+}
+
+
+def preset(name: str) -> CallingWindow:
+    """A preset by name; the error lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise CalendarError(
+            f"unknown calling-window preset {name!r}; choose one of {sorted(PRESETS)}"
+        ) from None
+
+
+def edited(window: CallingWindow, **changes: Any) -> CallingWindow:
+    """A copy of `window` with fields replaced (fresh cache)."""
+    return replace(window, **changes)
+
+
+@functools.lru_cache(maxsize=100_000)
+def _zones_for_number(e164: str) -> tuple[str, ...]:
+    try:
+        num = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = pn_timezone.time_zones_for_number(num)
+    return tuple(z for z in zones if z != pn_timezone.UNKNOWN_TIMEZONE)
+
+
+def candidate_zones(
+    lead_zone: str | None, phone_e164: str | None, default_zone: str | None = None
+) -> tuple[str, ...]:
+    """The callee's candidate zones: the lead's own, else the number's, else the default.
+
+    An empty tuple means the zone is unknown (the caller must then refuse to dial: calling
+    without knowing the local time cannot be shown to respect the window).
+    """
+    if lead_zone:
+        return (lead_zone,)
+    if phone_e164:
+        zones = _zones_for_number(phone_e164)
+        if zones:
+            return zones
+    return (default_zone,) if default_zone else ()
+
+
+@functools.lru_cache(maxsize=100_000)
+def jurisdiction_for_number(e164: str) -> str | None:
+    """ISO region of a number (US, CA, FR ...) or None when it cannot be parsed."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def window_allows(window: CallingWindow, zones: tuple[str, ...], at: datetime) -> bool:
+    """True when `at` is inside the window in every candidate zone (False if none known)."""
+    return bool(zones) and all(window.in_zone(z).is_open(at) for z in zones)
