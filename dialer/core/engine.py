@@ -68,6 +68,9 @@ from dialer.domain import (
 log = logging.getLogger(__name__)
 
 S = AgentState
+#: datetimes carry microseconds: a wake-up time read back may be 1 us early, so "due"
+#: comparisons allow for it (otherwise a driver would tick forever just before a timer)
+_EPS = 2e-6
 _UNANSWERED = frozenset({AttemptStage.CREATED, AttemptStage.DIALING, AttemptStage.RINGING})
 #: SIP-level results a driver may report for a call that was never answered
 _UNANSWERED_RESULTS = frozenset(
@@ -279,9 +282,12 @@ class CampaignEngine:
         out: list[Action] = []
         self._expire(t, out)
         added = self.hopper.add(tickets)
-        self._lead_request_t = None
         if added:
+            self._lead_request_t = None
             self._pace_soon(t)
+        elif self._lead_request_t is not None:
+            # nothing callable now: ask again after lead_request_timeout_seconds
+            self._lead_request_t = t
         self._after(t, now, out)
         return out
 
@@ -577,14 +583,14 @@ class CampaignEngine:
         timeout = self.config.preview_timeout_seconds
         if timeout is not None:
             for agent_id, offer in list(self._offers.items()):
-                if t >= offer.offered_t + timeout:
+                if t + _EPS >= offer.offered_t + timeout:
                     del self._offers[agent_id]
                     self._dial(
                         offer.lead, t, now, out, reserved_agent=agent_id, call_id=offer.call_id
                     )
         if (
             self._lead_request_t is not None
-            and t >= self._lead_request_t + self.config.lead_request_timeout_seconds
+            and t + _EPS >= self._lead_request_t + self.config.lead_request_timeout_seconds
         ):
             self._lead_request_t = None  # ask again below
         self._after(t, now, out)
@@ -721,7 +727,7 @@ class CampaignEngine:
         """Abandon waiting calls whose agent wait is over: message, count, hang up after."""
         if not self._waiting:
             return
-        for call in [c for c in self._waiting.values() if c.deadline_t <= t]:
+        for call in [c for c in self._waiting.values() if c.deadline_t <= t + _EPS]:
             del self._waiting[call.call_id]
             call.waiting = False
             call.stage = AttemptStage.MESSAGE
@@ -766,7 +772,7 @@ class CampaignEngine:
     def _after(self, t: float, now: datetime, out: list[Action]) -> None:
         """Common tail of every input: route, pace when due, ask for leads."""
         self._route(now, out)
-        if t >= self._next_pace_t:
+        if t + _EPS >= self._next_pace_t:
             self._pace(t, now, out)
         self._need_leads(t, now, out)
 

@@ -1,0 +1,1 @@
+"""Discrete-event simulator that drives the real dialer core in virtual time."""
