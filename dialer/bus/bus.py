@@ -1,0 +1,459 @@
+"""AgentBus: the dialer's side of the agent protocol over MQTT.
+
+    bus = AgentBus("mqtt://dialer:secret@127.0.0.1:1883", prefix="dialer")
+    bus.set_handler(runtime.on_agent_command)  # async (login, cmd) -> None | ProtocolError
+    async with bus:                                # connected and subscribed when this returns
+        await bus.send("alice", StateEvt(state=AgentState.READY))
+        await bus.supervisor({"type": "agent_state", "login": "alice", "state": "ready"})
+
+Incoming: the bus subscribes to `<prefix>/agents/+/cmd`, decodes and validates every payload
+(messages.parse_command) and checks that the payload's login is the topic's login. A bad
+message gets an `error` reply on that agent's `evt` topic and never reaches the handler.
+Good commands are handed to the handler one at a time per agent (so an agent's `ready`
+cannot overtake its `disposition`), concurrently across agents. The handler's verdict is
+sent back: `ack {ref_id}` for None, `error {ref_id, code, message}` for a ProtocolError.
+
+Outgoing: `send` and `supervisor` queue the message and return at once, so the call path
+never waits for the network. A sender task publishes the queue with QoS 1; a message whose
+publish fails stays at the head of the queue and is sent again after the reconnect (at least
+once: agents drop duplicates by `id`). The queues are bounded; when one is full its oldest
+message is dropped and counted in `stats.dropped`.
+
+Connection: reconnects with exponential backoff and jitter. `async with` fails with
+BusError if the first connection cannot be made within `connect_timeout_s`, or at once if the
+broker refuses the credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from pydantic import ValidationError
+
+from dialer.bus.errors import BusError, ErrorCode, ProtocolError
+from dialer.bus.messages import (
+    DIALER_MESSAGE_TYPES,
+    SUPERVISOR_EVENT_TYPES,
+    SUPERVISOR_EVENTS,
+    AckEvt,
+    AgentCommand,
+    DialerMessage,
+    ErrorEvt,
+    SupervisorEvent,
+    parse_command,
+)
+from dialer.bus.topics import Topics
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[str, AgentCommand], Awaitable[ProtocolError | None]]
+
+DEFAULT_URL = "mqtt://127.0.0.1:1883"
+_AUTH_REFUSED = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerAddress:
+    """A parsed broker URL: mqtt://[user[:password]@]host[:port] or mqtts://..."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise BusError(f"MQTT URL {_redact(url)!r} is not valid: {e}") from None
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise BusError(
+                f"MQTT URL {_redact(url)!r}: scheme {parts.scheme!r} is not supported; expected "
+                "mqtt://HOST:PORT or mqtts://HOST:PORT"
+            )
+        if not parts.hostname:
+            raise BusError(f"MQTT URL {_redact(url)!r} has no host")
+        if parts.path not in ("", "/") or parts.query:
+            raise BusError(f"MQTT URL {_redact(url)!r}: unexpected path or query")
+        tls = parts.scheme in ("mqtts", "ssl")
+        return cls(
+            host=parts.hostname,
+            port=port if port is not None else (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _is_auth_refusal(exc: BaseException) -> bool:
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in _AUTH_REFUSED
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters for metrics and tests. Never reset while the bus lives."""
+
+    connected: bool = False
+    connects: int = 0  # successful connections (the first one included)
+    received: int = 0  # payloads received on cmd topics
+    rejected: int = 0  # refused by the bus itself (malformed, wrong login, overloaded)
+    handled: int = 0  # passed to the handler
+    refused: int = 0  # the handler returned or raised a ProtocolError
+    handler_failures: int = 0  # the handler raised something else (logged)
+    published: int = 0  # messages published (agents' evt + supervisor)
+    dropped: int = 0  # dropped because a queue was full
+
+
+_Item = tuple[str, bytes]  # (topic, payload)
+
+
+class AgentBus:
+    """The dialer's MQTT connection for the agent protocol. See the module docstring."""
+
+    def __init__(
+        self,
+        url: str | None,
+        prefix: str = "dialer",
+        dialer_credentials: tuple[str, str] | None = None,
+        *,
+        client_id: str | None = None,
+        connect_timeout_s: float = 10.0,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 10.0,
+        max_outbox: int = 10_000,
+        max_supervisor_outbox: int = 2_000,
+        max_pending_per_agent: int = 100,
+        keepalive_s: int = 30,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.address = BrokerAddress.parse(url or DEFAULT_URL)
+        self._url_shown = _redact(url or DEFAULT_URL)
+        self.topics = Topics(prefix)
+        if dialer_credentials is not None:
+            self._username: str | None = dialer_credentials[0]
+            self._password: str | None = dialer_credentials[1]
+        else:
+            self._username, self._password = self.address.username, self.address.password
+        if not (0 < reconnect_min_s <= reconnect_max_s):
+            raise ValueError("AgentBus: expected 0 < reconnect_min_s <= reconnect_max_s")
+        if min(max_outbox, max_supervisor_outbox, max_pending_per_agent) < 1:
+            raise ValueError("AgentBus: queue sizes must be at least 1")
+        self._client_id = client_id or f"dialer-{random.getrandbits(48):012x}"
+        self._connect_timeout_s = connect_timeout_s
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._max_outbox = max_outbox
+        self._max_sup_outbox = max_supervisor_outbox
+        self._max_pending = max_pending_per_agent
+        self._keepalive_s = keepalive_s
+        self._tls_context = tls_context
+        if self.address.tls and tls_context is None:
+            self._tls_context = ssl.create_default_context()
+
+        self._handler: CommandHandler | None = None
+        self._outbox: collections.deque[_Item] = collections.deque()
+        self._sup_outbox: collections.deque[_Item] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._workers: dict[str, asyncio.Queue[AgentCommand]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._first_connect: asyncio.Future[None] | None = None
+        self._connected = asyncio.Event()
+        self._rng = random.Random()
+        self.stats = BusStats()
+
+    # ------------------------------------------------------------------ public interface
+
+    def set_handler(self, handler: CommandHandler) -> None:
+        """Install the runtime's command handler (before or after `async with`)."""
+        self._handler = handler
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def send(self, login: str, message: DialerMessage) -> None:
+        """Queue `message` for agent `login`'s evt topic; returns without awaiting the network."""
+        if not isinstance(message, DIALER_MESSAGE_TYPES):
+            raise TypeError(
+                f"AgentBus.send: expected a dialer -> agent message (StateEvt, ScreenPopEvt, ...), "
+                f"got {type(message).__name__}"
+            )
+        self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), message.to_json()))
+
+    async def supervisor(self, event: Mapping[str, Any] | SupervisorEvent) -> None:
+        """Queue one event for the supervisor stream.
+
+        `event` is a SupervisorCallEvent / SupervisorAgentEvent or a dict with the same fields
+        (`type` is "call" or "agent_state"; `v`, `id`, `ts` are filled in). A dict that does
+        not fit raises ValueError naming the field: it is a bug in the caller.
+        """
+        if isinstance(event, SUPERVISOR_EVENT_TYPES):
+            model = event
+        elif isinstance(event, Mapping):
+            try:
+                model = SUPERVISOR_EVENTS.validate_python(dict(event), strict=False)
+            except ValidationError as e:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in err['loc'][1:]) or 'event'}: {err['msg']}"
+                    for err in e.errors(include_input=False, include_url=False)
+                )
+                raise ValueError(f"AgentBus.supervisor: invalid event: {problems}") from None
+        else:
+            raise TypeError(
+                f"AgentBus.supervisor: expected a dict or supervisor event, got "
+                f"{type(event).__name__}"
+            )
+        self._enqueue(self._sup_outbox, self._max_sup_outbox,
+                      (self.topics.supervisor, model.to_json()))
+
+    async def __aenter__(self) -> AgentBus:
+        if self._main is not None:
+            raise BusError("AgentBus is already running (it is not reentrant)")
+        loop = asyncio.get_running_loop()
+        self._first_connect = loop.create_future()
+        self._main = asyncio.create_task(self._run(), name="agentbus")
+        try:
+            await asyncio.wait({self._first_connect, self._main}, timeout=self._connect_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await self._stop()
+            raise
+        if self._first_connect.done():
+            if (err := self._first_connect.exception()) is not None:
+                await self._stop()
+                raise err
+            return self
+        failure = self._main.exception() if self._main.done() else None
+        await self._stop()
+        if failure is not None:
+            raise BusError(f"the agent bus failed while connecting: {failure!r}") from failure
+        raise BusError(
+            f"could not connect to the MQTT broker at {self._url_shown} within "
+            f"{self._connect_timeout_s:g} s"
+        )
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _stop(self) -> None:
+        main, self._main = self._main, None
+        if main is not None:
+            main.cancel()
+            (outcome,) = await asyncio.gather(main, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                log.error("agent bus: stopped after a failure: %r", outcome)
+        self._connected.clear()
+        self.stats.connected = False
+
+    def _enqueue(self, box: collections.deque[_Item], limit: int, item: _Item) -> None:
+        if len(box) >= limit:
+            box.popleft()
+            self.stats.dropped += 1
+            log.warning("agent bus: outgoing queue full (%d); dropped the oldest message", limit)
+        box.append(item)
+        self._outbox_ready.set()
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            tg.create_task(self._connection_loop(), name="agentbus-connection")
+
+    async def _connection_loop(self) -> None:
+        delay = self._reconnect_min_s
+        while True:
+            client = aiomqtt.Client(
+                self.address.host,
+                self.address.port,
+                username=self._username,
+                password=self._password,
+                identifier=self._client_id,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=True,
+                keepalive=self._keepalive_s,
+                timeout=10.0,
+                tls_context=self._tls_context,
+                logger=logging.getLogger(f"{__name__}.mqtt"),
+            )
+            try:
+                async with client:
+                    await client.subscribe(self.topics.all_cmd, qos=1)
+                    self._connected.set()
+                    self.stats.connected = True
+                    self.stats.connects += 1
+                    delay = self._reconnect_min_s
+                    log.info("agent bus: connected to %s:%d, listening on %s",
+                             self.address.host, self.address.port, self.topics.all_cmd)
+                    if self._first_connect is not None and not self._first_connect.done():
+                        self._first_connect.set_result(None)
+                    await self._serve(client)
+            except aiomqtt.MqttError as e:
+                if _is_auth_refusal(e):
+                    err = BusError(
+                        f"the MQTT broker at {self.address.host}:{self.address.port} refused "
+                        f"user {self._username!r}: {e}"
+                    )
+                    if self._first_connect is not None and not self._first_connect.done():
+                        self._first_connect.set_exception(err)
+                        return
+                    log.error("agent bus: %s; retrying", err)
+                else:
+                    log.warning("agent bus: connection to %s:%d lost or refused (%s); retrying",
+                                self.address.host, self.address.port, e)
+            finally:
+                self._connected.clear()
+                self.stats.connected = False
+            await asyncio.sleep(self._rng.uniform(delay / 2, delay))
+            delay = min(self._reconnect_max_s, delay * 2)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Receive and send on one connection until it fails (raises MqttError)."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._send_loop(client), name="agentbus-send")
+                tg.create_task(self._receive_loop(client), name="agentbus-receive")
+        except* aiomqtt.MqttError as eg:
+            raise eg.exceptions[0] from None
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._on_message(message.topic.value, message.payload)
+        raise aiomqtt.MqttError("message stream ended")
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._outbox:
+                box = self._outbox  # agents first: a screen pop must not wait behind stats
+            elif self._sup_outbox:
+                box = self._sup_outbox
+            else:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            topic, payload = box.popleft()
+            try:
+                await client.publish(topic, payload, qos=1)
+            except BaseException:
+                box.appendleft((topic, payload))  # resend after the reconnect
+                raise
+            self.stats.published += 1
+
+    def _on_message(self, topic: str, payload: Any) -> None:
+        login = self.topics.login_of_cmd(topic)
+        if login is None:  # not possible with our subscription; never fatal
+            log.debug("agent bus: ignoring message on unexpected topic %r", topic)
+            return
+        self.stats.received += 1
+        if isinstance(payload, str):
+            payload = payload.encode()
+        elif not isinstance(payload, bytes | bytearray):
+            payload = b"" if payload is None else str(payload).encode()
+        try:
+            cmd = parse_command(payload, login)
+        except ProtocolError as e:
+            self._reject(login, e)
+            return
+        queue = self._workers.get(login)
+        if queue is None:
+            queue = asyncio.Queue(maxsize=self._max_pending)
+            self._workers[login] = queue
+            assert self._tg is not None
+            self._tg.create_task(self._agent_worker(login, queue), name=f"agentbus-{login}")
+        try:
+            queue.put_nowait(cmd)
+        except asyncio.QueueFull:
+            self._reject(login, ProtocolError(
+                ErrorCode.OVERLOADED,
+                f"more than {self._max_pending} of your commands are waiting; retry later",
+                ref_id=cmd.id,
+            ))
+
+    def _reject(self, login: str, err: ProtocolError) -> None:
+        self.stats.rejected += 1
+        log.warning("agent bus: rejected a message from agent %s: %s", login, err.code)
+        log.debug("agent bus: rejection detail for %s: %s", login, err.message)
+        self._reply_error(login, err)
+
+    def _reply_error(self, login: str, err: ProtocolError) -> None:
+        reply = ErrorEvt(ref_id=err.ref_id, code=err.code, message=err.message[:1000])
+        self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), reply.to_json()))
+
+    async def _agent_worker(self, login: str, queue: asyncio.Queue[AgentCommand]) -> None:
+        """Run one agent's commands in order; exit when its queue is empty."""
+        try:
+            while not queue.empty():
+                cmd = queue.get_nowait()
+                await self._handle(login, cmd)
+        finally:
+            # no await between the empty check and this: a new command starts a new worker
+            if self._workers.get(login) is queue:
+                del self._workers[login]
+
+    async def _handle(self, login: str, cmd: AgentCommand) -> None:
+        handler = self._handler
+        self.stats.handled += 1
+        if handler is None:
+            result: ProtocolError | None = ProtocolError(
+                ErrorCode.INTERNAL, "the dialer is starting and takes no commands yet; retry")
+        else:
+            try:
+                result = await handler(login, cmd)
+            except ProtocolError as e:
+                result = e
+            except Exception:
+                self.stats.handler_failures += 1
+                log.exception("agent bus: handler failed on %s from agent %s", cmd.type, login)
+                result = ProtocolError(
+                    ErrorCode.INTERNAL,
+                    "the dialer failed while processing this command; it is logged there",
+                )
+        if result is None:
+            reply = AckEvt(ref_id=cmd.id).to_json()
+            self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), reply))
+            return
+        if not isinstance(result, ProtocolError):
+            self.stats.handler_failures += 1
+            log.error("agent bus: handler returned %s for %s; expected None or ProtocolError",
+                      type(result).__name__, cmd.type)
+            result = ProtocolError(
+                ErrorCode.INTERNAL,
+                "the dialer failed while processing this command; it is logged there",
+            )
+        self.stats.refused += 1
+        log.info("agent bus: %s from agent %s refused: %s", cmd.type, login, result.code)
+        self._reply_error(login, ProtocolError(result.code, result.message, ref_id=cmd.id))

@@ -1,0 +1,50 @@
+"""Errors of the agent protocol (sent to agents) and of the bus itself (raised locally)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """The `code` of an `error` message. Agents branch on these; never rename a value."""
+
+    # the message itself is wrong (the bus rejects it before the dialer sees it)
+    MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON, or not a JSON object
+    TOO_LARGE = "too_large"  # payload over the size limit
+    UNSUPPORTED_VERSION = "unsupported_version"  # `v` is not a version this dialer speaks
+    UNKNOWN_TYPE = "unknown_type"  # `type` names no agent command
+    INVALID_MESSAGE = "invalid_message"  # a field is missing, extra or of the wrong form
+    LOGIN_MISMATCH = "login_mismatch"  # payload `login` differs from the topic's login
+    # the dialer refuses it (returned by the runtime's handler)
+    UNKNOWN_AGENT = "unknown_agent"  # no such agent configured
+    NOT_LOGGED_IN = "not_logged_in"  # the command needs a logged-in agent
+    INVALID_STATE = "invalid_state"  # not allowed in the agent's current state
+    NOT_YOUR_ATTEMPT = "not_your_attempt"  # the attempt belongs to another agent
+    UNKNOWN_ATTEMPT = "unknown_attempt"
+    UNKNOWN_LEAD = "unknown_lead"
+    UNKNOWN_DISPOSITION = "unknown_disposition"  # code not in the campaign's catalog
+    NEXT_CONTACT_REQUIRED = "next_contact_required"  # the disposition needs next_contact_at
+    INVALID_NEXT_CONTACT = "invalid_next_contact"  # in the past, or outside allowed bounds
+    ALREADY_DISPOSED = "already_disposed"
+    # the dialer could not process it
+    OVERLOADED = "overloaded"  # too many commands queued for this agent; retry later
+    INTERNAL = "internal"  # a fault in the dialer; logged there, nothing was changed
+
+
+class ProtocolError(Exception):
+    """A command the dialer refuses. The bus sends it to the agent as an `error` message.
+
+    The runtime's command handler returns (or raises) one of these; the message is shown to
+    the agent, so it must be useful to a person and must not contain other people's data.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, ref_id: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = ErrorCode(code)
+        self.message = message
+        #: the offending message's `id`, when it could be read (echoed in the reply)
+        self.ref_id = ref_id
+
+
+class BusError(Exception):
+    """The bus cannot do its job (bad URL, broker refused the credentials, not started)."""
