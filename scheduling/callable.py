@@ -12,8 +12,9 @@ with a reason. Otherwise the answer is the first instant >= max(now, thresholds)
 intersection of the open sets, found by leapfrogging each schedule's `next_open_ts` until they
 agree; it is "never" when nothing within the horizon satisfies them all.
 
-Inside, times are integer UTC seconds; thresholds are rounded up so the answer never falls
-before a rule's real boundary, and an answer equal to `now` returns `now` itself.
+Inside, open sets are integer UTC seconds (every boundary is a whole minute of local time);
+the binding threshold is kept as an exact datetime, so an answer that falls on a threshold (or
+on `now`) is that instant to the microsecond.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class CallingRules:
     #: zone for leads whose zone neither the lead nor the number gives
     default_zone: str | None = None
     horizon_days: int = 400
-    _delay_s: dict[AttemptResult, int] = field(init=False, repr=False, compare=False)
+    _delay_s: dict[AttemptResult, float] = field(init=False, repr=False, compare=False)
     _retry_caps: tuple[AttemptCap, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -131,7 +132,7 @@ class CallingRules:
             raise CalendarError(f"horizon_days must be >= 1, got {self.horizon_days}")
         if self.retry.max_attempts < 1:
             raise CalendarError(f"max_attempts must be >= 1, got {self.retry.max_attempts}")
-        delays = {r: math.ceil(d.total_seconds()) for r, d in self.retry.delays.items()}
+        delays = {r: d.total_seconds() for r, d in self.retry.delays.items()}
         if any(v < 0 for v in delays.values()):
             raise CalendarError(f"retry delays must be >= 0: {self.retry.delays}")
         object.__setattr__(self, "_delay_s", delays)
@@ -148,10 +149,6 @@ class CallingRules:
         return self.window
 
 
-def _ceil_ts(at: datetime) -> int:
-    return math.ceil(at.timestamp())
-
-
 def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Callability:
     """The earliest instant >= now at which every rule holds for `lead`, or never + reason."""
     if lead.dnc:
@@ -161,42 +158,51 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
     if lead.attempts >= rules.retry.max_attempts:
         return Callability(None, NeverReason.MAX_ATTEMPTS)
 
-    t0 = to_ts(now)
-    t = t0
+    # Thresholds are compared as float seconds but the binding one is kept as an exact
+    # datetime, so an answer that lands on a threshold is that instant to the microsecond.
+    if now.tzinfo is None:
+        to_ts(now)  # raises: naive datetimes are refused
+    best_f = now.timestamp()
+    best: datetime = now
     gate = Gate.NOW
     if lead.last_attempt_at is not None and lead.last_result is not None:
-        x = _ceil_ts(lead.last_attempt_at) + rules._delay_s.get(lead.last_result, 0)
-        if x > t:
-            t, gate = x, Gate.RETRY_DELAY
+        delay = rules._delay_s.get(lead.last_result, 0)
+        x = lead.last_attempt_at.timestamp() + delay
+        if x > best_f:
+            best_f, gate = x, Gate.RETRY_DELAY
+            best = lead.last_attempt_at + rules.retry.delay_after(lead.last_result)
     if lead.last_abandoned_at is not None:
-        x = _ceil_ts(lead.last_abandoned_at + rules.abandon_lockout)
-        if x > t:
-            t, gate = x, Gate.ABANDON_LOCKOUT
+        lock = lead.last_abandoned_at + rules.abandon_lockout
+        x = lock.timestamp()
+        if x > best_f:
+            best_f, best, gate = x, lock, Gate.ABANDON_LOCKOUT
     if lead.callback_at is not None:
-        x = _ceil_ts(lead.callback_at)
-        if x > t:
-            t, gate = x, Gate.CALLBACK
+        x = lead.callback_at.timestamp()
+        if x > best_f:
+            best_f, best, gate = x, lead.callback_at, Gate.CALLBACK
     if lead.next_contact_at is not None:
-        x = _ceil_ts(lead.next_contact_at)
-        if x > t:
-            t, gate = x, Gate.NEXT_CONTACT
+        x = lead.next_contact_at.timestamp()
+        if x > best_f:
+            best_f, best, gate = x, lead.next_contact_at, Gate.NEXT_CONTACT
 
     window = rules.window_for(lead)
     if lead.refused_at is not None and window.refusal_cooldown is not None:
-        x = _ceil_ts(lead.refused_at + window.refusal_cooldown)
-        if x > t:
-            t, gate = x, Gate.REFUSAL_COOLDOWN
+        until = lead.refused_at + window.refusal_cooldown
+        x = until.timestamp()
+        if x > best_f:
+            best_f, best, gate = x, until, Gate.REFUSAL_COOLDOWN
     if lead.recent_attempts:
         caps = rules._retry_caps + window.attempt_caps
         if caps:
-            times = sorted(_ceil_ts(a) for a in lead.recent_attempts)
+            times = sorted(lead.recent_attempts)
             k = len(times)
             for cap in caps:
                 if k >= cap.max_attempts:
                     # the attempt that must leave the rolling period before one more is allowed
-                    x = times[k - cap.max_attempts] + math.ceil(cap.period.total_seconds())
-                    if x > t:
-                        t, gate = x, Gate.ATTEMPT_CAP
+                    free = times[k - cap.max_attempts] + cap.period
+                    x = free.timestamp()
+                    if x > best_f:
+                        best_f, best, gate = x, free, Gate.ATTEMPT_CAP
 
     zones = candidate_zones(lead.timezone, lead.phone_e164, rules.default_zone)
     if not zones:
@@ -208,6 +214,9 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
     for z in zones:
         scheds.append((window.in_zone(z), Gate.CALLEE_WINDOW))
 
+    # Open sets are whole seconds, so the second holding `best` decides whether it is open.
+    t0 = math.floor(best_f)
+    t = t0
     limit = t + rules.horizon_days * _DAY
     horizon = rules.horizon_days
     while True:
@@ -223,5 +232,5 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
         if t > limit:
             return Callability(None, NeverReason.NO_OPEN_TIME)
     if t == t0:
-        return Callability(now.astimezone(UTC), None, gate)
+        return Callability(best.astimezone(UTC), None, gate)
     return Callability(from_ts(t), None, gate)

@@ -1,0 +1,232 @@
+"""The daily plan: per campaign and agent, the contacts due that day in priority order.
+
+domain.md: "Morning: the day's plan. The list of customers due today (callbacks agreed
+earlier, next-contact dates that fell due), put in priority order: hot leads and customers
+with complaints or problems first." The plan is stored (daily_plans / daily_plan_items) and
+its size is the "planned" figure of the end-of-day report.
+
+What is due on local day D of the campaign's zone:
+* a pending callback due before the end of D -> reason "callback"; an agent-owned one goes
+  to its agent's plan, a campaign callback to the shared plan;
+* a dialable lead whose cached `next_call_at` (the hopper's copy of `next_callable_at`) falls
+  before the end of D -> reason "hot" (status HOT), "complaint" (open complaint) or "due".
+  A lead owned by an agent (`owner_agent_id`) goes to that agent's plan, others to the shared
+  plan (agent NULL), which the campaign's agents work through the hopper.
+Order: callbacks (by due time), hot, complaints, then the rest (priority high first, then
+earliest due). Rebuilding a day replaces it (idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Callback, Campaign, DailyPlan, DailyPlanItem, DncEntry, Lead
+from dialer.domain import DIALABLE_STATUSES, CallbackScope, LeadStatus
+from scheduling.days import local_day_bounds
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PlanEntry", "PlanSummary", "build_daily_plan", "load_plan", "order_plan"]
+
+Sessions = async_sessionmaker[AsyncSession]
+
+#: reason codes stored on DailyPlanItem.reason, in priority order
+REASON_ORDER: dict[str, int] = {"callback": 0, "hot": 1, "complaint": 2, "due": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEntry:
+    lead_id: int
+    agent_id: int | None
+    reason: str
+    due_at: datetime | None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    campaign_id: int
+    agent_id: int | None
+    plan_date: date
+    size: int
+
+
+def order_plan(entries: list[PlanEntry]) -> list[PlanEntry]:
+    """Priority order (pure): callbacks by due time, hot, complaints, rest by priority/due."""
+    far = datetime.max.replace(tzinfo=None)
+
+    def key(e: PlanEntry) -> tuple:
+        due = e.due_at.replace(tzinfo=None) if e.due_at is not None else far
+        if e.reason == "callback":
+            return (0, due, e.lead_id)
+        return (REASON_ORDER[e.reason], -e.priority, due, e.lead_id)
+
+    return sorted(entries, key=key)
+
+
+async def _due_entries(
+    s: AsyncSession, campaign_id: int, day_end: datetime
+) -> list[PlanEntry]:
+    dnc = select(DncEntry.phone_e164)
+    cb_rows = (
+        await s.execute(
+            select(Callback, Lead)
+            .join(Lead, Lead.id == Callback.lead_id)
+            .where(
+                Callback.campaign_id == campaign_id,
+                Callback.status == "pending",
+                Callback.due_at < day_end,
+                Lead.status.in_(DIALABLE_STATUSES),
+                Lead.phone_e164.not_in(dnc),
+            )
+            .order_by(Callback.due_at)
+        )
+    ).all()
+    entries: list[PlanEntry] = []
+    with_callback: set[int] = set()
+    for cb, lead in cb_rows:
+        if lead.id in with_callback:
+            continue  # one plan line per lead: its earliest callback
+        with_callback.add(lead.id)
+        agent = cb.owner_agent_id if cb.scope is CallbackScope.AGENT else None
+        entries.append(PlanEntry(lead.id, agent, "callback", cb.due_at, lead.priority))
+
+    lead_rows = (
+        await s.execute(
+            select(Lead).where(
+                Lead.campaign_id == campaign_id,
+                Lead.status.in_(DIALABLE_STATUSES),
+                Lead.next_call_at.is_not(None),
+                Lead.next_call_at < day_end,
+                Lead.phone_e164.not_in(dnc),
+            )
+        )
+    ).scalars()
+    for lead in lead_rows:
+        if lead.id in with_callback:
+            continue
+        if lead.status is LeadStatus.HOT:
+            reason = "hot"
+        elif lead.has_open_complaint:
+            reason = "complaint"
+        else:
+            reason = "due"
+        entries.append(
+            PlanEntry(lead.id, lead.owner_agent_id, reason, lead.next_call_at, lead.priority)
+        )
+    return entries
+
+
+async def build_daily_plan(
+    sessions: Sessions, *, campaign_id: int, plan_date: date, now: datetime
+) -> list[PlanSummary]:
+    """Build (or rebuild) campaign `campaign_id`'s plan for local day `plan_date`.
+
+    Returns one summary per stored plan: one per agent with entries, plus the shared plan
+    (agent None), which is always stored so "the plan for this day was built" is visible even
+    when nothing is due.
+    """
+    async with sessions.begin() as s:
+        campaign = await s.get(Campaign, campaign_id)
+        if campaign is None:
+            raise LookupError(f"campaign {campaign_id} does not exist")
+        _, day_end = local_day_bounds(plan_date, campaign.timezone)
+        entries = await _due_entries(s, campaign_id, day_end)
+        by_agent: dict[int | None, list[PlanEntry]] = defaultdict(list)
+        by_agent[None] = []
+        for e in entries:
+            by_agent[e.agent_id].append(e)
+        old = select(DailyPlan.id).where(
+            DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
+        )
+        # items first: do not rely on ON DELETE CASCADE being enforced (SQLite pragma)
+        await s.execute(delete(DailyPlanItem).where(DailyPlanItem.plan_id.in_(old)))
+        await s.execute(
+            delete(DailyPlan).where(
+                DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
+            )
+        )
+        summaries = []
+        order = sorted(by_agent.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))
+        for agent_id, items in order:
+            ordered = order_plan(items)
+            plan = DailyPlan(
+                campaign_id=campaign_id,
+                agent_id=agent_id,
+                plan_date=plan_date,
+                size=len(ordered),
+                built_at=now,
+            )
+            plan.items = [
+                DailyPlanItem(lead_id=e.lead_id, position=i, reason=e.reason, due_at=e.due_at)
+                for i, e in enumerate(ordered)
+            ]
+            s.add(plan)
+            summaries.append(PlanSummary(campaign_id, agent_id, plan_date, len(ordered)))
+    log.info(
+        "campaign %s: daily plan for %s built, %d entries in %d plans",
+        campaign_id, plan_date, sum(p.size for p in summaries), len(summaries),
+    )
+    return summaries
+
+
+async def plan_exists(sessions: Sessions, *, campaign_id: int, plan_date: date) -> bool:
+    async with sessions() as s:
+        got = await s.execute(
+            select(DailyPlan.id)
+            .where(DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date)
+            .limit(1)
+        )
+        return got.first() is not None
+
+
+async def load_plan(
+    sessions: Sessions,
+    *,
+    campaign_id: int,
+    plan_date: date,
+    agent_id: int | None = None,
+    shared: bool | None = None,
+) -> list[tuple[DailyPlan, list[DailyPlanItem]]]:
+    """Stored plans of a day: all, one agent's (`agent_id`), or only the shared one."""
+    async with sessions() as s:
+        q = select(DailyPlan).where(
+            DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
+        )
+        if agent_id is not None:
+            q = q.where(DailyPlan.agent_id == agent_id)
+        elif shared:
+            q = q.where(DailyPlan.agent_id.is_(None))
+        plans = list((await s.execute(q.order_by(DailyPlan.agent_id))).scalars())
+        out = []
+        for p in plans:
+            items = list(
+                (
+                    await s.execute(
+                        select(DailyPlanItem)
+                        .where(DailyPlanItem.plan_id == p.id)
+                        .order_by(DailyPlanItem.position)
+                    )
+                ).scalars()
+            )
+            out.append((p, items))
+        return out
+
+
+async def planned_counts(
+    sessions: Sessions, *, campaign_id: int, plan_date: date
+) -> dict[int | None, int]:
+    """Plan sizes per agent (None = shared plan): the report's "planned" figure."""
+    async with sessions() as s:
+        rows = await s.execute(
+            select(DailyPlan.agent_id, DailyPlan.size).where(
+                DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
+            )
+        )
+        return {a: int(n) for a, n in rows.all()}

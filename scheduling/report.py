@@ -1,0 +1,259 @@
+"""The end-of-day primary report (domain.md): per campaign and agent, what the day produced.
+
+Figures for local day D (campaign zone), all recomputed from stored rows:
+* planned - the size of the agent's daily plan for D (the shared plan for agent None);
+* called - attempts started on D handled by the agent (agent None: the dialer's attempts that
+  never reached an agent: no answer, busy, machine, abandoned ...);
+* reached - connected attempts whose disposition says a person was reached (a connected call
+  without a disposition counts as reached);
+* meetings / contracts - dispositions flagged meeting / contract in the campaign's catalog;
+* callbacks - callbacks created from the agent's attempts of D;
+* talk_s - total talk seconds.
+The report is stored in daily_reports (rebuilding a day replaces it) and written as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Agent, Attempt, Callback, Campaign, DailyReport
+from dialer.domain import DEFAULT_DISPOSITIONS, AttemptResult
+from scheduling.days import local_day_bounds
+from scheduling.plan import planned_counts
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportRow", "build_day_report", "load_day_report", "report_exists", "write_csv"]
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportRow:
+    report_date: date
+    campaign_id: int
+    campaign: str
+    agent_id: int | None
+    agent: str  # agent login ("" for the dialer's own row); never a lead's name or number
+    planned: int = 0
+    called: int = 0
+    reached: int = 0
+    meetings: int = 0
+    contracts: int = 0
+    callbacks: int = 0
+    talk_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Flags:
+    reached: bool
+    meeting: bool
+    contract: bool
+
+
+def _catalog(campaign: Campaign) -> dict[str, _Flags]:
+    """Disposition code -> report flags, from the campaign's catalog or the default one."""
+    specs: Iterable[Any] = campaign.dispositions or [
+        {"code": d.code, "reached": d.reached, "meeting": d.meeting, "contract": d.contract}
+        for d in DEFAULT_DISPOSITIONS
+    ]
+    out: dict[str, _Flags] = {}
+    for spec in specs:
+        if not isinstance(spec, dict) or "code" not in spec:
+            raise ValueError(f"campaign {campaign.name!r}: disposition entry without a code: {spec!r}")
+        out[str(spec["code"])] = _Flags(
+            bool(spec.get("reached", True)),
+            bool(spec.get("meeting", False)),
+            bool(spec.get("contract", False)),
+        )
+    return out
+
+
+async def _compute(
+    s: AsyncSession, campaign: Campaign, day: date, planned: dict[int | None, int]
+) -> list[ReportRow]:
+    start, end = local_day_bounds(day, campaign.timezone)
+    catalog = _catalog(campaign)
+    attempts = (
+        await s.execute(
+            select(
+                Attempt.id, Attempt.agent_id, Attempt.result, Attempt.disposition, Attempt.talk_s
+            ).where(
+                Attempt.campaign_id == campaign.id,
+                Attempt.created_at >= start,
+                Attempt.created_at < end,
+            )
+        )
+    ).all()
+    acc: dict[int | None, dict[str, float]] = defaultdict(
+        lambda: dict.fromkeys(("called", "reached", "meetings", "contracts", "callbacks", "talk_s"), 0)
+    )
+    agent_of: dict[int, int | None] = {}
+    for att_id, agent_id, result, disposition, talk_s in attempts:
+        agent_of[att_id] = agent_id
+        a = acc[agent_id]
+        a["called"] += 1
+        flags = catalog.get(disposition) if disposition else None
+        if disposition and flags is None:
+            log.warning("campaign %s: attempt %s has unknown disposition %r", campaign.id,
+                        att_id, disposition)
+        if result is AttemptResult.CONNECTED and (flags is None or flags.reached):
+            a["reached"] += 1
+        if flags is not None and flags.meeting:
+            a["meetings"] += 1
+        if flags is not None and flags.contract:
+            a["contracts"] += 1
+        a["talk_s"] += float(talk_s or 0.0)
+    if agent_of:
+        cb_rows = await s.execute(
+            select(Callback.attempt_id, func.count())
+            .where(Callback.campaign_id == campaign.id, Callback.attempt_id.in_(list(agent_of)))
+            .group_by(Callback.attempt_id)
+        )
+        for att_id, n in cb_rows.all():
+            acc[agent_of[att_id]]["callbacks"] += int(n)
+
+    agent_ids = {a for a in set(acc) | set(planned) if a is not None}
+    logins: dict[int, str] = {}
+    if agent_ids:
+        logins = dict(
+            (await s.execute(select(Agent.id, Agent.login).where(Agent.id.in_(agent_ids)))).all()
+        )
+    rows = []
+    for agent_id in sorted(set(acc) | set(planned) | {None}, key=lambda a: (a is not None, a or 0)):
+        a = acc.get(agent_id) or dict.fromkeys(
+            ("called", "reached", "meetings", "contracts", "callbacks", "talk_s"), 0
+        )
+        rows.append(
+            ReportRow(
+                report_date=day,
+                campaign_id=campaign.id,
+                campaign=campaign.name,
+                agent_id=agent_id,
+                agent=logins.get(agent_id, "") if agent_id is not None else "",
+                planned=planned.get(agent_id, 0),
+                called=int(a["called"]),
+                reached=int(a["reached"]),
+                meetings=int(a["meetings"]),
+                contracts=int(a["contracts"]),
+                callbacks=int(a["callbacks"]),
+                talk_s=round(float(a["talk_s"]), 3),
+            )
+        )
+    return rows
+
+
+async def build_day_report(
+    sessions: Sessions, *, campaign_id: int, report_date: date, now: datetime
+) -> list[ReportRow]:
+    """Compute and store (replacing) the report of `campaign_id` for local day `report_date`."""
+    planned = await planned_counts(sessions, campaign_id=campaign_id, plan_date=report_date)
+    async with sessions.begin() as s:
+        campaign = await s.get(Campaign, campaign_id)
+        if campaign is None:
+            raise LookupError(f"campaign {campaign_id} does not exist")
+        rows = await _compute(s, campaign, report_date, planned)
+        await s.execute(
+            delete(DailyReport).where(
+                DailyReport.campaign_id == campaign_id, DailyReport.report_date == report_date
+            )
+        )
+        for r in rows:
+            s.add(
+                DailyReport(
+                    report_date=r.report_date,
+                    campaign_id=r.campaign_id,
+                    agent_id=r.agent_id,
+                    planned=r.planned,
+                    called=r.called,
+                    reached=r.reached,
+                    meetings=r.meetings,
+                    contracts=r.contracts,
+                    callbacks=r.callbacks,
+                    talk_s=r.talk_s,
+                    created_at=now,
+                )
+            )
+    log.info("campaign %s: report for %s written, %d rows", campaign_id, report_date, len(rows))
+    return rows
+
+
+async def report_exists(sessions: Sessions, *, campaign_id: int, report_date: date) -> bool:
+    async with sessions() as s:
+        got = await s.execute(
+            select(DailyReport.id)
+            .where(DailyReport.campaign_id == campaign_id, DailyReport.report_date == report_date)
+            .limit(1)
+        )
+        return got.first() is not None
+
+
+async def load_day_report(
+    sessions: Sessions, *, report_date: date, campaign_id: int | None = None
+) -> list[ReportRow]:
+    """Stored report rows of a day (all campaigns unless `campaign_id`), agents by login."""
+    async with sessions() as s:
+        q = (
+            select(DailyReport, Campaign.name, Agent.login)
+            .join(Campaign, Campaign.id == DailyReport.campaign_id)
+            .outerjoin(Agent, Agent.id == DailyReport.agent_id)
+            .where(DailyReport.report_date == report_date)
+        )
+        if campaign_id is not None:
+            q = q.where(DailyReport.campaign_id == campaign_id)
+        out = [
+            ReportRow(
+                report_date=r.report_date,
+                campaign_id=r.campaign_id,
+                campaign=cname,
+                agent_id=r.agent_id,
+                agent=login or "",
+                planned=r.planned,
+                called=r.called,
+                reached=r.reached,
+                meetings=r.meetings,
+                contracts=r.contracts,
+                callbacks=r.callbacks,
+                talk_s=r.talk_s,
+            )
+            for r, cname, login in (await s.execute(q)).all()
+        ]
+    out.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
+    return out
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow))
+
+
+def write_csv(rows: Iterable[ReportRow], out: Path | TextIO) -> int:
+    """Write rows as CSV with a header; returns the number of data rows."""
+    if isinstance(out, Path):
+        with out.open("w", newline="", encoding="utf-8") as f:
+            return write_csv(rows, f)
+    w = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS))
+    w.writeheader()
+    n = 0
+    for r in rows:
+        d = asdict(r)
+        d["report_date"] = r.report_date.isoformat()
+        d["agent_id"] = "" if r.agent_id is None else r.agent_id
+        w.writerow(d)
+        n += 1
+    return n
+
+
+def csv_text(rows: Iterable[ReportRow]) -> str:
+    buf = io.StringIO()
+    write_csv(rows, buf)
+    return buf.getvalue()

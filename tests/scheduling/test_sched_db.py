@@ -1,0 +1,302 @@
+"""Daily plan, end-of-day report and jobs on real SQLite and PostgreSQL (db_url fixture).
+
+A hand-made day of attempts in Riga (UTC+2 in November) with two agents; jobs are driven with
+an explicit `now` (no sleeping); two SchedulingJobs instances stand for two dialer processes
+sharing one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.models import (
+    AbandonRollup,
+    Agent,
+    Attempt,
+    Callback,
+    Campaign,
+    Company,
+    DailyReport,
+    DncEntry,
+    JobLease,
+    Lead,
+)
+from db.session import session_factory
+from dialer.domain import AttemptResult, CallbackScope, DialMode, LeadStatus
+from scheduling.callbacks import CallbackReminder
+from scheduling.jobs import JobHooks, SchedulingJobs, build_scheduler, try_lease
+from scheduling.plan import build_daily_plan, load_plan
+from scheduling.report import build_day_report, load_day_report, write_csv
+
+DAY = date(2026, 11, 23)  # a Monday
+
+
+def utc(*a: int) -> datetime:
+    return datetime(*a, tzinfo=UTC)
+
+
+async def _seed(engine: AsyncEngine) -> dict[str, int]:
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        company = Company(
+            name="Riga office", timezone="Europe/Riga",
+            weekly_hours={d: [["09:00", "12:00"], ["13:00", "18:00"]]
+                          for d in ("mon", "tue", "wed", "thu", "fri")},
+            holiday_country="LV",
+        )
+        s.add(company)
+        await s.flush()
+        camp = Campaign(name="riga", caller_id="+37167000000", timezone="Europe/Riga",
+                        company_id=company.id, active=False, callback_grace_s=900)
+        alice = Agent(login="alice", sip_uri="sip:alice@127.0.0.1")
+        bob = Agent(login="bob", sip_uri="sip:bob@127.0.0.1")
+        s.add_all([camp, alice, bob])
+        await s.flush()
+        ids = {"campaign": camp.id, "alice": alice.id, "bob": bob.id, "company": company.id}
+
+        def lead(n: int, **kw: object) -> Lead:
+            row = Lead(campaign_id=camp.id, phone_e164=f"+3712000{n:04d}", **kw)
+            s.add(row)
+            return row
+
+        due = utc(2026, 11, 23, 9)
+        leads = {
+            "cb_alice": lead(1, status=LeadStatus.HOT, next_call_at=due),
+            "cb_campaign": lead(2, next_call_at=due),
+            "hot": lead(3, status=LeadStatus.HOT, next_call_at=due, priority=1),
+            "complaint": lead(4, status=LeadStatus.SERVED, has_open_complaint=True,
+                              next_call_at=due),
+            "rest_hi": lead(5, next_call_at=due, priority=5),
+            "rest_lo": lead(6, next_call_at=utc(2026, 11, 23, 8)),
+            "owned_bob": lead(7, next_call_at=due, owner_agent_id=bob.id),
+            "tomorrow": lead(8, next_call_at=utc(2026, 11, 23, 22, 30)),  # 00:30 local on the 24th
+            "never": lead(9, next_call_at=None, never_reason="max_attempts"),
+            "dnc": lead(10, next_call_at=due),
+            "done": lead(11, status=LeadStatus.DONE, next_call_at=due),
+        }
+        s.add(DncEntry(phone_e164="+37120000010", source="internal"))
+        await s.flush()
+        ids.update({k: v.id for k, v in leads.items()})
+        s.add(Callback(campaign_id=camp.id, lead_id=leads["cb_alice"].id,
+                       scope=CallbackScope.AGENT, owner_agent_id=alice.id,
+                       due_at=utc(2026, 11, 23, 12), timezone="Europe/Riga"))
+        s.add(Callback(campaign_id=camp.id, lead_id=leads["cb_campaign"].id,
+                       scope=CallbackScope.CAMPAIGN, due_at=utc(2026, 11, 23, 8),
+                       timezone="Europe/Riga"))
+    return ids
+
+
+async def test_daily_plan_priority_order_and_split(db_engine: AsyncEngine) -> None:
+    ids = await _seed(db_engine)
+    sessions = session_factory(db_engine)
+    now = utc(2026, 11, 23, 4)  # 06:00 Riga
+    summaries = await build_daily_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY,
+                                       now=now)
+    sizes = {p.agent_id: p.size for p in summaries}
+    assert sizes == {None: 5, ids["alice"]: 1, ids["bob"]: 1}
+    plans = await load_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY, shared=True)
+    (_, items), = plans
+    assert [(i.lead_id, i.reason) for i in items] == [
+        (ids["cb_campaign"], "callback"),
+        (ids["hot"], "hot"),
+        (ids["complaint"], "complaint"),
+        (ids["rest_hi"], "due"),  # higher priority first
+        (ids["rest_lo"], "due"),
+    ]
+    (_, alice_items), = await load_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY,
+                                        agent_id=ids["alice"])
+    assert [(i.lead_id, i.reason) for i in alice_items] == [(ids["cb_alice"], "callback")]
+    # rebuilding replaces, never duplicates
+    await build_daily_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY, now=now)
+    all_plans = await load_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY)
+    assert sum(len(items) for _, items in all_plans) == 7
+
+
+async def _day_of_attempts(engine: AsyncEngine, ids: dict[str, int]) -> None:
+    sessions = session_factory(engine)
+    cid = ids["campaign"]
+    async with sessions.begin() as s:
+        def att(lead: str, at: datetime, result: AttemptResult, agent: str | None = None,
+                disposition: str | None = None, talk: float | None = None) -> Attempt:
+            row = Attempt(campaign_id=cid, lead_id=ids[lead], phone_e164="+37120000000",
+                          dial_mode=DialMode.PREDICTIVE, created_at=at, result=result,
+                          agent_id=ids[agent] if agent else None, disposition=disposition,
+                          talk_s=talk)
+            s.add(row)
+            return row
+
+        # alice: 4 calls, 3 reached (one "not_reached" disposition), 1 meeting, 1 contract
+        att("cb_alice", utc(2026, 11, 23, 7, 5), AttemptResult.CONNECTED, "alice",
+            "meeting_set", 240.0)
+        att("hot", utc(2026, 11, 23, 8), AttemptResult.CONNECTED, "alice", "contract", 300.5)
+        att("complaint", utc(2026, 11, 23, 9), AttemptResult.CONNECTED, "alice",
+            "not_reached", 20.0)
+        cb_att = att("rest_hi", utc(2026, 11, 23, 10), AttemptResult.CONNECTED, "alice",
+                     "callback", 95.0)
+        # bob: 1 call at 23:59 local (21:59 UTC) still counts for the 23rd
+        att("owned_bob", utc(2026, 11, 23, 21, 59), AttemptResult.CONNECTED, "bob",
+            "no_need", 60.0)
+        # the dialer's own: no answer, busy, abandoned (no agent)
+        att("rest_lo", utc(2026, 11, 23, 11), AttemptResult.NO_ANSWER)
+        att("rest_lo", utc(2026, 11, 23, 12), AttemptResult.BUSY)
+        att("rest_lo", utc(2026, 11, 23, 13), AttemptResult.ABANDONED)
+        # outside the local day: 23:30 UTC on the 22nd = 01:30 on the 23rd counts; 22:00 UTC
+        # on the 23rd = 00:00 on the 24th does not
+        att("hot", utc(2026, 11, 22, 23, 30), AttemptResult.NO_ANSWER)
+        att("hot", utc(2026, 11, 23, 22, 0), AttemptResult.CONNECTED, "bob", "contract", 10.0)
+        await s.flush()
+        s.add(Callback(campaign_id=cid, lead_id=ids["rest_hi"], scope=CallbackScope.AGENT,
+                       owner_agent_id=ids["alice"], due_at=utc(2026, 11, 25, 9),
+                       attempt_id=cb_att.id))
+
+
+async def test_end_of_day_report_from_a_hand_made_day(db_engine: AsyncEngine) -> None:
+    ids = await _seed(db_engine)
+    sessions = session_factory(db_engine)
+    await build_daily_plan(sessions, campaign_id=ids["campaign"], plan_date=DAY,
+                           now=utc(2026, 11, 23, 4))
+    await _day_of_attempts(db_engine, ids)
+    rows = await build_day_report(sessions, campaign_id=ids["campaign"], report_date=DAY,
+                                  now=utc(2026, 11, 23, 19, 30))
+    got = {r.agent: (r.planned, r.called, r.reached, r.meetings, r.contracts, r.callbacks,
+                     r.talk_s) for r in rows}
+    assert got == {
+        "": (5, 4, 0, 0, 0, 0, 0.0),
+        "alice": (1, 4, 3, 1, 1, 1, 655.5),
+        "bob": (1, 1, 1, 0, 0, 0, 60.0),
+    }
+    # stored, replaced on rebuild, read back in the same shape
+    await build_day_report(sessions, campaign_id=ids["campaign"], report_date=DAY,
+                           now=utc(2026, 11, 23, 20))
+    async with sessions() as s:
+        n = len((await s.execute(select(DailyReport))).scalars().all())
+    assert n == 3
+    stored = await load_day_report(sessions, report_date=DAY)
+    assert [(r.agent, r.called, r.talk_s) for r in stored] == [
+        ("", 4, 0.0), ("alice", 4, 655.5), ("bob", 1, 60.0)
+    ]
+    buf = io.StringIO()
+    assert write_csv(stored, buf) == 3
+    parsed = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert parsed[1]["agent"] == "alice" and parsed[1]["meetings"] == "1"
+    assert parsed[0]["agent_id"] == "" and parsed[0]["report_date"] == "2026-11-23"
+
+
+async def test_lease_one_runner_per_occurrence(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    now = utc(2026, 11, 23, 10)
+    ttl = timedelta(minutes=5)
+
+    async def take(holder: str, occ: str, at: datetime = now) -> bool:
+        return await try_lease(sessions, name="job", occurrence=occ, holder=holder, now=at,
+                               ttl=ttl)
+
+    # many processes race for the very first occurrence: exactly one wins
+    wins = await asyncio.gather(*(take(f"p{i}", "2026-11-23T10:00:00Z") for i in range(6)))
+    assert sum(wins) == 1
+    assert not await take("late", "2026-11-23T10:00:00Z")
+    # a newer occurrence is taken; an older one is never re-run by a late process
+    assert await take("p1", "2026-11-23T10:05:00Z")
+    assert not await take("p2", "2026-11-23T10:00:00Z")
+    # an unfinished lease (runner died) can be taken again after it expires
+    assert not await take("p3", "2026-11-23T10:05:00Z", now + timedelta(minutes=4))
+    assert await take("p3", "2026-11-23T10:05:00Z", now + timedelta(minutes=6))
+    async with sessions() as s:
+        lease = await s.get(JobLease, "job")
+        assert lease is not None and lease.holder == "p3"
+
+
+async def test_jobs_with_a_controllable_clock_two_processes(db_engine: AsyncEngine) -> None:
+    ids = await _seed(db_engine)
+    sessions = session_factory(db_engine)
+    opened: list[int] = []
+    closed: list[int] = []
+    reminders: list[CallbackReminder] = []
+
+    async def on_open(cid: int) -> None:
+        opened.append(cid)
+
+    async def on_close(cid: int) -> None:
+        closed.append(cid)
+
+    async def on_reminder(r: CallbackReminder) -> None:
+        reminders.append(r)
+
+    hooks = JobHooks(open_dialing=on_open, close_dialing=on_close, callback_reminder=on_reminder)
+    clock_now = [utc(2026, 11, 23, 6, 59)]
+    a = SchedulingJobs(sessions, holder="proc-a", hooks=hooks, clock=lambda: clock_now[0])
+    b = SchedulingJobs(sessions, holder="proc-b", hooks=hooks, clock=lambda: clock_now[0])
+    cid = ids["campaign"]
+
+    # 08:59 Riga: closed and inactive, nothing to do; the next edge is 09:00 local
+    r = await a.dialing_edges_job(clock_now[0])
+    assert r.ran and r.detail == {"opened": [], "closed": []}
+    assert await a.next_edge(clock_now[0]) == utc(2026, 11, 23, 7)
+    # at the edge both processes fire; one opens the campaign, the hook runs once
+    t = utc(2026, 11, 23, 7, 0, 1)
+    runs = await asyncio.gather(a.dialing_edges_job(t), b.dialing_edges_job(t))
+    assert sorted(x.ran for x in runs) == [False, True]
+    assert opened == [cid] and closed == []
+    # lunch (12:00 local = 10:00 UTC) closes it
+    await b.dialing_edges_job(utc(2026, 11, 23, 10, 0, 1))
+    assert closed == [cid]
+    async with sessions() as s:
+        camp = await s.get(Campaign, cid)
+        assert camp is not None and camp.active is False
+
+    # plans: not before 06:00 local; then once, by one process
+    assert await a.daily_plans_job(utc(2026, 11, 23, 3, 59)) == []
+    runs_a, runs_b = await asyncio.gather(a.daily_plans_job(utc(2026, 11, 23, 4, 1)),
+                                          b.daily_plans_job(utc(2026, 11, 23, 4, 1)))
+    ran = [x for x in runs_a + runs_b if x.ran]
+    assert len(ran) == 1 and ran[0].detail["planned"] == 7
+    assert await a.daily_plans_job(utc(2026, 11, 23, 4, 6)) == []  # already built
+
+    # reports at 21:30 local (19:30 UTC)
+    assert await a.daily_reports_job(utc(2026, 11, 23, 19, 29)) == []
+    (rep,) = await b.daily_reports_job(utc(2026, 11, 23, 19, 31))
+    assert rep.ran and rep.detail["rows"] == 3
+
+    # callback reminder: alice's callback is due 12:00 UTC, reminded from 11:50, once
+    assert (await a.callback_reminders_job(utc(2026, 11, 23, 11, 49))).detail == {"sent": []}
+    r1, r2 = await asyncio.gather(a.callback_reminders_job(utc(2026, 11, 23, 11, 50)),
+                                  b.callback_reminders_job(utc(2026, 11, 23, 11, 50)))
+    await a.callback_reminders_job(utc(2026, 11, 23, 11, 51))
+    assert [(x.agent_id, x.lead_id) for x in reminders] == [(ids["alice"], ids["cb_alice"])]
+
+    # abandon rollup and claim expiry
+    await _day_of_attempts(db_engine, ids)
+    async with sessions.begin() as s:
+        for att in (await s.execute(select(Attempt))).scalars():
+            if att.result in (AttemptResult.CONNECTED, AttemptResult.ABANDONED):
+                att.answered_at = att.created_at
+        lead = await s.get(Lead, ids["rest_lo"])
+        assert lead is not None
+        lead.claimed_by, lead.claimed_until = "proc-x", utc(2026, 11, 23, 12)
+    roll = await a.abandon_rollup_job(utc(2026, 11, 23, 23, 0))
+    assert roll.ran and roll.detail["rates"][cid] == 1 / 7
+    async with sessions() as s:
+        (row,) = (await s.execute(select(AbandonRollup))).scalars().all()
+        assert (row.live, row.abandoned) == (7, 1)
+    exp = await b.expire_claims_job(utc(2026, 11, 23, 12, 1))
+    assert exp.detail == {"expired": 1}
+
+
+async def test_build_scheduler_registers_every_job(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    jobs = SchedulingJobs(sessions, holder="p", clock=lambda: utc(2026, 11, 23, 10))
+    sched = build_scheduler(jobs)
+    sched.start(paused=True)
+    try:
+        assert {j.id for j in sched.get_jobs()} == {
+            "dialing_edges", "daily_plans", "daily_reports", "abandon_rollup",
+            "expire_claims", "callback_reminders",
+        }
+    finally:
+        sched.shutdown(wait=False)
