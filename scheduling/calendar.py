@@ -15,6 +15,7 @@ transition at most per day, found by bisection), then cached per (schedule, UTC 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ def parse_intervals(spec: Iterable[Any], what: str) -> DayIntervals:
             raise CalendarError(f"{what}: interval {item!r} is empty or outside the day")
         out.append((start, end))
     out.sort()
-    for (_, e1), (s2, _) in zip(out, out[1:], strict=False):
+    for (_, e1), (s2, _) in itertools.pairwise(out):
         if s2 < e1:
             raise CalendarError(f"{what}: intervals overlap: {out!r}")
     return tuple(out)
@@ -172,7 +173,7 @@ def _bisect(zi: ZoneInfo, lo: int, hi: int, off_lo: int) -> int:
 
 
 def local_pieces(zone_name: str, day: int, intervals: DayIntervals) -> list[tuple[int, int]]:
-    """UTC [start, end) pieces of the instants whose local wall time lies in `intervals` of `day`."""
+    """UTC [start, end) pieces of the instants whose local wall time is in `intervals` of `day`."""
     if not intervals:
         return []
     base = day * _DAY
@@ -351,7 +352,8 @@ class CompanyCalendar(Schedule):
     def __post_init__(self) -> None:
         if len(self.weekly) != 7:
             raise CalendarError(
-                f"calendar {self.name!r}: weekly hours need 7 days (Mon..Sun), got {len(self.weekly)}"
+                f"calendar {self.name!r}: weekly hours need 7 days (Mon..Sun),"
+                f" got {len(self.weekly)}"
             )
         zone(self.timezone)  # raises CalendarError naming the zone
         for i, iv in enumerate(self.weekly):
@@ -360,10 +362,14 @@ class CompanyCalendar(Schedule):
             parse_intervals(iv, f"calendar {self.name!r} special day {d}")
         for a, b in self.closures:
             if b < a:
-                raise CalendarError(f"calendar {self.name!r}: closure ends before it starts: {a}..{b}")
+                raise CalendarError(
+                    f"calendar {self.name!r}: closure ends before it starts: {a}..{b}"
+                )
         bad = [d for d in self.days_off if not (isinstance(d, int) and 0 <= d <= 6)]
         if bad:
-            raise CalendarError(f"calendar {self.name!r}: days_off must be weekday numbers 0-6: {bad}")
+            raise CalendarError(
+                f"calendar {self.name!r}: days_off must be weekday numbers 0-6: {bad}"
+            )
         if self.holiday_country:
             _holiday_set(self.holiday_country, self.holiday_subdivision, 2026)
         object.__setattr__(self, "zone_name", self.timezone)

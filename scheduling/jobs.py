@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import repositories as repo
 from db.models import AbandonRollup, Callback, Campaign, Company, JobLease
 from dialer.domain import AbandonWindow, CallbackScope
-from scheduling.callbacks import CallbackFacts, CallbackPolicy, CallbackReminder, due_reminders
 from scheduling.calendar import CalendarError, CompanyCalendar
+from scheduling.callbacks import CallbackFacts, CallbackPolicy, CallbackReminder, due_reminders
 from scheduling.days import local_date, local_day_bounds
 from scheduling.plan import build_daily_plan, plan_exists
 from scheduling.report import build_day_report, report_exists

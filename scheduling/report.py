@@ -55,6 +55,9 @@ class ReportRow:
     talk_s: float = 0.0
 
 
+_FIGURES = ("called", "reached", "meetings", "contracts", "callbacks", "talk_s")
+
+
 @dataclass(frozen=True, slots=True)
 class _Flags:
     reached: bool
@@ -71,7 +74,9 @@ def _catalog(campaign: Campaign) -> dict[str, _Flags]:
     out: dict[str, _Flags] = {}
     for spec in specs:
         if not isinstance(spec, dict) or "code" not in spec:
-            raise ValueError(f"campaign {campaign.name!r}: disposition entry without a code: {spec!r}")
+            raise ValueError(
+                f"campaign {campaign.name!r}: disposition entry without a code: {spec!r}"
+            )
         out[str(spec["code"])] = _Flags(
             bool(spec.get("reached", True)),
             bool(spec.get("meeting", False)),
@@ -96,9 +101,7 @@ async def _compute(
             )
         )
     ).all()
-    acc: dict[int | None, dict[str, float]] = defaultdict(
-        lambda: dict.fromkeys(("called", "reached", "meetings", "contracts", "callbacks", "talk_s"), 0)
-    )
+    acc: dict[int | None, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_FIGURES, 0))
     agent_of: dict[int, int | None] = {}
     for att_id, agent_id, result, disposition, talk_s in attempts:
         agent_of[att_id] = agent_id
@@ -131,10 +134,9 @@ async def _compute(
             (await s.execute(select(Agent.id, Agent.login).where(Agent.id.in_(agent_ids)))).all()
         )
     rows = []
-    for agent_id in sorted(set(acc) | set(planned) | {None}, key=lambda a: (a is not None, a or 0)):
-        a = acc.get(agent_id) or dict.fromkeys(
-            ("called", "reached", "meetings", "contracts", "callbacks", "talk_s"), 0
-        )
+    everyone = set(acc) | set(planned) | {None}
+    for agent_id in sorted(everyone, key=lambda a: (a is not None, a or 0)):
+        a = acc.get(agent_id) or dict.fromkeys(_FIGURES, 0)
         rows.append(
             ReportRow(
                 report_date=day,

@@ -15,8 +15,8 @@ import holidays
 from hypothesis import strategies as st
 
 from dialer.domain import DIALABLE_STATUSES, AttemptResult, LeadStatus, RetryPolicy
-from scheduling.callable import CallingRules, LeadFacts
 from scheduling.calendar import CompanyCalendar
+from scheduling.callable import CallingRules, LeadFacts
 from scheduling.windows import CallingWindow, candidate_zones
 
 # Zones chosen for awkward rules: DST at midnight (Santiago, Havana, Asuncion), 30-min DST
@@ -149,19 +149,27 @@ def rules_hold(lead: LeadFacts, rules: CallingRules, t: datetime) -> bool:
         return False
     if lead.attempts >= rules.retry.max_attempts:
         return False
-    if lead.last_attempt_at is not None and lead.last_result is not None:
-        if t < lead.last_attempt_at + rules.retry.delay_after(lead.last_result):
-            return False
+    if (
+        lead.last_attempt_at is not None
+        and lead.last_result is not None
+        and t < lead.last_attempt_at + rules.retry.delay_after(lead.last_result)
+    ):
+        return False
     if lead.last_abandoned_at is not None and t < lead.last_abandoned_at + rules.abandon_lockout:
         return False
     if lead.callback_at is not None and t < lead.callback_at:
         return False
     if lead.next_contact_at is not None and t < lead.next_contact_at:
         return False
-    window = rules.windows.get(lead.jurisdiction, rules.window) if lead.jurisdiction else rules.window
-    if lead.refused_at is not None and window.refusal_cooldown is not None:
-        if t < lead.refused_at + window.refusal_cooldown:
-            return False
+    window = rules.window
+    if lead.jurisdiction:
+        window = rules.windows.get(lead.jurisdiction, rules.window)
+    if (
+        lead.refused_at is not None
+        and window.refusal_cooldown is not None
+        and t < lead.refused_at + window.refusal_cooldown
+    ):
+        return False
     caps = [(c.period, c.max_attempts) for c in window.attempt_caps]
     if rules.retry.max_attempts_per_30_days is not None:
         caps.append((timedelta(days=30), rules.retry.max_attempts_per_30_days))

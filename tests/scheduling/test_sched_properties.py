@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sched_oracle import calendar_open, calendars, instants, leads_and_rules, rules_hold
 
-from scheduling.callable import NeverReason, next_callable_at
 from scheduling.calendar import CompanyCalendar
+from scheduling.callable import NeverReason, next_callable_at
 
 PROPS = settings(
     max_examples=int(os.environ.get("SCHED_EXAMPLES", "120")),
