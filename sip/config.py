@@ -124,6 +124,9 @@ class PoolConfig:
     node_start_timeout_s: float = 20.0
     restart_crashed: bool = True
     pjsip_log_level: int = 0
+    #: directory for per-node logs (node-<i>.log: PJSIP console output + node warnings);
+    #: None: PJSIP output is discarded and node warnings go to the pool's stderr
+    node_log_dir: str | None = None
     python: str | None = None
     max_nodes: int = 256
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
 import os
 import queue
+import re
 import socket
 import sys
 import threading
@@ -70,6 +72,11 @@ PJ_ETOOMANY = 70010
 POLL_MS = 3
 #: how long the node retries a makeCall that hit PJ_ETOOMANY (slot still closing its transaction)
 ETOOMANY_RETRY_S = 1.0
+#: how long CallEnded of a cancelled call waits for the INVITE's final answer (487 or a 200
+#: that crossed the CANCEL) before it is reported anyway
+CANCEL_GRACE_S = 4.0
+_RX_INVITE_RESPONSE = re.compile(r"RX \d+ bytes Response msg (\d{3})/INVITE/")
+_CALL_ID_HDR = re.compile(r"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
 
 def _pj_status(exc: BaseException) -> int:
@@ -134,6 +141,12 @@ class CustomerLeg:
     ever_bridged: bool = False
     stats: tuple[int, int] = (0, 0)
     retry_until: float = 0.0
+    #: SIP Call-ID, known once the node cancels the call (to match the INVITE's late answer)
+    sip_call_id: str = ""
+    #: final response to the INVITE seen after our CANCEL (487 normally, 2xx if it crossed)
+    cancel_final: int | None = None
+    held_end: CallEnded | None = None
+    held_until: float = 0.0
 
 
 class _Call(pj.Call):
@@ -192,6 +205,44 @@ class _Player(pj.AudioMediaPlayer):
         self.out.put(("eof", self.call_id, None))
 
 
+class _LogWriter(pj.LogWriter):
+    """PJSIP log sink: forwards to stdout up to the configured level and watches for the
+    final response to a cancelled INVITE.
+
+    pjsua reports a call DISCONNECTED as soon as it is hung up while ringing; if the callee's
+    200 OK crosses the CANCEL, PJSIP ACKs and BYEs it internally without any call callback.
+    The message log (level 4) is the only place the wheel shows it, so the node reads it here.
+    Runs on whichever thread logs: it only sets plain attributes.
+    """
+
+    def __init__(self, node: Node, console_level: int) -> None:
+        super().__init__()
+        self.node = node
+        self.console_level = console_level
+
+    def write(self, entry: pj.LogEntry) -> None:
+        msg = entry.msg
+        if entry.level <= self.console_level:
+            sys.stdout.write(msg if msg.endswith("\n") else msg + "\n")
+            sys.stdout.flush()
+        if not self.node.cancelling or "/INVITE/" not in msg:
+            return
+        m = _RX_INVITE_RESPONSE.search(msg)
+        if m is None:
+            return
+        code = int(m.group(1))
+        if code < 200:
+            return
+        cid = _CALL_ID_HDR.search(msg)
+        if cid is None:
+            return
+        leg = self.node.cancelling.pop(cid.group(1), None)
+        if leg is not None:
+            leg.cancel_final = code
+            if 200 <= code < 300:
+                leg.saw_200 = True
+
+
 class _Account(pj.Account):
     def __init__(self, node: Node, trunk: TrunkConfig | None) -> None:
         super().__init__()
@@ -232,6 +283,11 @@ class Node:
         self.stopping = False
         self.shutdown_deadline: float | None = None
         self._stale_players: list[Any] = []
+        #: SIP Call-ID -> leg, for calls cancelled before answer whose INVITE is still open
+        self.cancelling: dict[str, CustomerLeg] = {}
+        #: legs whose CallEnded waits for the cancelled INVITE's final response
+        self.held: dict[str, CustomerLeg] = {}
+        self._log_writer: _LogWriter | None = None
 
     # ------------------------------------------------------------------ plumbing
     def send(self, msg: dict[str, Any]) -> None:
@@ -262,8 +318,13 @@ class Node:
         ep_cfg.uaConfig.mainThreadOnly = True
         ep_cfg.uaConfig.maxCalls = self.cfg.capacity_probe_limit
         ep_cfg.uaConfig.userAgent = self.cfg.user_agent
-        ep_cfg.logConfig.level = self.cfg.pjsip_log_level
-        ep_cfg.logConfig.consoleLevel = self.cfg.pjsip_log_level
+        # level 4 + message logging feed _LogWriter (the crossed-200 detection); the console
+        # only gets what pjsip_log_level asks for
+        self._log_writer = _LogWriter(self, self.cfg.pjsip_log_level)
+        ep_cfg.logConfig.writer = self._log_writer
+        ep_cfg.logConfig.level = max(4, self.cfg.pjsip_log_level)
+        ep_cfg.logConfig.consoleLevel = max(4, self.cfg.pjsip_log_level)
+        ep_cfg.logConfig.msgLogging = True
         ep_cfg.medConfig.clockRate = 8000
         ep_cfg.medConfig.sndClockRate = 8000
         ep_cfg.medConfig.noVad = True  # keep RTP flowing (carriers drop silent calls)
@@ -398,6 +459,9 @@ class Node:
                     True,
                     leg.state != LegState.ANSWERED,
                 )
+        for leg in list(self.held.values()):
+            if leg.held_end is not None:
+                self._emit_end(leg, leg.held_end)
         with contextlib.suppress(pj.Error):
             ep.hangupAllCalls()
         deadline = time.monotonic() + 5
@@ -525,6 +589,9 @@ class Node:
                     a, None, f"agent did not answer within {a.cmd.answer_timeout_s:g}s"
                 )
                 self._hangup_agent(a)
+        for leg in list(self.held.values()):
+            if leg.held_end is not None and (leg.cancel_final is not None or now >= leg.held_until):
+                self._emit_end(leg, leg.held_end)
         # originates waiting for a slot that is still closing its transaction
         for _ in range(len(self.pending_originates)):
             leg = self.pending_originates.popleft()
@@ -734,6 +801,13 @@ class Node:
         call = leg.call
         if call is None:
             return
+        if leg.state != LegState.ANSWERED and not leg.sip_call_id:
+            try:
+                leg.sip_call_id = call.getInfo().callIdString
+            except pj.Error:
+                leg.sip_call_id = ""
+            if leg.sip_call_id:
+                self.cancelling[leg.sip_call_id] = leg
         prm = pj.CallOpParam(True)
         try:
             call.hangup(prm)
@@ -939,7 +1013,6 @@ class Node:
             if a.call is not None:
                 self.deferred.append(lambda: self._hangup_agent(a))
         leg.state = LegState.ENDED
-        self.legs.pop(leg.call_id, None)
         self._release_media(leg)
         rx, tx = leg.stats
         media = MediaStats(
@@ -949,6 +1022,34 @@ class Node:
             agent_tx_packets=agent_stats[1],
         )
         ev = _with_media(ev, media)
+        if (
+            le is not None
+            and le.before_answer
+            and not answered
+            and leg.sip_call_id
+            and leg.cancel_final is None
+            and not self.stopping
+        ):
+            # wait for the INVITE's final answer: a 200 may still cross our CANCEL
+            leg.held_end = ev
+            leg.held_until = now + CANCEL_GRACE_S
+            self.held[leg.call_id] = leg
+            return
+        self._emit_end(leg, ev)
+
+    def _emit_end(self, leg: CustomerLeg, ev: CallEnded) -> None:
+        self.legs.pop(leg.call_id, None)
+        self.held.pop(leg.call_id, None)
+        if leg.sip_call_id:
+            self.cancelling.pop(leg.sip_call_id, None)
+        le = leg.local_end
+        if leg.saw_200 and le is not None and le.before_answer and not ev.answered_after_cancel:
+            ev = dataclasses.replace(
+                ev,
+                sip_code=200,
+                reason=f"{le.reason}; 200 OK crossed the CANCEL (ACK+BYE sent)",
+                answered_after_cancel=True,
+            )
         self.emit(ev)
         if log.isEnabledFor(logging.INFO):
             log.info(
@@ -1079,8 +1180,6 @@ class Node:
 
 
 def _with_media(ev: CallEnded, media: MediaStats) -> CallEnded:
-    import dataclasses
-
     return dataclasses.replace(ev, media=media)
 
 

@@ -177,6 +177,11 @@ class NodePool:
         env = dict(os.environ)
         pp = env.get("PYTHONPATH")
         env["PYTHONPATH"] = _PKG_ROOT + (os.pathsep + pp if pp else "")
+        logf = None
+        if self.config.node_log_dir:
+            logf = open(  # noqa: SIM115, ASYNC230 (a local file open, handed to the child)
+                os.path.join(self.config.node_log_dir, f"node-{node.index}.log"), "ab"
+            )
         cfg_json = cfg.to_json()
         cfg_json["node_id"] = node.index
         node.proc = await asyncio.create_subprocess_exec(
@@ -188,9 +193,12 @@ class NodePool:
             "--config",
             json.dumps(cfg_json),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=logf if logf is not None else asyncio.subprocess.DEVNULL,
+            stderr=logf,
             env=env,
         )
+        if logf is not None:
+            logf.close()  # the child holds its own descriptor
         node.pid = node.proc.pid
         try:
             hello = await asyncio.wait_for(
