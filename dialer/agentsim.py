@@ -1,0 +1,304 @@
+"""Simulated agents: MQTT clients that behave like telemarketers, for the demo and e2e tests.
+
+A SimulatedAgent speaks the real agent protocol (docs/agent-protocol.md) through a real
+broker, exactly as an agent's desktop would: it logs in, goes ready, and for every call
+takes the screen pop, waits for `call_ended`, spends a wrap-up time, sends a disposition
+drawn from a realistic mix (with notes and, where the code needs one, a next-contact date a
+few days ahead), then goes ready again - or first takes a short break. In preview mode it
+accepts most leads and skips some. If the dialer pauses it (e.g. its phone did not answer),
+it goes ready again after a while, as a person would.
+
+All randomness comes from the `rng` given, so a seeded demo run is repeatable in what
+agents decide (not in when the network delivers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dialer.bus.client import AgentClient
+from dialer.bus.errors import BusError, ProtocolError
+from dialer.bus.messages import (
+    AgentCommand,
+    CallbackReminderEvt,
+    CallEndedEvt,
+    DialerMessage,
+    DispositionCmd,
+    ErrorEvt,
+    LoginCmd,
+    LogoutCmd,
+    PauseCmd,
+    PreviewAcceptCmd,
+    PreviewEvt,
+    PreviewSkipCmd,
+    ReadyCmd,
+    ScreenPopEvt,
+    StateEvt,
+)
+from dialer.domain import AgentState, CallbackScope
+
+log = logging.getLogger(__name__)
+
+#: share of connected calls ending in each disposition (outbound B2B list, cold + warm),
+#: after practitioners' figures: most calls find no need or an unreachable decision maker,
+#: about one in six agrees a callback, meetings and contracts are rare, DNC requests rarer.
+DEFAULT_MIX: Mapping[str, float] = {
+    "no_need": 0.33,
+    "interested": 0.14,
+    "callback": 0.15,
+    "meeting_set": 0.07,
+    "contract": 0.03,
+    "not_reached": 0.13,
+    "refused": 0.08,
+    "wrong_number": 0.04,
+    "do_not_call": 0.015,
+    "complaint_resolved": 0.005,
+}
+
+_NOTES: Mapping[str, tuple[str, ...]] = {
+    "no_need": ("Has a supplier, happy with it.", "No budget this year.", "Not relevant."),
+    "interested": ("Asked for the price list by e-mail.", "Interested; decides next week."),
+    "callback": ("Decision maker away; call back.", "Busy now, asked to call later."),
+    "meeting_set": ("Meeting agreed at their office.", "Online demo agreed."),
+    "contract": ("Signed the 12-month contract.", "Agreed to the offer; contract sent."),
+    "not_reached": ("Reception would not connect.", "Wrong person; no direct number given."),
+    "refused": ("Refused firmly.",),
+    "wrong_number": ("Number belongs to another company.",),
+    "do_not_call": ("Asked never to be called again.",),
+    "complaint_resolved": ("Invoice problem explained and solved.",),
+}
+
+_BREAK_REASONS = ("break", "coffee", "lunch", "training")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentProfile:
+    """How a simulated agent behaves. Times in seconds."""
+
+    wrapup_s: tuple[float, float] = (5.0, 20.0)
+    disposition_mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    #: chance of a short break after finishing a call
+    break_probability: float = 0.08
+    break_s: tuple[float, float] = (20.0, 90.0)
+    #: a next contact is agreed this many days ahead
+    callback_days: tuple[float, float] = (1.0, 7.0)
+    #: share of callbacks the agent leaves to the whole campaign rather than keeping
+    campaign_callback_share: float = 0.2
+    preview_skip_probability: float = 0.1
+    preview_think_s: tuple[float, float] = (2.0, 8.0)
+    #: after the dialer pauses the agent (phone did not answer), ready again after this
+    auto_resume_s: tuple[float, float] = (5.0, 15.0)
+    #: delay between logging in and the first `ready`
+    settle_s: tuple[float, float] = (0.5, 3.0)
+    reply_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("wrapup_s", "break_s", "callback_days", "preview_think_s",
+                     "auto_resume_s", "settle_s"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"AgentProfile.{name} = {(lo, hi)}: expected 0 <= low <= high")
+        for name in ("break_probability", "campaign_callback_share", "preview_skip_probability"):
+            p = getattr(self, name)
+            if not 0 <= p <= 1:
+                raise ValueError(f"AgentProfile.{name} = {p}: expected a probability in [0, 1]")
+        if not self.disposition_mix or any(w < 0 for w in self.disposition_mix.values()) \
+                or sum(self.disposition_mix.values()) <= 0:
+            raise ValueError("AgentProfile.disposition_mix: expected non-negative weights "
+                             "with a positive sum")
+
+
+@dataclass(slots=True)
+class AgentSimStats:
+    calls: int = 0
+    dispositions: Counter[str] = field(default_factory=Counter)
+    breaks: int = 0
+    previews_accepted: int = 0
+    previews_skipped: int = 0
+    refused: int = 0  # commands the dialer answered with an error
+    reconnects: int = 0
+
+
+class SimulatedAgent:
+    """One simulated telemarketer. `await agent.run()` until cancelled or `stop()`."""
+
+    def __init__(
+        self,
+        login: str,
+        password: str,
+        broker_url: str,
+        rng: random.Random,
+        profile: AgentProfile | None = None,
+        *,
+        prefix: str = "dialer",
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.login = login
+        self._password = password
+        self._url = broker_url
+        self.rng = rng
+        self.profile = profile or AgentProfile()
+        self._prefix = prefix
+        self._now = now
+        self.state: AgentState = AgentState.LOGGED_OUT
+        self.stats = AgentSimStats()
+        self._stopping = asyncio.Event()
+        self._client: AgentClient | None = None
+        self._pop: ScreenPopEvt | None = None
+        #: pauses we asked for whose `state: paused` event we have not seen yet (that event
+        #: is queued before the ack, so it is read only after the break)
+        self._own_pauses = 0
+
+    def stop(self) -> None:
+        """Ask the agent to log out and return from `run()`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Connect, log in and work until `stop()`; reconnects after a lost connection."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                return
+            except BusError as e:
+                if self._stopping.is_set():
+                    return
+                self.stats.reconnects += 1
+                log.warning("simulated agent %s: %s; reconnecting in %.1f s", self.login, e,
+                            delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _session(self) -> None:
+        async with AgentClient(self.login, self._password, self._url, prefix=self._prefix,
+                               reply_timeout_s=self.profile.reply_timeout_s) as client:
+            self._client = client
+            try:
+                await self._command(LoginCmd(login=self.login))
+                await self._sleep(self._uniform(self.profile.settle_s))
+                await self._command(ReadyCmd(login=self.login))
+                while not self._stopping.is_set():
+                    event = await self._next_event(client)
+                    if event is not None:
+                        await self._on_event(event)
+                await self._command(LogoutCmd(login=self.login))
+            finally:
+                self._client = None
+
+    async def _next_event(self, client: AgentClient) -> DialerMessage | None:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        nxt = asyncio.ensure_future(client.next_event())
+        done, _ = await asyncio.wait({stop, nxt}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if nxt in done:
+            return nxt.result()
+        nxt.cancel()
+        await asyncio.gather(nxt, return_exceptions=True)
+        return None
+
+    async def _on_event(self, event: DialerMessage) -> None:
+        match event:
+            case StateEvt(state=state, reason=reason):
+                previous, self.state = self.state, state
+                if state is AgentState.PAUSED and self._own_pauses > 0:
+                    self._own_pauses -= 1
+                elif state is AgentState.PAUSED:
+                    # the dialer paused us (phone did not answer, ...): come back later
+                    log.info("simulated agent %s paused by the dialer (%s)", self.login, reason)
+                    await self._sleep(self._uniform(self.profile.auto_resume_s))
+                    await self._command(ReadyCmd(login=self.login))
+                log.debug("simulated agent %s: %s -> %s", self.login, previous, state)
+            case ScreenPopEvt():
+                self._pop = event
+                self.stats.calls += 1
+            case CallEndedEvt(attempt_id=attempt_id):
+                await self._wrap_up(attempt_id)
+            case PreviewEvt(lead=lead):
+                await self._sleep(self._uniform(self.profile.preview_think_s))
+                if self.rng.random() < self.profile.preview_skip_probability:
+                    self.stats.previews_skipped += 1
+                    await self._command(PreviewSkipCmd(login=self.login, lead_id=lead.id))
+                else:
+                    self.stats.previews_accepted += 1
+                    await self._command(PreviewAcceptCmd(login=self.login, lead_id=lead.id))
+            case CallbackReminderEvt(lead_id=lead_id):
+                log.debug("simulated agent %s: callback reminder for lead %d",
+                          self.login, lead_id)
+            case ErrorEvt(code=code):
+                log.warning("simulated agent %s: unsolicited error %s", self.login, code)
+            case _:
+                log.debug("simulated agent %s: ignoring %s", self.login, event.type)
+
+    async def _wrap_up(self, attempt_id: int) -> None:
+        pop, self._pop = self._pop, None
+        if pop is None or pop.attempt_id != attempt_id:
+            log.warning("simulated agent %s: call_ended for attempt %d without its screen pop",
+                        self.login, attempt_id)
+            codes = list(self.profile.disposition_mix)
+            needs_callback = {"callback", "meeting_set"}
+        else:
+            codes = [d.code for d in pop.dispositions]
+            needs_callback = {d.code for d in pop.dispositions if d.needs_callback}
+        await self._sleep(self._uniform(self.profile.wrapup_s))
+        await self._command(self.choose_disposition(attempt_id, codes, needs_callback))
+        if self.rng.random() < self.profile.break_probability:
+            self.stats.breaks += 1
+            reason = self.rng.choice(_BREAK_REASONS)
+            if await self._command(PauseCmd(login=self.login, reason=reason)):
+                self._own_pauses += 1
+            await self._sleep(self._uniform(self.profile.break_s))
+        await self._command(ReadyCmd(login=self.login))
+
+    def choose_disposition(self, attempt_id: int, codes: list[str],
+                           needs_callback: set[str]) -> DispositionCmd:
+        """Draw a disposition from the mix, limited to the codes the campaign offers."""
+        weighted = [(c, self.profile.disposition_mix.get(c, 0.0)) for c in codes]
+        weighted = [(c, w) for c, w in weighted if w > 0] or [(c, 1.0) for c in codes]
+        code = self.rng.choices([c for c, _ in weighted], [w for _, w in weighted])[0]
+        next_contact: datetime | None = None
+        scope = CallbackScope.AGENT
+        if code in needs_callback:
+            days = self._uniform(self.profile.callback_days)
+            at = self._now() + timedelta(days=days)
+            # people agree round times: the next quarter hour
+            at = at.replace(second=0, microsecond=0) + timedelta(minutes=15 - at.minute % 15)
+            next_contact = at
+            if self.rng.random() < self.profile.campaign_callback_share:
+                scope = CallbackScope.CAMPAIGN
+        notes = self.rng.choice(_NOTES.get(code, ("",)))
+        return DispositionCmd(login=self.login, attempt_id=attempt_id, code=code, notes=notes,
+                              next_contact_at=next_contact, callback_scope=scope)
+
+    async def _command(self, cmd: AgentCommand) -> bool:
+        assert self._client is not None
+        try:
+            await self._client.request(cmd)
+        except ProtocolError as e:
+            self.stats.refused += 1
+            log.info("simulated agent %s: %s refused: %s", self.login, cmd.type, e.code)
+            return False
+        except TimeoutError:
+            self.stats.refused += 1
+            log.warning("simulated agent %s: no reply to %s", self.login, cmd.type)
+            return False
+        if isinstance(cmd, DispositionCmd):
+            self.stats.dispositions[cmd.code] += 1
+        return True
+
+    def _uniform(self, bounds: tuple[float, float]) -> float:
+        return self.rng.uniform(*bounds)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass

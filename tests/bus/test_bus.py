@@ -1,0 +1,360 @@
+"""The agent protocol end to end through real brokers (Mosquitto and the embedded one)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import aiomqtt
+import pytest
+
+from dialer.bus import (
+    AckEvt,
+    AgentBus,
+    AgentClient,
+    AgentCommand,
+    BusError,
+    CallbackReminderEvt,
+    CallEndedEvt,
+    DispositionCmd,
+    DispositionOption,
+    EmbeddedBroker,
+    ErrorCode,
+    ErrorEvt,
+    HistoryEntry,
+    LeadCard,
+    LoginCmd,
+    LogoutCmd,
+    PauseCmd,
+    PreviewAcceptCmd,
+    PreviewEvt,
+    PreviewSkipCmd,
+    ProtocolError,
+    ReadyCmd,
+    ScreenPopEvt,
+    StateEvt,
+    SupervisorAgentEvent,
+    SupervisorCallEvent,
+)
+from dialer.bus.messages import MAX_PAYLOAD_BYTES, parse_supervisor_event
+from dialer.domain import (
+    DEFAULT_DISPOSITIONS,
+    AgentState,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    LeadStatus,
+)
+
+from .conftest import AGENTS, DIALER, SUPERVISORS, BrokerUnderTest
+
+WAIT = 10.0  # upper bound for anything to arrive; tests never assert how fast it did
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll a condition the bus exposes no event for; fails after WAIT seconds."""
+    async with asyncio.timeout(WAIT):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+class Recorder:
+    """A stand-in for the runtime's handler: records calls, answers as told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, AgentCommand]] = []
+        self.refuse: dict[str, ProtocolError] = {}
+        self.crash_on: set[str] = set()
+
+    async def __call__(self, login: str, cmd: AgentCommand) -> ProtocolError | None:
+        self.calls.append((login, cmd))
+        if cmd.type in self.crash_on:
+            raise RuntimeError("simulated runtime fault")
+        return self.refuse.get(cmd.type)
+
+
+@asynccontextmanager
+async def running_bus(broker: BrokerUnderTest, handler: Recorder) -> AsyncIterator[AgentBus]:
+    bus = AgentBus(broker.dialer_url, prefix="dialer", reconnect_max_s=0.5)
+    bus.set_handler(handler)
+    async with bus:
+        yield bus
+
+
+def agent(broker: BrokerUnderTest, login: str) -> AgentClient:
+    return AgentClient(login, broker.agents[login], broker.url, reply_timeout_s=WAIT)
+
+
+def lead_card() -> LeadCard:
+    return LeadCard(
+        id=17, name="Ilze Ozola", phone="+37167000001", company="Ozola SIA",
+        custom_fields={"segment": "B2B", "employees": 12, "vip": True, "score": 0.7,
+                       "note": None},
+        status=LeadStatus.HOT,
+    )
+
+
+def history() -> list[HistoryEntry]:
+    return [HistoryEntry(attempt_id=3, at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+                         result=AttemptResult.CONNECTED, disposition="interested",
+                         notes="wants prices for 20 seats", agent="bob"),
+            HistoryEntry(attempt_id=1, at=datetime(2026, 11, 18, 14, 0, tzinfo=UTC),
+                         result=AttemptResult.NO_ANSWER)]
+
+
+async def test_every_agent_command_reaches_the_handler_and_is_acked(
+    broker: BrokerUnderTest,
+) -> None:
+    handler = Recorder()
+    riga = ZoneInfo("Europe/Riga")
+    commands: list[AgentCommand] = [
+        LoginCmd(login="alice"),
+        ReadyCmd(login="alice"),
+        PauseCmd(login="alice", reason="lunch"),
+        DispositionCmd(login="alice", attempt_id=42, code="meeting_set",
+                       notes="Meeting at their office; bring the price list.",
+                       next_contact_at=datetime(2026, 12, 1, 15, 0, tzinfo=riga),
+                       callback_scope=CallbackScope.CAMPAIGN),
+        PreviewAcceptCmd(login="alice", lead_id=7),
+        PreviewSkipCmd(login="alice", lead_id=8),
+        LogoutCmd(login="alice"),
+    ]
+    async with running_bus(broker, handler), agent(broker, "alice") as alice:
+        for cmd in commands:
+            ack = await alice.request(cmd)
+            assert isinstance(ack, AckEvt) and ack.ref_id == cmd.id
+    assert handler.calls == [("alice", c) for c in commands]
+    got = handler.calls[3][1]
+    assert isinstance(got, DispositionCmd)
+    assert got.next_contact_at is not None and got.next_contact_at.utcoffset() == timedelta(hours=2)
+
+
+async def test_every_dialer_message_reaches_the_agent_intact(broker: BrokerUnderTest) -> None:
+    catalog = [DispositionOption.from_spec(s) for s in DEFAULT_DISPOSITIONS]
+    events = [
+        StateEvt(state=AgentState.READY),
+        StateEvt(state=AgentState.PAUSED, reason="agent phone did not answer"),
+        ScreenPopEvt(attempt_id=42, lead=lead_card(), history=history(),
+                     script="Labdien! Runā Alise no ...", dispositions=catalog),
+        CallEndedEvt(attempt_id=42, talk_s=187.25),
+        PreviewEvt(lead=lead_card(), history=history(), script="Hello"),
+        CallbackReminderEvt(lead_id=17, due_at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC)),
+        ErrorEvt(ref_id=None, code=ErrorCode.INVALID_STATE, message="not now"),
+        AckEvt(ref_id="abc-1"),
+    ]
+    async with running_bus(broker, Recorder()) as bus, agent(broker, "alice") as alice:
+        for evt in events:
+            await bus.send("alice", evt)
+        received = [await alice.next_event(WAIT) for _ in events]
+    assert received == events
+    pop = received[2]
+    assert isinstance(pop, ScreenPopEvt)
+    assert pop.lead.phone == "+37167000001" and pop.history[0].notes.startswith("wants")
+
+
+async def test_supervisor_stream_carries_calls_and_agent_states(broker: BrokerUnderTest) -> None:
+    user, password = next(iter(SUPERVISORS.items()))
+    async with running_bus(broker, Recorder()) as bus, aiomqtt.Client(
+        broker.host, broker.port, username=user, password=password
+    ) as sup:
+        await sup.subscribe("dialer/supervisor/events", qos=1)
+        await bus.supervisor({"type": "call", "attempt_id": 5, "campaign": "spring",
+                              "stage": "bridged", "agent": "alice", "lead_id": 17})
+        await bus.supervisor(SupervisorAgentEvent(login="alice", state=AgentState.TALKING,
+                                                  previous=AgentState.RESERVED, attempt_id=5))
+        got = []
+        async with asyncio.timeout(WAIT):
+            async for m in sup.messages:
+                assert isinstance(m.payload, bytes)
+                got.append(parse_supervisor_event(m.payload))
+                if len(got) == 2:
+                    break
+    assert isinstance(got[0], SupervisorCallEvent) and got[0].stage is AttemptStage.BRIDGED
+    assert isinstance(got[1], SupervisorAgentEvent) and got[1].state is AgentState.TALKING
+    # the stream has ids only: no phone numbers or names
+    assert "phone" not in got[0].model_dump() and "name" not in got[0].model_dump()
+
+
+async def test_supervisor_rejects_a_bad_event_naming_the_field(broker: BrokerUnderTest) -> None:
+    async with running_bus(broker, Recorder()) as bus:
+        with pytest.raises(ValueError, match="stage"):
+            await bus.supervisor({"type": "call", "attempt_id": 5, "campaign": "c",
+                                  "stage": "flying"})
+        with pytest.raises(ValueError, match="phone"):
+            await bus.supervisor({"type": "call", "attempt_id": 5, "campaign": "c",
+                                  "stage": "dialing", "phone": "+14155550100"})
+
+
+def _raw(**fields: object) -> bytes:
+    base: dict[str, object] = {"v": 1, "id": "m1", "ts": "2026-11-23T12:00:00+02:00",
+                               "login": "alice"}
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+BAD_MESSAGES: list[tuple[str, bytes, ErrorCode, str | None]] = [
+    ("not json", b"{type: ready", ErrorCode.MALFORMED_JSON, None),
+    ("not utf-8", b"\xff\xfe{}", ErrorCode.MALFORMED_JSON, None),
+    ("json array", b"[1, 2]", ErrorCode.MALFORMED_JSON, None),
+    ("unknown type", _raw(type="coffee"), ErrorCode.UNKNOWN_TYPE, "m1"),
+    ("dialer type from agent", _raw(type="ack", ref_id="x"), ErrorCode.UNKNOWN_TYPE, "m1"),
+    ("wrong login", _raw(type="ready", login="bob"), ErrorCode.LOGIN_MISMATCH, "m1"),
+    ("missing envelope", _raw(type="ready", ts=...), ErrorCode.INVALID_MESSAGE, "m1"),
+    ("missing field", _raw(type="disposition", attempt_id=4), ErrorCode.INVALID_MESSAGE, "m1"),
+    ("string for number", _raw(type="disposition", attempt_id="4", code="no_need"),
+     ErrorCode.INVALID_MESSAGE, "m1"),
+    ("naive next contact", _raw(type="disposition", attempt_id=4, code="callback",
+                                next_contact_at="2026-12-01T10:00:00"),
+     ErrorCode.INVALID_MESSAGE, "m1"),
+    ("bad scope", _raw(type="disposition", attempt_id=4, code="callback",
+                       callback_scope="team"), ErrorCode.INVALID_MESSAGE, "m1"),
+    ("extra field", _raw(type="ready", mood="great"), ErrorCode.INVALID_MESSAGE, "m1"),
+    ("future version", _raw(type="ready", v=2), ErrorCode.UNSUPPORTED_VERSION, "m1"),
+    ("too large", _raw(type="pause", reason="x" * MAX_PAYLOAD_BYTES),
+     ErrorCode.TOO_LARGE, None),
+]
+
+
+async def test_bad_messages_get_an_error_and_never_reach_the_handler(
+    broker: BrokerUnderTest,
+) -> None:
+    handler = Recorder()
+    async with running_bus(broker, handler) as bus, agent(broker, "alice") as alice:
+        for name, payload, code, ref_id in BAD_MESSAGES:
+            await alice.publish_raw("dialer/agents/alice/cmd", payload)
+            reply = await alice.next_event(WAIT)
+            assert isinstance(reply, ErrorEvt), name
+            assert (reply.code, reply.ref_id) == (code, ref_id), name
+            assert reply.message, name
+        # the session still works, and only this command got through
+        good = ReadyCmd(login="alice")
+        await alice.request(good)
+        assert handler.calls == [("alice", good)]
+        assert bus.stats.rejected == len(BAD_MESSAGES)
+
+
+async def test_handler_refusal_and_fault_become_error_replies(broker: BrokerUnderTest) -> None:
+    handler = Recorder()
+    handler.refuse["disposition"] = ProtocolError(
+        ErrorCode.NOT_YOUR_ATTEMPT, "attempt 999 was not connected to you")
+    handler.crash_on.add("pause")
+    async with running_bus(broker, handler) as bus, agent(broker, "alice") as alice:
+        cmd = DispositionCmd(login="alice", attempt_id=999, code="no_need")
+        with pytest.raises(ProtocolError) as refused:
+            await alice.request(cmd)
+        assert refused.value.code is ErrorCode.NOT_YOUR_ATTEMPT
+        assert refused.value.ref_id == cmd.id
+        with pytest.raises(ProtocolError) as crashed:
+            await alice.request(PauseCmd(login="alice", reason="break"))
+        assert crashed.value.code is ErrorCode.INTERNAL
+        await alice.request(ReadyCmd(login="alice"))  # a fault does not stop the bus
+        assert (bus.stats.refused, bus.stats.handler_failures) == (2, 1)
+
+
+async def test_an_agent_cannot_write_or_read_another_agents_topics(
+    broker: BrokerUnderTest,
+) -> None:
+    handler = Recorder()
+    async with running_bus(broker, handler) as bus, agent(broker, "alice") as alice, \
+            agent(broker, "bob") as bob:
+        # write: alice posing as bob, on bob's command topic, with either login
+        for login in ("alice", "bob"):
+            await alice.publish_raw("dialer/agents/bob/cmd", ReadyCmd(login=login).to_json())
+        # bob's own command is queued behind anything that reached bob's topic before it
+        await bob.request(PauseCmd(login="bob", reason="coffee"))
+        assert [(lg, c.type) for lg, c in handler.calls] == [("bob", "pause")]
+
+        # read: the embedded broker refuses the subscription; Mosquitto 2 (MQTT 3.1.1) grants
+        # it but never delivers - either way nothing of bob's may reach alice
+        granted_bob = await alice.subscribe("dialer/agents/bob/evt")
+        granted_all = await alice.subscribe("dialer/#")
+        if broker.kind == "embedded":
+            assert not granted_bob and not granted_all
+        await bus.send("bob", StateEvt(state=AgentState.PAUSED, reason="for bob only"))
+        await bus.send("alice", StateEvt(state=AgentState.READY, reason="barrier"))
+        first = await alice.next_event(WAIT)
+        assert isinstance(first, StateEvt) and first.reason == "barrier"
+        assert alice._events.empty()  # nothing of bob's, no ack/error for the spoofed posts
+        got_bob = await bob.next_event(WAIT)
+        assert isinstance(got_bob, StateEvt) and got_bob.reason == "for bob only"
+
+        # alice cannot inject into the supervisor stream either
+        await alice.publish_raw("dialer/supervisor/events", b'{"type": "call"}')
+
+
+async def test_agent_cannot_read_the_supervisor_stream(broker: BrokerUnderTest) -> None:
+    async with running_bus(broker, Recorder()) as bus, agent(broker, "alice") as alice:
+        await alice.subscribe("dialer/supervisor/events")
+        await bus.supervisor({"type": "agent_state", "login": "bob", "state": "ready"})
+        await bus.send("alice", StateEvt(state=AgentState.READY, reason="barrier"))
+        first = await alice.next_event(WAIT)
+        assert isinstance(first, StateEvt) and first.reason == "barrier"
+        assert alice._events.empty() and alice.invalid_messages == 0
+
+
+async def test_wrong_or_missing_credentials_are_refused(broker: BrokerUnderTest) -> None:
+    with pytest.raises(BusError, match="connect"):
+        async with AgentClient("alice", "not-her-password", broker.url):
+            pass
+    with pytest.raises(BusError, match="connect"):
+        async with AgentClient("mallory", "whatever", broker.url):
+            pass
+    bus = AgentBus(broker.url, dialer_credentials=(DIALER[0], "wrong"), connect_timeout_s=WAIT)
+    with pytest.raises(BusError, match="refused"):
+        async with bus:
+            pass
+
+
+async def test_bus_reconnects_and_resends_what_was_queued() -> None:
+    """Stop the broker under a running bus; the bus reconnects and sends its backlog."""
+    first = EmbeddedBroker(AGENTS, port=0, dialer_password=DIALER[1])
+    await first.start()
+    port = first.port
+    handler = Recorder()
+    bus = AgentBus(f"mqtt://{DIALER[0]}:{DIALER[1]}@127.0.0.1:{port}",
+                   reconnect_min_s=0.05, reconnect_max_s=0.2)
+    bus.set_handler(handler)
+    async with bus:
+        await first.stop()
+        await wait_until(lambda: not bus.connected)
+        await bus.send("alice", StateEvt(state=AgentState.READY, reason="queued while down"))
+        published = bus.stats.published
+        async with EmbeddedBroker(AGENTS, port=port, dialer_password=DIALER[1]) as second:
+            await wait_until(lambda: bus.stats.published > published)
+            async with AgentClient("alice", AGENTS["alice"], second.url) as alice:
+                await alice.request(ReadyCmd(login="alice"))
+    assert bus.stats.connects == 2 and bus.stats.dropped == 0
+    assert [c.type for _, c in handler.calls] == ["ready"]
+
+
+async def test_full_outgoing_queue_drops_the_oldest(broker: BrokerUnderTest) -> None:
+    bus = AgentBus(broker.dialer_url, max_outbox=2)
+    # not started: nothing drains the queue
+    for i in range(5):
+        await bus.send("alice", StateEvt(state=AgentState.READY, reason=str(i)))
+    assert bus.stats.dropped == 3
+    assert [json.loads(p)["reason"] for _, p in bus._outbox] == ["3", "4"]
+
+
+async def test_bad_configuration_is_reported_clearly() -> None:
+    with pytest.raises(BusError, match="scheme"):
+        AgentBus("http://127.0.0.1:1883")
+    with pytest.raises(BusError, match="no host"):
+        AgentBus("mqtt://")
+    with pytest.raises(ValueError, match="prefix"):
+        AgentBus("mqtt://127.0.0.1:1883", prefix="dialer/#")
+    with pytest.raises(BusError) as e:
+        AgentBus("ftp://user:s3cret@127.0.0.1")
+    assert "s3cret" not in str(e.value)
+    bus = AgentBus("mqtt://127.0.0.1:1883")
+    with pytest.raises(TypeError, match="dialer -> agent"):
+        await bus.send("alice", ReadyCmd(login="alice"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="login"):
+        await bus.send("no/slashes", StateEvt(state=AgentState.READY))
