@@ -27,6 +27,7 @@ from db.models import (
 from db.session import session_factory
 from dialer.domain import AttemptResult
 from scheduling.callbacks import CallbackReminder
+from scheduling.facts import refresh_callability
 from scheduling.jobs import JobHooks, SchedulingJobs, build_scheduler, try_lease
 from scheduling.plan import build_daily_plan, load_plan
 from scheduling.report import build_day_report, load_day_report, write_csv
@@ -202,3 +203,31 @@ async def test_build_scheduler_registers_every_job(db_engine: AsyncEngine) -> No
         }
     finally:
         sched.shutdown(wait=False)
+
+
+async def test_refresh_callability_writes_next_call_at(db_engine: AsyncEngine) -> None:
+    ids = await seed(db_engine)
+    sessions = session_factory(db_engine)
+    async with sessions.begin() as s:
+        busy = await s.get(Lead, ids["rest_hi"])
+        assert busy is not None
+        busy.attempts, busy.last_result = 1, AttemptResult.BUSY
+        busy.last_attempt_at = utc(2026, 11, 23, 10, 20)
+    # 12:30 in Riga: the company is at lunch until 13:00 (11:00 UTC)
+    now = utc(2026, 11, 23, 10, 30)
+    stats = await refresh_callability(sessions, campaign_id=ids["campaign"], now=now)
+    assert stats.leads == 11
+    async with sessions() as s:
+        leads = {lead.id: lead for lead in (await s.execute(select(Lead))).scalars()}
+    assert leads[ids["rest_lo"]].next_call_at == utc(2026, 11, 23, 11)
+    assert leads[ids["rest_hi"]].next_call_at == utc(2026, 11, 23, 11)  # busy 15 min < lunch
+    assert leads[ids["cb_alice"]].next_call_at == utc(2026, 11, 23, 12)  # the callback time
+    assert leads[ids["cb_alice"]].hopper_tier == 0
+    assert (leads[ids["dnc"]].next_call_at, leads[ids["dnc"]].never_reason) == (None, "dnc")
+    assert leads[ids["done"]].never_reason == "status"
+    # Saturday: next Monday 09:00 Riga
+    await refresh_callability(sessions, campaign_id=ids["campaign"], now=utc(2026, 11, 28, 9),
+                              lead_ids=[ids["rest_lo"]])
+    async with sessions() as s:
+        lead = await s.get(Lead, ids["rest_lo"])
+        assert lead is not None and lead.next_call_at == utc(2026, 11, 30, 7)
