@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiomqtt
@@ -51,7 +52,14 @@ from dialer.domain import (
     LeadStatus,
 )
 
-from .conftest import AGENTS, DIALER, SUPERVISORS, BrokerUnderTest
+from .conftest import (
+    AGENTS,
+    DIALER,
+    SUPERVISORS,
+    BrokerUnderTest,
+    MosquittoServer,
+    _mosquitto_or_skip,
+)
 
 WAIT = 10.0  # upper bound for anything to arrive; tests never assert how fast it did
 
@@ -358,3 +366,39 @@ async def test_bad_configuration_is_reported_clearly() -> None:
         await bus.send("alice", ReadyCmd(login="alice"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="login"):
         await bus.send("no/slashes", StateEvt(state=AgentState.READY))
+
+
+DEPLOY_ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
+
+
+@pytest.fixture(scope="module")
+def deploy_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """Mosquitto with the ACL shipped in deploy/mosquitto (written for docker-compose)."""
+    if not DEPLOY_ACL.is_file():
+        pytest.skip(f"{DEPLOY_ACL} is not in this checkout")
+    server = _mosquitto_or_skip(tmp_path_factory.mktemp("mosquitto-deploy"),
+                                DEPLOY_ACL.read_text(encoding="utf-8"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_the_shipped_mosquitto_acl_isolates_agents(
+    deploy_mosquitto: MosquittoServer,
+) -> None:
+    broker = BrokerUnderTest("mosquitto-deploy", "127.0.0.1", deploy_mosquitto.port)
+    handler = Recorder()
+    async with running_bus(broker, handler) as bus, agent(broker, "alice") as alice, \
+            agent(broker, "bob") as bob:
+        await alice.publish_raw("dialer/agents/bob/cmd", ReadyCmd(login="bob").to_json())
+        await alice.subscribe("dialer/agents/bob/evt")
+        await alice.subscribe("dialer/supervisor/events")
+        await bob.request(PauseCmd(login="bob", reason="coffee"))
+        assert [(lg, c.type) for lg, c in handler.calls] == [("bob", "pause")]
+        await bus.send("bob", StateEvt(state=AgentState.PAUSED, reason="for bob only"))
+        await bus.supervisor({"type": "agent_state", "login": "bob", "state": "paused"})
+        await bus.send("alice", StateEvt(state=AgentState.READY, reason="barrier"))
+        first = await alice.next_event(WAIT)
+        assert isinstance(first, StateEvt) and first.reason == "barrier"
+        assert alice._events.empty()
