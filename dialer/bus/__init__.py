@@ -35,12 +35,14 @@ from dialer.bus.messages import (
     SupervisorCallEvent,
     SupervisorEvent,
 )
+from dialer.bus.setup import AgentBusRuntime, open_agent_bus
 from dialer.bus.topics import Topics
 
 __all__ = [
     "AccessPolicy",
     "AckEvt",
     "AgentBus",
+    "AgentBusRuntime",
     "AgentClient",
     "AgentCommand",
     "BrokerAddress",
@@ -71,4 +73,5 @@ __all__ = [
     "SupervisorCallEvent",
     "SupervisorEvent",
     "Topics",
+    "open_agent_bus",
 ]

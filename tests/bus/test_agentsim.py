@@ -13,6 +13,7 @@ import pytest
 from dialer.agentsim import DEFAULT_MIX, AgentProfile, SimulatedAgent
 from dialer.bus import (
     AgentBus,
+    AgentClient,
     AgentCommand,
     CallEndedEvt,
     DispositionCmd,
@@ -28,6 +29,8 @@ from dialer.bus import (
     ScreenPopEvt,
     StateEvt,
 )
+from dialer.bus.setup import open_agent_bus
+from dialer.config import AgentConfig, MqttSection
 from dialer.domain import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
 
 WAIT = 30.0
@@ -185,3 +188,23 @@ def test_same_seed_same_decisions() -> None:
 def test_bad_profile_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="AgentProfile"):
         AgentProfile(**bad)  # type: ignore[arg-type]
+
+
+async def test_open_agent_bus_runs_the_embedded_broker_from_config() -> None:
+    mqtt = MqttSection(url="", embedded_port=0)
+    agents = [AgentConfig(login="ann", sip_uri="sip:ann@127.0.0.1:5070", password="pw")]
+    seen: list[str] = []
+
+    async def handler(login: str, cmd: AgentCommand) -> ProtocolError | None:
+        seen.append(f"{login}:{cmd.type}")
+        return None
+
+    async with open_agent_bus(mqtt, agents, handler=handler) as ab:
+        assert ab.embedded is not None and ab.agent_url == ab.embedded.url
+        async with AgentClient("ann", "pw", ab.agent_url) as ann:
+            await ann.request(LoginCmd(login="ann"))
+    assert seen == ["ann:login"]
+    no_password = [AgentConfig(login="ben", sip_uri="sip:ben@127.0.0.1:5070")]
+    with pytest.raises(ValueError, match="ben"):
+        async with open_agent_bus(mqtt, no_password):
+            pass
