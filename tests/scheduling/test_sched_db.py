@@ -231,3 +231,33 @@ async def test_refresh_callability_writes_next_call_at(db_engine: AsyncEngine) -
     async with sessions() as s:
         lead = await s.get(Lead, ids["rest_lo"])
         assert lead is not None and lead.next_call_at == utc(2026, 11, 30, 7)
+
+
+async def test_plan_job_skips_days_off_and_a_failing_job_is_retried(
+    db_engine: AsyncEngine,
+) -> None:
+    await seed(db_engine)
+    sessions = session_factory(db_engine)
+    jobs = SchedulingJobs(sessions, holder="p")
+    # Saturday 2026-11-28 08:00 Riga: the company is closed all day, no plan
+    assert await jobs.daily_plans_job(utc(2026, 11, 28, 6)) == []
+    assert await jobs.daily_plans_job(utc(2026, 11, 30, 6)) != []  # Monday
+
+    calls = []
+
+    async def boom() -> dict:
+        calls.append(1)
+        raise RuntimeError("database went away")
+
+    async def ok() -> dict:
+        calls.append(2)
+        return {}
+
+    now = utc(2026, 11, 30, 8)
+    run = await jobs.guarded("fragile", now, boom, now)
+    assert run.ran and run.detail == {"error": True}
+    # the failed occurrence stays leased until its TTL, then another runner redoes it
+    other = SchedulingJobs(sessions, holder="q")
+    assert not (await other.guarded("fragile", now, ok, now + timedelta(minutes=5))).ran
+    assert (await other.guarded("fragile", now, ok, now + timedelta(minutes=11))).ran
+    assert calls == [1, 2]

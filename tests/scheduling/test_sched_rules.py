@@ -260,3 +260,15 @@ def test_validate_new_callback() -> None:
                               due_at=now - timedelta(hours=1), now=now)
     validate_new_callback(scope=CallbackScope.AGENT, owner_agent_id=1,
                           due_at=now + timedelta(hours=1), now=now)
+
+
+def test_retry_rules_json() -> None:
+    from scheduling.facts import retry_policy_from_json
+
+    p = retry_policy_from_json({"max_attempts": 3, "delays_s": {"busy": 60}})
+    assert p.max_attempts == 3 and p.delay_after(AttemptResult.BUSY) == timedelta(seconds=60)
+    assert p.delay_after(AttemptResult.NO_ANSWER) == timedelta(hours=2)  # default kept
+    with pytest.raises(CalendarError, match="unknown key"):
+        retry_policy_from_json({"max_attempt": 3})
+    with pytest.raises(CalendarError, match="delays_s"):
+        retry_policy_from_json({"delays_s": {"bussy": 60}})
