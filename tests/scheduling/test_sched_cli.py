@@ -58,7 +58,8 @@ def test_plan_show_and_report_day(tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", "day", "--date", "2026-11-23", "--csv", str(out),
                               "--db", url], env=env)
     assert res.exit_code == 0, res.output
-    rows = list(csv.DictReader(out.open()))
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
     by_agent = {r["agent"]: r for r in rows}
     assert by_agent["alice"]["planned"] == "1" and by_agent["alice"]["called"] == "4"
     assert by_agent["alice"]["contracts"] == "1" and by_agent[""]["planned"] == "5"
