@@ -1,6 +1,7 @@
 """deploy/mosquitto against a real Mosquitto: logins from the example password file, and the
-ACL (each agent only `dialer/agents/<login>/#`, the dialer all of `dialer/#`, supervisors
-read-only `dialer/supervisor/#`).
+ACL (each agent writes only `dialer/agents/<login>/cmd` and reads only
+`dialer/agents/<login>/evt`; the dialer has all of `dialer/#`; supervisors read
+`dialer/supervisor/#`).
 
 The broker runs the deploy config with only what must change outside a container rewritten
 (listener on a free loopback port, file paths, no persistence). Negative checks need no
@@ -132,8 +133,11 @@ async def test_agent_reads_only_its_own_events(broker: int) -> None:
 async def test_agent_writes_only_its_own_commands(broker: int) -> None:
     async with _client(broker, "dialer") as dialer, _client(broker, "alice") as alice:
         await dialer.subscribe("dialer/agents/+/cmd", qos=1)
+        await dialer.subscribe("dialer/agents/+/evt", qos=1)
+        await dialer.subscribe("dialer/supervisor/#", qos=1)
         await alice.publish("dialer/agents/bob/cmd", b'{"type":"disposition"}', qos=1)
         await alice.publish("dialer/supervisor/events", b'{"type":"fake"}', qos=1)
+        await alice.publish("dialer/agents/alice/evt", b'{"type":"screen_pop"}', qos=1)
         await alice.publish("dialer/agents/alice/cmd", b'{"type":"ready"}', qos=1)
         seen = await _collect_until(dialer, "dialer/agents/alice/cmd")
     assert seen == ["dialer/agents/alice/cmd"]
