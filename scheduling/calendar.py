@@ -39,6 +39,8 @@ _DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: how far ahead next_open() looks before answering "never" (a closure can last months)
 DEFAULT_HORIZON_DAYS = 800
+#: any year the holidays package covers; used only to check a country code early
+_PROBE_YEAR = 2024
 #: bound on cached UTC days per schedule; a long-running process slides through days
 _CACHE_LIMIT = 4096
 
@@ -371,7 +373,8 @@ class CompanyCalendar(Schedule):
                 f"calendar {self.name!r}: days_off must be weekday numbers 0-6: {bad}"
             )
         if self.holiday_country:
-            _holiday_set(self.holiday_country, self.holiday_subdivision, 2026)
+            # fail at construction, not at dial time, on an unknown country/subdivision
+            _holiday_set(self.holiday_country, self.holiday_subdivision, _PROBE_YEAR)
         object.__setattr__(self, "zone_name", self.timezone)
 
     # -- Schedule -----------------------------------------------------------------------------

@@ -47,7 +47,8 @@ class NeverReason(enum.StrEnum):
     DNC = "dnc"
     STATUS = "status"  # done, exhausted, invalid ...: not a dialable status
     MAX_ATTEMPTS = "max_attempts"
-    UNKNOWN_ZONE = "unknown_zone"  # no zone on the lead, none from the number, no default
+    #: no zone on the lead, none from the number, no default - or a zone tzdata does not know
+    UNKNOWN_ZONE = "unknown_zone"
     NO_OPEN_TIME = "no_open_time"  # company hours and callee window never overlap (horizon)
 
 
@@ -211,8 +212,12 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
     scheds: list[tuple[Schedule, Gate]] = []
     if calendar is not None:
         scheds.append((calendar, Gate.COMPANY_HOURS))
-    for z in zones:
-        scheds.append((window.in_zone(z), Gate.CALLEE_WINDOW))
+    try:
+        for z in zones:
+            scheds.append((window.in_zone(z), Gate.CALLEE_WINDOW))
+    except CalendarError:
+        # a zone name tzdata does not know (bad import data): the local time is unknown
+        return Callability(None, NeverReason.UNKNOWN_ZONE)
 
     # Open sets are whole seconds, so the second holding `best` decides whether it is open.
     t0 = math.floor(best_f)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -115,6 +115,8 @@ class RefreshStats:
     leads: int = 0
     callable_now: int = 0
     never: int = 0
+    #: for leads callable only later: which rule holds each back (Gate value -> count)
+    held_back: dict[str, int] = field(default_factory=dict)
 
 
 async def refresh_callability(
@@ -206,6 +208,8 @@ async def refresh_callability(
                     stats.never += 1
                 elif res.at <= now:
                     stats.callable_now += 1
+                elif res.gate is not None:
+                    stats.held_back[res.gate.value] = stats.held_back.get(res.gate.value, 0) + 1
             if updates:
                 await s.execute(update(Lead), updates)
     log.info("campaign %s: callability refreshed for %d leads (%d now, %d never)",

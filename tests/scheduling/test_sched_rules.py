@@ -272,3 +272,9 @@ def test_retry_rules_json() -> None:
         retry_policy_from_json({"max_attempt": 3})
     with pytest.raises(CalendarError, match="delays_s"):
         retry_policy_from_json({"delays_s": {"bussy": 60}})
+
+
+def test_unknown_lead_zone_is_never_not_a_crash() -> None:
+    res = next_callable_at(LeadFacts(timezone="Mars/Olympus"), utc(2026, 11, 23, 15),
+                           CallingRules())
+    assert res.reason is NeverReason.UNKNOWN_ZONE
