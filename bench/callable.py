@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dialer.domain import AttemptResult, LeadStatus, RetryPolicy  # noqa: E402
-from scheduling.callable import CallingRules, LeadFacts, next_callable_at  # noqa: E402
-from scheduling.calendar import CompanyCalendar  # noqa: E402
-from scheduling.windows import PRESETS  # noqa: E402
+from dialer.domain import AttemptResult, LeadStatus, RetryPolicy
+from scheduling.calendar import CompanyCalendar
+from scheduling.callable import CallingRules, LeadFacts, next_callable_at
+from scheduling.windows import PRESETS
 
 ZONES = [
     "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
