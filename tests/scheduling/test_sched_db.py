@@ -217,6 +217,10 @@ async def test_refresh_callability_writes_next_call_at(db_engine: AsyncEngine) -
     now = utc(2026, 11, 23, 10, 30)
     stats = await refresh_callability(sessions, campaign_id=ids["campaign"], now=now)
     assert stats.leads == 11
+    # never: DNC and DONE. The lunch break holds the other 8 (the row seeded with a stale
+    # never_reason is recomputed from its facts); alice's callback waits for 12:00 UTC
+    assert stats.never == 2 and stats.callable_now == 0
+    assert stats.held_back == {"company_hours": 8, "callback": 1}
     async with sessions() as s:
         leads = {lead.id: lead for lead in (await s.execute(select(Lead))).scalars()}
     assert leads[ids["rest_lo"]].next_call_at == utc(2026, 11, 23, 11)
