@@ -115,8 +115,6 @@ class RefreshStats:
     leads: int = 0
     callable_now: int = 0
     never: int = 0
-    #: leads callable later, by the Gate value that held them back (metrics: held-back reasons)
-    held_back: dict[str, int] = field(default_factory=dict)
     #: for leads callable only later: which rule holds each back (Gate value -> count)
     held_back: dict[str, int] = field(default_factory=dict)
 
@@ -210,8 +208,6 @@ async def refresh_callability(
                     stats.never += 1
                 elif res.at <= now:
                     stats.callable_now += 1
-                elif res.gate is not None:
-                    stats.held_back[res.gate.value] = stats.held_back.get(res.gate.value, 0) + 1
                 elif res.gate is not None:
                     stats.held_back[res.gate.value] = stats.held_back.get(res.gate.value, 0) + 1
             if updates:
