@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sched_oracle import calendar_open, calendars, instants, leads_and_rules, rules_hold
+from sched_oracle import ZONES, calendar_open, calendars, instants, leads_and_rules, rules_hold
 
 from scheduling.calendar import CompanyCalendar
 from scheduling.callable import NeverReason, next_callable_at
@@ -101,3 +101,28 @@ def test_empty_calendar_is_refused_at_save_and_never_opens() -> None:
     else:
         raise AssertionError("validate() accepted a calendar with no open time")
     assert cal.next_open(datetime(2026, 1, 1, tzinfo=UTC)) is None
+
+
+@PROPS
+@given(
+    local=st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2030, 12, 31)),
+    zone_name=st.sampled_from(ZONES),
+)
+def test_local_to_utc_round_trips_or_lands_on_the_jump(local: datetime, zone_name: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from scheduling.callbacks import local_to_utc
+
+    local = local.replace(microsecond=0)
+    zi = ZoneInfo(zone_name)
+    got = local_to_utc(local, zone_name)
+    wall = got.astimezone(zi).replace(tzinfo=None)
+    if wall == local:
+        # an existing time: the earliest instant showing it (fall-back repeats count once)
+        earlier = [got - timedelta(minutes=m) for m in (30, 60, 90, 120, 180)]
+        assert all(e.astimezone(zi).replace(tzinfo=None) != local for e in earlier)
+    else:
+        # a skipped time: the first instant after the jump, whose wall time is past `local`
+        assert wall > local
+        before = (got - timedelta(seconds=1)).astimezone(zi).replace(tzinfo=None)
+        assert before < local
