@@ -75,6 +75,8 @@ ETOOMANY_RETRY_S = 1.0
 #: how long CallEnded of a cancelled call waits for the INVITE's final answer (487 or a 200
 #: that crossed the CANCEL) before it is reported anyway
 CANCEL_GRACE_S = 4.0
+#: upper bound on waiting for PJSIP to finalise a recording's WAV header after the call
+RECORDING_FINALISE_S = 1.0
 _RX_INVITE_RESPONSE = re.compile(r"RX \d+ bytes Response msg (\d{3})/INVITE/")
 _CALL_ID_HDR = re.compile(r"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
@@ -146,6 +148,7 @@ class CustomerLeg:
     #: final response to the INVITE seen after our CANCEL (487 normally, 2xx if it crossed)
     cancel_final: int | None = None
     held_end: CallEnded | None = None
+    recorder_used: bool = False
     held_until: float = 0.0
 
 
@@ -287,6 +290,7 @@ class Node:
         self.cancelling: dict[str, CustomerLeg] = {}
         #: legs whose CallEnded waits for the cancelled INVITE's final response
         self.held: dict[str, CustomerLeg] = {}
+        self.awaiting_recording: list[tuple[float, CustomerLeg, CallEnded]] = []
         self._log_writer: _LogWriter | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -468,6 +472,7 @@ class Node:
         while (self.legs or self.agents) and time.monotonic() < deadline:
             ep.libHandleEvents(10)
             self._run_deferred()
+            self._flush_recordings(time.monotonic())
         for leg in list(self.legs.values()):
             self._release_media(leg)
             leg.call = None
@@ -592,10 +597,22 @@ class Node:
         for leg in list(self.held.values()):
             if leg.held_end is not None and (leg.cancel_final is not None or now >= leg.held_until):
                 self._emit_end(leg, leg.held_end)
+        self._flush_recordings(now)
         # originates waiting for a slot that is still closing its transaction
         for _ in range(len(self.pending_originates)):
             leg = self.pending_originates.popleft()
             self._place(leg)
+
+    def _flush_recordings(self, now: float) -> None:
+        if not self.awaiting_recording:
+            return
+        waiting = self.awaiting_recording
+        self.awaiting_recording = []
+        for deadline, leg, ev in waiting:
+            if now >= deadline or _wav_finalised(leg.record_path or ""):
+                self._emit_end(leg, ev)
+            else:
+                self.awaiting_recording.append((deadline, leg, ev))
 
     # ------------------------------------------------------------------ commands
     def handle(self, cmd: Any) -> None:
@@ -774,6 +791,7 @@ class Node:
             leg.record_path = None
             return
         leg.recorder = rec
+        leg.recorder_used = True
 
     def _hangup_cmd(self, cmd: HangupCmd) -> None:
         leg = self.legs.get(cmd.call_id)
@@ -1035,6 +1053,12 @@ class Node:
             leg.held_until = now + CANCEL_GRACE_S
             self.held[leg.call_id] = leg
             return
+        if leg.record_path and leg.recorder_used:
+            # PJSIP 2.15 removes conference ports asynchronously: the WAV header is written
+            # on the media thread shortly after the recorder is deleted. Report the end once
+            # the file is final, so the dialer can hand the recording on at CallEnded.
+            self.awaiting_recording.append((now + RECORDING_FINALISE_S, leg, ev))
+            return
         self._emit_end(leg, ev)
 
     def _emit_end(self, leg: CustomerLeg, ev: CallEnded) -> None:
@@ -1177,6 +1201,16 @@ class Node:
             return int(st.rtcp.rxStat.pkt), int(st.rtcp.txStat.pkt)
         except pj.Error:
             return (0, 0)
+
+
+def _wav_finalised(path: str) -> bool:
+    """True once a WAV's RIFF size field is filled in (PJSIP writes 0 until it closes)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return True  # nothing to wait for
+    return len(head) == 8 and head[:4] == b"RIFF" and head[4:8] != b"\0\0\0\0"
 
 
 def _with_media(ev: CallEnded, media: MediaStats) -> CallEnded:
