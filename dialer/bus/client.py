@@ -21,7 +21,7 @@ from types import TracebackType
 import aiomqtt
 from pydantic import ValidationError
 
-from dialer.bus.bus import BrokerAddress
+from dialer.bus.bus import NO_DELAY, BrokerAddress
 from dialer.bus.errors import BusError, ProtocolError
 from dialer.bus.messages import (
     AckEvt,
@@ -68,6 +68,7 @@ class AgentClient:
             self.address.host, self.address.port, username=self.login,
             password=self._password, identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V311, clean_session=True, timeout=10.0,
+            socket_options=NO_DELAY,
             logger=logging.getLogger(f"{__name__}.mqtt"),
         )
         try:
