@@ -150,6 +150,15 @@ def report_day(
 async def _report_day(
     url: str, day_s: str | None, csv_path: Path | None, campaign_name: str | None, rebuild: bool
 ) -> int:
+    return await render_day_report(url, day_s, csv_path=csv_path, campaign_name=campaign_name,
+                                   rebuild=rebuild)
+
+
+async def render_day_report(
+    url: str, day_s: str | date | None, *, csv_path: Path | None = None,
+    campaign_name: str | None = None, rebuild: bool = False,
+) -> int:
+    """Print (and store, if missing or `rebuild`) the end-of-day report; the demo uses it too."""
     from sqlalchemy import select
 
     from db.models import Campaign
@@ -170,7 +179,8 @@ async def _report_day(
                 else "no campaigns in the database"
             )
             return 1
-        day = _parse_date(day_s, campaigns[0].timezone if campaign_name else "UTC")
+        day = day_s if isinstance(day_s, date) else _parse_date(
+            day_s, campaigns[0].timezone if campaign_name else "UTC")
         rows = []
         for camp in campaigns:
             stored = await load_day_report(sessions, report_date=day, campaign_id=camp.id)

@@ -436,7 +436,9 @@ def build_scheduler(
     """Register every job on an AsyncIOScheduler (created if not given; not started).
 
     The runtime calls ``scheduler.start()`` inside its running event loop and
-    ``scheduler.shutdown()`` at exit. Each job reads ``jobs.clock()`` once per run.
+    ``scheduler.shutdown()`` at exit. Triggers run on the wall clock; each run reads
+    ``jobs.clock()`` once and passes it to the job as ``now``. Edges, plans and reminders
+    run once at start so a process that starts mid-day catches up at once.
     """
     sched = scheduler or AsyncIOScheduler(timezone=UTC)
     st = jobs.settings
@@ -467,7 +469,8 @@ def build_scheduler(
     async def reminders() -> None:
         await jobs.callback_reminders_job(jobs.clock())
 
-    now = jobs.clock()
+    # APScheduler runs on the wall clock whatever business clock the jobs were given
+    now = utc_now()
     sched.add_job(edges, IntervalTrigger(seconds=st.edges_recheck_every.total_seconds()),
                   id="dialing_edges", next_run_time=now, **common)
     sched.add_job(plans, IntervalTrigger(seconds=st.daily_check_every.total_seconds()),

@@ -191,16 +191,40 @@ async def test_jobs_with_a_controllable_clock_two_processes(db_engine: AsyncEngi
     assert exp.detail == {"expired": 1}
 
 
-async def test_build_scheduler_registers_every_job(db_engine: AsyncEngine) -> None:
+async def test_build_scheduler_runs_the_jobs_on_start(db_engine: AsyncEngine) -> None:
+    ids = await seed(db_engine)
     sessions = session_factory(db_engine)
-    jobs = SchedulingJobs(sessions, holder="p", clock=lambda: utc(2026, 11, 23, 10))
+    opened = asyncio.Event()
+
+    async def on_open(cid: int) -> None:
+        assert cid == ids["campaign"]
+        opened.set()
+
+    # business clock: Monday 09:30 in Riga, the company is open and the campaign inactive.
+    # It is years ahead of the wall clock so the re-armed edge trigger is still pending.
+    jobs = SchedulingJobs(sessions, holder="p", hooks=JobHooks(open_dialing=on_open),
+                          clock=lambda: utc(2030, 11, 25, 7, 30))
     sched = build_scheduler(jobs)
-    sched.start(paused=True)
+    assert {j.id for j in sched.get_jobs()} == {
+        "dialing_edges", "daily_plans", "daily_reports", "abandon_rollup",
+        "expire_claims", "callback_reminders",
+    }
+    # run only the edge job here, so nothing is left running on the engine after shutdown
+    for job in sched.get_jobs():
+        if job.id != "dialing_edges":
+            sched.remove_job(job.id)
+    sched.start()
     try:
-        assert {j.id for j in sched.get_jobs()} == {
-            "dialing_edges", "daily_plans", "daily_reports", "abandon_rollup",
-            "expire_claims", "callback_reminders",
-        }
+        # event-driven wait (bounded), not a timing assertion: the start-up run opens dialing
+        await asyncio.wait_for(opened.wait(), timeout=30)
+        # ...and re-arms itself for the next edge: lunch at 12:00 Riga (10:00 UTC)
+        for _ in range(300):
+            nxt = sched.get_job("dialing_edges_next")
+            if nxt is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert nxt is not None
+        assert nxt.trigger.run_date == utc(2030, 11, 25, 10, 0, 1)
     finally:
         sched.shutdown(wait=False)
 
