@@ -48,7 +48,7 @@ class CampaignConfig:
     #: preview: dial the offered lead automatically after this many seconds (None: wait)
     preview_timeout_seconds: float | None = None
     #: pacing cadence, and the least gap between two pacing passes triggered by events
-    pace_interval_seconds: float = 1.0
+    pace_interval_seconds: float = 2.0
     min_pace_gap_seconds: float = 0.5
     #: hopper refill: keep at least this many leads, or the dials of the next lookahead
     hopper_low_water: int = 20

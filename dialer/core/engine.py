@@ -148,7 +148,9 @@ class CampaignEngine:
         self.board = AgentBoard()
         self.hopper = Hopper(config.callback_grace)
         self.ledger = AbandonLedger(config.abandon, config.timezone)
-        self.governor = AbandonGovernor(config.abandon_target, config.governor)
+        self.governor = AbandonGovernor(
+            config.abandon_target, config.abandon.cap, config.governor
+        )
         grid = math.ceil(config.ring_timeout_seconds) + 20
         self._call_est = CallEstimator(
             grid_seconds=grid,
@@ -627,6 +629,8 @@ class CampaignEngine:
         wrapping: list[float] = []
         for rec in self.board:
             st = rec.state
+            if rec.pending is not None:
+                continue  # going on a break / logging out after this call: not future supply
             if st is S.TALKING:
                 talking.append(t - rec.talk_started)
             elif st is S.WRAP_UP:
@@ -662,6 +666,7 @@ class CampaignEngine:
             dials_total=self._dials,
             live_total=self._connected + self._abandoned,
             abandoned_total=self._abandoned,
+            machines_total=self._machines,
         )
 
     # ------------------------------------------------------------------ internals

@@ -4,12 +4,15 @@ Two layers:
 - a stochastic-approximation controller (Robbins-Monro on log risk) that moves the risk
   level until the observed share of live answers that were abandoned equals the target
   (``cap x target_ratio``): every connected call nudges it up by ``eta x target``, every
-  abandoned one down by ``eta x (1 - target)``, so the drift is zero exactly at the target;
-- a budget guard over the regulatory window: the pacer may only spend abandons it has
-  earned (``target x live answers - abandons``). With no slack left it is held at the
-  minimum risk, which makes the predictive pacer behave like a progressive dialer until
-  enough connected calls have rebuilt the budget. This is what keeps a small team and the
-  first minutes of a campaign safe.
+  abandoned one down by ``eta x (1 - target)``, so the drift is zero exactly at the target.
+  It moves slowly on purpose: a steady risk level buys more occupancy per abandon than
+  one that swings (the occupancy gained per unit of risk falls as risk grows);
+- a guard on the regulatory window: "headroom" is how many more abandons the window can
+  take before its rate passes the cap (with a credit of ``credit_abandons`` so that the
+  very first abandon of a campaign is not already a breach). With less than two abandons
+  of headroom the risk is scaled down, and with none it falls to ``min_risk``, which makes
+  the predictive pacer behave like a progressive dialer until connected calls have rebuilt
+  the headroom. This is what keeps a small team and the first minutes of a campaign safe.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from dialer.core.abandon import WindowCounts
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GovernorSettings:
-    initial_risk: float = 0.05
-    min_risk: float = 0.002
+    initial_risk: float = 0.02
+    min_risk: float = 0.0001
     max_risk: float = 0.6
-    eta: float = 0.08
+    eta: float = 0.03
+    #: abandons the window may hold beyond cap x live answers (see module docstring)
+    credit_abandons: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -33,15 +38,20 @@ class GovernorSettings:
                 "governor risks must satisfy 0 < min_risk <= initial_risk <= max_risk < 1, "
                 f"got {self.min_risk}, {self.initial_risk}, {self.max_risk}"
             )
+        if self.credit_abandons < 0:
+            raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
             raise ValueError(f"governor eta must be in (0, 1], got {self.eta}")
 
 
 class AbandonGovernor:
-    def __init__(self, target: float, settings: GovernorSettings | None = None) -> None:
-        if not 0.0 < target < 1.0:
-            raise ValueError(f"abandon target must be in (0, 1), got {target}")
+    def __init__(
+        self, target: float, cap: float, settings: GovernorSettings | None = None
+    ) -> None:
+        if not 0.0 < target <= cap < 1.0:
+            raise ValueError(f"need 0 < abandon target <= cap < 1, got {target} and {cap}")
         self.target = target
+        self.cap = cap
         self.settings = settings or GovernorSettings()
         self._log_risk = math.log(self.settings.initial_risk)
 
@@ -58,11 +68,10 @@ class AbandonGovernor:
     def allowed_risk(self, counts: WindowCounts) -> float:
         """Risk for the next call given the regulatory window's counts."""
         s = self.settings
-        slack = self.target * counts.denominator - counts.numerator
         theta = self.risk_level
-        if slack <= 0.0:
+        headroom = self.cap * counts.denominator + s.credit_abandons - counts.numerator
+        if headroom <= 0.0:
             return s.min_risk
-        if slack < 1.0:
-            # less than one abandon left to spend: interpolate toward the minimum
-            return s.min_risk + (theta - s.min_risk) * slack
+        if headroom < 2.0:
+            return s.min_risk + (theta - s.min_risk) * headroom / 2.0
         return theta

@@ -14,13 +14,14 @@ new calls), over several horizons weighted by when a new call is answered.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from dialer.core.stats import PacingModel
+from dialer.core.stats import CallDist, PacingModel
 from dialer.domain import DialMode
 
 
@@ -93,6 +94,7 @@ class PacerSnapshot:
     dials_total: int = 0
     live_total: int = 0
     abandoned_total: int = 0
+    machines_total: int = 0
 
 
 Pacer = Callable[[PacerSnapshot], int]
@@ -140,70 +142,174 @@ def _phi(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-@dataclass(frozen=True, slots=True)
+#: below this many random terms (busy agents + calls in flight) the risk is computed from
+#: exact Poisson-binomial distributions; above it a normal approximation is accurate enough
+EXACT_TERMS = 48
+
+
 class RiskCurve:
     """The predictive model for one snapshot: risk of the marginal call as n grows."""
 
     weights: tuple[float, ...]
-    mean0: tuple[float, ...]  # E[answers before t_k] - E[agents free by t_k + grace]
-    var0: tuple[float, ...]
     new_live: tuple[float, ...]  # P(a new call is answered live by t_k)
 
-    def risk(self, n: int) -> float:
+    def risk(self, n: int) -> float:  # pragma: no cover - interface
         """P(the (n+1)-th new call finds no agent | it is answered by a person)."""
+        raise NotImplementedError
+
+
+class NormalRiskCurve(RiskCurve):
+    """Normal approximation (with continuity correction) of answers minus free agents."""
+
+    def __init__(
+        self,
+        weights: tuple[float, ...],
+        new_live: tuple[float, ...],
+        mean0: tuple[float, ...],
+        var0: tuple[float, ...],
+    ) -> None:
+        self.weights = weights
+        self.new_live = new_live
+        self.mean0 = mean0  # E[answers before t_k] - E[agents free by t_k + grace]
+        self.var0 = var0
+
+    def risk(self, n: int) -> float:
         total = 0.0
         for w, m, v, c in zip(self.weights, self.mean0, self.var0, self.new_live, strict=True):
             if w <= 0.0:
                 continue
             mean = m + n * c
-            var = v + n * c * (1.0 - c) + 0.25
+            var = v + n * c * (1.0 - c) + 1e-9
             total += w * _phi((mean + 0.5) / math.sqrt(var))
         return total
+
+
+class ExactRiskCurve(RiskCurve):
+    """Exact Poisson-binomial answers and free agents, per horizon (small teams)."""
+
+    def __init__(
+        self,
+        weights: tuple[float, ...],
+        new_live: tuple[float, ...],
+        demand_pmf: np.ndarray,
+        supply_pmf: np.ndarray,
+    ) -> None:
+        self.weights = weights
+        self.new_live = new_live
+        self.demand_pmf = demand_pmf  # (K, D): P(answers from others before t_k = d)
+        self.supply_pmf = supply_pmf  # (K, S): P(agents free by t_k + grace = s)
+        self._w = np.asarray(weights)
+        self._c = np.asarray(new_live)[:, None]
+
+    def _risk_of(self, pmf: np.ndarray) -> float:
+        s_len = self.supply_pmf.shape[1]
+        # tail[:, s] = P(X >= s) for s < s_len (X has no mass beyond its pmf's width)
+        tail = np.zeros((pmf.shape[0], s_len))
+        tail[:, 0] = 1.0
+        m = min(s_len - 1, pmf.shape[1])
+        if m > 0:
+            tail[:, 1 : m + 1] = 1.0 - np.cumsum(pmf[:, :m], axis=1)
+        per_k = (self.supply_pmf * tail).sum(axis=1)
+        return float(self._w @ per_k)
+
+    def _add_call(self, pmf: np.ndarray) -> np.ndarray:
+        out = np.zeros((pmf.shape[0], pmf.shape[1] + 1))
+        out[:, :-1] = pmf * (1.0 - self._c)
+        out[:, 1:] += pmf * self._c
+        return out
+
+    def risk(self, n: int) -> float:
+        pmf = self.demand_pmf
+        for _ in range(n):
+            pmf = self._add_call(pmf)
+        return self._risk_of(pmf)
+
+    def max_calls(self, theta: float, upper: int) -> int:
+        """Largest n <= upper such that every call up to the n-th keeps risk <= theta."""
+        pmf = self.demand_pmf
+        n = 0
+        while n < upper and self._risk_of(pmf) <= theta:
+            pmf = self._add_call(pmf)
+            n += 1
+        return n
+
+
+def _poisson_binomial(base: int, probs: np.ndarray, k_count: int) -> np.ndarray:
+    """PMF per row of ``base`` + sum of independent Bernoulli(probs[:, row])."""
+    m = probs.shape[0]
+    pmf = np.zeros((k_count, base + m + 1))
+    pmf[:, base] = 1.0
+    width = base + 1
+    for i in range(m):
+        p = probs[i][:, None]
+        head = pmf[:, :width] * p
+        pmf[:, :width] *= 1.0 - p
+        pmf[:, 1 : width + 1] += head
+        width += 1
+    return pmf
+
+
+@functools.lru_cache(maxsize=8)
+def _horizons(calls: CallDist) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Horizon ends t_k, the weight of each answer-time bin, and P(live by t_k) for a new call.
+
+    Cached per published answer-time table (tables are immutable and rebuilt rarely).
+    """
+    grid_end = float(len(calls.live_cdf) - 1)
+    edges = np.minimum(np.asarray(_HORIZON_EDGES), grid_end)
+    cdf_at_edges = np.array([calls.live_by(float(e)) for e in edges])
+    w = np.diff(cdf_at_edges)
+    total_w = float(w.sum())
+    t_k = edges[1:]
+    t_k.flags.writeable = False
+    weights = w / total_w if total_w > 0 else np.full(len(t_k), 1.0 / len(t_k))
+    return (
+        t_k,
+        tuple(float(x) for x in weights),
+        tuple(float(x) for x in cdf_at_edges[1:]),
+    )
 
 
 def risk_curve(snap: PacerSnapshot) -> RiskCurve:
     """Build the supply/demand model of `predictive_pacer` (exposed for tests and docs)."""
     model = snap.model
     calls = model.calls
-    edges = np.asarray(_HORIZON_EDGES)
-    grid_end = float(len(calls.live_cdf) - 1)
-    edges = np.minimum(edges, grid_end)
-    cdf_at_edges = np.array([calls.live_by(float(e)) for e in edges])
-    w = np.diff(cdf_at_edges)
-    total_w = float(w.sum())
-    t_k = edges[1:]
-    weights = w / total_w if total_w > 0 else np.full(len(t_k), 1.0 / len(t_k))
+    t_k, weights_t, new_live = _horizons(calls)
+    k_count = len(t_k)
     grace = snap.agent_wait
     wrap_mean = model.wrap.mean
 
-    # supply: ready agents + busy agents likely to be free by t_k + grace
-    supply = np.full(len(t_k), float(snap.agents_ready))
-    s_var = np.zeros(len(t_k))
+    # supply: busy agents likely to be free by t_k + grace (plus the ready ones)
+    parts = []
     if snap.talking_elapsed:
         el = np.asarray(snap.talking_elapsed)[:, None]
         hz = np.maximum(t_k[None, :] + grace - wrap_mean, 0.0)
-        p = model.talk.done_within_v(el, hz)
-        supply += p.sum(axis=0)
-        s_var += (p * (1.0 - p)).sum(axis=0)
+        parts.append(model.talk.done_within_v(el, hz))
     if snap.wrap_elapsed:
         el = np.asarray(snap.wrap_elapsed)[:, None]
-        p = model.wrap.done_within_v(el, t_k[None, :] + grace)
-        supply += p.sum(axis=0)
-        s_var += (p * (1.0 - p)).sum(axis=0)
-    # demand: calls waiting now + calls in flight answered live by t_k
-    demand = np.full(len(t_k), float(snap.waiting))
-    d_var = np.zeros(len(t_k))
+        parts.append(model.wrap.done_within_v(el, t_k[None, :] + grace))
+    p_free = np.concatenate(parts) if parts else np.zeros((0, k_count))
+    # demand: calls in flight answered live by t_k (plus the calls waiting now)
     if snap.inflight_ages:
         ages = np.asarray(snap.inflight_ages)[:, None]
-        q = calls.live_within_v(ages, t_k[None, :])
-        demand += q.sum(axis=0)
-        d_var += (q * (1.0 - q)).sum(axis=0)
-    new_live = cdf_at_edges[1:]
-    return RiskCurve(
-        weights=tuple(float(x) for x in weights),
+        q_live = calls.live_within_v(ages, t_k[None, :])
+    else:
+        q_live = np.zeros((0, k_count))
+    if p_free.shape[0] + q_live.shape[0] <= EXACT_TERMS:
+        return ExactRiskCurve(
+            weights_t,
+            new_live,
+            demand_pmf=_poisson_binomial(snap.waiting, q_live, k_count),
+            supply_pmf=_poisson_binomial(snap.agents_ready, p_free, k_count),
+        )
+    supply = snap.agents_ready + p_free.sum(axis=0)
+    demand = snap.waiting + q_live.sum(axis=0)
+    var = (p_free * (1.0 - p_free)).sum(axis=0) + (q_live * (1.0 - q_live)).sum(axis=0)
+    return NormalRiskCurve(
+        weights_t,
+        new_live,
         mean0=tuple(float(x) for x in demand - supply),
-        var0=tuple(float(x) for x in s_var + d_var),
-        new_live=tuple(float(x) for x in new_live),
+        var0=tuple(float(x) for x in var),
     )
 
 
@@ -214,6 +320,8 @@ def predictive_pacer(snap: PacerSnapshot) -> int:
         return 0
     curve = risk_curve(snap)
     theta = snap.abandon.risk
+    if isinstance(curve, ExactRiskCurve):
+        return curve.max_calls(theta, upper)
     if curve.risk(0) > theta:
         return 0
     # risk grows with n: binary search the last n whose marginal call is still acceptable
@@ -227,7 +335,7 @@ def predictive_pacer(snap: PacerSnapshot) -> int:
             lo = mid
         else:
             hi = mid
-    return clamp_to_limits(snap, lo + 1)
+    return lo + 1
 
 
 PACERS: dict[DialMode, Pacer] = {

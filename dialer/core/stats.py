@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DurationDist:
     """Empirical CDF of a duration on a 1-second grid, with an exponential tail."""
 
@@ -132,7 +132,8 @@ class DurationEstimator:
         )
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: identity equality and hashing (tables hold arrays; pacers cache per table)
+@dataclass(frozen=True, slots=True, eq=False)
 class CallDist:
     """How unanswered calls resolve, by age since dial (1-second grid).
 
