@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -60,6 +60,7 @@ __all__ = [
     "MetricsLabelError",
     "MetricsServer",
     "MetricsValueError",
+    "NodeView",
 ]
 
 #: answer-to-agent latency: the product promise is "a fraction of a second"; the compliance
@@ -163,6 +164,16 @@ def _sip_code(code: int) -> str:
     return str(code)
 
 
+class NodeView(Protocol):
+    """What `DialerMetrics.set_nodes` reads from a SIP node (sip.pool.NodeHandle has it)."""
+
+    index: int
+    generation: int  # 0 for the first process, +1 per restart after a crash
+    capacity: int
+    in_use: int
+    alive: bool
+
+
 @dataclass(slots=True)
 class MetricsServer:
     """The running /metrics HTTP endpoint (a daemon thread). Close it to free the port."""
@@ -220,6 +231,7 @@ class DialerMetrics:
         self._campaigns: set[str] = set()
         self._nodes: set[str] = set()
         self._windows: dict[str, set[str]] = {}
+        self._generations: dict[str, int] = {}
 
         # --- attempts and SIP -------------------------------------------------------------
         self.attempts = Counter(
@@ -512,6 +524,27 @@ class DialerMetrics:
             raise MetricsValueError(f"node {n}: in_use {used} exceeds capacity {cap}")
         self.node_capacity.labels(n).set(cap)
         self.node_in_use.labels(n).set(used)
+
+    def set_nodes(self, nodes: Iterable[NodeView]) -> None:
+        """Publish a snapshot of the SIP node pool (e.g. `NodePool.nodes`) in one call.
+
+        Node `i` is labelled ``node-i``. A dead node shows capacity 0 and no calls until its
+        replacement reports in. Restarts are counted from `generation`: each increase since
+        the last snapshot (or since 0, for the first one) adds to dialer_node_restarts_total,
+        so a crash is counted even if no snapshot saw the node dead.
+        """
+        for n in nodes:
+            name = f"node-{_count('node index', n.index)}"
+            generation = _count(f"{name} generation", n.generation)
+            if n.alive:
+                self.set_node(name, n.capacity, n.in_use)
+            else:
+                self.set_node(name, 0, 0)
+            with self._lock:
+                seen = self._generations.get(name, 0)
+                self._generations[name] = max(seen, generation)
+            if generation > seen:
+                self.node_restarts.labels(name).inc(generation - seen)
 
     # ------------------------------------------------------------------ exposition
     def render(self) -> bytes:

@@ -8,6 +8,7 @@ import re
 import socket
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -310,3 +311,43 @@ def test_module_imports_nothing_into_the_global_registry() -> None:
 
     DialerMetrics(campaigns=["x"])
     assert not [n for n in REGISTRY._names_to_collectors if n.startswith("dialer_")]
+
+
+@dataclass
+class Node:
+    """The attributes of sip.pool.NodeHandle that set_nodes reads."""
+
+    index: int
+    generation: int = 0
+    capacity: int = 4
+    in_use: int = 0
+    alive: bool = True
+
+
+def test_set_nodes_publishes_the_pool_and_counts_restarts_by_generation(served) -> None:
+    m, server = served
+    pool = [Node(0, in_use=3), Node(1, generation=1, in_use=1)]  # node 1 crashed once already
+    m.set_nodes(pool)
+    s = scrape(server)
+    assert val(s, "dialer_node_calls_in_use", node="node-0") == 3
+    assert val(s, "dialer_node_capacity_calls", node="node-1") == 4
+    assert val(s, "dialer_node_restarts_total", node="node-0") == 0
+    assert val(s, "dialer_node_restarts_total", node="node-1") == 1
+    # node 0 dies: seen dead once, then its replacement (generation 1) reports in
+    pool[0] = Node(0, in_use=0, capacity=0, alive=False)
+    m.set_nodes(pool)
+    s = scrape(server)
+    assert val(s, "dialer_node_capacity_calls", node="node-0") == 0
+    assert val(s, "dialer_node_restarts_total", node="node-0") == 0
+    pool[0] = Node(0, generation=1)
+    m.set_nodes(pool)
+    m.set_nodes(pool)  # the same snapshot again counts nothing more
+    # node 1 crashes twice between two snapshots
+    pool[1] = Node(1, generation=3)
+    m.set_nodes(pool)
+    s = scrape(server)
+    assert val(s, "dialer_node_restarts_total", node="node-0") == 1
+    assert val(s, "dialer_node_restarts_total", node="node-1") == 3
+    assert val(s, "dialer_node_capacity_calls", node="node-0") == 4
+    with pytest.raises(MetricsValueError, match="node index"):
+        m.set_nodes([Node(-1)])
