@@ -19,7 +19,7 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -510,8 +510,3 @@ class CompanyCalendar(Schedule):
     def always_open(cls, timezone: str = "UTC", name: str = "always") -> CompanyCalendar:
         """A calendar that never closes: for consumer leads, which have no company hours."""
         return cls(timezone=timezone, weekly=tuple(((0, 1440),) for _ in range(7)), name=name)
-
-
-def utc_day_bounds(d: date) -> tuple[datetime, datetime]:
-    start = datetime(d.year, d.month, d.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)

@@ -41,6 +41,7 @@ from dialer.domain import AbandonWindow, CallbackScope
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callbacks import CallbackFacts, CallbackPolicy, CallbackReminder, due_reminders
 from scheduling.days import local_date, local_day_bounds
+from scheduling.facts import refresh_callability
 from scheduling.plan import build_daily_plan, plan_exists
 from scheduling.report import build_day_report, report_exists
 
@@ -149,6 +150,10 @@ class JobSettings:
     #: safety re-check of calendar edges (edits to calendars, missed edges)
     edges_recheck_every: timedelta = timedelta(minutes=5)
     lease_ttl: timedelta = timedelta(minutes=10)
+    #: recompute every lead's next_call_at just before building the plan, so the plan reflects
+    #: today's calendars, windows and retry rules even for leads nobody touched since
+    refresh_before_plan: bool = True
+    abandon_lockout: timedelta = timedelta(hours=72)
 
     @classmethod
     def from_section(cls, section: Any) -> JobSettings:
@@ -162,6 +167,7 @@ class JobSettings:
             plan_time=hhmm(section.plan_time),
             report_time=hhmm(section.report_time),
             callback_reminder_before=timedelta(seconds=section.callback_reminder_s),
+            abandon_lockout=timedelta(seconds=section.abandon_lockout_s),
         )
 
 
@@ -302,6 +308,9 @@ class SchedulingJobs:
                 continue
 
             async def body(cid: int = campaign.id, d: Any = day) -> dict[str, Any]:
+                if self.settings.refresh_before_plan:
+                    await refresh_callability(self.sessions, campaign_id=cid, now=now,
+                                              abandon_lockout=self.settings.abandon_lockout)
                 plans = await build_daily_plan(self.sessions, campaign_id=cid, plan_date=d,
                                                now=now)
                 return {"campaign_id": cid, "date": d.isoformat(),

@@ -15,7 +15,6 @@ The report is stored in daily_reports (rebuilding a day replaces it) and written
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -253,9 +252,3 @@ def write_csv(rows: Iterable[ReportRow], out: Path | TextIO) -> int:
         w.writerow(d)
         n += 1
     return n
-
-
-def csv_text(rows: Iterable[ReportRow]) -> str:
-    buf = io.StringIO()
-    write_csv(rows, buf)
-    return buf.getvalue()

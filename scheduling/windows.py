@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -215,11 +215,6 @@ def preset(name: str) -> CallingWindow:
         raise CalendarError(
             f"unknown calling-window preset {name!r}; choose one of {sorted(PRESETS)}"
         ) from None
-
-
-def edited(window: CallingWindow, **changes: Any) -> CallingWindow:
-    """A copy of `window` with fields replaced (fresh cache)."""
-    return replace(window, **changes)
 
 
 @functools.lru_cache(maxsize=100_000)
