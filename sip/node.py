@@ -1027,7 +1027,8 @@ class Node:
         a = leg.agent
         agent_stats = (0, 0)
         if a is not None:
-            agent_stats = a.stats
+            # the agent leg is still up here: read its counters before it is hung up
+            agent_stats = a.stats if a.stats != (0, 0) or a.call is None else self._stats(a.call)
             if a.call is not None:
                 self.deferred.append(lambda: self._hangup_agent(a))
         leg.state = LegState.ENDED

@@ -397,6 +397,8 @@ class NodePool:
         """Send a command to the right node. Failures arrive as ``CommandRejected`` events."""
         if self._server is None:
             raise PoolError("NodePool.submit() before start()")
+        if self._closed.is_set():
+            raise PoolError("NodePool.submit() after close()")
         if isinstance(cmd, Originate):
             await self._submit_originate(cmd)
             return

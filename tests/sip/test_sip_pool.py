@@ -1,0 +1,152 @@
+"""The node pool: capacity accounting, crash recovery, shutdown, 40 concurrent bridged calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from sip_testutil import events_until, requires_sipp, wait_for
+
+from dialer.domain import AttemptResult
+from sip.api import (
+    Bridge,
+    CallAnswered,
+    CallBridged,
+    CallEnded,
+    CallLost,
+    CommandRejected,
+    Originate,
+)
+from sip.config import PoolConfig
+from sip.pool import NodePool, PoolError
+from sip.sipp import SippProcess
+
+pytestmark = [requires_sipp, pytest.mark.sipp]
+
+
+def _orig(call_id: str, target: str, **kw: object) -> Originate:
+    return Originate(
+        call_id=call_id, target=target, caller_id="15550100000", ring_timeout_s=5, **kw
+    )  # type: ignore[arg-type]
+
+
+async def test_capacity_is_measured_and_slots_are_reserved(
+    pool: NodePool, callee: SippProcess
+) -> None:
+    # the PyPI wheel's PJSUA_MAX_CALLS is 4; a raised-limit build would report more
+    assert pool.capacity == 4 and pool.free_slots == 4 and pool.in_use == 0
+    await pool.submit(_orig("c1", callee.uri("answer_0.1_0")))
+    await pool.submit(_orig("c2", callee.uri("answer_0.1_0")))
+    assert pool.in_use == 4  # customer + reserved agent slot, twice
+    await pool.submit(_orig("c3", callee.uri("answer_0.1_0")))
+    rej = await wait_for(pool, "c3", CommandRejected)
+    assert isinstance(rej, CommandRejected) and rej.retryable and "pool full" in rej.error
+    await pool.submit(_orig("c1", callee.uri("answer_0.1_0")))
+    dup = await wait_for(pool, "c1", CommandRejected)
+    assert isinstance(dup, CommandRejected) and not dup.retryable
+    for cid in ("c1", "c2"):
+        await wait_for(pool, cid, CallAnswered)
+    await pool.close(drain_deadline_s=0)  # hangs up what is left
+    assert pool.in_use == 0
+
+
+async def test_close_hangs_up_calls_in_progress(callee: SippProcess, tmp_path: Path) -> None:
+    seen: list[object] = []
+    pool = NodePool(PoolConfig(nodes=1, node_log_dir=str(tmp_path)), on_event=seen.append)
+    await pool.start()
+    await pool.submit(_orig("d1", callee.uri("answer_0.1_0")))
+    for _ in range(200):
+        if any(isinstance(e, CallAnswered) for e in seen):
+            break
+        await asyncio.sleep(0.02)
+    await pool.close(drain_deadline_s=0.2)
+    ends = [e for e in seen if isinstance(e, CallEnded)]
+    assert len(ends) == 1
+    assert (ends[0].hangup_by, ends[0].reason) == ("node", "node shutdown")
+    with pytest.raises(PoolError):
+        await pool.submit(_orig("d2", callee.uri("answer_0.1_0")))
+
+
+async def test_kill_9_reports_lost_calls_and_restarts(callee: SippProcess, tmp_path: Path) -> None:
+    async with NodePool(PoolConfig(nodes=2, node_log_dir=str(tmp_path))) as pool:
+        full = pool.capacity
+        for cid in ("k1", "k2", "k3"):
+            await pool.submit(_orig(cid, callee.uri("answer_0.1_3")))
+        for cid in ("k1", "k2", "k3"):
+            await wait_for(pool, cid, CallAnswered)
+        victim = pool.node_of("k1")
+        assert victim is not None
+        held = {c for c in ("k1", "k2", "k3") if pool.node_of(c) is victim}
+        os.kill(victim.pid, signal.SIGKILL)
+        lost: set[str] = set()
+        while lost != held:
+            ev = await pool.next_event(15)
+            if isinstance(ev, CallLost):
+                lost.add(ev.call_id)
+            assert not (isinstance(ev, CallEnded) and ev.call_id in held)
+        assert pool.lost_calls == len(held)
+        # a new node takes the dead one's place and measures its capacity again
+        for _ in range(500):
+            if pool.restarts == 1 and pool.capacity == full:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.restarts == 1 and pool.capacity == full
+        fresh = pool.nodes[victim.index]
+        assert fresh.pid != victim.pid and fresh.alive
+        # the survivors are unaffected and new calls go through
+        await pool.submit(_orig("k4", callee.uri("answer_0.1_0.3")))
+        end = (await events_until(pool, "k4"))[-1]
+        assert isinstance(end, CallEnded) and end.result == AttemptResult.ABANDONED
+
+
+@pytest.mark.slow
+async def test_40_concurrent_bridged_calls(
+    callee: SippProcess, agent: SippProcess, tmp_path: Path
+) -> None:
+    """40 customer legs + 40 agent legs = 80 slots = 20 wheel nodes of 4."""
+    n = 40
+    async with NodePool(
+        PoolConfig(nodes="auto", planned_concurrency=n, node_log_dir=str(tmp_path))
+    ) as pool:
+        assert len(pool.nodes) == 20 and pool.capacity == 80
+        ids = [f"p{i}" for i in range(n)]
+        for cid in ids:
+            await pool.submit(_orig(cid, callee.uri("answer_0.2_4")))
+        bridged: dict[str, CallBridged] = {}
+        ended: dict[str, CallEnded] = {}
+        peak = 0
+        while len(ended) < n:
+            ev = await pool.next_event(30)
+            assert not isinstance(ev, (CallLost, CommandRejected)), ev
+            if isinstance(ev, CallAnswered):
+                await pool.submit(
+                    Bridge(
+                        call_id=ev.call_id,
+                        agent_call_id=ev.call_id + "-a",
+                        agent_uri=agent.uri("agent"),
+                    )
+                )
+            elif isinstance(ev, CallBridged):
+                bridged[ev.call_id] = ev
+                peak = max(peak, len(bridged) - len(ended))
+            elif isinstance(ev, CallEnded):
+                ended[ev.call_id] = ev
+        assert set(bridged) == set(ids)
+        assert peak == n  # all 40 were bridged at the same time
+        assert all(e.result == AttemptResult.CONNECTED for e in ended.values())
+        for e in ended.values():
+            assert e.media is not None
+            assert (
+                min(
+                    e.media.rx_packets,
+                    e.media.tx_packets,
+                    e.media.agent_rx_packets,
+                    e.media.agent_tx_packets,
+                )
+                > 0
+            ), (e.call_id, e.media)
+        # both legs of a call shared a node, and every node carried two calls
+        assert pool.in_use == 0
