@@ -139,3 +139,11 @@ def test_example_passwords_match_docs_and_acl_users_exist() -> None:
     assert "dialer" in users
     ops = Path(REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     assert "mosquitto_passwd" in ops, "docs/operations.md must say how to replace the passwords"
+
+
+def test_env_example_sets_every_variable_the_compose_file_uses() -> None:
+    used = set(re.findall(r"\$\{(\w+)(?::-[^}]*)?\}", COMPOSE.read_text()))
+    example = DEPLOY / ".env.example"
+    given = {ln.split("=", 1)[0] for ln in example.read_text().splitlines()
+             if ln and not ln.startswith("#")}
+    assert used == given, f"compose uses {sorted(used)}, .env.example sets {sorted(given)}"
