@@ -234,17 +234,16 @@ class Schedule:
 
     zone_name: str
     horizon_days: int = DEFAULT_HORIZON_DAYS
+    #: UTC day -> merged open pieces overlapping it; each subclass provides its own dict
+    _cache: dict[int, tuple[tuple[int, int], ...]]
 
     def day_intervals(self, d: date) -> DayIntervals:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- cache ------------------------------------------------------------------------------
-    def _utc_cache(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        raise NotImplementedError  # pragma: no cover - abstract
-
     def _utc_day(self, u: int) -> tuple[tuple[int, int], ...]:
         """Merged open pieces overlapping UTC day u (unclipped, so ends may lie beyond it)."""
-        cache = self._utc_cache()
+        cache = self._cache
         got = cache.get(u)
         if got is not None:
             return got
@@ -267,7 +266,15 @@ class Schedule:
     def next_open_ts(self, ts: int, horizon_days: int | None = None) -> int | None:
         """The first open second >= ts, or None if nothing opens within the horizon."""
         u = ts // _DAY
+        # hot path (a million calls per batch): today's pieces straight from the cache
+        pieces = self._cache.get(u)
+        if pieces is None:
+            pieces = self._utc_day(u)
+        for a, b in pieces:
+            if b > ts:
+                return a if a > ts else ts
         last = u + (self.horizon_days if horizon_days is None else horizon_days)
+        u += 1
         while u <= last:
             for a, b in self._utc_day(u):
                 if b > ts:
@@ -378,9 +385,6 @@ class CompanyCalendar(Schedule):
         object.__setattr__(self, "zone_name", self.timezone)
 
     # -- Schedule -----------------------------------------------------------------------------
-    def _utc_cache(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        return self._cache
-
     def day_intervals(self, d: date) -> DayIntervals:
         special = self.special_days.get(d)
         if special is not None:

@@ -205,7 +205,10 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
                     if x > best_f:
                         best_f, best, gate = x, free, Gate.ATTEMPT_CAP
 
-    zones = candidate_zones(lead.timezone, lead.phone_e164, rules.default_zone)
+    zones = (
+        (lead.timezone,) if lead.timezone
+        else candidate_zones(None, lead.phone_e164, rules.default_zone)
+    )
     if not zones:
         return Callability(None, NeverReason.UNKNOWN_ZONE)
     calendar = lead.calendar if lead.calendar is not None else rules.calendar

@@ -155,9 +155,6 @@ class _WindowInZone(Schedule):
         self.horizon_days = DEFAULT_HORIZON_DAYS
         self._cache: dict[int, tuple[tuple[int, int], ...]] = {}
 
-    def _utc_cache(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        return self._cache
-
     def day_intervals(self, d: date) -> DayIntervals:
         w = self.window
         iv = w.weekly[d.weekday()]
