@@ -509,8 +509,3 @@ class CompanyCalendar(Schedule):
                 d.isoformat(): _fmt_intervals(iv) for d, iv in sorted(self.special_days.items())
             },
         }
-
-    @classmethod
-    def always_open(cls, timezone: str = "UTC", name: str = "always") -> CompanyCalendar:
-        """A calendar that never closes: for consumer leads, which have no company hours."""
-        return cls(timezone=timezone, weekly=tuple(((0, 1440),) for _ in range(7)), name=name)

@@ -78,9 +78,6 @@ class Callability:
     def never(self) -> bool:
         return self.at is None
 
-    def callable_at(self, when: datetime) -> bool:
-        return self.at is not None and self.at <= when
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeadFacts:
