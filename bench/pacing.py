@@ -22,14 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dialer.sim.report import (  # noqa: E402
+from dialer.sim.report import (
     benchmark_policies,
     format_table,
     plot,
     run_matrix,
     summarize,
 )
-from dialer.sim.workload import Workload  # noqa: E402
+from dialer.sim.workload import Workload
 
 AGENTS = (5, 20, 100)
 ANSWER_RATES = (0.15, 0.30, 0.50)

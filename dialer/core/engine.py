@@ -148,9 +148,7 @@ class CampaignEngine:
         self.board = AgentBoard()
         self.hopper = Hopper(config.callback_grace)
         self.ledger = AbandonLedger(config.abandon, config.timezone)
-        self.governor = AbandonGovernor(
-            config.abandon_target, config.abandon.cap, config.governor
-        )
+        self.governor = AbandonGovernor(config.abandon_target, config.abandon.cap, config.governor)
         grid = math.ceil(config.ring_timeout_seconds) + 20
         self._call_est = CallEstimator(
             grid_seconds=grid,
@@ -807,11 +805,11 @@ class CampaignEngine:
         out.append(Dial(cid, lead, reserved_agent))
 
     def _pace(self, t: float, now: datetime, out: list[Action]) -> None:
-        self._last_pace_t = t
         self._next_pace_t = t + self.config.pace_interval_seconds
         board = self.board
         if board.working <= 0:
-            return
+            return  # nothing paced: the next agent to log in is served at once
+        self._last_pace_t = t
         dials_before = self._dials
         # agent-owned callbacks go to their owners first, whatever the mode
         if board.ready and len(self.hopper):

@@ -45,9 +45,7 @@ class GovernorSettings:
 
 
 class AbandonGovernor:
-    def __init__(
-        self, target: float, cap: float, settings: GovernorSettings | None = None
-    ) -> None:
+    def __init__(self, target: float, cap: float, settings: GovernorSettings | None = None) -> None:
         if not 0.0 < target <= cap < 1.0:
             raise ValueError(f"need 0 < abandon target <= cap < 1, got {target} and {cap}")
         self.target = target

@@ -96,7 +96,7 @@ class VicidialAdaptivePacer:
         factor = 1.0 + (factor - 1.0) * (1.0 + self.intensity / 40.0)
         self.level = min(self.max_level, max(1.0, self.level * factor))
         # more than half of the last minute's live answers dropped: halve
-        t_old, live_old, ab_old = self._hist[0]
+        _, live_old, ab_old = self._hist[0]
         live_min = snap.live_total - live_old
         ab_min = snap.abandoned_total - ab_old
         if live_min > 0 and ab_min / live_min > 0.5:

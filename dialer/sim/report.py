@@ -81,7 +81,9 @@ class Row:
     zero_counters: int  # sum of the must-be-zero counters over seeds
 
 
-def _job(args: tuple[Workload, PolicySpec | None, int]) -> RunResult | tuple[Workload, int, BoundResult]:
+def _job(
+    args: tuple[Workload, PolicySpec | None, int],
+) -> RunResult | tuple[Workload, int, BoundResult]:
     workload, policy, seed = args
     if policy is None:
         return workload, seed, clairvoyant_bound(workload, seed)

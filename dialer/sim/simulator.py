@@ -10,11 +10,11 @@ the core is copied here, so what the benchmark measures is the code that dials f
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
 import itertools
 import math
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -222,7 +222,9 @@ class Simulation:
                 self._on_lead_update(a)  # type: ignore[arg-type]
             elif tp is PlayMessage:
                 secs = (
-                    self.w.message_seconds if a.kind == "abandon" else self.w.machine_message_seconds  # type: ignore[union-attr]
+                    self.w.message_seconds
+                    if a.kind == "abandon"
+                    else self.w.machine_message_seconds  # type: ignore[union-attr]
                 )
                 self._push(self._t + secs, _HANGUP, a.call_id)  # type: ignore[union-attr]
             elif tp is Hangup:
@@ -273,9 +275,12 @@ class Simulation:
             self._double += 1
         self._finals[a.call_id] = a.result
         self._calls.pop(a.call_id, None)
-        if a.result is AttemptResult.NO_ANSWER and a.dialed_at is not None:
-            if (a.ended_at - a.dialed_at).total_seconds() < 15.0 - 1e-6:
-                self._early_cancels += 1
+        if (
+            a.result is AttemptResult.NO_ANSWER
+            and a.dialed_at is not None
+            and (a.ended_at - a.dialed_at).total_seconds() < 15.0 - 1e-6
+        ):
+            self._early_cancels += 1
         if a.result is AttemptResult.ABANDONED:
             if a.message_at is None:
                 self._no_message += 1
@@ -321,9 +326,7 @@ class Simulation:
         while len(tickets) < n:
             lead = self._next_lead
             self._next_lead += 1
-            tickets.append(
-                LeadTicket(lead_id=str(lead), phone_e164=f"+1555{lead:07d}", due_at=now)
-            )
+            tickets.append(LeadTicket(lead_id=str(lead), phone_e164=f"+1555{lead:07d}", due_at=now))
         return self.engine.add_leads(now, tickets)
 
     # ------------------------------------------------------------------ world events
@@ -388,7 +391,9 @@ class Simulation:
         if kind == _DISPO:
             agent, cid, call = payload  # type: ignore[misc]
             code, when, scope = self._disposition_for(call)
-            return eng.disposition(now, agent, cid, code, next_contact_at=when, callback_scope=scope)
+            return eng.disposition(
+                now, agent, cid, code, next_contact_at=when, callback_scope=scope
+            )
         if kind == _BREAK:
             agent = payload
             if not self._accepting:
