@@ -317,7 +317,18 @@ class AgentBus:
             )
             try:
                 async with client:
-                    await client.subscribe(self.topics.all_cmd, qos=1)
+                    granted = await client.subscribe(self.topics.all_cmd, qos=1)
+                    if any(getattr(c, "is_failure", False) for c in granted):
+                        # without this subscription the dialer would be deaf: stop loudly
+                        err = BusError(
+                            f"the MQTT broker refused user {self._username!r} the subscription "
+                            f"to {self.topics.all_cmd}; its ACL must let the dialer read "
+                            f"{self.topics.prefix}/#"
+                        )
+                        if self._first_connect is not None and not self._first_connect.done():
+                            self._first_connect.set_exception(err)
+                            return
+                        raise aiomqtt.MqttError(str(err))
                     self._connected.set()
                     self.stats.connected = True
                     self.stats.connects += 1

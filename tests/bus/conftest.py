@@ -101,13 +101,15 @@ class MosquittoServer:
                 # running as root, stay root so the 0700 pytest temp dir stays readable
                 + ("user root\n" if os.geteuid() == 0 else "")
             )
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            log_path = self.dir / "mosquitto.log"
+            with log_path.open("ab") as log_file:
+                self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)],
+                                             stdout=subprocess.DEVNULL, stderr=log_file)
             if self._wait_listening():
                 return self
             self.stop()
             if attempt == 4:
-                raise RuntimeError("mosquitto did not start listening")
+                raise RuntimeError(f"mosquitto did not start listening: {log_path.read_text()}")
         return self
 
     def _wait_listening(self) -> bool:

@@ -402,3 +402,16 @@ async def test_the_shipped_mosquitto_acl_isolates_agents(
         first = await alice.next_event(WAIT)
         assert isinstance(first, StateEvt) and first.reason == "barrier"
         assert alice._events.empty()
+
+
+async def test_a_dialer_user_without_read_rights_fails_loudly() -> None:
+    """Agent credentials configured as the dialer's: the embedded broker refuses the
+    subscription to every agent's cmd topic, and the bus says so instead of running deaf.
+    (Mosquitto on MQTT 3.1.1 grants such a subscription and delivers nothing, so this is
+    only observable on the embedded broker.)"""
+    async with EmbeddedBroker(AGENTS) as emb:
+        bus = AgentBus(emb.url, dialer_credentials=("alice", AGENTS["alice"]),
+                       connect_timeout_s=WAIT)
+        with pytest.raises(BusError, match=r"refused user 'alice' the subscription"):
+            async with bus:
+                pass
