@@ -83,7 +83,10 @@ def _get(url: str, timeout: float = 5.0) -> bytes:
 
 
 def _run(cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    # a wide, plain terminal so rich/typer help never wraps an option name
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=env)
 
 
 # ----------------------------------------------------------------------------- metrics source
