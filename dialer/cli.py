@@ -90,8 +90,50 @@ def config_check(config: Annotated[Path, typer.Argument(help="TOML file to valid
     Console().print_json(data=shown)
 
 
+@app.command("run")
+def run_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Run the dialer: campaigns, SIP nodes, MQTT, scheduling jobs and /metrics until SIGTERM."""
+    import asyncio
+
+    from dialer.app import DialerApp
+
+    settings = settings_from(config, db)
+    logging.getLogger().setLevel(settings.dialer.log_level)
+
+    async def main() -> None:
+        dialer = DialerApp(settings)
+        dialer.install_signal_handlers()
+        summary = await dialer.run()
+        err.print(f"stopped: placed={summary.placed} results={summary.results}")
+
+    asyncio.run(main())
+
+
+@app.command("demo")
+def demo_cmd(
+    minutes: Annotated[float, typer.Option(help="How long the campaign runs", min=0.1)] = 3.0,
+    agents: Annotated[int, typer.Option(help="Simulated agents", min=1, max=40)] = 8,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0: any free)")] = 9464,
+    live: Annotated[bool, typer.Option(help="Live terminal view (--no-live: periodic lines)")]
+    = True,
+    seed: Annotated[int, typer.Option(help="Seed of the generated leads and agents")] = 7,
+    db: DbOpt = None,
+) -> None:
+    """A predictive campaign on loopback: SQLite, embedded MQTT, SIPp callees and phones."""
+    import asyncio
+
+    from dialer.demo.run import DemoOptions, run_demo
+
+    opts = DemoOptions(minutes=minutes, agents=agents, metrics_port=metrics_port, live=live,
+                       seed=seed, database_url=db)
+    asyncio.run(run_demo(opts))
+
+
 # Sub-apps owned by other modules: (module, attribute, command name).
-_SUBAPPS: list[tuple[str, str, str]] = []
+_SUBAPPS: list[tuple[str, str, str]] = [
+    ("scheduling.cli", "plan_app", "plan"),
+    ("scheduling.cli", "report_app", "report"),
+]
 
 
 def _mount_subapps() -> None:
@@ -110,6 +152,9 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # third-party chatter at INFO drowns the dialer's own lines
+    for noisy in ("alembic", "amqtt", "transitions", "apscheduler", "aiomqtt"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _mount_subapps()
     _mount_commands()
     app()

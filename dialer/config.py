@@ -84,7 +84,8 @@ class SipSection(_Section):
     #: number of node processes, or "auto" (sized from the campaigns' planned concurrency)
     nodes: int | Literal["auto"] = "auto"
     bind: str = "127.0.0.1"
-    base_port: int = Field(default=5080, ge=1024, le=65000)
+    #: node i listens on base_port + i; 0 lets every node pick a free port
+    base_port: int = Field(default=5080, ge=0, le=65000)
     transports: list[Literal["udp", "tcp", "tls"]] = ["udp"]
     #: call setups per second per node (the PyPI wheel aborts above ~60/s)
     setup_rate_per_node: float = Field(default=40.0, gt=0, le=2000)

@@ -212,6 +212,8 @@ async def refresh_callability(
                     stats.held_back[res.gate.value] = stats.held_back.get(res.gate.value, 0) + 1
             if updates:
                 await s.execute(update(Lead), updates)
-    log.info("campaign %s: callability refreshed for %d leads (%d now, %d never)",
-             campaign_id, stats.leads, stats.callable_now, stats.never)
+    # a whole-campaign refresh is worth an INFO line; the per-call ones are not
+    log.log(logging.INFO if lead_ids is None else logging.DEBUG,
+            "campaign %s: callability refreshed for %d leads (%d now, %d never)",
+            campaign_id, stats.leads, stats.callable_now, stats.never)
     return stats

@@ -1,0 +1,362 @@
+"""`dialer run`: the whole dialer in one process, with SIP nodes as child processes.
+
+Start order: database (migrated) -> close attempts a previous crash left open -> campaigns
+and agents from the config -> metrics endpoint -> MQTT (embedded broker when none is
+configured) -> SIP node pool -> scheduling jobs -> one CampaignRuntime per campaign.
+Stop (SIGTERM/SIGINT or `stop()`): stop starting calls, let live calls finish up to the
+drain deadline, hang up the rest, close every attempt with an honest final state, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from db import repositories as repo
+from db.migrate import upgrade
+from db.models import Agent, Campaign, Lead
+from db.session import create_engine, session_factory
+from dialer.bus import AgentBus
+from dialer.bus.broker import EmbeddedBroker
+from dialer.bus.errors import ProtocolError
+from dialer.bus.messages import (
+    SUPERVISOR_EVENTS,
+    CallbackReminderEvt,
+    CallEndedEvt,
+    DispositionCmd,
+    LoginCmd,
+    LogoutCmd,
+    PauseCmd,
+    PreviewAcceptCmd,
+    PreviewEvt,
+    PreviewSkipCmd,
+    ReadyCmd,
+    ScreenPopEvt,
+    StateEvt,
+)
+from dialer.config import Settings
+from dialer.domain import DIALABLE_STATUSES, AttemptResult
+from dialer.metrics import DialerMetrics
+from dialer.runtime import CampaignRuntime, Clock, wall_clock
+from scheduling.facts import refresh_callability
+from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
+from sip.assets import ensure_default_message
+from sip.config import PoolConfig, TrunkConfig
+from sip.pool import NodePool
+
+log = logging.getLogger(__name__)
+
+_AGENT_MESSAGES: dict[str, Any] = {
+    "state": StateEvt, "screen_pop": ScreenPopEvt, "call_ended": CallEndedEvt,
+    "preview": PreviewEvt, "callback_reminder": CallbackReminderEvt,
+}
+
+
+def default_target(trunk_domain: str) -> Callable[[str], str]:
+    """Dial plan: the E.164 number as the user part at the trunk's domain."""
+
+    def target(e164: str) -> str:
+        return f"sip:{e164}@{trunk_domain}"
+
+    return target
+
+
+def trunk_configs(settings: Settings) -> dict[str, TrunkConfig]:
+    out: dict[str, TrunkConfig] = {}
+    for name, t in settings.sip.trunks.items():
+        domain = t.uri.split(":", 1)[1] if t.uri.lower().startswith("sip:") else t.uri
+        out[name] = TrunkConfig(
+            name=name, domain=domain, username=t.username, password=t.password, realm=t.realm,
+            register=t.registration, outbound_proxy=t.outbound_proxy or None,
+            transport=t.transport,
+        )
+    return out
+
+
+@dataclass
+class RunSummary:
+    placed: int = 0
+    results: dict[str, int] = field(default_factory=dict)
+    bridge_latencies_ms: list[float] = field(default_factory=list)
+    closed_at_stop: int = 0
+    orphans_closed_at_start: int = 0
+
+
+class DialerApp:
+    """The running dialer. `await app.run()` until `app.stop()` or a signal."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        target_for: Callable[[str], str] | None = None,
+        clock: Clock = wall_clock,
+        pool_overrides: dict[str, Any] | None = None,
+        metrics: DialerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._target_for = target_for
+        self._pool_overrides = pool_overrides or {}
+        self.metrics = metrics or DialerMetrics()
+        self.runtimes: dict[str, CampaignRuntime] = {}
+        self.agent_campaign: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.summary = RunSummary()
+        self.broker: EmbeddedBroker | None = None
+        self.bus: AgentBus | None = None
+        self.pool: NodePool | None = None
+        self.metrics_url: str | None = None
+        self.sessions: Any = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> RunSummary:
+        s = self.settings
+        url = s.database.url
+        if url.startswith("sqlite") and ":///" in url:
+            Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(upgrade, url)  # idempotent; alembic runs its own loop
+        engine = create_engine(url)
+        self.sessions = sessions = session_factory(engine)
+        data_dir = Path(s.dialer.data_dir)
+        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+        try:
+            now = self.clock()
+            self.summary.orphans_closed_at_start = await repo.close_orphaned_attempts(
+                sessions, dialer_id=s.dialer.id, now=now)
+            if self.summary.orphans_closed_at_start:
+                log.warning("closed %d attempts a previous run left open (result lost)",
+                            self.summary.orphans_closed_at_start)
+            campaigns = [await repo.upsert_campaign(sessions, c) for c in s.campaigns]
+            if not campaigns:
+                async with sessions() as db:
+                    campaigns = list((await db.scalars(select(Campaign))).all())
+            if not campaigns:
+                raise RuntimeError("no campaign configured: add a [[campaigns]] table")
+            agents = {a.login: await repo.upsert_agent(sessions, a.login, a.sip_uri,
+                                                       a.display_name) for a in s.agents}
+            for login in agents:
+                self.agent_campaign[login] = campaigns[0].name
+            message = str(ensure_default_message(data_dir / "message.wav"))
+            async with contextlib.AsyncExitStack() as stack:
+                if s.metrics.enabled:
+                    server = self.metrics.start_http(s.metrics.port, s.metrics.host)
+                    stack.callback(server.close)
+                    self.metrics_url = server.url
+                await self._start_bus(stack)
+                await self._start_pool(stack, campaigns, message, data_dir)
+                for c in campaigns:
+                    self.metrics.add_campaign(c.name)
+                    self.runtimes[c.name] = self._runtime(c, agents, message)
+                jobs = SchedulingJobs(
+                    sessions, holder=s.dialer.id, clock=self.clock,
+                    settings=JobSettings.from_section(s.scheduling),
+                    hooks=JobHooks(open_dialing=self._open, close_dialing=self._close,
+                                   callback_reminder=self._reminder),
+                )
+                for c in campaigns:
+                    await refresh_callability(
+                        sessions, campaign_id=c.id, now=self.clock(),
+                        abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s))
+                scheduler = build_scheduler(jobs)
+                scheduler.start()
+                stack.callback(scheduler.shutdown, wait=False)
+                tasks = [asyncio.create_task(rt.run(), name=f"campaign-{name}")
+                         for name, rt in self.runtimes.items()]
+                gauges = asyncio.create_task(self._gauges(), name="gauges")
+                self.ready.set()
+                log.info("dialer %s running: %d campaign(s), %d agent(s), %d SIP slots",
+                         s.dialer.id, len(campaigns), len(agents),
+                         self.pool.capacity if self.pool else 0)
+                await self._stop.wait()
+                await self._drain()
+                gauges.cancel()
+                for rt in self.runtimes.values():
+                    rt.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for rt in self.runtimes.values():
+                    self.summary.placed += rt.stats.placed
+                    for k, v in rt.stats.results.items():
+                        self.summary.results[k] = self.summary.results.get(k, 0) + v
+                    self.summary.bridge_latencies_ms += rt.stats.bridge_latencies_ms
+        finally:
+            await engine.dispose()
+        return self.summary
+
+    def _runtime(self, c: Campaign, agents: dict[str, Agent], message: str) -> CampaignRuntime:
+        s = self.settings
+        trunk_domain = "127.0.0.1"
+        if c.trunk and c.trunk in s.sip.trunks:
+            uri = s.sip.trunks[c.trunk].uri
+            trunk_domain = uri.split(":", 1)[1] if uri.lower().startswith("sip:") else uri
+        capacity = self.pool.capacity // 2 if self.pool else None
+        return CampaignRuntime(
+            campaign=c, sessions=self.sessions, pool=self.pool, dialer_id=s.dialer.id,
+            agents={k: v for k, v in agents.items() if self.agent_campaign.get(k) == c.name},
+            target_for=self._target_for or default_target(trunk_domain),
+            send_agent=self._send_agent, supervisor=self._supervisor, metrics=self.metrics,
+            message_wav=message, claim_ttl=timedelta(seconds=s.scheduling.claim_ttl_s),
+            abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s),
+            agent_answer_timeout_s=s.sip.agent_answer_timeout_s, clock=self.clock,
+            max_lines=capacity,
+        )
+
+    async def _start_bus(self, stack: contextlib.AsyncExitStack) -> None:
+        s = self.settings
+        url = s.mqtt.url
+        creds = None
+        if not url:
+            broker = EmbeddedBroker(
+                {a.login: a.password for a in s.agents if a.password},
+                host=s.mqtt.embedded_host, port=s.mqtt.embedded_port, prefix=s.mqtt.topic_prefix)
+            await stack.enter_async_context(broker)
+            self.broker = broker
+            url, creds = broker.url, broker.dialer_credentials
+            log.info("embedded MQTT broker on %s", broker.url)
+        bus = AgentBus(url, s.mqtt.topic_prefix, creds)
+        bus.set_handler(self._on_agent_command)
+        await stack.enter_async_context(bus)
+        self.bus = bus
+
+    async def _start_pool(
+        self, stack: contextlib.AsyncExitStack, campaigns: list[Campaign], message: str,
+        data_dir: Path,
+    ) -> None:
+        s = self.settings
+        planned = max(4, math.ceil(max(1, len(s.agents)) * max(c.max_dial_level
+                                                                for c in campaigns)))
+        kw: dict[str, Any] = {
+            "nodes": s.sip.nodes, "planned_concurrency": planned, "bind_address": s.sip.bind,
+            "base_port": s.sip.base_port, "transports": tuple(s.sip.transports),
+            "trunks": trunk_configs(s), "setup_rate_per_node": s.sip.setup_rate_per_node,
+            "message_wav": message, "node_log_dir": str(data_dir / "logs"),
+        }
+        kw.update(self._pool_overrides)
+        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        pool = NodePool(PoolConfig(**kw), on_event=self._on_sip_event)
+        await pool.start()
+        stack.push_async_callback(pool.close, s.dialer.drain_deadline_s)
+        self.pool = pool
+
+    # ------------------------------------------------------------------ stop
+    async def _drain(self) -> None:
+        deadline = self.settings.dialer.drain_deadline_s
+        log.info("stopping: no new calls; live calls may go on for %.0f s", deadline)
+        for rt in self.runtimes.values():
+            rt.stop_dialing()
+        if not await self._all_idle(deadline):
+            log.warning("drain deadline reached: hanging up the remaining calls")
+            for rt in self.runtimes.values():
+                await rt.hang_up_all("dialer shutdown")
+            await self._all_idle(5.0)
+        for rt in self.runtimes.values():
+            await rt.flush()
+            self.summary.closed_at_stop += await rt.close_open_attempts(
+                AttemptResult.CANCELLED, "dialer stopped before the call ended")
+
+    async def _all_idle(self, within_s: float) -> bool:
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(rt.wait_idle() for rt in self.runtimes.values())), within_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ routing of inputs
+    def _on_sip_event(self, ev: Any) -> None:
+        for rt in self.runtimes.values():
+            if ev.call_id in rt.calls:
+                rt.on_sip_event(ev)
+                return
+
+    async def _on_agent_command(self, login: str, cmd: Any) -> ProtocolError | None:
+        name = self.agent_campaign.get(login)
+        rt = self.runtimes.get(name) if name else None
+        if rt is None or login not in rt.agents:
+            return ProtocolError("unknown_agent", f"agent {login} is not configured here")
+        if isinstance(cmd, LoginCmd):
+            rt.agent_login(login)
+        elif isinstance(cmd, ReadyCmd):
+            rt.agent_ready(login)
+        elif isinstance(cmd, PauseCmd):
+            rt.agent_pause(login, cmd.reason)
+        elif isinstance(cmd, LogoutCmd):
+            rt.agent_logout(login)
+        elif isinstance(cmd, DispositionCmd):
+            error = rt.agent_disposition(login, cmd.attempt_id, cmd.code, cmd.notes,
+                                         cmd.next_contact_at, cmd.callback_scope)
+            if error:
+                return ProtocolError("invalid_disposition", error)
+        elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
+            error = rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
+            if error:
+                return ProtocolError("invalid_state", error)
+        return None
+
+    async def _send_agent(self, login: str, kind: str, body: dict[str, Any]) -> None:
+        if self.bus is not None:
+            # through JSON: the message models are strict about enums and times in Python mode
+            message = _AGENT_MESSAGES[kind].model_validate_json(json.dumps(body, default=str))
+            await self.bus.send(login, message)
+
+    async def _supervisor(self, event: dict[str, Any]) -> None:
+        if self.bus is not None:
+            await self.bus.supervisor(
+                SUPERVISOR_EVENTS.validate_json(json.dumps(event, default=str)))
+
+    async def _open(self, campaign_id: int) -> None:
+        for rt in self.runtimes.values():
+            if rt.campaign.id == campaign_id:
+                rt.resume_dialing()
+
+    async def _close(self, campaign_id: int) -> None:
+        for rt in self.runtimes.values():
+            if rt.campaign.id == campaign_id:
+                rt.stop_dialing()
+
+    async def _reminder(self, reminder: Any) -> None:
+        async with self.sessions() as db:
+            login = await db.scalar(select(Agent.login).where(Agent.id == reminder.agent_id))
+        if login:
+            await self._send_agent(login, "callback_reminder", {
+                "lead_id": reminder.lead_id, "due_at": reminder.due_at.isoformat()})
+
+    async def _gauges(self) -> None:
+        """Slow gauges: node capacity and use, callable leads per campaign."""
+        while True:
+            try:
+                if self.pool is not None:
+                    for node in self.pool.nodes:
+                        self.metrics.set_node(str(node.index), node.capacity,
+                                              min(node.in_use, node.capacity))
+                now: datetime = self.clock()
+                async with self.sessions() as db:
+                    for rt in self.runtimes.values():
+                        rt.callable_leads = int(await db.scalar(
+                            select(func.count()).select_from(Lead).where(
+                                Lead.campaign_id == rt.campaign.id,
+                                Lead.status.in_(DIALABLE_STATUSES), Lead.next_call_at <= now,
+                            )) or 0)
+            except Exception:
+                log.exception("gauge refresh failed")
+            await asyncio.sleep(5.0)

@@ -1,0 +1,259 @@
+"""`dialer demo`: a predictive campaign on loopback with real SIP, RTP, SQL and MQTT.
+
+What runs (docs/demo.md):
+* SQLite database under var/demo (fresh each run), filled by dialer.demo.data;
+* SIPp as the callee network (behaviour chosen by each number's last digits) and as the
+  agents' auto-answering phones (RTP echo);
+* the real dialer (DialerApp): pjsua2 node processes, the sans-IO engine, the embedded
+  MQTT broker, scheduling jobs and /metrics;
+* simulated agents: MQTT clients speaking the agent protocol (dialer.agentsim).
+It shows live progress, then writes the end-of-day report and prints one summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from db.migrate import upgrade
+from db.models import Campaign, Company, Lead
+from db.session import create_engine, session_factory
+from dialer.agentsim import AgentProfile, SimulatedAgent
+from dialer.app import DialerApp, RunSummary
+from dialer.config import (
+    AgentConfig,
+    CampaignConfig,
+    DatabaseSection,
+    DialerSection,
+    MetricsSection,
+    MqttSection,
+    SchedulingSection,
+    Settings,
+    SipSection,
+    TrunkSection,
+)
+from dialer.demo.data import demo_behaviour, generate
+from dialer.domain import AgentState, AttemptResult
+from scheduling.days import local_date
+from scheduling.plan import build_daily_plan
+from sip.sipp import SippProcess
+
+log = logging.getLogger(__name__)
+console = Console()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoOptions:
+    minutes: float = 3.0
+    agents: int = 8
+    metrics_port: int = 9464
+    live: bool = True
+    seed: int = 7
+    workdir: Path = Path("var/demo")
+    database_url: str | None = None
+
+
+def sipp_user(e164: str) -> str:
+    """The demo dial plan: a demo number -> the SIPp callee grammar (docs/sip.md)."""
+    kind, ring, talk = demo_behaviour(e164)
+    return {
+        "human": f"answer_{ring:g}_{talk:g}",
+        "machine": f"machine_{ring:g}_{talk:g}",
+        "busy": "status486_2_0",
+        "no_answer": "noanswer_0_0",
+        "rejected": "status603_1_0",
+        "invalid": "status404_0_0",
+        "failed": "status503_0_0",
+        "unavailable": "status480_3_0",
+    }[kind]
+
+
+def settings_for(opts: DemoOptions, callee_port: int, agent_uris: list[str]) -> Settings:
+    db = opts.database_url or f"sqlite:///{opts.workdir / 'demo.db'}"
+    return Settings(
+        dialer=DialerSection(id="demo", drain_deadline_s=20.0, data_dir=opts.workdir),
+        database=DatabaseSection(url=db),
+        mqtt=MqttSection(url="", embedded_port=0),
+        metrics=MetricsSection(enabled=True, port=opts.metrics_port),
+        sip=SipSection(nodes="auto", base_port=0, trunks={
+            "demo-pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}")}),
+        scheduling=SchedulingSection(),
+        agents=[AgentConfig(login=f"agent{i + 1}", sip_uri=uri, display_name=f"Agent {i + 1}",
+                            password=f"demo-pass-{i + 1}")
+                for i, uri in enumerate(agent_uris)],
+        campaigns=[CampaignConfig(
+            name="demo", caller_id="+14155550100", dial_mode="predictive", trunk="demo-pstn",
+            timezone="UTC", ring_timeout_s=20.0, min_ring_s=15.0, abandon_cap=0.03,
+            calling_window="us_federal", max_attempts=4,
+            script="Hello, this is Dana from Example Networks. Do you have a minute to talk "
+                   "about your office connectivity?",
+        )],
+    )
+
+
+async def seed_database(url: str, now: datetime, seed: int) -> tuple[int, int]:
+    """Companies with calendars and their leads; returns (companies, leads)."""
+    await asyncio.to_thread(upgrade, url)
+    companies, leads = generate(now, seed=seed)
+    engine = create_engine(url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions.begin() as s:
+            ids: dict[str, int] = {}
+            for c in companies:
+                row = Company(name=c.name, timezone=c.timezone, weekly_hours=c.weekly_hours,
+                              holiday_country=c.holiday_country, closures=c.closures)
+                s.add(row)
+                await s.flush()
+                ids[c.name] = row.id
+            camp = Campaign(name="demo", caller_id="+14155550100")
+            s.add(camp)
+            await s.flush()
+            for lead in leads:
+                s.add(Lead(campaign_id=camp.id, company_id=ids[lead.company],
+                           phone_e164=lead.phone_e164, name=lead.name, timezone=lead.timezone,
+                           priority=lead.priority, custom_fields=lead.custom_fields,
+                           next_call_at=now))
+            campaign_id = camp.id
+        await build_daily_plan(sessions, campaign_id=campaign_id,
+                               plan_date=local_date(now, "UTC"), now=now)
+    finally:
+        await engine.dispose()
+    return len(companies), len(leads)
+
+
+def _progress(app: DialerApp, started: float, minutes: float) -> Table:
+    rt = app.runtimes.get("demo")
+    elapsed = time.monotonic() - started
+    table = Table(title=f"dialer demo - {elapsed:5.0f} s of {minutes * 60:.0f} s",
+                  show_header=False, min_width=70)
+    if rt is None:
+        table.add_row("starting", "...")
+        return table
+    states = Counter(rec.state for rec in rt.engine.board)
+    stages = Counter(c.stage.value for c in rt.calls.values() if not c.engine_done)
+    c = rt.engine.counters()
+    now = rt.clock()
+    ab = rt.engine.abandon_counts(now)
+    answered = c.live_answers + c.machines
+    lat = rt.stats.bridge_latencies_ms
+    table.add_row("agents", "  ".join(f"{s.value}={states.get(s, 0)}" for s in AgentState
+                                      if s is not AgentState.LOGGED_OUT))
+    table.add_row("calls in flight", "  ".join(f"{k}={v}" for k, v in sorted(stages.items()))
+                  or "none")
+    working = rt.engine.board.working
+    table.add_row("dial level", f"{rt.live_calls / working:.2f} lines/agent" if working else "-")
+    table.add_row("placed / connected / abandoned",
+                  f"{rt.stats.placed} / {c.connected} / {c.abandoned}")
+    table.add_row("answer rate", f"{answered / c.dials:.0%}" if c.dials else "-")
+    table.add_row("abandon rate (cap)",
+                  f"{ab.rate:.2%} of {ab.live} live answers (cap {rt.campaign.abandon_cap:.0%})")
+    if lat:
+        table.add_row("answer -> agent", f"p50 {statistics.median(lat):.1f} ms, "
+                                         f"max {max(lat):.1f} ms, n={len(lat)}")
+    table.add_row("results", "  ".join(f"{k}={v}" for k, v in sorted(rt.stats.results.items())))
+    if app.metrics_url:
+        table.add_row("metrics", app.metrics_url)
+    return table
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary_line(summary: RunSummary) -> str:
+    r = summary.results
+    connected = r.get(AttemptResult.CONNECTED.value, 0)
+    abandoned = r.get(AttemptResult.ABANDONED.value, 0)
+    live = connected + abandoned
+    lat = summary.bridge_latencies_ms
+    return (f"demo: placed={summary.placed} connected={connected} abandoned={abandoned} "
+            f"abandon_rate={abandoned / live if live else 0.0:.4f} "
+            f"bridge_p50_ms={percentile(lat, 0.5):.1f} bridge_p99_ms={percentile(lat, 0.99):.1f}")
+
+
+async def run_demo(opts: DemoOptions) -> RunSummary:
+    if shutil.which("sipp") is None:
+        raise RuntimeError("sipp not found: install the Debian package sip-tester "
+                           "(scripts/setup does it)")
+    if opts.database_url is None:
+        shutil.rmtree(opts.workdir, ignore_errors=True)
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    lifetime = opts.minutes * 60 + 120
+    with contextlib.ExitStack() as stack:
+        callee = stack.enter_context(SippProcess.callee(max_lifetime_s=lifetime))
+        phones = stack.enter_context(SippProcess.agent(max_lifetime_s=lifetime))
+        agent_uris = [phones.uri(f"agent{i + 1}") for i in range(opts.agents)]
+        settings = settings_for(opts, callee.port, agent_uris)
+        n_companies, n_leads = await seed_database(settings.database.url, now, opts.seed)
+        console.print(f"demo: {n_companies} companies in several time zones, {n_leads} leads; "
+                      f"SIPp callees on 127.0.0.1:{callee.port}, agent phones on "
+                      f"127.0.0.1:{phones.port}")
+        app = DialerApp(settings, target_for=lambda e164: callee.uri(sipp_user(e164)))
+        run = asyncio.create_task(app.run(), name="dialer")
+        ready = asyncio.create_task(app.ready.wait())
+        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if run.done():
+            ready.cancel()
+            return run.result()  # start-up failed: re-raises its error
+        assert app.broker is not None
+        rng = random.Random(opts.seed)
+        profile = AgentProfile(wrapup_s=(3.0, 10.0), break_probability=0.05,
+                               break_s=(10.0, 30.0))
+        agents = [SimulatedAgent(a.login, a.password, app.broker.url,
+                                 random.Random(rng.random()), profile)
+                  for a in settings.agents]
+        agent_tasks = [asyncio.create_task(a.run(), name=f"sim-{a.login}") for a in agents]
+        started = time.monotonic()
+        end = started + opts.minutes * 60
+        if opts.live:
+            with Live(_progress(app, started, opts.minutes), console=console,
+                      refresh_per_second=2) as live:
+                while time.monotonic() < end and not run.done():
+                    await asyncio.sleep(0.5)
+                    live.update(_progress(app, started, opts.minutes))
+        else:
+            last = 0.0
+            while time.monotonic() < end and not run.done():
+                await asyncio.sleep(0.5)
+                if time.monotonic() - last >= 15:
+                    last = time.monotonic()
+                    console.print(_progress(app, started, opts.minutes))
+        app.stop()
+        summary = await run
+        for a in agents:
+            a.stop()
+        await asyncio.wait(agent_tasks, timeout=10)
+        for t in agent_tasks:
+            t.cancel()
+        console.print(Group(_progress(app, started, opts.minutes)))
+    await print_report(settings.database.url, now)
+    console.print(summary_line(summary))
+    return summary
+
+
+async def print_report(url: str, now: datetime) -> None:
+    from scheduling.cli import render_day_report
+
+    csv_path = None
+    if url.startswith("sqlite"):
+        csv_path = Path(url.split(":///", 1)[1]).with_name("report.csv")
+    await render_day_report(url, local_date(now, "UTC"), csv_path=csv_path, rebuild=True)
