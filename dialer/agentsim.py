@@ -4,7 +4,8 @@ A SimulatedAgent speaks the real agent protocol (docs/agent-protocol.md) through
 broker, exactly as an agent's desktop would: it logs in, goes ready, and for every call
 takes the screen pop, waits for `call_ended`, spends a wrap-up time, sends a disposition
 drawn from a realistic mix (with notes and, where the code needs one, a next-contact date a
-few days ahead), then goes ready again - or first takes a short break. In preview mode it
+few days ahead); the dialer then makes it ready again - unless it asked for a short break
+first (`pause` during wrap-up), after which it sends `ready` itself. In preview mode it
 accepts most leads and skips some. If the dialer pauses it (e.g. its phone did not answer),
 it goes ready again after a while, as a person would.
 
@@ -246,14 +247,18 @@ class SimulatedAgent:
             codes = [d.code for d in pop.dispositions]
             needs_callback = {d.code for d in pop.dispositions if d.needs_callback}
         await self._sleep(self._uniform(self.profile.wrapup_s))
-        await self._command(self.choose_disposition(attempt_id, codes, needs_callback))
-        if self.rng.random() < self.profile.break_probability:
-            self.stats.breaks += 1
+        take_break = self.rng.random() < self.profile.break_probability
+        if take_break:
+            # "pause after this call": the dialer applies it when the disposition closes the
+            # call, instead of making us ready (docs/agent-protocol.md)
             reason = self.rng.choice(_BREAK_REASONS)
             if await self._command(PauseCmd(login=self.login, reason=reason)):
                 self._own_pauses += 1
+        await self._command(self.choose_disposition(attempt_id, codes, needs_callback))
+        if take_break:
+            self.stats.breaks += 1
             await self._sleep(self._uniform(self.profile.break_s))
-        await self._command(ReadyCmd(login=self.login))
+            await self._command(ReadyCmd(login=self.login))
 
     def choose_disposition(self, attempt_id: int, codes: list[str],
                            needs_callback: set[str]) -> DispositionCmd:

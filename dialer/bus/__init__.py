@@ -10,7 +10,7 @@
 from dialer.bus.broker import AccessPolicy, EmbeddedBroker
 from dialer.bus.bus import AgentBus, BrokerAddress, BusStats, CommandHandler
 from dialer.bus.client import AgentClient
-from dialer.bus.errors import BusError, ErrorCode, ProtocolError
+from dialer.bus.errors import BusError, ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AckEvt,
     AgentCommand,
@@ -74,4 +74,5 @@ __all__ = [
     "SupervisorEvent",
     "Topics",
     "open_agent_bus",
+    "protocol_error_for",
 ]

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import enum
 
+from dialer.core.errors import (
+    CoreError,
+    IllegalTransitionError,
+    InvalidDispositionError,
+    UnknownAgentError,
+    UnknownCallError,
+)
+
 
 class ErrorCode(enum.StrEnum):
     """The `code` of an `error` message. Agents branch on these; never rename a value."""
@@ -23,6 +31,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_ATTEMPT = "unknown_attempt"
     UNKNOWN_LEAD = "unknown_lead"
     UNKNOWN_DISPOSITION = "unknown_disposition"  # code not in the campaign's catalog
+    INVALID_DISPOSITION = "invalid_disposition"  # the core refused it (message says why)
     NEXT_CONTACT_REQUIRED = "next_contact_required"  # the disposition needs next_contact_at
     INVALID_NEXT_CONTACT = "invalid_next_contact"  # in the past, or outside allowed bounds
     ALREADY_DISPOSED = "already_disposed"
@@ -48,3 +57,23 @@ class ProtocolError(Exception):
 
 class BusError(Exception):
     """The bus cannot do its job (bad URL, broker refused the credentials, not started)."""
+
+
+def protocol_error_for(exc: CoreError) -> ProtocolError:
+    """Translate what the dialer core raised for an agent's command into the reply.
+
+    The runtime calls this at the boundary (STYLE.md: errors translated at the boundary):
+    core messages name agents, states, calls and codes, never a callee's data.
+    """
+    match exc:
+        case UnknownAgentError():
+            code = ErrorCode.UNKNOWN_AGENT
+        case UnknownCallError():
+            code = ErrorCode.UNKNOWN_ATTEMPT
+        case IllegalTransitionError():
+            code = ErrorCode.INVALID_STATE
+        case InvalidDispositionError():
+            code = ErrorCode.INVALID_DISPOSITION
+        case _:
+            code = ErrorCode.INTERNAL
+    return ProtocolError(code, str(exc))

@@ -56,6 +56,9 @@ class MiniDialer:
         self.dispositions: list[DispositionCmd] = []
         self.commands: list[tuple[str, str]] = []
         self.forced_pauses = 0
+        self.pauses_after_call = 0
+        self.pending: dict[str, str] = {}  # pause asked for during a call
+        self.total = calls
         self.ready_agents: asyncio.Queue[str] = asyncio.Queue()
         self.done = asyncio.Event()
         self._ids = itertools.count(1)
@@ -66,27 +69,46 @@ class MiniDialer:
         await self.bus.send(login, StateEvt(state=state, reason=reason))
 
     async def handle(self, login: str, cmd: AgentCommand) -> ProtocolError | None:
+        """The state rules of dialer/core/engine.py, as docs/agent-protocol.md states them."""
         self.commands.append((login, cmd.type))
+        state = self.state.get(login, AgentState.LOGGED_OUT)
+        busy = state in (AgentState.RESERVED, AgentState.TALKING, AgentState.WRAP_UP)
         match cmd:
             case LoginCmd():
-                await self._set(login, AgentState.PAUSED, "logged in")
+                if state is AgentState.LOGGED_OUT:
+                    await self._set(login, AgentState.PAUSED, "login")
             case ReadyCmd():
-                await self._set(login, AgentState.READY)
-                self.ready_agents.put_nowait(login)
+                if state is AgentState.PAUSED:
+                    await self._ready(login)
+                elif busy:
+                    self.pending.pop(login, None)
             case PauseCmd(reason=reason):
-                await self._set(login, AgentState.PAUSED, reason)
+                if busy:
+                    self.pending[login] = reason
+                elif state is AgentState.READY:
+                    await self._set(login, AgentState.PAUSED, reason)
             case DispositionCmd(attempt_id=attempt_id):
                 if self.owner.get(attempt_id) != login:
                     return ProtocolError(ErrorCode.NOT_YOUR_ATTEMPT, "not your call")
+                if state is not AgentState.WRAP_UP:
+                    return ProtocolError(ErrorCode.INVALID_STATE, f"agent is {state}")
                 self.dispositions.append(cmd)
-                if len(self.dispositions) >= self.total and self.calls_left == 0:
+                if login in self.pending:
+                    self.pauses_after_call += 1
+                    await self._set(login, AgentState.PAUSED, self.pending.pop(login))
+                else:
+                    await self._ready(login)
+                if len(self.dispositions) >= self.total:
                     self.done.set()
             case LogoutCmd():
-                self.state[login] = AgentState.LOGGED_OUT
+                await self._set(login, AgentState.LOGGED_OUT)
         return None
 
+    async def _ready(self, login: str) -> None:
+        await self._set(login, AgentState.READY)
+        self.ready_agents.put_nowait(login)
+
     async def drive(self) -> None:
-        self.total = self.calls_left
         while self.calls_left > 0:
             login = await self.ready_agents.get()
             if self.state.get(login) is not AgentState.READY:
@@ -135,7 +157,7 @@ async def test_simulated_agents_take_calls_and_dispose_them() -> None:
         types = [t for lg, t in dialer.commands if lg == login]
         assert types[0] == "login" and types[-1] == "logout"
     assert dialer.forced_pauses > 0
-    assert any(a.stats.breaks for a in agents)
+    assert sum(a.stats.breaks for a in agents) == dialer.pauses_after_call > 0
     for d in dialer.dispositions:
         assert d.code in {o.code for o in CATALOG}
         assert (d.next_contact_at is not None) == (d.code in NEEDS_CALLBACK)

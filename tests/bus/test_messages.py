@@ -189,3 +189,26 @@ def test_access_policy_matches_the_documented_acl() -> None:
 def test_access_policy_refuses_bad_users(agents: dict[str, str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AccessPolicy(Topics("dialer"), agents=agents, dialer=("dialer", "d"))
+
+
+def test_core_errors_translate_to_protocol_errors() -> None:
+    from dialer.bus.errors import protocol_error_for
+    from dialer.core.errors import (
+        ConfigError,
+        IllegalTransitionError,
+        InvalidDispositionError,
+        UnknownAgentError,
+        UnknownCallError,
+    )
+
+    cases = [
+        (UnknownAgentError("alice"), ErrorCode.UNKNOWN_AGENT),
+        (UnknownCallError("c-9"), ErrorCode.UNKNOWN_ATTEMPT),
+        (IllegalTransitionError("agent alice", "talking", "ready"), ErrorCode.INVALID_STATE),
+        (InvalidDispositionError("unknown disposition code 'zzz'"),
+         ErrorCode.INVALID_DISPOSITION),
+        (ConfigError("bad"), ErrorCode.INTERNAL),
+    ]
+    for exc, code in cases:
+        err = protocol_error_for(exc)
+        assert err.code is code and err.message == str(exc)
