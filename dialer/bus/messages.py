@@ -39,7 +39,7 @@ from dialer.domain import (
     LeadStatus,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 #: larger payloads are refused before parsing (a screen pop with long notes is ~10 KiB)
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: the fields every message carries on the wire
