@@ -351,6 +351,9 @@ class AgentBus:
                 else:
                     log.warning("agent bus: connection to %s:%d lost or refused (%s); retrying",
                                 self.address.host, self.address.port, e)
+            except Exception:
+                # a fault of ours must not leave the dialer deaf to its agents: log, reconnect
+                log.exception("agent bus: unexpected failure; reconnecting")
             finally:
                 self._connected.clear()
                 self.stats.connected = False
