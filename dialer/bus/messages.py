@@ -16,7 +16,7 @@ import json
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AwareDatetime,
@@ -55,6 +55,21 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Notes = Annotated[str, StringConstraints(max_length=4000)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
 FieldValue = str | int | float | bool | None
+
+
+class StateChange(Protocol):
+    """What dialer.core.actions.AgentStateChanged carries (duck-typed: no import cycle)."""
+
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def old(self) -> AgentState: ...
+    @property
+    def new(self) -> AgentState: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def at(self) -> datetime: ...
 
 
 def new_message_id() -> str:
@@ -220,6 +235,11 @@ class StateEvt(_Message):
     state: AgentState
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
 
+    @classmethod
+    def from_change(cls, change: StateChange) -> StateEvt:
+        """The event for the core's AgentStateChanged action, stamped with its time."""
+        return cls(state=change.new, reason=change.reason, ts=change.at)
+
 
 class ScreenPopEvt(_Message):
     """A call is connected to the agent: who it is, what happened before, what to say."""
@@ -313,6 +333,12 @@ class SupervisorAgentEvent(_Message):
     previous: AgentState | None = None
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
     attempt_id: RowId | None = None
+
+    @classmethod
+    def from_change(cls, change: StateChange, attempt_id: int | None = None
+                    ) -> SupervisorAgentEvent:
+        return cls(login=change.agent_id, state=change.new, previous=change.old,
+                   reason=change.reason, attempt_id=attempt_id, ts=change.at)
 
 
 SupervisorEvent = Annotated[

@@ -212,3 +212,17 @@ def test_core_errors_translate_to_protocol_errors() -> None:
     for exc, code in cases:
         err = protocol_error_for(exc)
         assert err.code is code and err.message == str(exc)
+
+
+def test_events_from_the_cores_state_changes() -> None:
+    from dialer.bus.messages import SupervisorAgentEvent
+    from dialer.core.actions import AgentStateChanged
+
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    change = AgentStateChanged(agent_id="alice", old=AgentState.WRAP_UP,
+                               new=AgentState.PAUSED, reason="lunch", at=at)
+    evt = StateEvt.from_change(change)
+    assert (evt.state, evt.reason, evt.ts) == (AgentState.PAUSED, "lunch", at)
+    sup = SupervisorAgentEvent.from_change(change, attempt_id=7)
+    assert (sup.login, sup.previous, sup.state, sup.attempt_id) == (
+        "alice", AgentState.WRAP_UP, AgentState.PAUSED, 7)
