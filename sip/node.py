@@ -68,8 +68,9 @@ from sip.protocol import ProtocolError, encode_frame, recv_frame_blocking
 log = logging.getLogger("sip.node")
 
 PJ_ETOOMANY = 70010
-#: libHandleEvents wait: bounds command latency (bridge latency budget is 50 ms at p99)
-POLL_MS = 3
+#: libHandleEvents wait. Commands and media results do not wait for it: their producers
+#: wake the loop (see Waker); it only bounds timer resolution (ring/answer timeouts).
+POLL_MS = 20
 #: how long the node retries a makeCall that hit PJ_ETOOMANY (slot still closing its transaction)
 ETOOMANY_RETRY_S = 1.0
 #: how long CallEnded of a cancelled call waits for the INVITE's final answer (487 or a 200
@@ -83,6 +84,37 @@ _CALL_ID_HDR = re.compile(r"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNOR
 
 def _pj_status(exc: BaseException) -> int:
     return int(getattr(exc, "status", 0) or 0)
+
+
+class Waker:
+    """Wakes the owner thread out of ``libHandleEvents`` from another thread.
+
+    pjsua2 offers no thread-safe wake-up, but its SIP UDP socket is in the ioqueue the owner
+    thread waits on, and PJSIP silently drops a bare CRLF keep-alive (RFC 5626). A CRLF sent
+    to our own port therefore ends the wait at once without touching pjsua2 from a foreign
+    thread. Repeated wakes before the loop runs are coalesced.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._addr: tuple[str, int] | None = None
+        self.pending = threading.Event()
+
+    def bind(self, host: str, port: int) -> None:
+        self._addr = (host, port)
+
+    def wake(self) -> None:
+        if self._addr is None or self.pending.is_set():
+            return
+        self.pending.set()
+        with contextlib.suppress(OSError):
+            self._sock.sendto(b"\r\n\r\n", self._addr)
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 class LegState(enum.Enum):
@@ -179,11 +211,14 @@ class _Call(pj.Call):
 class _AmdPort(pj.AudioMediaPort):
     """Receives the customer's audio frames; analysis runs here, results go to a queue."""
 
-    def __init__(self, call_id: str, analyzer: AmdAnalyzer, out: queue.SimpleQueue) -> None:
+    def __init__(
+        self, call_id: str, analyzer: AmdAnalyzer, out: queue.SimpleQueue, waker: Waker
+    ) -> None:
         super().__init__()
         self.call_id = call_id
         self.analyzer = analyzer
         self.out = out
+        self.waker = waker
         self.done = False
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
@@ -196,16 +231,19 @@ class _AmdPort(pj.AudioMediaPort):
         if res is not None:
             self.done = True
             self.out.put(("amd", self.call_id, res))
+            self.waker.wake()
 
 
 class _Player(pj.AudioMediaPlayer):
-    def __init__(self, call_id: str, out: queue.SimpleQueue) -> None:
+    def __init__(self, call_id: str, out: queue.SimpleQueue, waker: Waker) -> None:
         super().__init__()
         self.call_id = call_id
         self.out = out
+        self.waker = waker
 
     def onEof2(self) -> None:
         self.out.put(("eof", self.call_id, None))
+        self.waker.wake()
 
 
 class _LogWriter(pj.LogWriter):
@@ -292,6 +330,7 @@ class Node:
         self.held: dict[str, CustomerLeg] = {}
         self.awaiting_recording: list[tuple[float, CustomerLeg, CallEnded]] = []
         self._log_writer: _LogWriter | None = None
+        self.waker = Waker()
 
     # ------------------------------------------------------------------ plumbing
     def send(self, msg: dict[str, Any]) -> None:
@@ -341,6 +380,10 @@ class Node:
         tcfg.boundAddress = self.cfg.bind_address
         tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         self.sip_port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+        wake_host = self.cfg.bind_address
+        if wake_host in ("0.0.0.0", "::"):
+            wake_host = "127.0.0.1" if wake_host == "0.0.0.0" else "::1"
+        self.waker.bind(wake_host, self.sip_port)
         if "tcp" in self.cfg.transports:
             tc = pj.TransportConfig()
             tc.port = self.sip_port
@@ -492,6 +535,7 @@ class Node:
         assert self.ep is not None
         while True:
             self.ep.libHandleEvents(POLL_MS)
+            self.waker.clear()
             self._drain_commands()
             self._drain_media()
             self._run_deferred()
@@ -752,7 +796,7 @@ class Node:
             self.reject(cmd.call_id, f"no such WAV file: {cmd.wav_path}", False, "Play")
             return
         self._stop_player(leg)
-        player = _Player(cmd.call_id, self.media_q)
+        player = _Player(cmd.call_id, self.media_q, self.waker)
         try:
             player.createPlayer(cmd.wav_path, pj.PJMEDIA_FILE_NO_LOOP)
             player.startTransmit(leg.call.getAudioMedia(-1))
@@ -1149,7 +1193,7 @@ class Node:
         if call is None:
             return
         if leg.amd is not None and leg.amd_port is None and leg.amd_verdict == AmdVerdict.NOT_RUN:
-            port = _AmdPort(leg.call_id, leg.amd, self.media_q)
+            port = _AmdPort(leg.call_id, leg.amd, self.media_q, self.waker)
             fmt = pj.MediaFormatAudio()
             fmt.init(pj.PJMEDIA_FORMAT_PCM, 8000, 1, 20000, 16)
             try:
@@ -1253,16 +1297,18 @@ def _busy_reply(data: bytes) -> bytes | None:
     ).encode()
 
 
-def _reader(sock: socket.socket, out: queue.SimpleQueue) -> None:
+def _reader(sock: socket.socket, out: queue.SimpleQueue, waker: Waker) -> None:
     try:
         while True:
             msg = recv_frame_blocking(sock)
             if msg is None:
                 break
             out.put(msg)
+            waker.wake()
     except (OSError, ProtocolError) as exc:
         log.warning("node: pool channel closed: %s", exc)
     out.put(None)
+    waker.wake()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1297,7 +1343,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     threading.Thread(
-        target=_reader, args=(sock, node.cmds), name="pool-reader", daemon=True
+        target=_reader, args=(sock, node.cmds, node.waker), name="pool-reader", daemon=True
     ).start()
     node.run()
     node.send({"kind": "bye"})

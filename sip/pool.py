@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Any], None]
 _EVENT_QUEUE_MAX = 100_000
+#: nodes started concurrently at pool start
+_START_BATCH = 8
 #: the directory holding the ``sip`` package, put on the nodes' PYTHONPATH
 _PKG_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -156,8 +158,26 @@ class NodePool:
         count = self.config.node_count_for(first.capacity)
         others = [NodeHandle(index=i, generation=0) for i in range(1, count)]
         self._nodes.extend(others)
-        results = await asyncio.gather(*(self._spawn(n) for n in others), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
+        # start the rest a few at a time: dozens of interpreters importing pjsua2 at once on a
+        # small, busy machine can exceed the hello timeout; one retry covers a slow start
+        errors: list[BaseException] = []
+        for attempt in range(2):
+            pending = [n for n in others if not n.alive]
+            errors = []
+            for i in range(0, len(pending), _START_BATCH):
+                batch = pending[i : i + _START_BATCH]
+                results = await asyncio.gather(
+                    *(self._spawn(n) for n in batch), return_exceptions=True
+                )
+                errors += [r for r in results if isinstance(r, BaseException)]
+            if not errors:
+                break
+            log.warning(
+                "sip pool: %d nodes failed to start (attempt %d): %s",
+                len(errors),
+                attempt + 1,
+                errors[0],
+            )
         if errors:
             await self.close(drain_deadline_s=0)
             raise PoolError(f"{len(errors)} of {count} nodes failed to start: {errors[0]}")

@@ -97,9 +97,18 @@ class SippProcess:
     ) -> None:
         if shutil.which("sipp") is None:
             raise SippError("sipp not found on PATH (Debian package sip-tester)")
-        self.scenario = (
-            Path(scenario) if Path(str(scenario)).suffix == ".xml" else scenario_path(str(scenario))
+        # "builtin:uas" selects one of SIPp's embedded scenarios (-sn)
+        self.builtin = (
+            str(scenario).split(":", 1)[1] if str(scenario).startswith("builtin:") else None
         )
+        if self.builtin is not None:
+            self.scenario = Path(self.builtin)
+        else:
+            self.scenario = (
+                Path(scenario)
+                if Path(str(scenario)).suffix == ".xml"
+                else scenario_path(str(scenario))
+            )
         self.host = host
         self.port = port or free_udp_port(host)
         self.media_port = media_port or free_media_port(host)
@@ -136,8 +145,7 @@ class SippProcess:
         write_callee_audio(self.workdir)
         cmd = [
             "sipp",
-            "-sf",
-            str(self.scenario),
+            *(["-sn", self.builtin] if self.builtin else ["-sf", str(self.scenario)]),
             "-i",
             self.host,
             "-p",
