@@ -19,7 +19,8 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -307,3 +308,42 @@ class SimulatedAgent:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         except TimeoutError:
             pass
+
+
+@asynccontextmanager
+async def simulated_agents(
+    credentials: Mapping[str, str],
+    broker_url: str,
+    *,
+    seed: int = 0,
+    profile: AgentProfile | None = None,
+    prefix: str = "dialer",
+    stop_timeout_s: float = 30.0,
+) -> AsyncIterator[list[SimulatedAgent]]:
+    """Run one SimulatedAgent per `login -> password` while the block runs.
+
+    On exit every agent is asked to stop: it finishes the disposition it is on and logs
+    out; agents still busy after `stop_timeout_s` are cancelled. Each agent gets its own
+    random stream derived from `seed`, so adding an agent does not change the others'.
+    """
+    master = random.Random(seed)
+    agents = [
+        SimulatedAgent(login, password, broker_url, random.Random(master.getrandbits(64)),
+                       profile, prefix=prefix)
+        for login, password in credentials.items()
+    ]
+    tasks = [asyncio.create_task(a.run(), name=f"simagent-{a.login}") for a in agents]
+    try:
+        yield agents
+    finally:
+        for a in agents:
+            a.stop()
+        _, pending = await asyncio.wait(tasks, timeout=stop_timeout_s)
+        for t in pending:
+            log.warning("simulated agent task %s did not stop in %.0f s; cancelling",
+                        t.get_name(), stop_timeout_s)
+            t.cancel()
+        for agent, outcome in zip(agents, await asyncio.gather(*tasks, return_exceptions=True),
+                                  strict=True):
+            if isinstance(outcome, Exception):
+                log.error("simulated agent %s failed: %r", agent.login, outcome)

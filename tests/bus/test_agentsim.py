@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dialer.agentsim import DEFAULT_MIX, AgentProfile, SimulatedAgent
+from dialer.agentsim import DEFAULT_MIX, AgentProfile, SimulatedAgent, simulated_agents
 from dialer.bus import (
     AgentBus,
     AgentClient,
@@ -135,19 +135,15 @@ async def test_simulated_agents_take_calls_and_dispose_them() -> None:
         bus = AgentBus(broker.dialer_url)
         dialer = MiniDialer(bus, calls=24)
         bus.set_handler(dialer.handle)
-        async with bus:
-            agents = [SimulatedAgent(login, pw, broker.url, random.Random(i), FAST)
-                      for i, (login, pw) in enumerate(logins.items())]
-            async with asyncio.TaskGroup() as tg:
-                runs = [tg.create_task(a.run()) for a in agents]
-                driver = tg.create_task(dialer.drive())
+        async with bus, simulated_agents(logins, broker.url, seed=5, profile=FAST) as agents:
+            driver = asyncio.create_task(dialer.drive())
+            try:
                 async with asyncio.timeout(WAIT):
                     await dialer.done.wait()
-                for a in agents:
-                    a.stop()
-                async with asyncio.timeout(WAIT):
-                    await asyncio.gather(*runs)
+            finally:
                 driver.cancel()
+                await asyncio.gather(driver, return_exceptions=True)
+        # leaving simulated_agents() logged every agent out (checked below)
 
     assert len(dialer.dispositions) == 24
     assert sum(a.stats.calls for a in agents) == 24
