@@ -139,7 +139,7 @@ async def test_messy_file_gives_the_exact_report(db_engine: AsyncEngine, tmp_pat
     assert summary.by_reason["missing_field"] == 2
     # The report file says the same, readable by any CSV reader (and Excel: UTF-8 with BOM).
     assert report_path.read_bytes().startswith(b"\xef\xbb\xbf")
-    text = report_path.read_text(encoding="utf-8-sig")
+    text = report_path.read_bytes().decode("utf-8-sig")
     rows = list(csv.reader(text.splitlines(keepends=True)))
     assert tuple(rows[0]) == REPORT_COLUMNS
     assert [tuple(r) for r in rows[1:]] == [
