@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -191,13 +192,14 @@ async def render_day_report(
                                        now=datetime.now(UTC))
                 rows.extend(await load_day_report(sessions, report_date=day,
                                                   campaign_id=camp.id))
-        table = Table(title=f"End-of-day report {day}")
+        table = Table(title=f"End-of-day report {day}", box=box.SIMPLE)
         cols = ("campaign", "agent", "planned", "called", "reached", "meetings", "contracts",
-                "callbacks", "talk (min)")
+                "callbacks", "talk_min")
         for c in cols:
-            table.add_column(c, justify="left" if c in ("campaign", "agent") else "right")
+            table.add_column(c, justify="left" if c in ("campaign", "agent") else "right",
+                             no_wrap=True)
         for r in rows:
-            table.add_row(r.campaign, r.agent or "(dialer/shared)", str(r.planned),
+            table.add_row(r.campaign, r.agent or "(shared)", str(r.planned),
                           str(r.called), str(r.reached), str(r.meetings), str(r.contracts),
                           str(r.callbacks), f"{r.talk_s / 60:.1f}")
         out.print(table)
