@@ -415,3 +415,53 @@ async def test_a_dialer_user_without_read_rights_fails_loudly() -> None:
         with pytest.raises(BusError, match=r"refused user 'alice' the subscription"):
             async with bus:
                 pass
+
+
+async def test_per_agent_order_backpressure_and_independence(broker: BrokerUnderTest) -> None:
+    """alice's commands run one at a time and in order; while her handler is stuck, bob is
+    still served, and alice's surplus commands are refused with `overloaded`."""
+    release = asyncio.Event()
+    seen: list[tuple[str, str]] = []
+
+    async def handler(login: str, cmd: AgentCommand) -> ProtocolError | None:
+        seen.append((login, cmd.id))
+        if login == "alice":
+            await release.wait()
+        return None
+
+    bus = AgentBus(broker.dialer_url, max_pending_per_agent=2)
+    bus.set_handler(handler)
+    async with bus, agent(broker, "alice") as alice, agent(broker, "bob") as bob:
+        cmds = [PauseCmd(login="alice", reason=f"r{i}") for i in range(4)]
+        await alice.send(cmds[0])
+        await wait_until(lambda: bool(seen))  # the handler is now stuck on it
+        for c in cmds[1:]:
+            await alice.send(c)  # no waiting for replies
+        # 1 running + 2 queued; the 4th is refused while the handler is stuck
+        overloaded = await alice.next_event(WAIT)
+        assert isinstance(overloaded, ErrorEvt)
+        assert (overloaded.code, overloaded.ref_id) == (ErrorCode.OVERLOADED, cmds[3].id)
+        await bob.request(ReadyCmd(login="bob"))  # bob is not blocked by alice
+        release.set()
+        acks = [await alice.next_event(WAIT) for _ in range(3)]
+    assert [a.ref_id for a in acks if isinstance(a, AckEvt)] == [c.id for c in cmds[:3]]
+    assert [i for lg, i in seen if lg == "alice"] == [c.id for c in cmds[:3]]
+
+
+async def test_agent_messages_go_before_supervisor_events(broker: BrokerUnderTest) -> None:
+    bus = AgentBus(broker.dialer_url)
+    for i in range(3):  # queued before the bus connects
+        await bus.supervisor({"type": "agent_state", "login": "bob", "state": "ready",
+                              "reason": str(i)})
+    await bus.send("alice", StateEvt(state=AgentState.READY, reason="first"))
+    async with aiomqtt.Client(broker.host, broker.port, username=DIALER[0],
+                              password=DIALER[1]) as spy:
+        await spy.subscribe("dialer/#", qos=1)
+        async with bus:
+            topics = []
+            async with asyncio.timeout(WAIT):
+                async for m in spy.messages:
+                    topics.append(m.topic.value)
+                    if len(topics) == 4:
+                        break
+    assert topics == ["dialer/agents/alice/evt"] + ["dialer/supervisor/events"] * 3
