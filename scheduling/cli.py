@@ -26,6 +26,8 @@ report_app = typer.Typer(help="The end-of-day report per agent and campaign.",
 
 out = Console()
 err = Console(stderr=True)
+#: tables are never squeezed below this (a pipe or CI log reports 80 columns)
+_MIN_WIDTH = 110
 
 DateOpt = Annotated[
     str | None,
@@ -125,7 +127,7 @@ async def _plan_show(
                     (lead.phone_e164 if full else _mask(lead.phone_e164)) if lead else "?",
                     due, lead.status.value if lead else "?",
                 )
-            out.print(table)
+            out.print(table, width=max(out.width, _MIN_WIDTH))
         return 0
     finally:
         await engine.dispose()
@@ -202,7 +204,7 @@ async def render_day_report(
             table.add_row(r.campaign, r.agent or "(shared)", str(r.planned),
                           str(r.called), str(r.reached), str(r.meetings), str(r.contracts),
                           str(r.callbacks), f"{r.talk_s / 60:.1f}")
-        out.print(table)
+        out.print(table, width=max(out.width, _MIN_WIDTH))
         if csv_path is not None:
             n = write_csv(rows, csv_path)
             err.print(f"wrote {n} rows to {csv_path}")
