@@ -35,7 +35,7 @@ from dialer.bus.messages import (
     SupervisorCallEvent,
     SupervisorEvent,
 )
-from dialer.bus.setup import AgentBusRuntime, open_agent_bus
+from dialer.bus.service import AgentBusRuntime, open_agent_bus
 from dialer.bus.topics import Topics
 
 __all__ = [

@@ -29,7 +29,7 @@ from dialer.bus import (
     ScreenPopEvt,
     StateEvt,
 )
-from dialer.bus.setup import open_agent_bus
+from dialer.bus.service import open_agent_bus
 from dialer.config import AgentConfig, MqttSection
 from dialer.domain import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
 
