@@ -8,6 +8,7 @@ telemarketer can work from it, but phone numbers are masked unless `--full` is g
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +25,10 @@ plan_app = typer.Typer(help="The daily plan: contacts due per campaign and agent
 report_app = typer.Typer(help="The end-of-day report per agent and campaign.",
                          no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
 #: tables are never squeezed below this (a pipe or CI log reports 80 columns)
 _MIN_WIDTH = 110
+out = Console(width=max(shutil.get_terminal_size((80, 24)).columns, _MIN_WIDTH))
+err = Console(stderr=True)
 
 DateOpt = Annotated[
     str | None,
@@ -127,7 +128,7 @@ async def _plan_show(
                     (lead.phone_e164 if full else _mask(lead.phone_e164)) if lead else "?",
                     due, lead.status.value if lead else "?",
                 )
-            out.print(table, width=max(out.width, _MIN_WIDTH))
+            out.print(table)
         return 0
     finally:
         await engine.dispose()
@@ -204,7 +205,7 @@ async def render_day_report(
             table.add_row(r.campaign, r.agent or "(shared)", str(r.planned),
                           str(r.called), str(r.reached), str(r.meetings), str(r.contracts),
                           str(r.callbacks), f"{r.talk_s / 60:.1f}")
-        out.print(table, width=max(out.width, _MIN_WIDTH))
+        out.print(table)
         if csv_path is not None:
             n = write_csv(rows, csv_path)
             err.print(f"wrote {n} rows to {csv_path}")
