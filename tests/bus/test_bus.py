@@ -465,3 +465,12 @@ async def test_agent_messages_go_before_supervisor_events(broker: BrokerUnderTes
                     if len(topics) == 4:
                         break
     assert topics == ["dialer/agents/alice/evt"] + ["dialer/supervisor/events"] * 3
+
+
+async def test_embedded_broker_reports_a_busy_port() -> None:
+    async with EmbeddedBroker(AGENTS) as first:
+        second = EmbeddedBroker(AGENTS, port=first.port)
+        with pytest.raises(BusError, match=f"could not listen on 127.0.0.1:{first.port}"):
+            await second.start()
+        with pytest.raises(BusError, match="not running"):
+            _ = second.port
