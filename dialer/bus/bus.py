@@ -289,7 +289,10 @@ class AgentBus:
         if len(box) >= limit:
             box.popleft()
             self.stats.dropped += 1
-            log.warning("agent bus: outgoing queue full (%d); dropped the oldest message", limit)
+            n = self.stats.dropped
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th ... drop: visible, but no log flood
+                log.warning("agent bus: outgoing queue full (%d); dropped the oldest message "
+                            "(%d dropped so far)", limit, n)
         box.append(item)
         self._outbox_ready.set()
 
