@@ -347,3 +347,45 @@ async def simulated_agents(
                                   strict=True):
             if isinstance(outcome, Exception):
                 log.error("simulated agent %s failed: %r", agent.login, outcome)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dialer.agentsim URL LOGIN:PASSWORD ...`: run simulated agents against any
+    broker (e.g. a dialer using Mosquitto) until Ctrl-C or --minutes have passed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dialer.agentsim", description=main.__doc__)
+    ap.add_argument("url", help="broker URL, e.g. mqtt://127.0.0.1:1883")
+    ap.add_argument("agents", nargs="+", metavar="LOGIN:PASSWORD")
+    ap.add_argument("--prefix", default="dialer", help="MQTT topic prefix (default dialer)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=0.0, help="stop after this (0: never)")
+    args = ap.parse_args(argv)
+    credentials: dict[str, str] = {}
+    for item in args.agents:
+        login, sep, password = item.partition(":")
+        if not sep or not login or not password:
+            ap.error(f"{item!r}: expected LOGIN:PASSWORD")
+        credentials[login] = password
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        async with simulated_agents(credentials, args.url, seed=args.seed,
+                                    prefix=args.prefix) as agents:
+            if args.minutes > 0:
+                await asyncio.sleep(args.minutes * 60)
+            else:
+                await asyncio.Event().wait()
+        for a in agents:
+            print(f"{a.login}: calls={a.stats.calls} breaks={a.stats.breaks} "
+                  f"refused={a.stats.refused} dispositions={dict(a.stats.dispositions)}")
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
