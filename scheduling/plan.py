@@ -59,10 +59,10 @@ class PlanSummary:
 
 def order_plan(entries: list[PlanEntry]) -> list[PlanEntry]:
     """Priority order (pure): callbacks by due time, hot, complaints, rest by priority/due."""
-    far = datetime.max.replace(tzinfo=None)
+    far = float("inf")
 
     def key(e: PlanEntry) -> tuple:
-        due = e.due_at.replace(tzinfo=None) if e.due_at is not None else far
+        due = e.due_at.timestamp() if e.due_at is not None else far
         if e.reason == "callback":
             return (0, due, e.lead_id)
         return (REASON_ORDER[e.reason], -e.priority, due, e.lead_id)

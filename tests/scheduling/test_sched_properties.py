@@ -7,6 +7,7 @@ holds at it, and no sampled earlier instant satisfies every rule.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from datetime import UTC, datetime, timedelta
@@ -126,3 +127,33 @@ def test_local_to_utc_round_trips_or_lands_on_the_jump(local: datetime, zone_nam
         assert wall > local
         before = (got - timedelta(seconds=1)).astimezone(zi).replace(tzinfo=None)
         assert before < local
+
+
+@PROPS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["callback", "hot", "complaint", "due"]),
+            st.integers(-3, 3),
+            st.one_of(st.none(), instants()),
+        ),
+        max_size=30,
+    )
+)
+def test_plan_order_callbacks_hot_complaints_rest(raw: list) -> None:
+    from scheduling.plan import REASON_ORDER, PlanEntry, order_plan
+
+    entries = [PlanEntry(i, None, r, due, prio) for i, (r, prio, due) in enumerate(raw)]
+    got = order_plan(entries)
+    assert sorted(e.lead_id for e in got) == list(range(len(raw)))
+    ranks = [REASON_ORDER[e.reason] for e in got]
+    assert ranks == sorted(ranks)
+    for a, b in itertools.pairwise(got):
+        if a.reason != b.reason:
+            continue
+        if a.reason == "callback":  # callbacks strictly by agreed time
+            assert a.due_at is None or b.due_at is None or a.due_at <= b.due_at
+        else:  # then higher priority first, earliest due within a priority
+            assert a.priority >= b.priority
+            if a.priority == b.priority and a.due_at and b.due_at:
+                assert a.due_at <= b.due_at
