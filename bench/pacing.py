@@ -6,7 +6,7 @@ answers are machines, 10-minute breaks every 2 h) - through the discrete-event s
 which drives the real CampaignEngine. Every policy reads the same lead tape per seed.
 
     python bench/pacing.py            # 8 simulated hours x 3 seeds (several minutes)
-    python bench/pacing.py --quick    # 2 hours x 1 seed, all agent sizes (< 2 minutes)
+    python bench/pacing.py --quick    # 1 seed, 4/2/1 h for 5/20/100 agents (< 2 minutes)
 
 Prints one table per workload, writes bench/out/pacing.png, and ends with one line:
     pacing: occ_vs_bound_20=... occ_vs_bound_100=... abandon_max=... vs_best_5=...
@@ -36,29 +36,39 @@ ANSWER_RATES = (0.15, 0.30, 0.50)
 TALK_SECONDS = (90.0, 180.0, 300.0)
 
 
-def standard_workloads(hours: float) -> list[Workload]:
+#: --quick shift lengths: every workload still gets >= 20 agent-hours, so small teams are
+#: not judged on a handful of calls while the 100-agent runs stay short
+QUICK_HOURS = {5: 4.0, 20: 2.0, 100: 1.0}
+
+
+def standard_workloads(hours: float | None) -> list[Workload]:
+    """The 27 standard workloads; ``hours`` None means the --quick lengths per team size."""
     return [
-        Workload(agents=a, answer_rate=r, mean_talk=t, hours=hours)
+        Workload(
+            agents=a, answer_rate=r, mean_talk=t, hours=hours if hours else QUICK_HOURS[a]
+        )
         for a, r, t in itertools.product(AGENTS, ANSWER_RATES, TALK_SECONDS)
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 h x 1 seed per workload")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 seed; 4 h (5 agents), 2 h (20), 1 h (100)"
+    )
     ap.add_argument("--hours", type=float, default=None, help="simulated hours per run")
     ap.add_argument("--seeds", type=int, default=None, help="replications per workload")
     ap.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--agents", type=int, nargs="*", default=None, help="only these team sizes")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "pacing.png")
     args = ap.parse_args(argv)
-    hours = args.hours or (2.0 if args.quick else 8.0)
+    hours = args.hours or (None if args.quick else 8.0)
     seeds = list(range(1, 1 + (args.seeds or (1 if args.quick else 3))))
     workloads = standard_workloads(hours)
     if args.agents:
         workloads = [w for w in workloads if w.agents in args.agents]
     t0 = time.perf_counter()
-    rows = run_matrix(workloads, benchmark_policies(hours), seeds, processes=args.processes)
+    rows = run_matrix(workloads, benchmark_policies, seeds, processes=args.processes)
     wall = time.perf_counter() - t0
     agent_hours = sum(w.agents * w.hours for w in workloads) * len(seeds) * 5
     print(format_table(rows))

@@ -41,7 +41,7 @@ class CampaignConfig:
     #: priors for the first minutes, before the campaign has its own statistics
     expected_talk_seconds: float = 180.0
     expected_wrap_seconds: float = 15.0
-    expected_live_rate: float = 0.2
+    expected_live_rate: float = 0.3
     #: an agent-owned callback falls back to the whole campaign after this
     callback_grace: timedelta = timedelta(minutes=15)
     tie_break: TieBreak = TieBreak.FEWEST_CALLS

@@ -25,12 +25,14 @@ from dialer.core.abandon import WindowCounts
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GovernorSettings:
-    initial_risk: float = 0.02
+    initial_risk: float = 0.03
     min_risk: float = 0.0001
     max_risk: float = 0.6
-    eta: float = 0.03
+    eta: float = 0.2
     #: abandons the window may hold beyond cap x live answers (see module docstring)
     credit_abandons: float = 1.0
+    #: below this much headroom (in abandons) the risk is scaled down linearly
+    soft_headroom: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -38,6 +40,8 @@ class GovernorSettings:
                 "governor risks must satisfy 0 < min_risk <= initial_risk <= max_risk < 1, "
                 f"got {self.min_risk}, {self.initial_risk}, {self.max_risk}"
             )
+        if self.soft_headroom <= 0:
+            raise ValueError(f"soft_headroom must be > 0, got {self.soft_headroom}")
         if self.credit_abandons < 0:
             raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
@@ -70,6 +74,6 @@ class AbandonGovernor:
         headroom = self.cap * counts.denominator + s.credit_abandons - counts.numerator
         if headroom <= 0.0:
             return s.min_risk
-        if headroom < 2.0:
-            return s.min_risk + (theta - s.min_risk) * headroom / 2.0
+        if headroom < s.soft_headroom:
+            return s.min_risk + (theta - s.min_risk) * headroom / s.soft_headroom
         return theta

@@ -202,12 +202,14 @@ class CallEstimator:
         self._grid = max(2, grid_seconds)
         self._prior = (prior_live_rate, prior_live_seconds, prior_weight)
         self._samples: deque[tuple[float, bool]] = deque(maxlen=window)
+        self._seen = 0  # calls ever observed (the window forgets, confidence does not)
         self._rebuild_every = rebuild_every
         self._pending = 0
         self.dist = self._build()
 
     def add(self, seconds: float, needs_agent: bool) -> bool:
         self._samples.append((max(0.0, seconds), needs_agent))
+        self._seen += 1
         self._pending += 1
         if self._pending >= self._rebuild_every or len(self._samples) < 50:
             self.dist = self._build()
@@ -234,12 +236,20 @@ class CallEstimator:
             if needs:
                 live[k] += 1.0
             total += 1.0
+        # Early on the live rate is uncertain and an underestimate is what hurts (a burst of
+        # calls for a whole team at once). Use an upper confidence bound on it, scaling the
+        # live-answer table: z = 2.5 over everything ever seen, so the margin fades as
+        # 1/sqrt(calls) and the abandon governor absorbs what remains.
+        p_hat = sum(live) / total
+        seen = self._seen + w
+        p_up = min(1.0, p_hat + 2.5 * math.sqrt(max(p_hat * (1.0 - p_hat), 1e-4) / seen))
+        scale = p_up / p_hat if p_hat > 0 else 1.0
         lc, ec = [], []
         a = b = 0.0
         for k in range(g + 1):
             a += live[k]
             b += end[k]
-            lc.append(a / total)
+            lc.append(a * scale / total)
             ec.append(b / total)
         return CallDist(
             live_cdf=tuple(lc),

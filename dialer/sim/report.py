@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,17 +92,23 @@ def _job(
 
 def run_matrix(
     workloads: Sequence[Workload],
-    policies: Sequence[PolicySpec],
+    policies: Sequence[PolicySpec] | Callable[[float], Sequence[PolicySpec]],
     seeds: Sequence[int],
     *,
     processes: int = 1,
 ) -> list[Row]:
-    """Run every policy (and the bound) on every workload and seed; aggregate per cell."""
+    """Run every policy (and the bound) on every workload and seed; aggregate per cell.
+
+    ``policies`` may be a function of the workload's shift length (baselines such as
+    VICIdial's taper depend on it).
+    """
     jobs: list[tuple[Workload, PolicySpec | None, int]] = []
+    per_w: dict[Workload, Sequence[PolicySpec]] = {}
     for w in workloads:
+        per_w[w] = policies(w.hours) if callable(policies) else policies
         for s in seeds:
             jobs.append((w, None, s))
-            for p in policies:
+            for p in per_w[w]:
                 jobs.append((w, p, s))
     # the heaviest jobs first keeps both workers busy to the end
     jobs.sort(key=lambda j: -(j[0].agents * j[0].hours / max(j[0].live_rate, 0.01)))
@@ -143,7 +149,7 @@ def run_matrix(
                 zero_counters=0,
             )
         )
-        for p in policies:
+        for p in per_w[w]:
             rs = runs[(w, p.name)]
             rows.append(_aggregate(p.name, w, rs))
     return rows
