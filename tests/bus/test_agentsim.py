@@ -226,3 +226,24 @@ async def test_open_agent_bus_runs_the_embedded_broker_from_config() -> None:
     with pytest.raises(ValueError, match="ben"):
         async with open_agent_bus(mqtt, no_password):
             pass
+
+
+async def test_command_line_runner_logs_in_and_out(capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.agentsim import main
+
+    seen: list[str] = []
+
+    async def handler(login: str, cmd: AgentCommand) -> ProtocolError | None:
+        seen.append(f"{login}:{cmd.type}")
+        return None
+
+    async with EmbeddedBroker({"ann": "pw"}) as broker:
+        bus = AgentBus(broker.dialer_url)
+        bus.set_handler(handler)
+        async with bus:
+            rc = await asyncio.to_thread(main, [broker.url, "ann:pw", "--minutes", "0.005"])
+    assert rc == 0
+    assert seen == ["ann:login", "ann:ready", "ann:logout"]
+    assert "ann: calls=0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["mqtt://127.0.0.1:1", "ann-without-password"])
