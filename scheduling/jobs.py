@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -39,7 +39,13 @@ from db import repositories as repo
 from db.models import AbandonRollup, Callback, Campaign, Company, JobLease
 from dialer.domain import AbandonWindow, CallbackScope
 from scheduling.calendar import CalendarError, CompanyCalendar
-from scheduling.callbacks import CallbackFacts, CallbackPolicy, CallbackReminder, due_reminders
+from scheduling.callbacks import (
+    CallbackFacts,
+    CallbackPolicy,
+    CallbackReminder,
+    due_reminders,
+    local_to_utc,
+)
 from scheduling.days import local_date, local_day_bounds
 from scheduling.facts import refresh_callability
 from scheduling.plan import build_daily_plan, plan_exists
@@ -307,7 +313,7 @@ class SchedulingJobs:
             if await plan_exists(self.sessions, campaign_id=campaign.id, plan_date=day):
                 continue
 
-            async def body(cid: int = campaign.id, d: Any = day) -> dict[str, Any]:
+            async def body(cid: int = campaign.id, d: date = day) -> dict[str, Any]:
                 if self.settings.refresh_before_plan:
                     await refresh_callability(self.sessions, campaign_id=cid, now=now,
                                               abandon_lockout=self.settings.abandon_lockout)
@@ -331,7 +337,7 @@ class SchedulingJobs:
             if await report_exists(self.sessions, campaign_id=campaign.id, report_date=day):
                 continue
 
-            async def body(cid: int = campaign.id, d: Any = day) -> dict[str, Any]:
+            async def body(cid: int = campaign.id, d: date = day) -> dict[str, Any]:
                 rows = await build_day_report(self.sessions, campaign_id=cid, report_date=d,
                                               now=now)
                 return {"campaign_id": cid, "date": d.isoformat(), "rows": len(rows)}
@@ -419,13 +425,9 @@ def _floor(now: datetime, every: timedelta) -> datetime:
     return datetime.fromtimestamp(ts - ts % step, UTC)
 
 
-def _at_local(day: Any, at: time, zone_name: str, day_start: datetime) -> datetime:
+def _at_local(day: date, at: time, zone_name: str, day_start: datetime) -> datetime:
     """Local time-of-day `at` on `day` in UTC (DST-exact), never before the day's start."""
-    from datetime import datetime as dt
-
-    from scheduling.callbacks import local_to_utc
-
-    return max(day_start, local_to_utc(dt.combine(day, at), zone_name))
+    return max(day_start, local_to_utc(datetime.combine(day, at), zone_name))
 
 
 def _window_start(window: AbandonWindow, zone_name: str, now: datetime) -> datetime:
