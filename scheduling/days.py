@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 from scheduling.calendar import zone
+from scheduling.callbacks import local_to_utc
 
 
 def local_day_bounds(day: date, zone_name: str) -> tuple[datetime, datetime]:
@@ -19,8 +20,6 @@ def local_day_bounds(day: date, zone_name: str) -> tuple[datetime, datetime]:
         local = datetime.combine(d, time(0), tzinfo=zi)
         utc = local.astimezone(UTC)
         if utc.astimezone(zi).date() != d:  # midnight fell in a gap: take the jump instant
-            from scheduling.callbacks import local_to_utc
-
             return local_to_utc(datetime.combine(d, time(0)), zone_name)
         return utc
 
