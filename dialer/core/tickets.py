@@ -36,9 +36,9 @@ class LeadTicket:
         if not self.lead_id:
             raise ValueError("LeadTicket.lead_id must not be empty")
         if not self.phone_e164.startswith("+") or not self.phone_e164[1:].isdigit():
+            # the number itself stays out of the message: errors end up in logs
             raise ValueError(
-                f"LeadTicket {self.lead_id}: phone must be E.164 (+ and digits), "
-                f"got {len(self.phone_e164)} characters that are not"
+                f"LeadTicket {self.lead_id}: phone_e164 must be E.164 ('+' then digits)"
             )
         if self.due_at.tzinfo is None:
             raise ValueError(f"LeadTicket {self.lead_id}: due_at must be timezone-aware")
