@@ -29,7 +29,7 @@ from db.models import Agent, Campaign, Lead
 from db.session import create_engine, session_factory
 from dialer.bus import AgentBus
 from dialer.bus.broker import EmbeddedBroker
-from dialer.bus.errors import ProtocolError
+from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     SUPERVISOR_EVENTS,
     CallbackReminderEvt,
@@ -46,6 +46,7 @@ from dialer.bus.messages import (
     StateEvt,
 )
 from dialer.config import Settings
+from dialer.core.errors import CoreError
 from dialer.domain import DIALABLE_STATUSES, AttemptResult
 from dialer.metrics import DialerMetrics
 from dialer.runtime import CampaignRuntime, Clock, wall_clock
@@ -293,24 +294,24 @@ class DialerApp:
         name = self.agent_campaign.get(login)
         rt = self.runtimes.get(name) if name else None
         if rt is None or login not in rt.agents:
-            return ProtocolError("unknown_agent", f"agent {login} is not configured here")
-        if isinstance(cmd, LoginCmd):
-            rt.agent_login(login)
-        elif isinstance(cmd, ReadyCmd):
-            rt.agent_ready(login)
-        elif isinstance(cmd, PauseCmd):
-            rt.agent_pause(login, cmd.reason)
-        elif isinstance(cmd, LogoutCmd):
-            rt.agent_logout(login)
-        elif isinstance(cmd, DispositionCmd):
-            error = rt.agent_disposition(login, cmd.attempt_id, cmd.code, cmd.notes,
-                                         cmd.next_contact_at, cmd.callback_scope)
-            if error:
-                return ProtocolError("invalid_disposition", error)
-        elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
-            error = rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
-            if error:
-                return ProtocolError("invalid_state", error)
+            return ProtocolError(ErrorCode.UNKNOWN_AGENT,
+                                 f"agent {login} is not configured on this dialer")
+        try:
+            if isinstance(cmd, LoginCmd):
+                rt.agent_login(login)
+            elif isinstance(cmd, ReadyCmd):
+                rt.agent_ready(login)
+            elif isinstance(cmd, PauseCmd):
+                rt.agent_pause(login, cmd.reason)
+            elif isinstance(cmd, LogoutCmd):
+                rt.agent_logout(login)
+            elif isinstance(cmd, DispositionCmd):
+                rt.agent_disposition(login, cmd.attempt_id, cmd.code, cmd.notes,
+                                     cmd.next_contact_at, cmd.callback_scope)
+            elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
+                rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
+        except CoreError as e:
+            return protocol_error_for(e)
         return None
 
     async def _send_agent(self, login: str, kind: str, body: dict[str, Any]) -> None:
@@ -346,9 +347,7 @@ class DialerApp:
         while True:
             try:
                 if self.pool is not None:
-                    for node in self.pool.nodes:
-                        self.metrics.set_node(str(node.index), node.capacity,
-                                              min(node.in_use, node.capacity))
+                    self.metrics.set_nodes(self.pool.nodes)
                 now: datetime = self.clock()
                 async with self.sessions() as db:
                     for rt in self.runtimes.values():

@@ -131,6 +131,10 @@ def demo_cmd(
 
 # Sub-apps owned by other modules: (module, attribute, command name).
 _SUBAPPS: list[tuple[str, str, str]] = [
+    ("dialer.cli_data", "leads_app", "leads"),
+    ("dialer.cli_data", "campaigns_app", "campaigns"),
+    ("dialer.cli_data", "dnc_app", "dnc"),
+    ("dialer.sim.cli", "app", "simulate"),
     ("scheduling.cli", "plan_app", "plan"),
     ("scheduling.cli", "report_app", "report"),
 ]

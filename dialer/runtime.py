@@ -46,7 +46,7 @@ from dialer.core.actions import (
 )
 from dialer.core.config import CampaignConfig
 from dialer.core.engine import CampaignEngine
-from dialer.core.errors import CoreError
+from dialer.core.errors import CoreError, UnknownCallError
 from dialer.core.pacer import LineLimits
 from dialer.core.tickets import LeadTicket
 from dialer.domain import (
@@ -375,44 +375,35 @@ class CampaignRuntime:
             self._engine(self.engine.bridge_failed, ev.call_id, ev.error)
 
     # agent commands (from the MQTT bus handler) --------------------------------------
+    # These raise the core's CoreError for a command the agent may not give now; the bus
+    # handler translates it into the agent's error reply (dialer.bus.protocol_error_for).
     def agent_login(self, login: str) -> None:
-        self._engine(self.engine.agent_login, login)
+        self._apply(self.engine.agent_login(self.clock(), login))
 
     def agent_ready(self, login: str) -> None:
-        self._engine(self.engine.agent_ready, login)
+        self._apply(self.engine.agent_ready(self.clock(), login))
 
     def agent_pause(self, login: str, reason: str) -> None:
-        self._engine(self.engine.agent_pause, login, reason)
+        self._apply(self.engine.agent_pause(self.clock(), login, reason))
 
     def agent_logout(self, login: str) -> None:
-        self._engine(self.engine.agent_logout, login)
+        self._apply(self.engine.agent_logout(self.clock(), login))
 
     def agent_disposition(
         self, login: str, attempt_id: int, code: str, notes: str,
         next_contact_at: datetime | None, scope: CallbackScope,
-    ) -> str | None:
-        """Returns an error text for the agent, or None when the disposition was applied."""
+    ) -> None:
         call_id = next((c.call_id for c in self.calls.values() if c.attempt_id == attempt_id),
                        None)
         if call_id is None:
-            return f"attempt {attempt_id} is not waiting for a disposition"
-        try:
-            actions = self.engine.disposition(
-                self.clock(), login, call_id, code, notes=notes or None,
-                next_contact_at=next_contact_at, callback_scope=scope)
-        except (CoreError, ValueError) as e:
-            return str(e)
-        self._apply(actions)
-        return None
+            raise UnknownCallError(f"attempt {attempt_id} is not waiting for a disposition")
+        self._apply(self.engine.disposition(
+            self.clock(), login, call_id, code, notes=notes or None,
+            next_contact_at=next_contact_at, callback_scope=scope))
 
-    def preview_decision(self, login: str, accept: bool) -> str | None:
-        try:
-            fn = self.engine.preview_accept if accept else self.engine.preview_skip
-            actions = fn(self.clock(), login)
-        except CoreError as e:
-            return str(e)
-        self._apply(actions)
-        return None
+    def preview_decision(self, login: str, accept: bool) -> None:
+        fn = self.engine.preview_accept if accept else self.engine.preview_skip
+        self._apply(fn(self.clock(), login))
 
     # ------------------------------------------------------------------ actions
     def _apply(self, actions: Iterable[Action]) -> None:

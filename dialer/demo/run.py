@@ -246,7 +246,8 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
             t.cancel()
         console.print(Group(_progress(app, started, opts.minutes)))
     await print_report(settings.database.url, now)
-    console.print(summary_line(summary))
+    # plain print: the summary is one line for scripts to grep, never wrapped by rich
+    print(summary_line(summary), flush=True)
     return summary
 
 
