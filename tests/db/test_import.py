@@ -1,5 +1,5 @@
 """Lead import against real SQLite and PostgreSQL: the exact report of a messy file, re-import,
-mapping, companies, encodings, chunk boundaries, and the DNC repository it consults."""
+mapping, companies, encodings, statuses and dates, regions, chunk boundaries."""
 
 from __future__ import annotations
 
@@ -355,40 +355,3 @@ async def test_region_for_national_numbers(db_engine: AsyncEngine, tmp_path: Pat
     path.write_text("name,phone\nD,415 555 0191\n")
     summary, issues = await _run(db_engine, path, region="US")
     assert summary.imported == 1
-
-
-async def test_dnc_repository(db_engine: AsyncEngine) -> None:
-    cid = await _campaign(db_engine)
-    other = await _campaign(db_engine, name="autumn")
-    sessions = session_factory(db_engine)
-    async with sessions.begin() as s:
-        for c in (cid, other):
-            s.add(Lead(campaign_id=c, phone_e164="+14155550200", next_call_at=NOW))
-        s.add(Lead(campaign_id=cid, phone_e164="+14155550201", next_call_at=NOW))
-    r = await dnc.add(sessions, "+14155550200", now=NOW, reason="asked")
-    assert (r.added, r.leads_stopped) == (1, 2)  # every campaign's lead with the number
-    assert (await dnc.add(sessions, "+14155550200", now=NOW)).added == 0  # idempotent
-    assert await dnc.is_listed(sessions, "+14155550200")
-    assert not await dnc.is_listed(sessions, "+14155550201")
-    for lead in (await _leads(db_engine)).values():
-        if lead.phone_e164 == "+14155550200":
-            assert (lead.status, lead.next_call_at, lead.never_reason) == (
-                LeadStatus.DNC, None, "do not call")
-    # bulk: 2,500 numbers in chunks, repeats within the input and with another source
-    numbers = [f"+1212555{i:04d}" for i in range(2500)]
-    r = await dnc.bulk_add(sessions, [(n, None) for n in numbers + numbers[:10]], now=NOW,
-                           source="national")
-    assert r.added == 2500
-    r = await dnc.bulk_add(sessions, [("+14155550200", "registry"), ("+14155550201", None)],
-                           now=NOW, source="national")
-    assert (r.added, r.leads_stopped) == (2, 1)
-    assert await dnc.count(sessions) == 2503
-    assert await dnc.count(sessions, "national") == 2502
-    probe = ["+12125550000", "+12125552499", "+12125559999", "+14155550201"]
-    assert await dnc.listed_among(sessions, probe * 400) == {
-        "+12125550000", "+12125552499", "+14155550201"}
-    with pytest.raises(ValueError, match=r"E\.164"):
-        await dnc.add(sessions, "415 555 0100", now=NOW)
-    assert dnc.normalise_number("(415) 555-0100") == "+14155550100"
-    with pytest.raises(ValueError, match="not a possible phone number"):
-        dnc.normalise_number("123")
