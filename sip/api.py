@@ -139,6 +139,8 @@ class Bridge:
     agent_uri: str
     answer_timeout_s: float = 5.0
     headers: dict[str, str] = field(default_factory=lambda: dict(AUTO_ANSWER_HEADERS))
+    #: place the agent leg through this trunk's account (PBX credentials / outbound proxy)
+    trunk: str | None = None
 
     def __post_init__(self) -> None:
         _check_call_id(self.call_id)
@@ -299,6 +301,20 @@ class CallLost(_EventBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkStatus(_EventBase):
+    """Registration state of a trunk changed (``call_id`` is ``trunk:<name>``).
+
+    ``registered`` False with ``sip_code`` e.g. 401/403 (bad credentials), 408 (registrar
+    unreachable) or 503: the trunk is failing and calls through it will fail too.
+    """
+
+    trunk: str
+    registered: bool
+    sip_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommandRejected(_EventBase):
     """A command could not be executed. ``retryable`` e.g. for PJ_ETOOMANY (70010) / pool full."""
 
@@ -319,6 +335,7 @@ Event = (
     | CallEnded
     | CallLost
     | CommandRejected
+    | TrunkStatus
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +399,7 @@ _CLASSES: dict[str, type] = {
         CallEnded,
         CallLost,
         CommandRejected,
+        TrunkStatus,
     )
 }
 _ENUMS: dict[str, type[enum.Enum]] = {"AmdVerdict": AmdVerdict, "AttemptResult": AttemptResult}

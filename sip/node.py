@@ -57,6 +57,7 @@ from sip.api import (
     Play,
     PlaybackDone,
     StartRecording,
+    TrunkStatus,
     classify_failure,
     from_wire,
     to_wire,
@@ -284,23 +285,45 @@ class _LogWriter(pj.LogWriter):
                 leg.saw_200 = True
 
 
+class _IncomingCall(pj.Call):
+    """An unsolicited incoming call, declined; dropped at DISCONNECTED like every Call."""
+
+    def __init__(self, node: Node, acc: pj.Account, call_id: int) -> None:
+        super().__init__(acc, call_id)
+        self.node = node
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        try:
+            done = self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED
+        except pj.Error:
+            done = True
+        if done:
+            self.node.incoming.discard(self)
+
+
 class _Account(pj.Account):
     def __init__(self, node: Node, trunk: TrunkConfig | None) -> None:
         super().__init__()
         self.node = node
         self.trunk = trunk
 
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        # a dialer node takes no incoming calls: decline them so a stray or hostile INVITE
+        # cannot hold one of the node's few call slots ringing forever
+        self.node.decline_incoming(self, prm.callId)
+
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         if self.trunk is None:
             return
-        self.node.send(
-            {
-                "kind": "trunk",
-                "trunk": self.trunk.name,
-                "registered": bool(prm.code // 100 == 2 and prm.expiration > 0),
-                "sip_code": int(prm.code),
-                "reason": str(prm.reason),
-            }
+        code = int(prm.code)
+        self.node.emit(
+            TrunkStatus(
+                call_id=f"trunk:{self.trunk.name}",
+                trunk=self.trunk.name,
+                registered=code // 100 == 2 and int(prm.expiration) > 0,
+                sip_code=code,
+                reason=str(prm.reason),
+            )
         )
 
 
@@ -331,10 +354,16 @@ class Node:
         self.awaiting_recording: list[tuple[float, CustomerLeg, CallEnded]] = []
         self._log_writer: _LogWriter | None = None
         self.waker = Waker()
+        self.incoming: set[_IncomingCall] = set()
+        #: frames produced before hello (during start), sent right after it
+        self._early: list[dict[str, Any]] | None = []
 
     # ------------------------------------------------------------------ plumbing
     def send(self, msg: dict[str, Any]) -> None:
         if self.sock is None:
+            return
+        if self._early is not None and msg.get("kind") not in ("hello", "error"):
+            self._early.append(msg)  # the pool must hear hello first (e.g. a registration)
             return
         data = encode_frame(msg)
         with self._send_lock:
@@ -353,6 +382,34 @@ class Node:
         )
 
     # ------------------------------------------------------------------ start / stop
+    def decline_incoming(self, acc: pj.Account, pj_call_id: int) -> None:
+        call = _IncomingCall(self, acc, pj_call_id)
+        self.incoming.add(call)
+        log.warning("node %d: declined an incoming call", self.cfg.node_id)
+
+        def decline() -> None:
+            prm = pj.CallOpParam(True)
+            prm.statusCode = 603
+            if call in self.incoming:
+                call.hangup(prm)
+
+        self.deferred.append(decline)
+
+    def say_hello(self) -> None:
+        self.send(
+            {
+                "kind": "hello",
+                "node_id": self.cfg.node_id,
+                "pid": os.getpid(),
+                "capacity": self.capacity,
+                "sip_port": self.sip_port,
+                "pjsip": pj.Endpoint.instance().libVersion().full,
+            }
+        )
+        early, self._early = self._early or [], None
+        for msg in early:
+            self.send(msg)
+
     def start(self) -> None:
         ep = pj.Endpoint()
         ep.libCreate()
@@ -512,7 +569,7 @@ class Node:
         with contextlib.suppress(pj.Error):
             ep.hangupAllCalls()
         deadline = time.monotonic() + 5
-        while (self.legs or self.agents) and time.monotonic() < deadline:
+        while (self.legs or self.agents or self.incoming) and time.monotonic() < deadline:
             ep.libHandleEvents(10)
             self._run_deferred()
             self._flush_recordings(time.monotonic())
@@ -520,6 +577,7 @@ class Node:
             self._release_media(leg)
             leg.call = None
         self._run_deferred()
+        self.incoming.clear()
         for a in self.agents.values():
             a.call = None
         self.legs.clear()
@@ -757,6 +815,9 @@ class Node:
                 cmd.call_id, f"agent leg {leg.agent.agent_call_id} already active", False, "Bridge"
             )
             return
+        if cmd.trunk not in self.accounts:
+            self.reject(cmd.call_id, f"unknown trunk {cmd.trunk!r}", False, "Bridge")
+            return
         if cmd.agent_call_id in self.agents:
             self.reject(cmd.call_id, "duplicate agent_call_id", False, "Bridge")
             return
@@ -769,7 +830,7 @@ class Node:
         if a.customer.agent is not a or a.customer.state != LegState.ANSWERED:
             self.agents.pop(a.agent_call_id, None)
             return
-        call = _Call(self, self.accounts[None], a)
+        call = _Call(self, self.accounts[a.cmd.trunk], a)
         prm = pj.CallOpParam(True)
         for k, v in a.cmd.headers.items():
             h = pj.SipHeader()
@@ -1332,16 +1393,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         node.send({"kind": "error", "error": f"node start failed: {exc}"})
         raise
-    node.send(
-        {
-            "kind": "hello",
-            "node_id": cfg.node_id,
-            "pid": os.getpid(),
-            "capacity": node.capacity,
-            "sip_port": node.sip_port,
-            "pjsip": pj.Endpoint.instance().libVersion().full,
-        }
-    )
+    node.say_hello()
     threading.Thread(
         target=_reader, args=(sock, node.cmds, node.waker), name="pool-reader", daemon=True
     ).start()

@@ -43,6 +43,7 @@ from sip.api import (
     Play,
     SipApiError,
     StartRecording,
+    TrunkStatus,
     from_wire,
     to_wire,
 )
@@ -63,6 +64,29 @@ class PoolError(RuntimeError):
     """The pool could not start or was used wrongly (e.g. submit before start)."""
 
 
+class SetupPacer:
+    """Spaces call setups of one node at most ``rate`` per second (pure: time is passed in).
+
+    ``reserve`` books the next free setup time and returns how long the caller must wait.
+    A reservation made without waiting (an agent leg: the abandon clock is running) still
+    pushes later setups back, so the node's average rate stays within the limit.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self._next = float("-inf")
+
+    def next_at(self, now: float) -> float:
+        return max(self._next, now)
+
+    def reserve(self, now: float, *, wait: bool = True) -> float:
+        start = max(self._next, now)
+        self._next = start + self.interval
+        return start - now if wait else 0.0
+
+
 @dataclass(eq=False)
 class NodeHandle:
     """The pool's view of one node process."""
@@ -78,7 +102,7 @@ class NodeHandle:
     pjsip: str = ""
     in_use: int = 0
     calls: dict[str, int] = field(default_factory=dict)  # call_id -> reserved slots
-    next_token: float = 0.0
+    pacer: SetupPacer = field(default_factory=lambda: SetupPacer(40.0))
     alive: bool = False
     hello: asyncio.Future[dict[str, Any]] | None = None
     started_mono: float = 0.0
@@ -106,7 +130,8 @@ class NodePool:
         self._idle = asyncio.Event()  # set whenever in_use drops to 0 (drain on close)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restarts = 0
-        self.trunk_status: dict[str, dict[str, Any]] = {}
+        #: last TrunkStatus per trunk name (from any node)
+        self.trunk_status: dict[str, TrunkStatus] = {}
         self.lost_calls = 0
 
     # ------------------------------------------------------------------ properties
@@ -152,11 +177,11 @@ class NodePool:
             raise PoolError("NodePool.start() called twice")
         self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
         self._server_port = self._server.sockets[0].getsockname()[1]
-        first = NodeHandle(index=0, generation=0)
+        first = self._handle(0, 0)
         self._nodes.append(first)
         await self._spawn(first)
         count = self.config.node_count_for(first.capacity)
-        others = [NodeHandle(index=i, generation=0) for i in range(1, count)]
+        others = [self._handle(i, 0) for i in range(1, count)]
         self._nodes.extend(others)
         # start the rest a few at a time: dozens of interpreters importing pjsua2 at once on a
         # small, busy machine can exceed the hello timeout; one retry covers a slow start
@@ -238,6 +263,11 @@ class NodePool:
         node.alive = True
         self._track(asyncio.create_task(self._watch(node), name=f"sip-node-{node.index}-watch"))
 
+    def _handle(self, index: int, generation: int) -> NodeHandle:
+        return NodeHandle(
+            index=index, generation=generation, pacer=SetupPacer(self.config.setup_rate_per_node)
+        )
+
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -291,23 +321,26 @@ class NodePool:
                     log.warning("sip node %d sent a bad event: %s", node.index, exc)
                     continue
                 self._account(node, ev)
+                if isinstance(ev, TrunkStatus):
+                    self._trunk_changed(node, ev)
                 await self._deliver(ev)
-            elif kind == "trunk":
-                self.trunk_status[str(msg.get("trunk"))] = msg
-                lvl = logging.INFO if msg.get("registered") else logging.WARNING
-                log.log(
-                    lvl,
-                    "trunk %s on node %d: registered=%s code=%s %s",
-                    msg.get("trunk"),
-                    node.index,
-                    msg.get("registered"),
-                    msg.get("sip_code"),
-                    msg.get("reason"),
-                )
             elif kind == "bye":
                 return
             else:
                 log.warning("sip node %d: unknown frame kind %r", node.index, kind)
+
+    def _trunk_changed(self, node: NodeHandle, ev: TrunkStatus) -> None:
+        self.trunk_status[ev.trunk] = ev
+        lvl = logging.INFO if ev.registered else logging.WARNING
+        log.log(
+            lvl,
+            "trunk %s on node %d: registered=%s code=%s %s",
+            ev.trunk,
+            node.index,
+            ev.registered,
+            ev.sip_code,
+            ev.reason,
+        )
 
     def _account(self, node: NodeHandle, ev: Any) -> None:
         """Release slots on a call's final event."""
@@ -360,7 +393,7 @@ class NodePool:
         )
         if not self.config.restart_crashed:
             return
-        fresh = NodeHandle(index=node.index, generation=node.generation + 1)
+        fresh = self._handle(node.index, node.generation + 1)
         self._nodes[self._nodes.index(node)] = fresh
         self._restarts += 1
         backoff = 0.1
@@ -458,7 +491,7 @@ class NodePool:
             return
         now = time.monotonic()
         # earliest setup token first, then the emptiest node (spreads load and media CPU)
-        node = min(candidates, key=lambda n: (max(n.next_token, now), -n.free))
+        node = min(candidates, key=lambda n: (n.pacer.next_at(now), -n.free))
         node.calls[cmd.call_id] = need
         node.in_use += need
         self._by_call[cmd.call_id] = node
@@ -475,11 +508,7 @@ class NodePool:
         self._send(node, cmd)
 
     def _take_token(self, node: NodeHandle, *, wait: bool) -> float:
-        now = time.monotonic()
-        interval = 1.0 / self.config.setup_rate_per_node
-        start = max(node.next_token, now)
-        node.next_token = start + interval
-        return start - now if wait else 0.0
+        return node.pacer.reserve(time.monotonic(), wait=wait)
 
     def _send(self, node: NodeHandle, cmd: Command) -> None:
         assert node.writer is not None

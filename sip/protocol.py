@@ -4,8 +4,8 @@ Frame = 4-byte big-endian length + UTF-8 JSON object with a ``kind`` field. A st
 (loopback TCP today) keeps the channel a message protocol, so a node can later run on another
 machine. Kinds:
 
-node -> pool: ``hello`` {node_id, pid, capacity, sip_port, pjsip}, ``event`` {event},
-``trunk`` {trunk, registered, sip_code, reason}, ``bye`` {}.
+node -> pool: ``hello`` {node_id, pid, capacity, sip_port, pjsip}, ``error`` {error} (start
+failed), ``event`` {event} (a :mod:`sip.api` event via ``to_wire``), ``bye`` {}.
 pool -> node: ``cmd`` {cmd}, ``shutdown`` {deadline_s}.
 """
 

@@ -187,7 +187,10 @@ class SippProcess:
         raise SippError(f"sipp did not bind {self.host}:{self.port} within 10 s")
 
     def _port_bound(self) -> bool:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        """SIPp has bound its SIP port (UDP, or TCP/TLS with ``-t t1``/``-t l1`` etc.)."""
+        args = list(self.extra_args)
+        tcp = "-t" in args and args[args.index("-t") + 1][:1] in ("t", "l")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
         try:
             s.bind((self.host, self.port))
         except OSError:

@@ -6,6 +6,7 @@ events the pool reports. Timing values in events are checked for order and prese
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from sip.api import (
     Play,
     PlaybackDone,
     StartRecording,
+    TrunkStatus,
 )
 from sip.assets import ensure_default_message, read_wav_pcm16
 from sip.config import PoolConfig, TrunkConfig
@@ -269,3 +271,41 @@ async def test_bad_target_host_fails_cleanly(pool: NodePool) -> None:
 
 async def test_playback_done_type_is_exported() -> None:
     assert PlaybackDone.__name__ == "PlaybackDone"
+
+
+async def test_trunk_registration_and_its_failure(tmp_path: Path) -> None:
+    with SippProcess("registrar") as reg:
+        dom = f"127.0.0.1:{reg.port}"
+        good = TrunkConfig(
+            name="good",
+            domain=dom,
+            username="trunkuser",
+            password="trunkpass",
+            realm="sipp.test",
+            register=True,
+        )
+        bad = TrunkConfig(
+            name="bad",
+            domain=dom,
+            username="trunkuser",
+            password="nope",
+            realm="sipp.test",
+            register=True,
+        )
+        seen: list[object] = []
+        pool = NodePool(
+            PoolConfig(nodes=1, trunks={"good": good, "bad": bad}, node_log_dir=str(tmp_path)),
+            on_event=seen.append,
+        )
+        await pool.start()
+        try:
+            for _ in range(250):
+                if {"good", "bad"} <= set(pool.trunk_status):
+                    break
+                await asyncio.sleep(0.02)
+            ok, failed = pool.trunk_status["good"], pool.trunk_status["bad"]
+            assert ok.registered and ok.sip_code == 200
+            assert not failed.registered and failed.sip_code == 403
+            assert any(isinstance(e, TrunkStatus) and e.call_id == "trunk:bad" for e in seen)
+        finally:
+            await pool.close(drain_deadline_s=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ from sip.api import (
     Originate,
 )
 from sip.config import PoolConfig
-from sip.pool import NodePool, PoolError
-from sip.sipp import SippProcess
+from sip.pool import NodePool, PoolError, SetupPacer
+from sip.sipp import SippProcess, run_uac
 
 pytestmark = [requires_sipp, pytest.mark.sipp]
 
@@ -150,3 +151,68 @@ async def test_40_concurrent_bridged_calls(
             ), (e.call_id, e.media)
         # both legs of a call shared a node, and every node carried two calls
         assert pool.in_use == 0
+
+
+def test_setup_pacer_spaces_setups() -> None:
+    p = SetupPacer(40.0)
+    # a burst at t=10: each waits one more interval (25 ms) than the previous
+    delays = [p.reserve(10.0) for _ in range(4)]
+    assert delays == pytest.approx([0.0, 0.025, 0.05, 0.075])
+    # an agent leg does not wait but still uses a token
+    assert p.reserve(10.0, wait=False) == 0.0
+    assert p.reserve(10.0) == pytest.approx(0.125)
+    # after a quiet period the budget is back, without accumulating a burst allowance
+    assert p.reserve(20.0) == 0.0
+    assert p.reserve(20.0) == pytest.approx(0.025)
+    with pytest.raises(ValueError):
+        SetupPacer(0)
+
+
+async def test_node_survives_garbage_and_declines_incoming(
+    pool: NodePool, callee: SippProcess
+) -> None:
+    node = pool.nodes[0]
+    pid = node.pid
+    junk = [
+        b"\x00\xff" * 700,
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKnope\r\nCSeq: 1 INVITE\r\n"
+        b"Call-ID: nope\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999\r\n\r\n",
+        b"REGISTER " + b"A" * 60000 + b" SIP/2.0\r\n\r\n",
+    ]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for data in junk:
+            s.sendto(data, ("127.0.0.1", node.sip_port))
+    finally:
+        s.close()
+    # unsolicited INVITEs (SIPp's uac) are declined, not left ringing in a slot
+    r = await asyncio.to_thread(
+        run_uac, "127.0.0.1", node.sip_port, calls=3, rate=10, concurrent=3, timeout_s=20
+    )
+    assert r.returncode != 0  # SIPp counts the declined calls as failed
+    assert node.alive and node.pid == pid
+    await pool.submit(_orig("g1", callee.uri("answer_0.1_0.2")))
+    end = (await events_until(pool, "g1"))[-1]
+    assert isinstance(end, CallEnded) and end.result == AttemptResult.ABANDONED
+    assert pool.capacity == 4 and pool.in_use == 0
+
+
+async def test_tcp_transport(tmp_path: Path) -> None:
+    with SippProcess.callee(extra_args=("-t", "t1")) as tcp_callee:
+        async with NodePool(
+            PoolConfig(nodes=1, transports=("udp", "tcp"), node_log_dir=str(tmp_path))
+        ) as pool:
+            target = tcp_callee.uri("answer_0.1_0.3") + ";transport=tcp"
+            await pool.submit(_orig("tcp1", target))
+            evs = await events_until(pool, "tcp1")
+            assert [type(e).__name__ for e in evs] == [
+                "CallTrying",
+                "CallRinging",
+                "CallAnswered",
+                "CallEnded",
+            ]
+            end = evs[-1]
+            assert isinstance(end, CallEnded) and end.hangup_by == "remote"
