@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sip_testutil import events_until, requires_sipp, wait_for
 
@@ -18,6 +20,7 @@ from sip.api import (
     Originate,
 )
 from sip.pool import NodePool
+from sip.registrar import KamailioRegistrar, register_contact
 from sip.sipp import SippProcess
 
 pytestmark = [requires_sipp, pytest.mark.sipp]
@@ -130,3 +133,27 @@ async def test_bridge_rejections(pool: NodePool, callee: SippProcess, agent: Sip
     await pool.submit(Hangup(call_id="b5"))
     end = (await events_until(pool, "b5"))[-1]
     assert isinstance(end, CallEnded) and end.result == AttemptResult.CANCELLED
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/kamailio"), reason="kamailio not installed")
+async def test_agent_reached_through_a_registrar(
+    pool: NodePool, callee: SippProcess, agent: SippProcess
+) -> None:
+    with KamailioRegistrar() as reg:
+        # the agent's phone registered at the PBX/registrar; the dialer only knows the AOR
+        register_contact(reg, "agent7", agent.uri("agent7"))
+        await pool.submit(_orig("k1", callee.uri("answer_0.1_0")))
+        await wait_for(pool, "k1", CallAnswered)
+        await pool.submit(Bridge(call_id="k1", agent_call_id="k1-a", agent_uri=reg.uri("agent7")))
+        ok = await wait_for(pool, "k1", CallBridged)
+        assert isinstance(ok, CallBridged)
+        # an agent who is not registered: the registrar's 404 comes back as a failed agent leg
+        await pool.submit(Hangup(call_id="k1"))
+        await events_until(pool, "k1")
+        await pool.submit(_orig("k2", callee.uri("answer_0.1_0")))
+        await wait_for(pool, "k2", CallAnswered)
+        await pool.submit(Bridge(call_id="k2", agent_call_id="k2-a", agent_uri=reg.uri("ghost")))
+        failed = await wait_for(pool, "k2", AgentLegFailed)
+        assert isinstance(failed, AgentLegFailed) and failed.sip_code == 404
+        await pool.submit(Hangup(call_id="k2"))
+        await events_until(pool, "k2")
