@@ -45,7 +45,7 @@ from dialer.bus.messages import (
     ScreenPopEvt,
     StateEvt,
 )
-from dialer.config import Settings
+from dialer.config import ConfigError, Settings
 from dialer.core.errors import CoreError
 from dialer.domain import DIALABLE_STATUSES, AttemptResult
 from dialer.metrics import DialerMetrics
@@ -64,11 +64,11 @@ _AGENT_MESSAGES: dict[str, Any] = {
 }
 
 
-def default_target(trunk_domain: str) -> Callable[[str], str]:
-    """Dial plan: the E.164 number as the user part at the trunk's domain."""
+def trunk_target(trunk_domain: str, user_for: Callable[[str], str]) -> Callable[[str], str]:
+    """The Request-URI of a call: the dial plan's user part at the trunk's domain."""
 
     def target(e164: str) -> str:
-        return f"sip:{e164}@{trunk_domain}"
+        return f"sip:{user_for(e164)}@{trunk_domain}"
 
     return target
 
@@ -206,15 +206,20 @@ class DialerApp:
 
     def _runtime(self, c: Campaign, agents: dict[str, Agent], message: str) -> CampaignRuntime:
         s = self.settings
-        trunk_domain = "127.0.0.1"
-        if c.trunk and c.trunk in s.sip.trunks:
-            uri = s.sip.trunks[c.trunk].uri
-            trunk_domain = uri.split(":", 1)[1] if uri.lower().startswith("sip:") else uri
+        target = self._target_for
+        if target is None:
+            if not (c.trunk and c.trunk in s.sip.trunks):
+                raise ConfigError(f"campaign {c.name!r}: trunk {c.trunk!r} is not configured "
+                                  f"in [sip.trunks] (known: {sorted(s.sip.trunks)})")
+            trunk = s.sip.trunks[c.trunk]
+            domain = trunk.uri.split(":", 1)[1] if trunk.uri.lower().startswith("sip:") \
+                else trunk.uri
+            target = trunk_target(domain, trunk.user_for())
         capacity = self.pool.capacity // 2 if self.pool else None
         return CampaignRuntime(
             campaign=c, sessions=self.sessions, pool=self.pool, dialer_id=s.dialer.id,
             agents={k: v for k, v in agents.items() if self.agent_campaign.get(k) == c.name},
-            target_for=self._target_for or default_target(trunk_domain),
+            target_for=target,
             send_agent=self._send_agent, supervisor=self._supervisor, metrics=self.metrics,
             message_wav=message, claim_ttl=timedelta(seconds=s.scheduling.claim_ttl_s),
             abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s),

@@ -106,7 +106,11 @@ def run_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
         summary = await dialer.run()
         err.print(f"stopped: placed={summary.placed} results={summary.results}")
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as e:
+        err.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from None
 
 
 @app.command("demo")

@@ -9,8 +9,10 @@ given and the expected form (`ConfigError`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +80,25 @@ class TrunkSection(_Section):
     registration: bool = False
     outbound_proxy: str = ""
     transport: Literal["udp", "tcp", "tls"] = "udp"
+    #: dial plan: "module:function" turning an E.164 number into the Request-URI user part
+    #: (e.g. to strip the "+" or add a tech prefix); "" sends the E.164 number as it is
+    dial_plan: str = Field(default="", pattern=r"^$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+    def user_for(self) -> Callable[[str], str]:
+        """The dial plan as a function (imported once, at start)."""
+        if not self.dial_plan:
+            return lambda e164: e164
+        module, _, name = self.dial_plan.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(
+                f"sip.trunks.*.dial_plan = {self.dial_plan!r}: cannot import it ({e}); "
+                "expected module:function"
+            ) from e
+        if not callable(fn):
+            raise ConfigError(f"sip.trunks.*.dial_plan = {self.dial_plan!r}: not a function")
+        return fn  # type: ignore[no-any-return]
 
 
 class SipSection(_Section):
@@ -254,6 +275,11 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
 
 def _check_cross_references(s: Settings) -> None:
     problems = []
+    for name, trunk in s.sip.trunks.items():
+        try:
+            trunk.user_for()
+        except ConfigError as e:
+            problems.append(str(e).replace("sip.trunks.*.", f"sip.trunks.{name}."))
     for i, c in enumerate(s.campaigns):
         if c.trunk is not None and c.trunk not in s.sip.trunks:
             problems.append(

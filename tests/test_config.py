@@ -56,6 +56,10 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[[campaigns]]\nname = "a"\ncaller_id = "+14155550100"\ntrunk = "nope"\n',
          "campaigns.0.trunk = 'nope': expected one of the [sip.trunks.*] names"),
         ("[sip\n", "not valid TOML"),
+        ('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "no.such.module:f"\n',
+         "sip.trunks.t.dial_plan = 'no.such.module:f': cannot import it"),
+        ('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "not a path"\n',
+         "sip.trunks.t.dial_plan = 'not a path'"),
     ],
 )
 def test_bad_config_names_key_value_and_form(tmp_path: Path, toml: str, expected: str) -> None:
@@ -69,3 +73,11 @@ def test_bad_config_names_key_value_and_form(tmp_path: Path, toml: str, expected
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_dial_plan_is_imported_and_applied(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "dialer.demo.run:sipp_user"\n')
+    user_for = load_settings(path).sip.trunks["t"].user_for()
+    assert user_for("+12125550500") == "status486_2_0"  # ...500: busy in the demo number plan
+    assert load_settings(None).sip.trunks == {}

@@ -89,7 +89,7 @@ def night_zone(now: datetime) -> tuple[str, str, str]:
     return min(ZONES, key=lambda z: abs(_local_hour(now, z[0]) - 3.0))
 
 
-def _number(prefix: str, region: str, rng: random.Random, code: str) -> str | None:
+def valid_number(prefix: str, region: str, rng: random.Random, code: str) -> str | None:
     """A valid E.164 number of `region` starting with `prefix` and ending with `code`."""
     for _ in range(20):
         # national numbers differ in length by country: try 0..6 free digits after the prefix
@@ -136,7 +136,7 @@ def generate(
         for j in range(leads_per_company):
             number = None
             for _ in range(100):
-                number = _number(prefix, region, rng, behaviour_code(rng))
+                number = valid_number(prefix, region, rng, behaviour_code(rng))
                 if number is not None and number not in used:
                     break
             if number is None or number in used:

@@ -89,7 +89,8 @@ def settings_for(opts: DemoOptions, callee_port: int, agent_uris: list[str]) -> 
         mqtt=MqttSection(url="", embedded_port=0),
         metrics=MetricsSection(enabled=True, port=opts.metrics_port),
         sip=SipSection(nodes="auto", base_port=0, trunks={
-            "demo-pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}")}),
+            "demo-pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}",
+                                      dial_plan="dialer.demo.run:sipp_user")}),
         scheduling=SchedulingSection(),
         agents=[AgentConfig(login=f"agent{i + 1}", sip_uri=uri, display_name=f"Agent {i + 1}",
                             password=f"demo-pass-{i + 1}")
@@ -207,7 +208,7 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
         console.print(f"demo: {n_companies} companies in several time zones, {n_leads} leads; "
                       f"SIPp callees on 127.0.0.1:{callee.port}, agent phones on "
                       f"127.0.0.1:{phones.port}")
-        app = DialerApp(settings, target_for=lambda e164: callee.uri(sipp_user(e164)))
+        app = DialerApp(settings)
         run = asyncio.create_task(app.run(), name="dialer")
         ready = asyncio.create_task(app.ready.wait())
         await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from db.migrate import upgrade
-from db.models import Attempt, Campaign, Lead
+from db.models import Attempt, Lead
 from db.pgserver import TempPostgres
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, SimulatedAgent
@@ -45,10 +44,10 @@ from dialer.config import (
     SipSection,
     TrunkSection,
 )
-from dialer.demo.data import _number, business_zones, demo_behaviour
-from dialer.demo.run import sipp_user
+from dialer.demo.data import demo_behaviour
 from dialer.domain import AttemptResult, AttemptStage
 from sip.sipp import SippProcess
+from support.leads import make_numbers, seed_campaign
 from support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
@@ -99,37 +98,6 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Stack:
                  f"mqtt://{DIALER_USER[0]}:{DIALER_USER[1]}@127.0.0.1:{mosq.port}")
 
 
-def make_numbers(now: datetime) -> list[tuple[str, str]]:
-    """(E.164 number, zone) per lead, in a zone where it is business time now."""
-    zone, region, prefix = business_zones(now)[0]
-    rng = random.Random(3)
-    out: list[tuple[str, str]] = []
-    for code, n in CODES.items():
-        made = 0
-        while made < n:
-            number = _number(prefix, region, rng, code)
-            assert number is not None
-            if number not in {x for x, _ in out}:
-                out.append((number, zone))
-                made += 1
-    return out
-
-
-async def seed(url: str, numbers: list[tuple[str, str]], now: datetime) -> None:
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine).begin() as s:
-            camp = Campaign(name="e2e", caller_id="+14155550100")
-            s.add(camp)
-            await s.flush()
-            for number, zone in numbers:
-                s.add(Lead(campaign_id=camp.id, phone_e164=number, timezone=zone,
-                           name="Test Lead", next_call_at=now))
-    finally:
-        await engine.dispose()
-
-
 def settings_for(st: Stack, callee_port: int, phone_uri: str) -> Settings:
     return Settings(
         dialer=DialerSection(id=f"e2e-{st.kind}", drain_deadline_s=10.0),
@@ -137,7 +105,8 @@ def settings_for(st: Stack, callee_port: int, phone_uri: str) -> Settings:
         mqtt=MqttSection(url=st.mqtt_url, embedded_port=0),
         metrics=MetricsSection(enabled=True, port=0),
         sip=SipSection(nodes=3, base_port=0,
-                       trunks={"pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}")}),
+                       trunks={"pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}",
+                                                    dial_plan="dialer.demo.run:sipp_user")}),
         agents=[AgentConfig(login=login, sip_uri=phone_uri.replace("LOGIN", login), password=pw)
                 for login, pw in AGENTS.items()],
         campaigns=[CampaignConfig(name="e2e", caller_id="+14155550100", trunk="pstn",
@@ -186,12 +155,12 @@ def scrape_attempts(metrics_url: str) -> Counter[str]:
 
 async def test_campaign_end_to_end(stack: Stack) -> None:
     now = datetime.now(UTC)
-    numbers = make_numbers(now)
-    await seed(stack.db_url, numbers, now)
+    numbers = make_numbers(now, CODES)
+    await seed_campaign(stack.db_url, "e2e", numbers, now)
     with SippProcess.callee(max_lifetime_s=300) as callee, \
             SippProcess.agent(max_lifetime_s=300) as phones:
         settings = settings_for(stack, callee.port, phones.uri("LOGIN"))
-        app = DialerApp(settings, target_for=lambda e164: callee.uri(sipp_user(e164)))
+        app = DialerApp(settings)
         async with running(app):
             broker_url = app.broker.url if app.broker else stack.mqtt_url.replace(
                 f"{DIALER_USER[0]}:{DIALER_USER[1]}@", "")

@@ -1,0 +1,50 @@
+"""Test leads whose numbers tell the SIPp callee network what to do (dialer.demo.data)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from datetime import datetime
+
+from db.migrate import upgrade
+from db.models import Campaign, Lead
+from db.session import create_engine, session_factory
+from dialer.demo.data import business_zones, valid_number
+
+
+def make_numbers(now: datetime, codes: Mapping[str, int], seed: int = 3) -> list[tuple[str, str]]:
+    """(E.164 number, zone) per lead, in a zone where it is business time `now`.
+
+    `codes` maps a behaviour code (the number's last three digits) to how many leads get it.
+    """
+    zone, region, prefix = business_zones(now)[0]
+    rng = random.Random(seed)
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for code, n in codes.items():
+        while sum(1 for x, _ in out if x.endswith(code)) < n:
+            number = valid_number(prefix, region, rng, code)
+            if number is None:
+                raise RuntimeError(f"no valid number for {prefix} ending {code}")
+            if number not in seen:
+                seen.add(number)
+                out.append((number, zone))
+    return out
+
+
+async def seed_campaign(url: str, name: str, numbers: list[tuple[str, str]],
+                        now: datetime) -> None:
+    """Migrate `url` and add campaign `name` with one due lead per number."""
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine).begin() as s:
+            camp = Campaign(name=name, caller_id="+14155550100")
+            s.add(camp)
+            await s.flush()
+            for number, zone in numbers:
+                s.add(Lead(campaign_id=camp.id, phone_e164=number, timezone=zone,
+                           name="Test Lead", next_call_at=now))
+    finally:
+        await engine.dispose()
