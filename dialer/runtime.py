@@ -51,6 +51,7 @@ from dialer.core.pacer import LineLimits
 from dialer.core.tickets import LeadTicket
 from dialer.domain import (
     AbandonPolicy,
+    AbandonWindow,
     AgentState,
     AmdVerdict,
     AttemptResult,
@@ -739,7 +740,8 @@ class CampaignRuntime:
         answered = c.live_answers + c.machines
         if c.dials:
             self.metrics.set_answer_rate(self.name, answered / c.dials)
-        counts = self.engine.abandon_counts(now)
-        self.metrics.set_abandon(self.name, self.campaign.abandon_window.value, counts.rate,
-                                 self.campaign.abandon_cap)
+        # every window ops may be asked about; the campaign's own one drives the pacer
+        for window in AbandonWindow:
+            rate = self.engine.ledger.counts(now, window).rate
+            self.metrics.set_abandon(self.name, window.value, rate, self.campaign.abandon_cap)
         self.metrics.set_hopper(self.name, c.hopper_size, self.callable_leads)
