@@ -25,6 +25,7 @@ from dialer.core.errors import (
     CoreError,
     IllegalTransitionError,
     InvalidDispositionError,
+    InvalidInputError,
     UnknownAgentError,
     UnknownCallError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Hopper",
     "IllegalTransitionError",
     "InvalidDispositionError",
+    "InvalidInputError",
     "LeadTicket",
     "LeadUpdate",
     "LineLimits",

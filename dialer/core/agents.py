@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dialer.core.actions import AgentStateChanged
-from dialer.core.errors import IllegalTransitionError, UnknownAgentError
+from dialer.core.errors import IllegalTransitionError, InvalidInputError, UnknownAgentError
 from dialer.domain import AgentState
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class AgentBoard:
         rec = self._agents.get(agent_id)
         if rec is None:
             if not agent_id:
-                raise ValueError("agent_id must not be empty")
+                raise InvalidInputError("agent_id must not be empty")
             rec = AgentRecord(agent_id=agent_id, since=t)
             self._agents[agent_id] = rec
             self.counts[S.LOGGED_OUT] += 1

@@ -45,6 +45,7 @@ from dialer.core.config import CampaignConfig
 from dialer.core.errors import (
     IllegalTransitionError,
     InvalidDispositionError,
+    InvalidInputError,
     UnknownCallError,
 )
 from dialer.core.governor import AbandonGovernor
@@ -181,7 +182,7 @@ class CampaignEngine:
     # ------------------------------------------------------------------ clock
     def _clock(self, now: datetime) -> float:
         if now.tzinfo is None:
-            raise ValueError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
+            raise InvalidInputError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
         t = now.timestamp()
         # a wall clock may step back a little (NTP); the engine's time never does
         if t < self._t:
@@ -247,7 +248,7 @@ class CampaignEngine:
     def agent_pause(self, now: datetime, agent_id: str, reason: str) -> list[Action]:
         """Pause now if ready (a preview offer is withdrawn); if busy, after this call."""
         if not reason:
-            raise ValueError("a pause needs a reason code")
+            raise InvalidInputError("a pause needs a reason code")
         return self._leave(now, agent_id, S.PAUSED, reason)
 
     def agent_logout(self, now: datetime, agent_id: str) -> list[Action]:
@@ -469,7 +470,7 @@ class CampaignEngine:
         lead_update: LeadUpdate | None = None
         if call.stage in _UNANSWERED:
             if result is None or result not in _UNANSWERED_RESULTS:
-                raise ValueError(
+                raise InvalidInputError(
                     f"call {call_id} ended unanswered: result must be one of "
                     f"{sorted(r.value for r in _UNANSWERED_RESULTS)}, got {result!r}"
                 )
@@ -791,7 +792,7 @@ class CampaignEngine:
     ) -> None:
         cid = call_id or self._new_call_id()
         if cid in self._calls:
-            raise ValueError(f"call id {cid!r} issued twice by the call id factory")
+            raise InvalidInputError(f"call id {cid!r} issued twice by the call id factory")
         call = _Call(
             call_id=cid, lead=lead, dialed_t=t, dialed_at=now, reserved_agent=reserved_agent
         )

@@ -12,6 +12,10 @@ class CoreError(Exception):
     """Base class of every error the dialer core raises."""
 
 
+class InvalidInputError(CoreError, ValueError):
+    """An engine input was malformed (naive datetime, missing result, empty reason...)."""
+
+
 class ConfigError(CoreError, ValueError):
     """A campaign configuration value is out of range or inconsistent."""
 

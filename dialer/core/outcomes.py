@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from dialer.core.actions import LeadUpdate
-from dialer.core.errors import InvalidDispositionError
+from dialer.core.errors import InvalidDispositionError, InvalidInputError
 from dialer.core.tickets import LeadTicket
 from dialer.domain import (
     AttemptResult,
@@ -41,7 +41,7 @@ def apply_system_result(
     exhausts it.
     """
     if result in _NEEDS_DISPOSITION:
-        raise ValueError(
+        raise InvalidInputError(
             f"lead {lead.lead_id}: result {result.value!r} needs an agent disposition, "
             "use apply_disposition()"
         )
@@ -154,4 +154,4 @@ def apply_disposition(
 
 def _check_aware(dt: datetime) -> None:
     if dt.tzinfo is None:
-        raise ValueError(f"datetime {dt.isoformat()} must be timezone-aware (UTC)")
+        raise InvalidInputError(f"datetime {dt.isoformat()} must be timezone-aware (UTC)")
