@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,12 @@ def _node_procs(pool: NodePool) -> list[psutil.Process]:
     return out
 
 
+async def _ramp(place: Callable[[], Awaitable[None]], n: int, over_s: float) -> None:
+    for _ in range(n):
+        await place()
+        await asyncio.sleep(over_s / n)
+
+
 async def bridged_phase(args: argparse.Namespace, log_dir: str) -> dict[str, float]:
     t = Tally()
     with (
@@ -92,7 +100,10 @@ async def bridged_phase(args: argparse.Namespace, log_dir: str) -> dict[str, flo
         async with NodePool(cfg) as pool:
             procs = _node_procs(pool)
             idle_rss = sum(p.memory_info().rss for p in procs) / len(procs) / 2**20
-            target = callee.uri(f"answer_0_{args.talk_s:g}")
+            # talk times spread 0.5x..1.5x so answers arrive spread out as in real traffic,
+            # not in synchronised waves of `concurrency` calls
+            rng = random.Random(7)
+            placing: set[asyncio.Task[None]] = set()
             in_flight: set[str] = set()
             bridge_sent: dict[str, float] = {}
             seq = 0
@@ -109,15 +120,21 @@ async def bridged_phase(args: argparse.Namespace, log_dir: str) -> dict[str, flo
                 seq += 1
                 in_flight.add(cid)
                 t.placed += 1
-                await pool.submit(
-                    Originate(
-                        call_id=cid, target=target, caller_id="15550100000", ring_timeout_s=15
-                    )
+                talk = args.talk_s * rng.uniform(0.5, 1.5)
+                cmd = Originate(
+                    call_id=cid,
+                    target=callee.uri(f"answer_0_{talk:.1f}"),
+                    caller_id="15550100000",
+                    ring_timeout_s=15,
                 )
+                # submit may wait for the node's setup token: do not stall event handling
+                task = asyncio.create_task(pool.submit(cmd), name=f"submit-{cid}")
+                placing.add(task)
+                task.add_done_callback(placing.discard)
 
-            for _ in range(args.concurrency):
-                await place()
-            while in_flight:
+            # ramp up over one second, as a pacer would, instead of one burst of 40 INVITEs
+            ramp = asyncio.create_task(_ramp(place, args.concurrency, 1.0), name="ramp")
+            while in_flight or not ramp.done():
                 ev = await pool.next_event(60)
                 if isinstance(ev, CallAnswered):
                     now = time.monotonic()
@@ -165,6 +182,7 @@ async def bridged_phase(args: argparse.Namespace, log_dir: str) -> dict[str, flo
                     if t.placed < args.calls:
                         await place()
             elapsed = time.monotonic() - t0
+            await asyncio.gather(ramp, *placing)
             if not cpu_samples:  # very short runs: one sample over the whole run
                 cpu_samples.append(sum(p.cpu_percent(None) for p in procs))
             if rss_at_peak == 0:
