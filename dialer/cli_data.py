@@ -123,8 +123,13 @@ def leads_import(
         TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
         console=err, transient=True, disable=size < PROGRESS_MIN_BYTES)
 
+    try:
+        sink = CsvReport(report_path)
+    except OSError as e:
+        raise _fail(f"cannot write the report {report_path}: {e.strerror}") from None
+
     async def work(sessions: Any) -> Any:
-        with CsvReport(report_path) as sink, progress:
+        with sink, progress:
             task = progress.add_task("import", total=size)
             return await import_leads(
                 sessions, file, opts, now=datetime.now(UTC), on_issue=sink,
