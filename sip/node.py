@@ -346,7 +346,6 @@ class Node:
         self.sip_port = 0
         self.stopping = False
         self.shutdown_deadline: float | None = None
-        self._stale_players: list[Any] = []
         #: SIP Call-ID -> leg, for calls cancelled before answer whose INVITE is still open
         self.cancelling: dict[str, CustomerLeg] = {}
         #: legs whose CallEnded waits for the cancelled INVITE's final response
@@ -582,7 +581,6 @@ class Node:
             a.call = None
         self.legs.clear()
         self.agents.clear()
-        self._stale_players.clear()
         self.accounts.clear()
         ep.libHandleEvents(10)
         ep.libDestroy()

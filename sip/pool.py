@@ -498,12 +498,14 @@ class NodePool:
         delay = self._take_token(node, wait=True)
         if delay > 0:
             await asyncio.sleep(delay)
-        if not node.alive:
-            # died while we waited: the watcher already reported it as lost? not yet placed
+        if not node.alive or cmd.call_id not in node.calls:
+            # the node died while we waited for its token. If its watcher already closed the
+            # call with CallLost, that was the call's final event; otherwise reject it here.
             if node.calls.pop(cmd.call_id, None) is not None:
                 node.in_use = max(0, node.in_use - need)
-            self._by_call.pop(cmd.call_id, None)
-            await self._reject(cmd, "node died before the call was placed", True)
+                if self._by_call.get(cmd.call_id) is node:
+                    del self._by_call[cmd.call_id]
+                await self._reject(cmd, "node died before the call was placed", True)
             return
         self._send(node, cmd)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from sip_testutil import events_until, requires_sipp, wait_for
@@ -19,6 +20,7 @@ from sip.api import (
     Hangup,
     Originate,
 )
+from sip.assets import read_wav_pcm16
 from sip.pool import NodePool
 from sip.registrar import KamailioRegistrar, register_contact
 from sip.sipp import SippProcess
@@ -31,10 +33,19 @@ def _orig(call_id: str, target: str) -> Originate:
 
 
 async def test_bridge_rtp_flows_both_ways(
-    pool: NodePool, callee: SippProcess, agent: SippProcess
+    pool: NodePool, callee: SippProcess, agent: SippProcess, tmp_path: Path
 ) -> None:
     # the callee streams a tone and hangs up after 2 s; the agent echoes what it hears
-    await pool.submit(_orig("b1", callee.uri("answer_0.1_2")))
+    rec = tmp_path / "b1.wav"
+    await pool.submit(
+        Originate(
+            call_id="b1",
+            target=callee.uri("answer_0.1_2"),
+            caller_id="15550100000",
+            ring_timeout_s=5,
+            record_path=str(rec),
+        )
+    )
     await wait_for(pool, "b1", CallAnswered)
     await pool.submit(Bridge(call_id="b1", agent_call_id="b1-agent", agent_uri=agent.uri("ag1")))
     evs = await events_until(pool, "b1")
@@ -54,6 +65,10 @@ async def test_bridge_rtp_flows_both_ways(
     assert m.agent_tx_packets > 25, m  # node -> agent (the customer's voice)
     assert m.agent_rx_packets > 25, m  # agent -> node (echoed back)
     assert pool.in_use == 0
+    # the campaign recording (started at answer by Originate.record_path) holds the talk
+    samples, rate = read_wav_pcm16(rec)
+    assert rate == 8000 and len(samples) > 8000
+    assert max(abs(x) for x in samples) > 1000
 
 
 async def test_agent_no_answer_then_another_agent(
