@@ -76,7 +76,10 @@ class AgentClient:
         except aiomqtt.MqttError as e:
             raise BusError(f"agent {self.login}: could not connect to the MQTT broker: {e}") from e
         try:
-            granted = await client.subscribe(self.topics.evt(self.login), qos=1)
+            try:
+                granted = await client.subscribe(self.topics.evt(self.login), qos=1)
+            except aiomqtt.MqttError as e:
+                raise BusError(f"agent {self.login}: subscribe failed: {e}") from e
             if any(getattr(code, "is_failure", False) or code == 0x80 for code in granted):
                 raise BusError(
                     f"agent {self.login}: the broker refused the subscription to "
@@ -105,12 +108,20 @@ class AgentClient:
 
     async def subscribe(self, topic_filter: str) -> bool:
         """Try an extra subscription (tests of the broker's ACL). True if granted."""
-        granted = await self._require_client().subscribe(topic_filter, qos=1)
+        try:
+            granted = await self._require_client().subscribe(topic_filter, qos=1)
+        except aiomqtt.MqttError as e:
+            raise BusError(f"agent {self.login}: subscribe failed: {e}") from e
         return not any(getattr(c, "is_failure", False) or c == 0x80 for c in granted)
 
     async def publish_raw(self, topic: str, payload: bytes) -> None:
         """Publish any bytes on any topic (for tests of misbehaving agents)."""
-        await self._require_client().publish(topic, payload, qos=1)
+        if self._closed is not None:
+            raise self._closed
+        try:
+            await self._require_client().publish(topic, payload, qos=1)
+        except aiomqtt.MqttError as e:
+            raise BusError(f"agent {self.login}: publish failed: {e}") from e
 
     async def send(self, cmd: AgentCommand) -> None:
         """Publish a command without waiting for the reply."""

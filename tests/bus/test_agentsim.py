@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,6 +33,8 @@ from dialer.bus import (
 from dialer.bus.service import open_agent_bus
 from dialer.config import AgentConfig, MqttSection
 from dialer.domain import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
+
+from .conftest import BrokerUnderTest
 
 WAIT = 30.0
 FAST = AgentProfile(wrapup_s=(0.0, 0.01), break_probability=0.3, break_s=(0.0, 0.01),
@@ -129,21 +132,20 @@ class MiniDialer:
             await self._set(login, AgentState.WRAP_UP)
 
 
-async def test_simulated_agents_take_calls_and_dispose_them() -> None:
-    logins = {"ann": "pw-ann", "ben": "pw-ben", "cid": "pw-cid"}
-    async with EmbeddedBroker(logins) as broker:
-        bus = AgentBus(broker.dialer_url)
-        dialer = MiniDialer(bus, calls=24)
-        bus.set_handler(dialer.handle)
-        async with bus, simulated_agents(logins, broker.url, seed=5, profile=FAST) as agents:
-            driver = asyncio.create_task(dialer.drive())
-            try:
-                async with asyncio.timeout(WAIT):
-                    await dialer.done.wait()
-            finally:
-                driver.cancel()
-                await asyncio.gather(driver, return_exceptions=True)
-        # leaving simulated_agents() logged every agent out (checked below)
+async def test_simulated_agents_take_calls_and_dispose_them(broker: BrokerUnderTest) -> None:
+    logins = broker.agents
+    bus = AgentBus(broker.dialer_url)
+    dialer = MiniDialer(bus, calls=24)
+    bus.set_handler(dialer.handle)
+    async with bus, simulated_agents(logins, broker.url, seed=5, profile=FAST) as agents:
+        driver = asyncio.create_task(dialer.drive())
+        try:
+            async with asyncio.timeout(WAIT):
+                await dialer.done.wait()
+        finally:
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
+    # leaving simulated_agents() logged every agent out (checked below)
 
     assert len(dialer.dispositions) == 24
     assert sum(a.stats.calls for a in agents) == 24
@@ -247,3 +249,35 @@ async def test_command_line_runner_logs_in_and_out(capsys: pytest.CaptureFixture
     assert "ann: calls=0" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["mqtt://127.0.0.1:1", "ann-without-password"])
+
+
+async def test_simulated_agent_comes_back_after_the_broker_restarts() -> None:
+    """The broker goes away under a working agent; the agent reconnects, logs in again and
+    is ready for calls, as a desktop would after a network blip."""
+    logins = {"ann": "pw-ann"}
+    first = EmbeddedBroker(logins, dialer_password="d")
+    await first.start()
+    port = first.port
+    bus = AgentBus(first.dialer_url, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    dialer = MiniDialer(bus, calls=0)
+    bus.set_handler(dialer.handle)
+    second = EmbeddedBroker(logins, port=port, dialer_password="d")
+    try:
+        async with bus, simulated_agents(logins, first.url, profile=FAST) as (ann,):
+            await wait_for(lambda: ("ann", "ready") in dialer.commands)
+            await first.stop()
+            await second.start()
+            await wait_for(lambda: dialer.commands.count(("ann", "login")) == 2
+                           and dialer.commands[-1] == ("ann", "ready"))
+    finally:
+        await second.stop()
+    assert ann.stats.reconnects >= 1
+    assert dialer.commands[-1] == ("ann", "logout")
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0.01)
