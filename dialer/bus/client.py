@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from types import TracebackType
 
 import aiomqtt
@@ -69,6 +70,7 @@ class AgentClient:
             password=self._password, identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V311, clean_session=True, timeout=10.0,
             socket_options=NO_DELAY,
+            tls_context=ssl.create_default_context() if self.address.tls else None,
             logger=logging.getLogger(f"{__name__}.mqtt"),
         )
         try:
@@ -86,7 +88,8 @@ class AgentClient:
                     f"{self.topics.evt(self.login)} (check its ACL)"
                 )
         except BaseException:
-            await client.__aexit__(None, None, None)
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
             raise
         self._client = client
         self._reader = asyncio.create_task(self._read(client), name=f"agent-{self.login}-read")
