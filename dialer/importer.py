@@ -513,9 +513,8 @@ class _LeadParser:
 
     def __init__(
         self, fh: IO[bytes], opts: ImportOptions, *, region: str, campaign_zone: str,
-        companies: Mapping[str, int], size: int,
+        companies: Mapping[str, int],
     ) -> None:
-        self.size = size
         self.region = region
         self.campaign_zone = campaign_zone
         self.create_companies = opts.create_companies
@@ -757,7 +756,7 @@ async def import_leads(
     try:
         parser = await asyncio.to_thread(
             _LeadParser, fh, opts, region=region, campaign_zone=campaign.timezone or "UTC",
-            companies=companies, size=size)
+            companies=companies)
         summary = ImportSummary(
             campaign=campaign.name, delimiter=parser.records.delimiter,
             encoding=codecs.lookup(opts.encoding).name)
