@@ -746,6 +746,8 @@ async def import_leads(
             companies = {n: i for i, n in (await s.execute(select(Company.id, Company.name)))}
     except SQLAlchemyError as e:
         raise LeadImportError(db_error_hint(e)) from e
+    except OSError as e:  # the driver could not connect (asyncpg raises these unwrapped)
+        raise LeadImportError(f"cannot reach the database: {e}") from e
     if campaign is None:
         raise LeadImportError(
             f"no campaign named {opts.campaign!r}; create it with `dialer campaigns create`")
