@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -165,7 +165,7 @@ async def _write(
 
 
 def _insert_ignoring_conflicts(s: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    table = DncEntry.__table__
+    table = cast(Table, DncEntry.__table__)
     if s.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
