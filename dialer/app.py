@@ -164,11 +164,12 @@ class DialerApp:
                     server = self.metrics.start_http(s.metrics.port, s.metrics.host)
                     stack.callback(server.close)
                     self.metrics_url = server.url
-                await self._start_bus(stack)
                 await self._start_pool(stack, campaigns, message, data_dir)
                 for c in campaigns:
                     self.metrics.add_campaign(c.name)
                     self.runtimes[c.name] = self._runtime(c, agents, message)
+                # MQTT last: an agent's first command must find its campaign runtime
+                await self._start_bus(stack)
                 jobs = SchedulingJobs(
                     sessions, holder=s.dialer.id, clock=self.clock,
                     settings=JobSettings.from_section(s.scheduling),
