@@ -735,8 +735,8 @@ class CampaignEngine:
             del self._waiting[call.call_id]
             call.waiting = False
             call.stage = AttemptStage.MESSAGE
-            at = self._dt(call.deadline_t)
-            call.message_at = at
+            # when the engine asked for the message: a late tick shows up as a late message
+            call.message_at = self._dt(t)
             self._record_abandon(call, t)
             log.info(
                 "call %s: no agent within %.1fs, abandon message",
