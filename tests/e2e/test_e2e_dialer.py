@@ -48,6 +48,7 @@ from dialer.demo.data import demo_behaviour
 from dialer.domain import AttemptResult, AttemptStage
 from sip.sipp import SippProcess
 from support.leads import make_numbers, seed_campaign
+from support.mosquitto import MosquittoServer
 from support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
@@ -88,8 +89,6 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Stack:
     if request.param == "defaults":
         return Stack("defaults", f"sqlite:///{tmp_path / 'e2e.db'}", "")
     pg: TempPostgres = request.getfixturevalue("pg_server")
-    from bus.conftest import MosquittoServer
-
     mosq = MosquittoServer(tmp_path, ACL, users={**AGENTS, DIALER_USER[0]: DIALER_USER[1]})
     mosq.start()
     request.addfinalizer(mosq.stop)
