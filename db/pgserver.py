@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 
 class PostgresUnavailable(RuntimeError):
@@ -53,6 +54,7 @@ class TempPostgres:
         self.bin = find_pg_bin()
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self._as_root = os.geteuid() == 0
 
     @property
@@ -72,7 +74,8 @@ class TempPostgres:
                       "--auth=trust", "--encoding=UTF8", "--no-sync"),
             check=True, capture_output=True,
         )
-        log = open(self._dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self._log = open(self._dir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        log = self._log
         self._proc = subprocess.Popen(
             self._cmd(str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
                       "-c", "listen_addresses=127.0.0.1",
@@ -123,6 +126,9 @@ class TempPostgres:
                 self._proc.kill()
                 self._proc.wait(5)
         self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self._dir is not None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self._dir)

@@ -16,14 +16,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Agent, AgentStateLog, Attempt, Campaign, DncEntry, Lead, hopper_tier
+from db.models import Agent, AgentStateLog, Attempt, Campaign, Lead, hopper_tier
 from dialer.domain import (
     DIALABLE_STATUSES,
     LIVE_RESULTS,
     AgentState,
     AttemptResult,
     AttemptStage,
-    LeadStatus,
 )
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -277,25 +276,6 @@ async def update_lead(
         lead.hopper_tier = hopper_tier(
             callback_due=callback_pending, status=lead.status,
             open_complaint=lead.has_open_complaint,
-        )
-
-
-async def add_dnc(
-    sessions: Sessions, phone_e164: str, *, now: datetime, source: str = "internal",
-    reason: str | None = None, attempt_id: int | None = None,
-) -> None:
-    """Add a number to the DNC list (idempotent) and stop every lead with it, in every campaign."""
-    async with sessions.begin() as s:
-        exists = await s.scalar(
-            select(DncEntry.id).where(DncEntry.phone_e164 == phone_e164,
-                                      DncEntry.source == source)
-        )
-        if exists is None:
-            s.add(DncEntry(phone_e164=phone_e164, source=source, reason=reason,
-                           attempt_id=attempt_id, added_at=now))
-        await s.execute(
-            update(Lead).where(Lead.phone_e164 == phone_e164)
-            .values(status=LeadStatus.DNC, next_call_at=None, never_reason="do not call")
         )
 
 

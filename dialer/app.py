@@ -318,6 +318,8 @@ class DialerApp:
                 rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
         except CoreError as e:
             return protocol_error_for(e)
+        finally:
+            await rt.flush_agent_messages()  # state changes go out before the ack
         return None
 
     async def _send_agent(self, login: str, kind: str, body: dict[str, Any]) -> None:

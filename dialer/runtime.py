@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from db import dnc
 from db import repositories as repo
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
 from db.repositories import Sessions
@@ -186,6 +187,8 @@ class CampaignRuntime:
         self._stopped = asyncio.Event()
         self._wrap_started: dict[str, float] = {}
         self._call_ended = asyncio.Event()
+        self._agent_outbox: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self._agent_flush_scheduled = False
         self._writer_task: asyncio.Task[None] | None = None
         #: leads of the campaign callable now (refreshed by the app's periodic count)
         self.callable_leads = 0
@@ -317,12 +320,14 @@ class CampaignRuntime:
                 call.stage = AttemptStage.RINGING
                 self._write(repo.update_attempt, self.sessions, call.attempt_id,
                             stage=AttemptStage.RINGING, ringing_at=ev.wall)
+                self._supervise_call(call, AttemptStage.RINGING)
             self._engine(self.engine.call_ringing, ev.call_id)
         elif isinstance(ev, sip.CallAnswered):
             call.stage = AttemptStage.ANSWERED
             call.answered_wall, call.answered_mono = ev.wall, ev.mono
             self._write(repo.update_attempt, self.sessions, call.attempt_id,
                         stage=AttemptStage.ANSWERED, answered_at=ev.wall)
+            self._supervise_call(call, AttemptStage.ANSWERED)
             if not self.campaign.amd_enabled:
                 self._engine(self.engine.call_answered, ev.call_id, AmdVerdict.NOT_RUN,
                              answered_at=ev.wall)
@@ -343,6 +348,7 @@ class CampaignRuntime:
             self._write(repo.update_attempt, self.sessions, call.attempt_id,
                         stage=AttemptStage.BRIDGED, bridged_at=ev.wall,
                         bridge_latency_ms=latency)
+            self._supervise_call(call, AttemptStage.BRIDGED)
             self._engine(self.engine.bridge_ok, ev.call_id)
         elif isinstance(ev, sip.AgentLegFailed):
             log.warning("campaign %s: agent phone of %s failed (%s %s)", self.name,
@@ -405,6 +411,31 @@ class CampaignRuntime:
     def preview_decision(self, login: str, accept: bool) -> None:
         fn = self.engine.preview_accept if accept else self.engine.preview_skip
         self._apply(fn(self.clock(), login))
+
+    # ------------------------------------------------------------------ agent messages
+    def _to_agent(self, login: str, kind: str, body: dict[str, Any]) -> None:
+        """Queue a message for an agent; sent in order by flush_agent_messages()."""
+        self._agent_outbox.append((login, kind, body))
+        if not self._agent_flush_scheduled:
+            self._agent_flush_scheduled = True
+            self._spawn(self.flush_agent_messages(), "agent-messages")
+
+    async def flush_agent_messages(self) -> None:
+        """Hand queued agent messages to the bus, in order. The agent command handler awaits
+        this before it returns, so a state change reaches the agent before the command's ack."""
+        self._agent_flush_scheduled = False
+        while self._agent_outbox:
+            login, kind, body = self._agent_outbox.popleft()
+            try:
+                await self.send_agent(login, kind, body)
+            except Exception:
+                log.exception("campaign %s: %s message to an agent failed", self.name, kind)
+
+    def _supervise_call(self, call: LiveCall, stage: AttemptStage, **extra: Any) -> None:
+        self._spawn(self.supervisor({
+            "type": "call", "campaign": self.name, "attempt_id": call.attempt_id,
+            "stage": stage.value, "agent": call.agent_login, "lead_id": call.lead_id, **extra,
+        }), "supervisor")
 
     # ------------------------------------------------------------------ actions
     def _apply(self, actions: Iterable[Action]) -> None:
@@ -525,16 +556,13 @@ class CampaignRuntime:
         self._write(repo.finish_attempt, self.sessions, call.attempt_id, result=a.result,
                     ended_at=a.ended_at, **fields)
         if a.result is AttemptResult.CONNECTED and call.agent_login:
-            self._spawn(self.send_agent(call.agent_login, "call_ended", {
+            self._to_agent(call.agent_login, "call_ended", {
                 "attempt_id": call.attempt_id, "talk_s": float(end.talk_s or 0.0) if end else 0.0,
-            }), "call-ended")
-        self._spawn(self.supervisor({
-            "type": "call", "campaign": self.name, "attempt_id": call.attempt_id,
-            "stage": AttemptStage.ENDED.value, "result": a.result.value,
-            "agent": call.agent_login, "lead_id": call.lead_id,
-            "sip_code": end.sip_code if end and end.sip_code else None,
-            "ring_s": end.ring_s if end else None, "talk_s": end.talk_s if end else None,
-        }), "supervisor")
+            })
+        self._supervise_call(
+            call, AttemptStage.ENDED, result=a.result.value,
+            sip_code=end.sip_code if end and end.sip_code else None,
+            ring_s=end.ring_s if end else None, talk_s=end.talk_s if end else None)
         if a.result is not AttemptResult.CONNECTED:
             self.calls.pop(a.call_id, None)  # connected calls wait for the disposition
 
@@ -576,8 +604,8 @@ class CampaignRuntime:
             async with self.sessions() as s:
                 phone = await s.scalar(select(Lead.phone_e164).where(Lead.id == lead_id))
             if phone:
-                await repo.add_dnc(self.sessions, phone, now=u.at, reason="agent request",
-                                   attempt_id=attempt_id)
+                await dnc.add(self.sessions, phone, now=u.at, reason="agent request",
+                              attempt_id=attempt_id)
                 if self.metrics is not None:
                     self.metrics.dnc_hit(self.name)
         await refresh_callability(self.sessions, campaign_id=self.campaign.id, now=u.at,
@@ -594,8 +622,7 @@ class CampaignRuntime:
             started = self._wrap_started.pop(a.agent_id, None)
             if started is not None and self.metrics is not None:
                 self.metrics.observe_wrapup(self.name, time.monotonic() - started)
-        self._spawn(self.send_agent(a.agent_id, "state",
-                                    {"state": a.new.value, "reason": a.reason}), "state")
+        self._to_agent(a.agent_id, "state", {"state": a.new.value, "reason": a.reason})
         self._spawn(self.supervisor({
             "type": "agent_state", "login": a.agent_id, "state": a.new.value,
             "previous": a.old.value, "reason": a.reason,

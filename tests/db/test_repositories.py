@@ -107,13 +107,3 @@ async def test_attempt_lifecycle_and_orphans(db_engine: AsyncEngine) -> None:
     figs = await repo.abandon_figures(sessions, cid, since=NOW - timedelta(days=30))
     assert (figs.live, figs.abandoned) == (2, 1)
     assert await repo.attempt_counts(sessions, cid) == {"connected": 1, "abandoned": 1, "lost": 1}
-
-
-async def test_dnc_stops_lead_everywhere(db_engine: AsyncEngine) -> None:
-    cid = await _seed(db_engine, 2)
-    sessions = session_factory(db_engine)
-    await repo.add_dnc(sessions, "+14155550001", now=NOW, reason="agent request")
-    await repo.add_dnc(sessions, "+14155550001", now=NOW)  # idempotent
-    got = await repo.claim_leads(sessions, campaign_id=cid, now=NOW, limit=10, holder="x",
-                                 ttl=timedelta(minutes=1))
-    assert [g.phone_e164 for g in got] == ["+14155550000"]
