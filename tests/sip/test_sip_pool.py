@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -216,3 +219,48 @@ async def test_tcp_transport(tmp_path: Path) -> None:
             ]
             end = evs[-1]
             assert isinstance(end, CallEnded) and end.hangup_by == "remote"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+async def test_tls_transport_listens(tmp_path: Path) -> None:
+    """TLS is configured and listening (Debian's SIPp has no TLS, so no TLS call here)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    cfg = PoolConfig(
+        nodes=1,
+        transports=("udp", "tls"),
+        tls_cert_file=str(cert),
+        tls_key_file=str(key),
+        node_log_dir=str(tmp_path),
+    )
+    async with NodePool(cfg) as pool:
+        port = pool.nodes[0].sip_port + 1
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        peer = writer.get_extra_info("peercert", None)
+        assert writer.get_extra_info("ssl_object") is not None
+        writer.close()
+        await writer.wait_closed()
+        del reader, peer

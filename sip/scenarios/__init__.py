@@ -1,0 +1,1 @@
+"""SIPp scenarios shipped as package data (callee network, agent phone, registrar)."""
