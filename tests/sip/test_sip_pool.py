@@ -221,31 +221,31 @@ async def test_tcp_transport(tmp_path: Path) -> None:
             assert isinstance(end, CallEnded) and end.hangup_by == "remote"
 
 
+def _self_signed(key: Path, cert: Path) -> None:
+    cmd = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 async def test_tls_transport_listens(tmp_path: Path) -> None:
     """TLS is configured and listening (Debian's SIPp has no TLS, so no TLS call here)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    await asyncio.to_thread(_self_signed, key, cert)
     cfg = PoolConfig(
         nodes=1,
         transports=("udp", "tls"),
