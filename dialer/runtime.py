@@ -154,6 +154,7 @@ class CampaignRuntime:
         supervisor: Callable[[dict[str, Any]], Awaitable[None]],
         metrics: Any | None = None,
         message_wav: str | None = None,
+        recordings_dir: Path = Path("var/recordings"),
         claim_ttl: timedelta = timedelta(minutes=5),
         abandon_lockout: timedelta = timedelta(hours=72),
         agent_answer_timeout_s: float = 5.0,
@@ -171,6 +172,7 @@ class CampaignRuntime:
         self.supervisor = supervisor
         self.metrics = metrics
         self.message_wav = message_wav
+        self.recordings_dir = recordings_dir
         self.claim_ttl = claim_ttl
         self.abandon_lockout = abandon_lockout
         self.agent_answer_timeout_s = agent_answer_timeout_s
@@ -498,7 +500,8 @@ class CampaignRuntime:
         amd = sip.AmdSettings(max_analysis_ms=c.amd_max_ms) if c.amd_enabled else None
         record = None
         if c.record_calls:
-            record = str(Path("var/recordings") / f"{c.name}-{attempt_id}.wav")
+            self.recordings_dir.mkdir(parents=True, exist_ok=True)
+            record = str(self.recordings_dir / f"{c.name}-{attempt_id}.wav")
         await self.pool.submit(sip.Originate(
             call_id=a.call_id, target=self.target_for(a.lead.phone_e164), caller_id=c.caller_id,
             ring_timeout_s=c.ring_timeout_s, trunk=c.trunk, amd=amd, record_path=record,
