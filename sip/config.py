@@ -150,6 +150,11 @@ class PoolConfig:
         if not (0 < self.setup_rate_per_node <= 10_000):
             raise SipApiError("PoolConfig.setup_rate_per_node must be in (0, 10000]")
         for name, t in self.trunks.items():
+            if t.transport not in self.transports:
+                raise SipApiError(
+                    f"PoolConfig: trunk {name!r} uses {t.transport} but transports are "
+                    f"{self.transports}"
+                )
             if name != t.name:
                 raise SipApiError(
                     f"PoolConfig.trunks key {name!r} differs from its name {t.name!r}"

@@ -345,7 +345,6 @@ class Node:
         self.capacity = 0
         self.sip_port = 0
         self.stopping = False
-        self.shutdown_deadline: float | None = None
         #: SIP Call-ID -> leg, for calls cancelled before answer whose INVITE is still open
         self.cancelling: dict[str, CustomerLeg] = {}
         #: legs whose CallEnded waits for the cancelled INVITE's final response
@@ -419,7 +418,8 @@ class Node:
         ep_cfg.uaConfig.userAgent = self.cfg.user_agent
         # level 4 + message logging feed _LogWriter (the crossed-200 detection); the console
         # only gets what pjsip_log_level asks for
-        self._log_writer = _LogWriter(self, self.cfg.pjsip_log_level)
+        # PJSIP errors (level 1) always reach the node's output
+        self._log_writer = _LogWriter(self, max(1, self.cfg.pjsip_log_level))
         ep_cfg.logConfig.writer = self._log_writer
         ep_cfg.logConfig.level = max(4, self.cfg.pjsip_log_level)
         ep_cfg.logConfig.consoleLevel = max(4, self.cfg.pjsip_log_level)
@@ -467,7 +467,7 @@ class Node:
         else:
             acfg.idUri = trunk.id_uri
             if trunk.register:
-                acfg.regConfig.registrarUri = trunk.registrar_uri
+                acfg.regConfig.registrarUri = _with_transport(trunk.registrar_uri, trunk.transport)
                 acfg.regConfig.registerOnAdd = True
                 acfg.regConfig.retryIntervalSec = 30
             else:
@@ -477,7 +477,9 @@ class Node:
                     pj.AuthCredInfo("digest", trunk.realm, trunk.username, 0, trunk.password)
                 )
             if trunk.outbound_proxy:
-                acfg.sipConfig.proxies.append(trunk.outbound_proxy)
+                acfg.sipConfig.proxies.append(
+                    _with_transport(trunk.outbound_proxy, trunk.transport)
+                )
         acfg.mediaConfig.lockCodecEnabled = False
         if self.cfg.rtp_port:
             acfg.mediaConfig.transportConfig.port = self.cfg.rtp_port
@@ -647,7 +649,12 @@ class Node:
         now = time.monotonic()
         for leg in list(self.legs.values()):
             if leg.local_end is None:
-                if leg.state == LegState.DIALING and now - leg.t_invite >= leg.cmd.setup_timeout_s:
+                if (
+                    leg.state in (LegState.DIALING, LegState.EARLY)
+                    and leg.t_first_18x is None
+                    and leg.call is not None
+                    and now - leg.t_invite >= leg.cmd.setup_timeout_s
+                ):
                     self._hangup_customer(
                         leg,
                         LocalEnd(
@@ -1305,6 +1312,13 @@ class Node:
             return int(st.rtcp.rxStat.pkt), int(st.rtcp.txStat.pkt)
         except pj.Error:
             return (0, 0)
+
+
+def _with_transport(uri: str, transport: str) -> str:
+    """Add ``;transport=tcp|tls`` to a URI unless it is UDP or already says so."""
+    if transport == "udp" or ";transport=" in uri.lower():
+        return uri
+    return f"{uri};transport={transport}"
 
 
 def _wav_finalised(path: str) -> bool:
