@@ -43,7 +43,6 @@ from dialer.domain import (
     AttemptResult,
     CallbackScope,
     DialMode,
-    LeadStatus,
 )
 from dialer.sim.workload import Draw, LeadTape, Outcome, Workload
 
@@ -557,7 +556,6 @@ def standard_policies() -> list[PolicySpec]:
 
 __all__ = [
     "SIM_EPOCH",
-    "LeadStatus",
     "PolicySpec",
     "RunResult",
     "Simulation",
