@@ -158,13 +158,14 @@ class Play:
     """Play a WAV (8/16 kHz mono PCM) to an answered call; optionally hang up at its end."""
 
     call_id: str
-    wav_path: str
+    #: "" plays the pool's default message (PoolConfig.message_wav)
+    wav_path: str = ""
     hangup_after: bool = True
 
     def __post_init__(self) -> None:
         _check_call_id(self.call_id)
-        if not isinstance(self.wav_path, str) or not self.wav_path:
-            raise SipApiError("Play.wav_path must be a file path")
+        if not isinstance(self.wav_path, str):
+            raise SipApiError("Play.wav_path must be a file path (or '' for the default message)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,7 +21,9 @@ is started in its place.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -133,6 +135,9 @@ class NodePool:
         #: last TrunkStatus per trunk name (from any node)
         self.trunk_status: dict[str, TrunkStatus] = {}
         self.lost_calls = 0
+        #: calls in progress per trunk (TrunkConfig.max_channels) and each call's trunk
+        self._trunk_calls: collections.Counter[str] = collections.Counter()
+        self._trunk_of: dict[str, str] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -353,8 +358,14 @@ class NodePool:
         node.in_use -= slots
         if self._by_call.get(ev.call_id) is node:
             del self._by_call[ev.call_id]
+        self._release_trunk(ev.call_id)
         if self.in_use == 0:
             self._idle.set()
+
+    def _release_trunk(self, call_id: str) -> None:
+        trunk = self._trunk_of.pop(call_id, None)
+        if trunk is not None:
+            self._trunk_calls[trunk] -= 1
 
     async def _deliver(self, ev: Any) -> None:
         if self._on_event is not None:
@@ -379,6 +390,7 @@ class NodePool:
             node.calls.pop(call_id, None)
             if self._by_call.get(call_id) is node:
                 del self._by_call[call_id]
+            self._release_trunk(call_id)
             self.lost_calls += 1
             await self._deliver(
                 CallLost(call_id=call_id, reason=f"sip node {node.index} exited rc={rc}")
@@ -457,6 +469,13 @@ class NodePool:
             return
         if not isinstance(cmd, (Bridge, Play, StartRecording, Hangup)):
             raise SipApiError(f"not a sip.api command: {type(cmd).__name__}")
+        if isinstance(cmd, Play) and not cmd.wav_path:
+            if not self.config.message_wav:
+                await self._reject(
+                    cmd, "Play without wav_path and no PoolConfig.message_wav", False
+                )
+                return
+            cmd = dataclasses.replace(cmd, wav_path=self.config.message_wav)
         node = self._by_call.get(cmd.call_id)
         if node is None or not node.alive or node.writer is None:
             await self._reject(cmd, "unknown call_id (ended or never placed)", False)
@@ -484,6 +503,16 @@ class NodePool:
         if cmd.trunk is not None and cmd.trunk not in self.config.trunks:
             await self._reject(cmd, f"unknown trunk {cmd.trunk!r}", False)
             return
+        trunk = self.config.trunks.get(cmd.trunk) if cmd.trunk else None
+        if (
+            trunk is not None
+            and trunk.max_channels is not None
+            and self._trunk_calls[trunk.name] >= trunk.max_channels
+        ):
+            await self._reject(
+                cmd, f"trunk {trunk.name} full ({trunk.max_channels} channels)", True
+            )
+            return
         need = 2 if cmd.reserve_agent_slot else 1
         candidates = [n for n in self._nodes if n.free >= need and n.writer is not None]
         if not candidates:
@@ -495,6 +524,9 @@ class NodePool:
         node.calls[cmd.call_id] = need
         node.in_use += need
         self._by_call[cmd.call_id] = node
+        if trunk is not None:
+            self._trunk_calls[trunk.name] += 1
+            self._trunk_of[cmd.call_id] = trunk.name
         delay = self._take_token(node, wait=True)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -505,6 +537,7 @@ class NodePool:
                 node.in_use = max(0, node.in_use - need)
                 if self._by_call.get(cmd.call_id) is node:
                     del self._by_call[cmd.call_id]
+                self._release_trunk(cmd.call_id)
                 await self._reject(cmd, "node died before the call was placed", True)
             return
         self._send(node, cmd)

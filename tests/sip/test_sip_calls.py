@@ -309,3 +309,27 @@ async def test_trunk_registration_and_its_failure(tmp_path: Path) -> None:
             assert any(isinstance(e, TrunkStatus) and e.call_id == "trunk:bad" for e in seen)
         finally:
             await pool.close(drain_deadline_s=0)
+
+
+async def test_trunk_channel_cap_and_default_message(callee: SippProcess, tmp_path: Path) -> None:
+    wav = ensure_default_message(tmp_path / "default.wav", "Goodbye.")
+    trunk = TrunkConfig(name="capped", domain=f"127.0.0.1:{callee.port}", max_channels=1)
+    cfg = PoolConfig(
+        nodes=1, trunks={"capped": trunk}, message_wav=str(wav), node_log_dir=str(tmp_path)
+    )
+    async with NodePool(cfg) as pool:
+        await pool.submit(_orig("q1", callee.uri("answer_0.1_0"), trunk="capped"))
+        await pool.submit(_orig("q2", callee.uri("answer_0.1_0"), trunk="capped"))
+        rej = (await events_until(pool, "q2"))[-1]
+        assert (
+            isinstance(rej, CommandRejected) and rej.retryable and "trunk capped full" in rej.error
+        )
+        await wait_for(pool, "q1", CallAnswered)
+        # Play without a path: the pool's default message, then hang up
+        await pool.submit(Play(call_id="q1"))
+        evs = await events_until(pool, "q1", within_s=30)
+        assert [type(e).__name__ for e in evs][-2:] == ["PlaybackDone", "CallEnded"]
+        # the channel is free again
+        await pool.submit(_orig("q3", callee.uri("answer_0.1_0.2"), trunk="capped"))
+        end = (await events_until(pool, "q3"))[-1]
+        assert isinstance(end, CallEnded)
