@@ -110,6 +110,7 @@ class SippProcess:
                 else scenario_path(str(scenario))
             )
         self.host = host
+        self._auto_ports = not port and not media_port
         self.port = port or free_udp_port(host)
         self.media_port = media_port or free_media_port(host)
         self.rtp_echo = rtp_echo
@@ -143,29 +144,37 @@ class SippProcess:
 
     def start(self) -> SippProcess:
         write_callee_audio(self.workdir)
+        # ports picked here may be taken by someone else before SIPp binds them (other test
+        # runs share the machine): retry with fresh ports when we chose them
+        attempts = 3 if self._auto_ports else 1
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except SippError:
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_udp_port(self.host)
+                self.media_port = free_media_port(self.host)
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SippProcess:
         cmd = [
             "sipp",
             *(["-sn", self.builtin] if self.builtin else ["-sf", str(self.scenario)]),
-            "-i",
-            self.host,
-            "-p",
-            str(self.port),
-            "-mp",
-            str(self.media_port),
+            "-i", self.host,
+            "-p", str(self.port),
+            "-mp", str(self.media_port),
             "-nostdin",
-            "-trace_err",
-            "-error_file",
-            str(self.error_file),
-            "-timeout",
-            f"{int(self.max_lifetime_s)}s",
+            # the callee's timed waits log every 100 ms tick as a "receive timeout": only
+            # trace errors on request, the file grows quickly
+            *(["-trace_err", "-error_file", str(self.error_file)] if self.trace_errors else []),
+            "-timeout", f"{int(self.max_lifetime_s)}s",
             "-timeout_error",
-            "-max_recv_loops",
-            "10000",
-            "-max_sched_loops",
-            "10000",
+            "-max_recv_loops", "10000",
+            "-max_sched_loops", "10000",
             *(["-rtp_echo"] if self.rtp_echo else []),
             *self.extra_args,
-        ]
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd,
             cwd=self.workdir,
@@ -179,6 +188,8 @@ class SippProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                if self.proc.stderr is not None:
+                    self.proc.stderr.close()
                 raise SippError(f"sipp exited rc={self.proc.returncode}: {err[-2000:]}")
             if self._port_bound():
                 return self
