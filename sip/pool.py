@@ -308,6 +308,13 @@ class NodePool:
             await self._read_loop(node, reader)
         finally:
             writer.close()
+            node.alive = False  # no new calls to a node we cannot talk to
+            if not self._closing and node.proc is not None and node.proc.returncode is None:
+                # channel lost but the process lives on: its calls can no longer be
+                # controlled or reported, so end it; the watcher reports them lost and restarts
+                log.error("sip node %d: channel lost, killing pid %d", node.index, node.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    node.proc.kill()
 
     async def _read_loop(self, node: NodeHandle, reader: asyncio.StreamReader) -> None:
         while True:
