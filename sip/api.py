@@ -302,6 +302,15 @@ class CallLost(_EventBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DtmfReceived(_EventBase):
+    """The customer pressed a key (RFC 2833/4733 telephone-event or SIP INFO), e.g. the
+    opt-out key during the recorded message (compliance: a DNC request at once)."""
+
+    digit: str
+    method: str  # "rfc2833" | "sip_info" | "inband"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrunkStatus(_EventBase):
     """Registration state of a trunk changed (``call_id`` is ``trunk:<name>``).
 
@@ -337,6 +346,7 @@ Event = (
     | CallLost
     | CommandRejected
     | TrunkStatus
+    | DtmfReceived
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -401,6 +411,7 @@ _CLASSES: dict[str, type] = {
         CallLost,
         CommandRejected,
         TrunkStatus,
+        DtmfReceived,
     )
 }
 _ENUMS: dict[str, type[enum.Enum]] = {"AmdVerdict": AmdVerdict, "AttemptResult": AttemptResult}

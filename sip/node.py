@@ -51,6 +51,7 @@ from sip.api import (
     CallRinging,
     CallTrying,
     CommandRejected,
+    DtmfReceived,
     HangupBy,
     MediaStats,
     Originate,
@@ -79,6 +80,10 @@ ETOOMANY_RETRY_S = 1.0
 CANCEL_GRACE_S = 4.0
 #: upper bound on waiting for PJSIP to finalise a recording's WAV header after the call
 RECORDING_FINALISE_S = 1.0
+_DTMF_METHODS = {
+    int(getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0)): "rfc2833",
+    int(getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1)): "sip_info",
+}
 _RX_INVITE_RESPONSE = re.compile(r"RX \d+ bytes Response msg (\d{3})/INVITE/")
 _CALL_ID_HDR = re.compile(r"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
@@ -198,6 +203,14 @@ class _Call(pj.Call):
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         self.node.on_media_state(self)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        # may come from the media thread (RFC 2833): queue only
+        leg = self.leg
+        if isinstance(leg, CustomerLeg):
+            method = _DTMF_METHODS.get(int(prm.method), "unknown")
+            self.node.media_q.put(("dtmf", leg.call_id, (str(prm.digit), method)))
+            self.node.waker.wake()
 
     def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
         # last chance to read RTP counters: the stream is gone by DISCONNECTED
@@ -644,6 +657,9 @@ class Node:
                 self._amd_finished(leg, payload)
             elif kind == "eof":
                 self._playback_finished(leg)
+            elif kind == "dtmf" and leg.state == LegState.ANSWERED:
+                digit, method = payload
+                self.emit(DtmfReceived(call_id=leg.call_id, digit=digit, method=method))
 
     def _timers(self) -> None:
         now = time.monotonic()

@@ -21,6 +21,7 @@ from sip.api import (
     CallRinging,
     CallTrying,
     CommandRejected,
+    DtmfReceived,
     Hangup,
     Originate,
     Play,
@@ -333,3 +334,15 @@ async def test_trunk_channel_cap_and_default_message(callee: SippProcess, tmp_pa
         await pool.submit(_orig("q3", callee.uri("answer_0.1_0.2"), trunk="capped"))
         end = (await events_until(pool, "q3"))[-1]
         assert isinstance(end, CallEnded)
+
+
+async def test_key_press_is_reported(pool: NodePool, callee: SippProcess) -> None:
+    # the callee presses 9 one second after answering (e.g. the opt-out key of the message)
+    await pool.submit(_orig("o1", callee.uri("optout_0.1_0")))
+    await wait_for(pool, "o1", CallAnswered)
+    key = await wait_for(pool, "o1", DtmfReceived)
+    assert isinstance(key, DtmfReceived)
+    assert (key.digit, key.method) == ("9", "sip_info")
+    await pool.submit(Hangup(call_id="o1", reason="opt-out"))
+    end = (await events_until(pool, "o1"))[-1]
+    assert isinstance(end, CallEnded) and end.hangup_by == "local"
