@@ -90,6 +90,7 @@ class RunSummary:
     placed: int = 0
     results: dict[str, int] = field(default_factory=dict)
     bridge_latencies_ms: list[float] = field(default_factory=list)
+    queue_waits_ms: list[float] = field(default_factory=list)
     closed_at_stop: int = 0
     orphans_closed_at_start: int = 0
 
@@ -201,6 +202,7 @@ class DialerApp:
                     for k, v in rt.stats.results.items():
                         self.summary.results[k] = self.summary.results.get(k, 0) + v
                     self.summary.bridge_latencies_ms += rt.stats.bridge_latencies_ms
+                    self.summary.queue_waits_ms += rt.stats.queue_waits_ms
         finally:
             await engine.dispose()
         return self.summary

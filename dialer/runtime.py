@@ -127,6 +127,8 @@ class LiveCall:
     stage: AttemptStage = AttemptStage.CREATED
     sip_end: sip.CallEnded | None = None
     bridge_latency_ms: float | None = None
+    #: answer -> the router picked an agent (queue wait; 0 when an agent was ready)
+    queue_wait_ms: float | None = None
     engine_done: bool = False
 
 
@@ -135,6 +137,8 @@ class RuntimeStats:
     placed: int = 0
     results: Counter[str] = field(default_factory=Counter)
     bridge_latencies_ms: list[float] = field(default_factory=list)
+    #: per bridged call, the part of the answer-to-agent time spent waiting for a free agent
+    queue_waits_ms: list[float] = field(default_factory=list)
     held_back: Counter[str] = field(default_factory=Counter)
 
 
@@ -345,6 +349,7 @@ class CampaignRuntime:
                 latency = (ev.mono - call.answered_mono) * 1000.0
             call.bridge_latency_ms = latency
             self.stats.bridge_latencies_ms.append(latency)
+            self.stats.queue_waits_ms.append(call.queue_wait_ms or 0.0)
             if self.metrics is not None:
                 self.metrics.observe_answer_to_agent(self.name, latency / 1000.0)
             self._write(repo.update_attempt, self.sessions, call.attempt_id,
@@ -514,6 +519,8 @@ class CampaignRuntime:
             log.error("campaign %s: bridge for unknown call/agent", self.name)
             return
         call.agent_login = a.agent_id
+        if call.answered_mono is not None:
+            call.queue_wait_ms = max(0.0, (time.monotonic() - call.answered_mono) * 1000.0)
         self._spawn(self.pool.submit(sip.Bridge(
             call_id=a.call_id, agent_call_id=f"{a.call_id}-agent", agent_uri=agent.sip_uri,
             answer_timeout_s=self.agent_answer_timeout_s,

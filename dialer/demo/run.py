@@ -163,8 +163,11 @@ def _progress(app: DialerApp, started: float, minutes: float) -> Table:
     table.add_row("abandon rate (cap)",
                   f"{ab.rate:.2%} of {ab.live} live answers (cap {rt.campaign.abandon_cap:.0%})")
     if lat:
+        waits = rt.stats.queue_waits_ms
         table.add_row("answer -> agent", f"p50 {statistics.median(lat):.1f} ms, "
                                          f"max {max(lat):.1f} ms, n={len(lat)}")
+        table.add_row("  of which waiting", f"{sum(1 for w in waits if w > 1)} calls waited "
+                                            f"for a free agent, longest {max(waits):.0f} ms")
     table.add_row("results", "  ".join(f"{k}={v}" for k, v in sorted(rt.stats.results.items())))
     if app.metrics_url:
         table.add_row("metrics", app.metrics_url)
@@ -247,6 +250,12 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
             t.cancel()
         console.print(Group(_progress(app, started, opts.minutes)))
     await print_report(settings.database.url, now)
+    direct = [b - w for b, w in zip(summary.bridge_latencies_ms, summary.queue_waits_ms,
+                                    strict=True)]
+    console.print(f"answer-to-agent latency without queue wait: p50 {percentile(direct, 0.5):.1f}"
+                  f" ms, p99 {percentile(direct, 0.99):.1f} ms; "
+                  f"{sum(1 for w in summary.queue_waits_ms if w > 1)} of {len(direct)} "
+                  "answered people waited for a free agent (within the 2 s rule)")
     # plain print: the summary is one line for scripts to grep, never wrapped by rich
     print(summary_line(summary), flush=True)
     return summary
