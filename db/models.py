@@ -105,6 +105,9 @@ class Campaign(Base):
         str_enum(MachinePolicy), default=MachinePolicy.HANG_UP
     )
     message_wav: Mapped[str | None] = mapped_column(String(500))
+    #: key a person presses during the abandon message to be put on the DNC list (US rule);
+    #: "" switches the opt-out off
+    optout_key: Mapped[str] = mapped_column(String(1), default="9", server_default="9")
     record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
     calling_window: Mapped[str] = mapped_column(String(32), default="us_federal")
     default_region: Mapped[str] = mapped_column(String(2), default="US")

@@ -23,6 +23,7 @@ from dialer.domain import (
     AgentState,
     AttemptResult,
     AttemptStage,
+    LeadStatus,
 )
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -43,6 +44,7 @@ _CAMPAIGN_FIELDS = (
     "caller_id", "dial_mode", "trunk", "timezone", "ring_timeout_s", "min_ring_s",
     "lines_per_agent", "max_dial_level", "abandon_cap", "abandon_window", "abandon_grace_s",
     "abandon_clock_start", "amd_enabled", "amd_max_ms", "machine_policy", "message_wav",
+    "optout_key",
     "record_calls", "calling_window", "default_region", "callback_grace_s", "script",
 )
 
@@ -268,8 +270,11 @@ async def update_lead(
         lead = await s.get(Lead, lead_id)
         if lead is None:
             return
+        was_dnc = lead.status is LeadStatus.DNC
         for k, v in fields.items():
             setattr(lead, k, v)
+        if was_dnc:  # DNC is sticky: an outcome that arrives later never undoes it
+            lead.status = LeadStatus.DNC
         lead.claimed_by = None
         lead.claimed_until = None
         lead.updated_at = now

@@ -142,6 +142,8 @@ class CampaignConfig(_Section):
     amd_max_ms: int = Field(default=3500, ge=500, le=10000)
     machine_policy: MachinePolicy = MachinePolicy.HANG_UP
     message_wav: str | None = None
+    #: key pressed during the abandon message that puts the number on the DNC list ("" = off)
+    optout_key: str = Field(default="9", pattern=r"^[0-9*#]?$")
     record_calls: bool = False
     calling_window: str = "us_federal"
     default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")

@@ -129,6 +129,7 @@ class LiveCall:
     bridge_latency_ms: float | None = None
     #: answer -> the router picked an agent (queue wait; 0 when an agent was ready)
     queue_wait_ms: float | None = None
+    opted_out: bool = False
     engine_done: bool = False
 
 
@@ -375,6 +376,31 @@ class CampaignRuntime:
             self._engine(self.engine.call_ended, ev.call_id, AttemptResult.LOST)
         elif isinstance(ev, sip.CommandRejected):
             self._on_rejected(call, ev)
+        elif isinstance(ev, sip.DtmfReceived):
+            self._on_key(call, ev)
+
+    def _on_key(self, call: LiveCall, ev: sip.DtmfReceived) -> None:
+        """US rule: a key pressed during the abandon message is a DNC request, at once."""
+        key = self.campaign.optout_key
+        if not key or ev.digit != key or call.stage is not AttemptStage.MESSAGE \
+                or call.opted_out:
+            return
+        call.opted_out = True
+        log.info("campaign %s: attempt %s: opt-out key during the message", self.name,
+                 call.attempt_id)
+        self._write(self._store_optout, call.attempt_id, call.lead_id, ev.wall)
+        self._spawn(self.pool.submit(sip.Hangup(call_id=call.call_id, reason="opt-out")),
+                    "hangup")
+
+    async def _store_optout(self, attempt_id: int, lead_id: int, at: datetime) -> None:
+        await repo.update_attempt(self.sessions, attempt_id, opted_out=True)
+        async with self.sessions() as s:
+            phone = await s.scalar(select(Lead.phone_e164).where(Lead.id == lead_id))
+        if phone:
+            await dnc.add(self.sessions, phone, now=at, reason="opt-out key during the message",
+                          attempt_id=attempt_id)
+            if self.metrics is not None:
+                self.metrics.dnc_hit(self.name)
 
     def _on_rejected(self, call: LiveCall, ev: sip.CommandRejected) -> None:
         log.warning("campaign %s: %s rejected for call %s: %s", self.name, ev.command,
@@ -531,6 +557,7 @@ class CampaignRuntime:
         call = self.calls.get(a.call_id)
         if call is None:
             return
+        call.stage = AttemptStage.MESSAGE
         wav = self.campaign.message_wav or self.message_wav
         if wav:
             self._spawn(self.pool.submit(

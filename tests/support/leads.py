@@ -48,3 +48,8 @@ async def seed_campaign(url: str, name: str, numbers: list[tuple[str, str]],
                            name="Test Lead", next_call_at=now))
     finally:
         await engine.dispose()
+
+
+def optout_user(e164: str) -> str:
+    """A dial plan: every callee answers after 1 s, presses 9 a second later, talks 20 s."""
+    return "optout_1_20"
