@@ -197,6 +197,7 @@ class CampaignRuntime:
         self._agent_outbox: deque[tuple[str, str, dict[str, Any]]] = deque()
         self._agent_flush_scheduled = False
         self._writer_task: asyncio.Task[None] | None = None
+        self._claims_renewed = time.monotonic()
         #: leads of the campaign callable now (refreshed by the app's periodic count)
         self.callable_leads = 0
 
@@ -219,6 +220,7 @@ class CampaignRuntime:
                 # tick even when not dialing: answered calls still have abandon deadlines
                 self._apply(self.engine.tick(self.clock()))
                 self._publish_gauges()
+                self._renew_claims_if_due()
         finally:
             await self._writes.put(None)
             await writer
@@ -268,6 +270,16 @@ class CampaignRuntime:
                                          ended_at=now, sip_reason=reason):
                 n += 1
         return n
+
+    def _renew_claims_if_due(self) -> None:
+        """Renew the hopper's lead claims at half their lease (STYLE.md: leases for claims),
+        so no other dialer process takes a lead this one still holds."""
+        now = time.monotonic()
+        if now - self._claims_renewed < self.claim_ttl.total_seconds() / 2 or not self._claimed:
+            return
+        self._claims_renewed = now
+        self._write(repo.renew_claims, self.sessions, holder=self.dialer_id,
+                    lead_ids=list(self._claimed), now=self.clock(), ttl=self.claim_ttl)
 
     async def _release_all(self) -> None:
         ids = list(self._claimed)
