@@ -121,6 +121,8 @@ def demo_cmd(
     live: Annotated[bool, typer.Option(help="Live terminal view (--no-live: periodic lines)")]
     = True,
     seed: Annotated[int, typer.Option(help="Seed of the generated leads and agents")] = 7,
+    amd: Annotated[bool, typer.Option(help="Answering-machine detection on (adds its ~1.5 s "
+                                           "analysis to answer-to-agent)")] = False,
     db: DbOpt = None,
 ) -> None:
     """A predictive campaign on loopback: SQLite, embedded MQTT, SIPp callees and phones."""
@@ -129,7 +131,7 @@ def demo_cmd(
     from dialer.demo.run import DemoOptions, run_demo
 
     opts = DemoOptions(minutes=minutes, agents=agents, metrics_port=metrics_port, live=live,
-                       seed=seed, database_url=db)
+                       seed=seed, database_url=db, amd=amd)
     asyncio.run(run_demo(opts))
 
 

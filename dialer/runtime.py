@@ -124,6 +124,8 @@ class LiveCall:
     agent_login: str | None = None
     answered_wall: datetime | None = None
     answered_mono: float | None = None
+    #: when the dialer knew a person was there (the answer, or AMD's verdict)
+    live_mono: float | None = None
     stage: AttemptStage = AttemptStage.CREATED
     sip_end: sip.CallEnded | None = None
     bridge_latency_ms: float | None = None
@@ -139,6 +141,7 @@ class RuntimeStats:
     results: Counter[str] = field(default_factory=Counter)
     bridge_latencies_ms: list[float] = field(default_factory=list)
     #: per bridged call, the part of the answer-to-agent time spent waiting for a free agent
+    #: (AMD's analysis, when on, is neither: it is the rest of answer-to-agent)
     queue_waits_ms: list[float] = field(default_factory=list)
     held_back: Counter[str] = field(default_factory=Counter)
 
@@ -348,11 +351,13 @@ class CampaignRuntime:
                         stage=AttemptStage.ANSWERED, answered_at=ev.wall)
             self._supervise_call(call, AttemptStage.ANSWERED)
             if not self.campaign.amd_enabled:
+                call.live_mono = ev.mono
                 self._engine(self.engine.call_answered, ev.call_id, AmdVerdict.NOT_RUN,
                              answered_at=ev.wall)
         elif isinstance(ev, sip.AmdDone):
             self._write(repo.update_attempt, self.sessions, call.attempt_id,
                         amd_verdict=ev.verdict, amd_ms=ev.took_ms, amd_done_at=ev.wall)
+            call.live_mono = ev.mono
             self._engine(self.engine.call_answered, ev.call_id, ev.verdict,
                          answered_at=call.answered_wall or now)
         elif isinstance(ev, sip.CallBridged):
@@ -557,8 +562,8 @@ class CampaignRuntime:
             log.error("campaign %s: bridge for unknown call/agent", self.name)
             return
         call.agent_login = a.agent_id
-        if call.answered_mono is not None:
-            call.queue_wait_ms = max(0.0, (time.monotonic() - call.answered_mono) * 1000.0)
+        if call.live_mono is not None:
+            call.queue_wait_ms = max(0.0, (time.monotonic() - call.live_mono) * 1000.0)
         self._spawn(self.pool.submit(sip.Bridge(
             call_id=a.call_id, agent_call_id=f"{a.call_id}-agent", agent_uri=agent.sip_uri,
             answer_timeout_s=self.agent_answer_timeout_s,
