@@ -49,7 +49,7 @@ from dialer.config import ConfigError, Settings
 from dialer.core.errors import CoreError
 from dialer.domain import DIALABLE_STATUSES, AttemptResult
 from dialer.metrics import DialerMetrics
-from dialer.runtime import CampaignRuntime, Clock, wall_clock
+from dialer.runtime import CampaignRuntime, Clock, PacingPriors, pacing_priors, wall_clock
 from scheduling.facts import refresh_callability
 from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
 from sip.assets import ensure_default_message
@@ -168,7 +168,8 @@ class DialerApp:
                 await self._start_pool(stack, campaigns, message, data_dir)
                 for c in campaigns:
                     self.metrics.add_campaign(c.name)
-                    self.runtimes[c.name] = self._runtime(c, agents, message)
+                    priors = await pacing_priors(sessions, c.id, self.clock())
+                    self.runtimes[c.name] = self._runtime(c, agents, message, priors)
                 # MQTT last: an agent's first command must find its campaign runtime
                 await self._start_bus(stack)
                 jobs = SchedulingJobs(
@@ -207,7 +208,9 @@ class DialerApp:
             await engine.dispose()
         return self.summary
 
-    def _runtime(self, c: Campaign, agents: dict[str, Agent], message: str) -> CampaignRuntime:
+    def _runtime(
+        self, c: Campaign, agents: dict[str, Agent], message: str, priors: PacingPriors
+    ) -> CampaignRuntime:
         s = self.settings
         target = self._target_for
         if target is None:
@@ -228,7 +231,7 @@ class DialerApp:
             claim_ttl=timedelta(seconds=s.scheduling.claim_ttl_s),
             abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s),
             agent_answer_timeout_s=s.sip.agent_answer_timeout_s, clock=self.clock,
-            max_lines=capacity,
+            max_lines=capacity, priors=priors,
         )
 
     async def _start_bus(self, stack: contextlib.AsyncExitStack) -> None:
