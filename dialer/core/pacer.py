@@ -320,25 +320,8 @@ def predictive_pacer(snap: PacerSnapshot) -> int:
         return 0
     curve = risk_curve(snap)
     theta = snap.abandon.risk
-    import os
-    boost = float(os.environ.get("BOOST", "1"))
     if isinstance(curve, ExactRiskCurve):
-        calls = snap.model.calls
-        if snap.inflight_ages:
-            ages = np.asarray(snap.inflight_ages)
-            cover = float(calls.live_within_v(ages, np.full_like(ages, 1e4)).sum())
-        else:
-            cover = 0.0
-        cover += snap.waiting
-        n = 0
-        pmf = curve.demand_pmf
-        while n < upper:
-            th = theta * boost if n + cover < snap.agents_ready else theta * float(os.environ.get("BUSY", "1"))
-            if curve._risk_of(pmf) > min(th, 0.5):
-                break
-            pmf = curve._add_call(pmf)
-            n += 1
-        return n
+        return curve.max_calls(theta, upper)
     if curve.risk(0) > theta:
         return 0
     # risk grows with n: binary search the last n whose marginal call is still acceptable
