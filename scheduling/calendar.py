@@ -14,6 +14,7 @@ transition at most per day, found by bisection), then cached per (schedule, UTC 
 
 from __future__ import annotations
 
+import abc
 import functools
 import itertools
 import re
@@ -225,7 +226,7 @@ def is_public_holiday(country: str, subdivision: str | None, d: date) -> bool:
     return d in _holiday_set(country, subdivision, d.year)
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Open/closed time of a weekly pattern in one zone; the engine under calendars and windows.
 
     Subclasses define `day_intervals(d)`; this class converts them to UTC and answers
@@ -237,8 +238,9 @@ class Schedule:
     #: UTC day -> merged open pieces overlapping it; each subclass provides its own dict
     _cache: dict[int, tuple[tuple[int, int], ...]]
 
-    def day_intervals(self, d: date) -> DayIntervals:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def day_intervals(self, d: date) -> DayIntervals:
+        """The local open intervals of day `d` in `zone_name` (minutes from midnight)."""
 
     # -- cache ------------------------------------------------------------------------------
     def _utc_day(self, u: int) -> tuple[tuple[int, int], ...]:
