@@ -157,8 +157,8 @@ class DialerApp:
                 raise RuntimeError("no campaign configured: add a [[campaigns]] table")
             agents = {a.login: await repo.upsert_agent(sessions, a.login, a.sip_uri,
                                                        a.display_name) for a in s.agents}
-            for login in agents:
-                self.agent_campaign[login] = campaigns[0].name
+            for a in s.agents:
+                self.agent_campaign[a.login] = a.campaign or campaigns[0].name
             message = str(ensure_default_message(data_dir / "message.wav"))
             async with contextlib.AsyncExitStack() as stack:
                 if s.metrics.enabled:

@@ -120,6 +120,8 @@ class AgentConfig(_Section):
     display_name: str = ""
     #: the MQTT password (for the embedded broker; Mosquitto keeps its own password file)
     password: str = ""
+    #: the campaign this agent takes calls for ("" = the first campaign of the file)
+    campaign: str = ""
 
 
 class CampaignConfig(_Section):
@@ -294,6 +296,10 @@ def _check_cross_references(s: Settings) -> None:
                 f"({c.ring_timeout_s})"
             )
     names = [c.name for c in s.campaigns]
+    for i, a in enumerate(s.agents):
+        if a.campaign and a.campaign not in names:
+            problems.append(f"agents.{i}.campaign = {a.campaign!r}: expected one of the "
+                            f"[[campaigns]] names {names}")
     if len(set(names)) != len(names):
         problems.append(f"campaigns: duplicate campaign names in {names}")
     logins = [a.login for a in s.agents]

@@ -56,6 +56,8 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[[campaigns]]\nname = "a"\ncaller_id = "+14155550100"\ntrunk = "nope"\n',
          "campaigns.0.trunk = 'nope': expected one of the [sip.trunks.*] names"),
         ("[sip\n", "not valid TOML"),
+        ('[[agents]]\nlogin = "a"\nsip_uri = "sip:a@h"\ncampaign = "nope"\n',
+         "agents.0.campaign = 'nope': expected one of the [[campaigns]] names"),
         ('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "no.such.module:f"\n',
          "sip.trunks.t.dial_plan = 'no.such.module:f': cannot import it"),
         ('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "not a path"\n',
