@@ -241,7 +241,8 @@ class DialerApp:
         if not url:
             broker = EmbeddedBroker(
                 {a.login: a.password for a in s.agents if a.password},
-                host=s.mqtt.embedded_host, port=s.mqtt.embedded_port, prefix=s.mqtt.topic_prefix)
+                host=s.mqtt.embedded_host, port=s.mqtt.embedded_port, prefix=s.mqtt.topic_prefix,
+                supervisors=s.mqtt.supervisors)
             await stack.enter_async_context(broker)
             self.broker = broker
             url, creds = broker.url, broker.dialer_credentials

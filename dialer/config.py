@@ -62,6 +62,8 @@ class MqttSection(_Section):
     embedded_host: str = "127.0.0.1"
     embedded_port: int = Field(default=1883, ge=0, le=65535)
     topic_prefix: str = "dialer"
+    #: embedded broker only: supervisor logins and passwords (read-only: the supervisor stream)
+    supervisors: dict[str, str] = {}
 
 
 class MetricsSection(_Section):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import re
 import urllib.request
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from sqlalchemy import func, select
 
@@ -68,9 +70,13 @@ EXPECTED = {
 }
 AGENTS = {"agent1": "pw-1", "agent2": "pw-2", "agent3": "pw-3", "tester": "pw-t"}
 DIALER_USER = ("dialer", "dialer-pw")
+SUPERVISOR = ("boss", "boss-pw")
 ACL = """\
 user dialer
 topic readwrite dialer/#
+
+user boss
+topic read dialer/supervisor/#
 
 pattern write dialer/agents/%u/cmd
 pattern read dialer/agents/%u/evt
@@ -89,7 +95,8 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Stack:
     if request.param == "defaults":
         return Stack("defaults", f"sqlite:///{tmp_path / 'e2e.db'}", "")
     pg: TempPostgres = request.getfixturevalue("pg_server")
-    mosq = MosquittoServer(tmp_path, ACL, users={**AGENTS, DIALER_USER[0]: DIALER_USER[1]})
+    mosq = MosquittoServer(tmp_path, ACL, users={**AGENTS, DIALER_USER[0]: DIALER_USER[1],
+                                                 SUPERVISOR[0]: SUPERVISOR[1]})
     mosq.start()
     request.addfinalizer(mosq.stop)
     url = pg.create_database(f"e2e_{tmp_path.name[-12:].replace('-', '_').lower()}")
@@ -101,7 +108,8 @@ def settings_for(st: Stack, callee_port: int, phone_uri: str) -> Settings:
     return Settings(
         dialer=DialerSection(id=f"e2e-{st.kind}", drain_deadline_s=10.0),
         database=DatabaseSection(url=st.db_url),
-        mqtt=MqttSection(url=st.mqtt_url, embedded_port=0),
+        mqtt=MqttSection(url=st.mqtt_url, embedded_port=0,
+                         supervisors=dict([SUPERVISOR]) if not st.mqtt_url else {}),
         metrics=MetricsSection(enabled=True, port=0),
         sip=SipSection(nodes=3, base_port=0,
                        trunks={"pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}",
@@ -142,6 +150,16 @@ async def db_state(url: str) -> tuple[list[tuple[str, AttemptStage, AttemptResul
         await engine.dispose()
 
 
+async def watch_supervisor(broker_url: str, seen: list[dict[str, object]]) -> None:
+    """A supervisor's view: every event of the supervisor stream, as received."""
+    host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    async with aiomqtt.Client(host, int(port), username=SUPERVISOR[0],
+                              password=SUPERVISOR[1]) as client:
+        await client.subscribe("dialer/supervisor/#", qos=1)
+        async for message in client.messages:
+            seen.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+
+
 def scrape_attempts(metrics_url: str) -> Counter[str]:
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     out: Counter[str] = Counter()
@@ -163,6 +181,8 @@ async def test_campaign_end_to_end(stack: Stack) -> None:
         async with running(app):
             broker_url = app.broker.url if app.broker else stack.mqtt_url.replace(
                 f"{DIALER_USER[0]}:{DIALER_USER[1]}@", "")
+            supervised: list[dict[str, object]] = []
+            watcher = asyncio.create_task(watch_supervisor(broker_url, supervised))
             profile = AgentProfile(wrapup_s=(0.5, 1.5), break_probability=0.0)
             agents = [SimulatedAgent(login, AGENTS[login], broker_url, random.Random(i),
                                      profile) for i, login in enumerate(("agent1", "agent2",
@@ -232,6 +252,14 @@ async def test_campaign_end_to_end(stack: Stack) -> None:
                 assert err is not None
             after, _ = await db_state(stack.db_url)
             assert {r[0]: r[3] for r in after} == {r[0]: r[3] for r in rows}
+
+            # the supervisor stream saw every call end and the agents' state changes,
+            # with ids only (no phone numbers)
+            watcher.cancel()
+            ended = [e for e in supervised if e.get("type") == "call" and e.get("stage") == "ended"]
+            assert len(ended) == len(numbers)
+            assert any(e.get("type") == "agent_state" for e in supervised)
+            assert not any(p in json.dumps(supervised) for p, _ in numbers)
             for a in agents:
                 a.stop()
             await asyncio.wait(tasks, timeout=10)
