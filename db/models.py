@@ -112,6 +112,9 @@ class Campaign(Base):
     calling_window: Mapped[str] = mapped_column(String(32), default="us_federal")
     default_region: Mapped[str] = mapped_column(String(2), default="US")
     callback_grace_s: Mapped[float] = mapped_column(Float, default=900.0)
+    #: an agent still in wrap-up after this long is made ready again and the call gets the
+    #: dialer's `wrapup_timeout` disposition (0: wait for the agent forever)
+    max_wrapup_s: Mapped[float] = mapped_column(Float, default=600.0, server_default="600")
     #: RetryPolicy as JSON: {"max_attempts": 6, "max_attempts_per_30_days": null,
     #: "delays_s": {"busy": 900, ...}}
     retry_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -45,7 +45,8 @@ _CAMPAIGN_FIELDS = (
     "lines_per_agent", "max_dial_level", "abandon_cap", "abandon_window", "abandon_grace_s",
     "abandon_clock_start", "amd_enabled", "amd_max_ms", "machine_policy", "message_wav",
     "optout_key",
-    "record_calls", "calling_window", "default_region", "callback_grace_s", "script",
+    "record_calls", "calling_window", "default_region", "callback_grace_s", "max_wrapup_s",
+    "script",
 )
 
 

@@ -152,6 +152,8 @@ class CampaignConfig(_Section):
     calling_window: str = "us_federal"
     default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     callback_grace_s: float = Field(default=900.0, ge=0)
+    #: an agent still in wrap-up after this is made ready; the call gets "wrapup_timeout"
+    max_wrapup_s: float = Field(default=600.0, ge=0)
     max_attempts: int = Field(default=6, ge=1, le=100)
     script: str = ""
 

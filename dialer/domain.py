@@ -165,7 +165,12 @@ class DispositionSpec:
     #: next contact when the agent gives none (None: the retry policy decides)
     default_next_contact: timedelta | None = None
     closes_complaint: bool = False
+    #: set by the dialer itself, never offered to (or accepted from) an agent
+    system: bool = False
 
+
+#: the dialer's own disposition when an agent gives none within the campaign's max wrap-up
+WRAPUP_TIMEOUT = "wrapup_timeout"
 
 DEFAULT_DISPOSITIONS: tuple[DispositionSpec, ...] = (
     DispositionSpec(code="no_need", label="No need", final=False,
@@ -188,6 +193,8 @@ DEFAULT_DISPOSITIONS: tuple[DispositionSpec, ...] = (
                     reached=False, final=True),
     DispositionSpec(code="do_not_call", label="Do not call", new_status=LeadStatus.DNC,
                     add_to_dnc=True, final=True),
+    DispositionSpec(code=WRAPUP_TIMEOUT, label="No disposition (wrap-up timed out)",
+                    system=True),
 )
 
 

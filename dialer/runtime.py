@@ -47,10 +47,11 @@ from dialer.core.actions import (
 )
 from dialer.core.config import CampaignConfig
 from dialer.core.engine import CampaignEngine
-from dialer.core.errors import CoreError, UnknownCallError
+from dialer.core.errors import CoreError, InvalidDispositionError, UnknownCallError
 from dialer.core.pacer import LineLimits
 from dialer.core.tickets import LeadTicket
 from dialer.domain import (
+    WRAPUP_TIMEOUT,
     AbandonPolicy,
     AbandonWindow,
     AgentState,
@@ -123,6 +124,8 @@ def engine_config(
         {s["code"]: DispositionSpec(**_spec_kwargs(s)) for s in specs}
         if specs else disposition_catalog()
     )
+    # the dialer's own code for a wrap-up that timed out is in every catalog
+    catalog.setdefault(WRAPUP_TIMEOUT, disposition_catalog()[WRAPUP_TIMEOUT])
     return CampaignConfig(
         campaign_id=campaign.name,
         mode=campaign.dial_mode,
@@ -269,6 +272,7 @@ class CampaignRuntime:
                 self._apply(self.engine.tick(self.clock()))
                 self._publish_gauges()
                 self._renew_claims_if_due()
+                self._close_overdue_wrapups()
         finally:
             await self._writes.put(None)
             await writer
@@ -318,6 +322,26 @@ class CampaignRuntime:
                                          ended_at=now, sip_reason=reason):
                 n += 1
         return n
+
+    def _close_overdue_wrapups(self) -> None:
+        """An agent who gives no disposition within max_wrapup_s is made ready again; the
+        call is closed with the dialer's own `wrapup_timeout` disposition."""
+        limit = self.campaign.max_wrapup_s
+        if not limit:
+            return
+        now_mono = time.monotonic()
+        for login, started in list(self._wrap_started.items()):
+            if now_mono - started < limit:
+                continue
+            call = next((c for c in self.calls.values()
+                         if c.agent_login == login and c.engine_done), None)
+            if call is None:
+                continue
+            log.warning("campaign %s: agent %s gave no disposition within %.0f s; closing "
+                        "attempt %s as %s", self.name, login, limit, call.attempt_id,
+                        WRAPUP_TIMEOUT)
+            self._engine(self.engine.disposition, login, call.call_id, WRAPUP_TIMEOUT,
+                         notes=f"no disposition within {limit:.0f} s of the call's end")
 
     def _renew_claims_if_due(self) -> None:
         """Renew the hopper's lead claims at half their lease (STYLE.md: leases for claims),
@@ -499,6 +523,9 @@ class CampaignRuntime:
                        None)
         if call_id is None:
             raise UnknownCallError(f"attempt {attempt_id} is not waiting for a disposition")
+        spec = self.engine.config.dispositions.get(code)
+        if spec is not None and spec.system:
+            raise InvalidDispositionError(f"disposition {code!r} is set by the dialer only")
         self._apply(self.engine.disposition(
             self.clock(), login, call_id, code, notes=notes or None,
             next_contact_at=next_contact_at, callback_scope=scope))
@@ -756,7 +783,7 @@ class CampaignRuntime:
             "script": self.campaign.script or "",
             "dispositions": [{"code": s.code, "label": s.label,
                               "needs_callback": s.needs_callback, "final": s.final}
-                             for s in self.engine.config.dispositions.values()],
+                             for s in self.engine.config.dispositions.values() if not s.system],
         })
 
     async def _preview(self, a: PreviewOffer) -> None:
