@@ -236,9 +236,13 @@ async def test_campaign_end_to_end(stack: Stack) -> None:
                              if r[2] is AttemptResult.CONNECTED)
             async with AgentClient("tester", AGENTS["tester"], broker_url) as tester:
                 await tester.request(LoginCmd(login="tester"))
-                async with session_factory(create_engine(stack.db_url))() as s:
-                    attempt_id = await s.scalar(
-                        select(Attempt.id).where(Attempt.phone_e164 == connected))
+                engine = create_engine(stack.db_url)
+                try:
+                    async with session_factory(engine)() as s:
+                        attempt_id = await s.scalar(
+                            select(Attempt.id).where(Attempt.phone_e164 == connected))
+                finally:
+                    await engine.dispose()
                 with pytest.raises(ProtocolError):
                     await tester.request(DispositionCmd(
                         login="tester", attempt_id=attempt_id, code="contract", notes="mine"))
@@ -256,6 +260,7 @@ async def test_campaign_end_to_end(stack: Stack) -> None:
             # the supervisor stream saw every call end and the agents' state changes,
             # with ids only (no phone numbers)
             watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             ended = [e for e in supervised if e.get("type") == "call" and e.get("stage") == "ended"]
             assert len(ended) == len(numbers)
             assert any(e.get("type") == "agent_state" for e in supervised)

@@ -99,9 +99,9 @@ async def wait_for(cond: Callable[[], Awaitable[bool]], seconds: float, what: st
 
 def start_dialer(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([DIALER, "run", "--config", str(config)], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            cwd=config.parent)
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([DIALER, "run", "--config", str(config)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=config.parent)
 
 
 async def test_crash_then_restart_then_sigterm(tmp_path: Path) -> None:
@@ -131,6 +131,7 @@ async def test_crash_then_restart_then_sigterm(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(10)
         open_before = [r for r in await attempts(db) if r[1] is not AttemptStage.ENDED]
         assert open_before, "the crash should leave live calls' attempts open"
 
@@ -156,6 +157,7 @@ async def test_crash_then_restart_then_sigterm(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(10)
     assert code == 0, log.read_text()[-3000:]
     final = await attempts(db)
     assert all(r[1] is AttemptStage.ENDED and r[2] is not None for r in final), final

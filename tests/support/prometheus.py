@@ -11,7 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -31,6 +31,7 @@ class PrometheusServer:
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -50,11 +51,12 @@ class PrometheusServer:
             f"    static_configs: [{{targets: {json.dumps(self.targets)}}}]\n"
         )
         self.port = _free_port()
+        self._log = (d / "prometheus.log").open("wb")
         self._proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={d / 'prometheus.yml'}",
              f"--storage.tsdb.path={d / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=(d / "prometheus.log").open("wb"),
+            stdout=subprocess.DEVNULL, stderr=self._log,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -83,7 +85,11 @@ class PrometheusServer:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+            self._proc.wait(5)
         self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
