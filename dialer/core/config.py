@@ -38,6 +38,12 @@ class CampaignConfig:
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     #: the SIP side's ring timeout (sizes the answer-time model's grid)
     ring_timeout_seconds: float = 25.0
+    #: compliance: a call is never hung up before it has rung this long
+    min_ring_seconds: float = 15.0
+    #: predictive mode: hang up a call still ringing after min_ring_seconds when no agent is
+    #: expected to be free if it is answered (the lead gets NO_ANSWER and its retry rules);
+    #: the pacer then counts answers of younger calls only up to min_ring_seconds
+    cancel_surplus_calls: bool = True
     #: priors for the first minutes, before the campaign has its own statistics
     expected_talk_seconds: float = 180.0
     expected_wrap_seconds: float = 15.0
@@ -82,6 +88,9 @@ class CampaignConfig:
             raise bad(f"abandon_target_ratio must be in (0, 1], got {self.abandon_target_ratio}")
         if self.ring_timeout_seconds <= 0:
             raise bad(f"ring_timeout_seconds must be > 0, got {self.ring_timeout_seconds}")
+        # a min ring at or beyond the ring timeout is legal: nothing is ever cancelled then
+        if not self.min_ring_seconds >= 0.0:
+            raise bad(f"min_ring_seconds must be >= 0, got {self.min_ring_seconds}")
         for name in ("expected_talk_seconds", "expected_wrap_seconds"):
             if getattr(self, name) <= 0:
                 raise bad(f"{name} must be > 0, got {getattr(self, name)}")

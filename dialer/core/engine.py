@@ -51,7 +51,13 @@ from dialer.core.errors import (
 from dialer.core.governor import AbandonGovernor
 from dialer.core.hopper import Hopper
 from dialer.core.outcomes import apply_disposition, apply_system_result
-from dialer.core.pacer import AbandonBudget, Pacer, PacerSnapshot, pacer_for
+from dialer.core.pacer import (
+    AbandonBudget,
+    Pacer,
+    PacerSnapshot,
+    pacer_for,
+    ringing_calls_to_keep,
+)
 from dialer.core.router import choose_agent
 from dialer.core.stats import CallEstimator, DurationEstimator, PacingModel
 from dialer.core.tickets import LeadTicket
@@ -105,6 +111,8 @@ class _Call:
     message_at: datetime | None = None
     result: AttemptResult | None = None
     waiting: bool = False
+    #: the engine hung it up while ringing (surplus): the lead gets NO_ANSWER
+    cancelled: bool = False
 
 
 @dataclass(slots=True)
@@ -126,6 +134,8 @@ class EngineCounters:
     calls_in_flight: int
     calls_waiting: int
     hopper_size: int
+    #: ringing calls hung up as surplus (after the minimum ring time)
+    surplus_cancels: int = 0
 
 
 class CampaignEngine:
@@ -178,6 +188,10 @@ class CampaignEngine:
         self._connected = 0
         self._abandoned = 0
         self._machines = 0
+        self._cancels = 0
+        self._cancelling = config.cancel_surplus_calls and config.mode is DialMode.PREDICTIVE
+        #: (time a ringing call reaches the minimum ring time, call id), in dial order
+        self._ring_checks: deque[tuple[float, str]] = deque()
 
     # ------------------------------------------------------------------ clock
     def _clock(self, now: datetime) -> float:
@@ -208,6 +222,8 @@ class CampaignEngine:
                 best = min(best, o.offered_t + timeout)
         if self._lead_request_t is not None:
             best = min(best, self._lead_request_t + self.config.lead_request_timeout_seconds)
+        if self._ring_checks:
+            best = min(best, self._ring_checks[0][0])
         if math.isinf(best):
             cb = self.hopper.next_callback_change(self._dt(max(self._t, 0.0)))
             return cb
@@ -373,6 +389,9 @@ class CampaignEngine:
         self._leave_inflight(call)
         call.stage = AttemptStage.ANSWERED
         call.answered_at = answered_at or now
+        if call.cancelled:
+            self._answered_after_cancel(call, verdict, t, now, out)
+            return out
         machine = verdict is AmdVerdict.MACHINE and (
             self.config.machine_policy is not MachinePolicy.TREAT_AS_HUMAN
         )
@@ -475,6 +494,11 @@ class CampaignEngine:
                     f"{sorted(r.value for r in _UNANSWERED_RESULTS)}, got {result!r}"
                 )
             self._leave_inflight(call)
+            if call.cancelled and result in (AttemptResult.CANCELLED, AttemptResult.NO_ANSWER):
+                # for the lead it rang out unanswered: retried as a no-answer
+                result = AttemptResult.NO_ANSWER
+            # a cancelled call is learnt as resolved at the cancel: under this policy that
+            # is how such calls end (leaving them out would overstate the live rate)
             self._learn_call(call, t, needs_agent=False)
             call.result = result
             if call.reserved_agent is not None:
@@ -608,6 +632,7 @@ class CampaignEngine:
             calls_in_flight=len(self._inflight) + self._reserved_inflight,
             calls_waiting=len(self._waiting),
             hopper_size=len(self.hopper),
+            surplus_cancels=self._cancels,
         )
 
     def abandon_counts(self, now: datetime) -> WindowCounts:
@@ -666,6 +691,7 @@ class CampaignEngine:
             live_total=self._connected + self._abandoned,
             abandoned_total=self._abandoned,
             machines_total=self._machines,
+            cancel_after=self.config.min_ring_seconds if self._cancelling else None,
         )
 
     # ------------------------------------------------------------------ internals
@@ -774,8 +800,10 @@ class CampaignEngine:
             self._next_pace_t = soon
 
     def _after(self, t: float, now: datetime, out: list[Action]) -> None:
-        """Common tail of every input: route, pace when due, ask for leads."""
+        """Common tail of every input: route, cancel surplus calls, pace when due, leads."""
         self._route(now, out)
+        if self._ring_checks and t + _EPS >= self._ring_checks[0][0]:
+            self._cancel_surplus(t, now, out)
         if t + _EPS >= self._next_pace_t:
             self._pace(t, now, out)
         self._need_leads(t, now, out)
@@ -799,6 +827,9 @@ class CampaignEngine:
         self._calls[cid] = call
         if reserved_agent is None:
             self._inflight[cid] = call
+            if self._cancelling:
+                # checked just after the minimum ring time (never before it)
+                self._ring_checks.append((t + self.config.min_ring_seconds + 1e-3, cid))
         else:
             self._reserved_inflight += 1
             self.board.get(reserved_agent).call_id = cid
@@ -840,6 +871,8 @@ class CampaignEngine:
                 rec.call_id = cid
                 out.append(PreviewOffer(rec.agent_id, cid, leads[0]))
         else:
+            if self._cancelling:
+                self._cancel_surplus(t, now, out)
             snap = self.snapshot(now)
             n = self._pacer(snap)
             if n > 0:
@@ -850,6 +883,53 @@ class CampaignEngine:
         horizon = t - 60.0
         while self._recent_dials and self._recent_dials[0] < horizon:
             self._recent_dials.popleft()
+
+    def _cancel_surplus(self, t: float, now: datetime, out: list[Action]) -> None:
+        """Hang up ringing calls past the minimum ring time that no agent is expected for.
+
+        Runs when a call reaches the minimum ring time and before every predictive pacing
+        pass (a call kept once is weighed again as the agents' state changes). The pacer
+        counts a younger call's answers only up to the minimum ring time; this is what
+        makes that safe. The calls are weighed youngest first: they have the most answer
+        probability left, so the oldest are the first to go.
+        """
+        while self._ring_checks and t + _EPS >= self._ring_checks[0][0]:
+            self._ring_checks.popleft()
+        min_ring = self.config.min_ring_seconds
+        old = [c for c in self._inflight.values() if t - c.dialed_t >= min_ring]
+        if not old:
+            return
+        old.sort(key=lambda c: -c.dialed_t)
+        for c in old:
+            del self._inflight[c.call_id]
+        keep = ringing_calls_to_keep(self.snapshot(now), tuple(t - c.dialed_t for c in old))
+        for c in old[:keep]:
+            self._inflight[c.call_id] = c
+        for c in old[keep:]:
+            c.cancelled = True
+            self._cancels += 1
+            out.append(Hangup(c.call_id))
+
+    def _answered_after_cancel(
+        self, call: _Call, verdict: AmdVerdict, t: float, now: datetime, out: list[Action]
+    ) -> None:
+        """The answer crossed our hang-up: the SIP side ends the call without an agent.
+
+        Counted honestly: a person who answered and got no agent is an abandoned call
+        (without a message); a machine is a machine.
+        """
+        machine = verdict is AmdVerdict.MACHINE and (
+            self.config.machine_policy is not MachinePolicy.TREAT_AS_HUMAN
+        )
+        if machine:
+            self._machines += 1
+            call.result = AttemptResult.MACHINE
+            self.ledger.record(t, live=False)
+        else:
+            call.clock_at = call.answered_at or now
+            self._record_abandon(call, t)
+        log.info("call %s: answered after the dialer cancelled it", call.call_id)
+        self._after(t, now, out)
 
     def _need_leads(self, t: float, now: datetime, out: list[Action]) -> None:
         if self._lead_request_t is not None:

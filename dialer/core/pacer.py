@@ -95,6 +95,10 @@ class PacerSnapshot:
     live_total: int = 0
     abandoned_total: int = 0
     machines_total: int = 0
+    #: set when the engine cancels surplus calls still ringing at this age (predictive,
+    #: ``cancel_surplus_calls``): a younger call's answers after it are not counted as
+    #: demand, since such a call is kept only if an agent is expected for it
+    cancel_after: float | None = None
 
 
 Pacer = Callable[[PacerSnapshot], int]
@@ -270,11 +274,20 @@ def _horizons(calls: CallDist) -> tuple[np.ndarray, tuple[float, ...], tuple[flo
     )
 
 
-def risk_curve(snap: PacerSnapshot) -> RiskCurve:
-    """Build the supply/demand model of `predictive_pacer` (exposed for tests and docs)."""
+def risk_curve(
+    snap: PacerSnapshot, marginal: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+) -> RiskCurve:
+    """Build the supply/demand model of `predictive_pacer` (exposed for tests and docs).
+
+    ``marginal`` replaces the answer-time profile of the calls the curve adds (weights of
+    the horizons given a live answer, and P(live answer by each horizon)); by default it is
+    a new call's. `ringing_calls_to_keep` passes the profile of a call already ringing.
+    """
     model = snap.model
     calls = model.calls
     t_k, weights_t, new_live = _horizons(calls)
+    if marginal is not None:
+        weights_t, new_live = marginal
     k_count = len(t_k)
     grace = snap.agent_wait
     wrap_mean = model.wrap.mean
@@ -292,7 +305,15 @@ def risk_curve(snap: PacerSnapshot) -> RiskCurve:
     # demand: calls in flight answered live by t_k (plus the calls waiting now)
     if snap.inflight_ages:
         ages = np.asarray(snap.inflight_ages)[:, None]
-        q_live = calls.live_within_v(ages, t_k[None, :])
+        horizon = np.broadcast_to(t_k[None, :], (ages.shape[0], k_count))
+        if snap.cancel_after is not None:
+            # a call still ringing at cancel_after is kept only if an agent is expected
+            # for it, so its later answers are no demand on the agents counted here
+            young = ages < snap.cancel_after
+            horizon = np.where(
+                young, np.minimum(horizon, np.maximum(snap.cancel_after - ages, 0.0)), horizon
+            )
+        q_live = calls.live_within_v(ages, horizon)
     else:
         q_live = np.zeros((0, k_count))
     if p_free.shape[0] + q_live.shape[0] <= EXACT_TERMS:
@@ -336,6 +357,35 @@ def predictive_pacer(snap: PacerSnapshot) -> int:
         else:
             hi = mid
     return lo + 1
+
+
+def ringing_calls_to_keep(snap: PacerSnapshot, ages: tuple[float, ...]) -> int:
+    """How many of the ringing calls of ``ages`` (youngest first) to keep; cancel the rest.
+
+    ``snap`` describes the campaign without these calls (their ages are not in
+    ``inflight_ages``). A call is kept while its marginal risk - the probability that,
+    if a person answers it, no agent is free within the agent wait - stays under the
+    governor's ``abandon.risk``: the same test `predictive_pacer` applies to a new call,
+    with the answer-time profile of a call that has already rung ``min(ages)`` seconds.
+    A call that can no longer be answered costs nothing and is always kept.
+    """
+    if not ages:
+        return 0
+    calls = snap.model.calls
+    t_k, _, _ = _horizons(calls)
+    q = calls.live_within_v(np.asarray([min(ages)]), t_k)
+    total = float(q[-1])
+    if total <= 1e-9:
+        return len(ages)
+    weights = np.diff(np.concatenate(([0.0], q))) / total
+    curve = risk_curve(snap, (tuple(float(x) for x in weights), tuple(float(x) for x in q)))
+    theta = snap.abandon.risk
+    if isinstance(curve, ExactRiskCurve):
+        return curve.max_calls(theta, len(ages))
+    n = 0
+    while n < len(ages) and curve.risk(n) <= theta:
+        n += 1
+    return n
 
 
 PACERS: dict[DialMode, Pacer] = {

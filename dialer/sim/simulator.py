@@ -50,7 +50,7 @@ from dialer.sim.workload import Draw, LeadTape, Outcome, Workload
 SIM_EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 # event kinds (ints: the heap compares them when times tie)
-_TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW = range(9)
+_TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW, _CANCEL = range(10)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +120,7 @@ class _SimCall:
     draw: Draw
     dialed_t: float
     agent: str | None = None
+    answered: bool = False
 
 
 # disposition mix of connected calls, by the tape's uniform draw (callback share first)
@@ -159,6 +160,9 @@ class Simulation:
                 "mode": policy.mode,
                 "limits": policy.limits,
                 "ring_timeout_seconds": workload.ring_timeout,
+                # a baseline dials by its own rules: the engine's cancelling is not theirs
+                "cancel_surplus_calls": base.cancel_surplus_calls
+                and policy.pacer_factory is None,
             }
         )
         self.config = cfg
@@ -227,7 +231,7 @@ class Simulation:
                 )
                 self._push(self._t + secs, _HANGUP, a.call_id)  # type: ignore[union-attr]
             elif tp is Hangup:
-                self._push(self._t + 0.1, _HANGUP, a.call_id)  # type: ignore[union-attr]
+                self._on_hangup(a)  # type: ignore[arg-type]
             elif tp is NeedLeads:
                 queue.extend(self._give_leads(a.n))  # type: ignore[union-attr]
             elif tp is PreviewOffer:
@@ -259,6 +263,15 @@ class Simulation:
         else:
             self._push(at, _SIP_END, a.call_id)
 
+    def _on_hangup(self, a: Hangup) -> None:
+        call = self._calls.get(a.call_id)
+        if call is not None and not call.answered:
+            # the engine cancels a ringing call: it ends now as a no-answer, and whatever
+            # the tape held for it later (an answer) is lost
+            self._push(self._t, _CANCEL, a.call_id)
+        else:
+            self._push(self._t + 0.1, _HANGUP, a.call_id)
+
     def _on_agent(self, a: AgentStateChanged) -> None:
         if a.new is AgentState.PAUSED and a.reason == "break":
             self._push(self._t + self.w.break_minutes * 60.0, _BACK, a.agent_id)
@@ -277,7 +290,8 @@ class Simulation:
         if (
             a.result is AttemptResult.NO_ANSWER
             and a.dialed_at is not None
-            and (a.ended_at - a.dialed_at).total_seconds() < 15.0 - 1e-6
+            and (a.ended_at - a.dialed_at).total_seconds()
+            < self.config.min_ring_seconds - 1e-6
         ):
             self._early_cancels += 1
         if a.result is AttemptResult.ABANDONED:
@@ -354,12 +368,17 @@ class Simulation:
             return eng.tick(now)
         if kind == _ANSWER:
             cid = payload  # type: ignore[assignment]
-            call = self._calls[cid]  # type: ignore[index]
+            call = self._calls.get(cid)  # type: ignore[arg-type]
+            if call is None:
+                return []  # cancelled by the dialer before this answer
+            call.answered = True
             verdict = AmdVerdict.HUMAN if call.draw.outcome is Outcome.HUMAN else AmdVerdict.MACHINE
             return eng.call_answered(now, cid, verdict)  # type: ignore[arg-type]
         if kind == _SIP_END:
             cid = payload
-            call = self._calls[cid]  # type: ignore[index]
+            call = self._calls.get(cid)  # type: ignore[arg-type]
+            if call is None:
+                return []  # cancelled by the dialer before the SIP side ended it
             result = {
                 Outcome.BUSY: AttemptResult.BUSY,
                 Outcome.FAILED: AttemptResult.FAILED,
@@ -387,6 +406,14 @@ class Simulation:
             if call.agent is not None and eng.agent_state(call.agent) is AgentState.WRAP_UP:
                 self._push(self._t + call.draw.wrap, _DISPO, (call.agent, cid, call))
             return out
+        if kind == _CANCEL:
+            cid = payload
+            call = self._calls.get(cid)  # type: ignore[arg-type]
+            if call is None:
+                return []
+            if call.answered:  # the answer came first at this very instant
+                return eng.call_ended(now, cid)  # type: ignore[arg-type]
+            return eng.call_ended(now, cid, AttemptResult.CANCELLED)  # type: ignore[arg-type]
         if kind == _DISPO:
             agent, cid, call = payload  # type: ignore[misc]
             code, when, scope = self._disposition_for(call)

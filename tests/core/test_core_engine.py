@@ -26,6 +26,8 @@ from dialer.core import (
     UnknownAgentError,
     UnknownCallError,
 )
+from dialer.core.governor import GovernorSettings
+from dialer.core.stats import CallEstimator, PacingModel
 from dialer.domain import (
     AbandonClockStart,
     AbandonPolicy,
@@ -38,7 +40,7 @@ from dialer.domain import (
     MachinePolicy,
 )
 
-from .conftest import FakeClock, lead, make_engine, of_type
+from .conftest import T0, FakeClock, lead, make_engine, of_type
 
 
 def start(clock: FakeClock, agents: int = 1, leads: int = 5, **cfg: object):  # type: ignore[no-untyped-def]
@@ -334,3 +336,90 @@ def test_router_never_gives_one_agent_two_calls(events: list, mode: DialMode) ->
                 assert rec.call_id not in seen.values() or rec.state is AgentState.RESERVED
                 seen[rec.agent_id] = rec.call_id
         assert len(set(agent_call.values())) == len(agent_call)
+
+
+# ---------------------------------------------------------------- surplus ringing calls
+def _busy_agent_with_ringing_calls(clock: FakeClock, **cfg: object):  # type: ignore[no-untyped-def]
+    """One agent, predictive: answer the first call, bridge it; the others keep ringing."""
+    # a high risk level makes the pacer over-dial its one agent
+    gov = GovernorSettings(initial_risk=0.4)
+    eng, out = start(clock, agents=1, leads=20, mode=DialMode.PREDICTIVE, governor=gov, **cfg)
+    dials = of_type(out, Dial)
+    assert len(dials) >= 2, "the predictive pacer should over-dial one ready agent"
+    first, rest = dials[0].call_id, [d.call_id for d in dials[1:]]
+    eng.call_answered(clock.advance(3), first, AmdVerdict.HUMAN)
+    eng.bridge_ok(clock.advance(0.2), first)
+    assert eng.agent_state("a0") is AgentState.TALKING
+    # answers spread over 8-24 s after the dial: a call ringing 15 s may still be answered
+    late = CallEstimator(grid_seconds=45, prior_live_rate=0.3, prior_live_seconds=16.0)
+    eng.model = PacingModel(calls=late.dist, talk=eng.model.talk, wrap=eng.model.wrap)
+    return eng, dials[0], rest
+
+
+def test_surplus_ringing_call_is_cancelled_only_after_min_ring(clock: FakeClock) -> None:
+    eng, _first, rest = _busy_agent_with_ringing_calls(clock)
+    dialed_at = T0  # start() logs the agent in at T0: the pacer dials then
+    hangups: list[Hangup] = []
+    # tick every half second up to just before the minimum ring time: nothing is cancelled
+    while clock.now + timedelta(seconds=0.5) < dialed_at + timedelta(seconds=15):
+        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+    assert [h for h in hangups if h.call_id in rest] == []
+    # the engine asks to be woken when the calls reach the minimum ring time
+    wake = eng.next_wakeup
+    assert wake is not None
+    assert dialed_at + timedelta(seconds=15) <= wake <= dialed_at + timedelta(seconds=15.01)
+    out = eng.tick(clock.advance((wake - clock.now).total_seconds()))
+    hangups = [h for h in of_type(out, Hangup) if h.call_id in rest]
+    # the agent has just begun a call of ~180 s: no agent for any of them if answered
+    assert {h.call_id for h in hangups} == set(rest)
+    assert eng.counters().surplus_cancels == len(rest)
+    # the driver reports the SIP result of the cancel; the lead gets a no-answer
+    out = eng.call_ended(clock.advance(0.1), rest[0], AttemptResult.CANCELLED)
+    fin = of_type(out, AttemptFinished)[0]
+    assert fin.result is AttemptResult.NO_ANSWER
+    assert (fin.ended_at - fin.dialed_at).total_seconds() >= 15.0
+    upd = of_type(out, LeadUpdate)[0]
+    assert upd.result is AttemptResult.NO_ANSWER and upd.status is LeadStatus.POTENTIAL
+
+
+def test_ringing_call_is_kept_when_an_agent_is_free(clock: FakeClock) -> None:
+    eng, out = start(clock, agents=3, leads=1, mode=DialMode.PREDICTIVE)
+    dials = [d.call_id for d in of_type(out, Dial)]
+    assert len(dials) == 1
+    late = CallEstimator(grid_seconds=45, prior_live_rate=0.3, prior_live_seconds=16.0)
+    eng.model = PacingModel(calls=late.dist, talk=eng.model.talk, wrap=eng.model.wrap)
+    hangups = []
+    for _ in range(40):  # 20 s: every call is past the minimum ring, agents all ready
+        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+    assert hangups == []
+    assert eng.counters().surplus_cancels == 0
+
+
+def test_cancelling_is_off_when_configured_and_in_other_modes(clock: FakeClock) -> None:
+    eng, _first, rest = _busy_agent_with_ringing_calls(clock, cancel_surplus_calls=False)
+    hangups = []
+    for _ in range(40):
+        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+    assert [h for h in hangups if h.call_id in rest] == []
+    eng = make_engine(mode=DialMode.POWER)
+    assert eng.snapshot(clock.now).cancel_after is None
+
+
+def test_answer_crossing_the_cancel_counts_as_abandoned(clock: FakeClock) -> None:
+    eng, _first, rest = _busy_agent_with_ringing_calls(clock)
+    out = eng.tick(clock.advance(12.0))
+    hung = [h.call_id for h in of_type(out, Hangup) if h.call_id in rest]
+    assert hung
+    before = eng.counters().abandoned
+    out = eng.call_answered(clock.advance(0.1), hung[0], AmdVerdict.HUMAN)
+    assert of_type(out, BridgeTo) == []
+    out = eng.call_ended(clock.advance(0.1), hung[0])
+    assert of_type(out, AttemptFinished)[0].result is AttemptResult.ABANDONED
+    assert eng.counters().abandoned == before + 1
+
+
+def test_min_ring_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="min_ring_seconds"):
+        CampaignConfig(campaign_id="x", min_ring_seconds=-1.0)
+    with pytest.raises(ConfigError, match="min_ring_seconds"):
+        CampaignConfig(campaign_id="x", min_ring_seconds=float("nan"))

@@ -114,3 +114,19 @@ def test_matrix_report_and_summary_line() -> None:
     line = summarize(rows).line()
     assert line.startswith("pacing: occ_vs_bound_20=")
     assert "vs_best_5=" in line
+
+
+def test_predictive_cancels_surplus_calls_never_before_min_ring() -> None:
+    policy = PolicySpec(name="predictive", mode=DialMode.PREDICTIVE)
+    w = dataclasses.replace(SMALL, answer_rate=0.5, mean_talk=120.0, hours=1.0)
+    sim = Simulation(w, policy, seed=5, keep_final_states=True)
+    r = sim.run()
+    assert sim.engine.counters().surplus_cancels > 0
+    assert r.early_cancels == 0
+    assert r.double_finals == 0 and r.unfinished == 0
+    assert len(r.final_states) == sim.engine.counters().dials
+    # baselines dial by their own rules: the engine's cancelling stays off for them
+    base = PolicySpec(
+        name="issabel", mode=DialMode.PREDICTIVE, pacer_factory=lambda: (lambda snap: 0)
+    )
+    assert Simulation(w, base, seed=5).config.cancel_surplus_calls is False
