@@ -144,6 +144,8 @@ def engine_config(
             power_lines_per_agent=campaign.lines_per_agent,
         ),
         ring_timeout_seconds=campaign.ring_timeout_s,
+        # never cancel an unanswered call before the campaign's minimum ring (compliance)
+        min_ring_seconds=campaign.min_ring_s,
         expected_live_rate=priors.live_rate,
         expected_talk_seconds=max(1.0, priors.talk_s),
         expected_wrap_seconds=max(1.0, priors.wrap_s),
