@@ -99,6 +99,8 @@ class _Call:
     lead: LeadTicket
     dialed_t: float
     dialed_at: datetime
+    #: first 18x (call_ringing): the minimum ring time counts from here (compliance.md)
+    ringing_t: float | None = None
     #: agent reserved before the dial (preview, agent-owned callback)
     reserved_agent: str | None = None
     stage: AttemptStage = AttemptStage.DIALING
@@ -362,6 +364,12 @@ class CampaignEngine:
         call = self._call(call_id)
         if call.stage in (AttemptStage.CREATED, AttemptStage.DIALING):
             call.stage = AttemptStage.RINGING
+        if call.ringing_t is None:
+            call.ringing_t = t
+            if self._cancelling and call.call_id in self._inflight:
+                # weighed just after the minimum ring time, counted from the first 18x
+                # (compliance.md: never cancel an unanswered call before it)
+                self._ring_checks.append((t + self.config.min_ring_seconds + 1e-3, call_id))
         self._after(t, now, out)
         return out
 
@@ -827,9 +835,6 @@ class CampaignEngine:
         self._calls[cid] = call
         if reserved_agent is None:
             self._inflight[cid] = call
-            if self._cancelling:
-                # checked just after the minimum ring time (never before it)
-                self._ring_checks.append((t + self.config.min_ring_seconds + 1e-3, cid))
         else:
             self._reserved_inflight += 1
             self.board.get(reserved_agent).call_id = cid
@@ -896,7 +901,8 @@ class CampaignEngine:
         while self._ring_checks and t + _EPS >= self._ring_checks[0][0]:
             self._ring_checks.popleft()
         min_ring = self.config.min_ring_seconds
-        old = [c for c in self._inflight.values() if t - c.dialed_t >= min_ring]
+        old = [c for c in self._inflight.values()
+               if c.ringing_t is not None and t + _EPS >= c.ringing_t + min_ring]
         if not old:
             return
         old.sort(key=lambda c: -c.dialed_t)

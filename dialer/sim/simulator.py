@@ -50,7 +50,8 @@ from dialer.sim.workload import Draw, LeadTape, Outcome, Workload
 SIM_EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 # event kinds (ints: the heap compares them when times tie)
-_TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW, _CANCEL = range(10)
+_TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW, _CANCEL, _RING = (
+    range(11))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +258,8 @@ class Simulation:
             self._lockout += 1
         draw = self.tape.draw(lead, attempt)
         self._calls[a.call_id] = _SimCall(lead, attempt, draw, self._t)
+        # the simulated network rings at once (no post-dial delay): the first 18x is now
+        self._push(self._t, _RING, a.call_id)
         at = self._t + draw.ring
         if draw.outcome is Outcome.HUMAN or draw.outcome is Outcome.MACHINE:
             self._push(at, _ANSWER, a.call_id)
@@ -366,6 +369,10 @@ class Simulation:
         now = self._now()
         if kind == _TICK:
             return eng.tick(now)
+        if kind == _RING:
+            if payload not in self._calls:
+                return []
+            return eng.call_ringing(now, payload)  # type: ignore[arg-type]
         if kind == _ANSWER:
             cid = payload  # type: ignore[assignment]
             call = self._calls.get(cid)  # type: ignore[arg-type]

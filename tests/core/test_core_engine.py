@@ -40,7 +40,7 @@ from dialer.domain import (
     MachinePolicy,
 )
 
-from .conftest import T0, FakeClock, lead, make_engine, of_type
+from .conftest import FakeClock, lead, make_engine, of_type
 
 
 def start(clock: FakeClock, agents: int = 1, leads: int = 5, **cfg: object):  # type: ignore[no-untyped-def]
@@ -347,18 +347,21 @@ def _busy_agent_with_ringing_calls(clock: FakeClock, **cfg: object):  # type: ig
     dials = of_type(out, Dial)
     assert len(dials) >= 2, "the predictive pacer should over-dial one ready agent"
     first, rest = dials[0].call_id, [d.call_id for d in dials[1:]]
+    rung_at = clock.now
+    for d in dials:  # the network rings at once (first 18x at the dial)
+        eng.call_ringing(rung_at, d.call_id)
     eng.call_answered(clock.advance(3), first, AmdVerdict.HUMAN)
     eng.bridge_ok(clock.advance(0.2), first)
     assert eng.agent_state("a0") is AgentState.TALKING
     # answers spread over 8-24 s after the dial: a call ringing 15 s may still be answered
     late = CallEstimator(grid_seconds=45, prior_live_rate=0.3, prior_live_seconds=16.0)
     eng.model = PacingModel(calls=late.dist, talk=eng.model.talk, wrap=eng.model.wrap)
-    return eng, dials[0], rest
+    return eng, dials[0], rest, rung_at
 
 
 def test_surplus_ringing_call_is_cancelled_only_after_min_ring(clock: FakeClock) -> None:
-    eng, _first, rest = _busy_agent_with_ringing_calls(clock)
-    dialed_at = T0  # start() logs the agent in at T0: the pacer dials then
+    eng, _first, rest, rung_at = _busy_agent_with_ringing_calls(clock)
+    dialed_at = rung_at  # the calls' first 18x: the minimum ring counts from there
     hangups: list[Hangup] = []
     # tick every half second up to just before the minimum ring time: nothing is cancelled
     while clock.now + timedelta(seconds=0.5) < dialed_at + timedelta(seconds=15):
@@ -382,6 +385,33 @@ def test_surplus_ringing_call_is_cancelled_only_after_min_ring(clock: FakeClock)
     assert upd.result is AttemptResult.NO_ANSWER and upd.status is LeadStatus.POTENTIAL
 
 
+def test_min_ring_counts_from_the_first_18x_not_the_dial(clock: FakeClock) -> None:
+    """A 180 Ringing that comes late moves the earliest cancel; no 18x at all, no cancel."""
+    gov = GovernorSettings(initial_risk=0.4)
+    eng, out = start(clock, agents=1, leads=20, mode=DialMode.PREDICTIVE, governor=gov)
+    dials = [d.call_id for d in of_type(out, Dial)]
+    assert len(dials) >= 2
+    first, late = dials[0], dials[1]
+    silent = dials[2] if len(dials) > 2 else None
+    eng.call_ringing(clock.now, first)
+    eng.call_answered(clock.advance(3), first, AmdVerdict.HUMAN)
+    eng.bridge_ok(clock.advance(0.2), first)
+    # answers spread over 8-24 s after the dial: a call ringing 15 s may still be answered
+    est = CallEstimator(grid_seconds=45, prior_live_rate=0.3, prior_live_seconds=16.0)
+    eng.model = PacingModel(calls=est.dist, talk=eng.model.talk, wrap=eng.model.wrap)
+    eng.call_ringing(clock.advance(2.0), late)  # post-dial delay: 18x at T0 + 5.2 s
+    ring_start = clock.now
+    hangups: list[str] = []
+    while clock.now < ring_start + timedelta(seconds=15) - timedelta(seconds=0.25):
+        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), Hangup)]
+    assert late not in hangups  # 15 s after the dial is not 15 s of ringing
+    for _ in range(40):  # up to 10 s more
+        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), Hangup)]
+    assert late in hangups
+    if silent is not None:
+        assert silent not in hangups  # never rang: left to the SIP setup timeout
+
+
 def test_ringing_call_is_kept_when_an_agent_is_free(clock: FakeClock) -> None:
     eng, out = start(clock, agents=3, leads=1, mode=DialMode.PREDICTIVE)
     dials = [d.call_id for d in of_type(out, Dial)]
@@ -396,7 +426,7 @@ def test_ringing_call_is_kept_when_an_agent_is_free(clock: FakeClock) -> None:
 
 
 def test_cancelling_is_off_when_configured_and_in_other_modes(clock: FakeClock) -> None:
-    eng, _first, rest = _busy_agent_with_ringing_calls(clock, cancel_surplus_calls=False)
+    eng, _first, rest, _rung = _busy_agent_with_ringing_calls(clock, cancel_surplus_calls=False)
     hangups = []
     for _ in range(40):
         hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
@@ -406,7 +436,7 @@ def test_cancelling_is_off_when_configured_and_in_other_modes(clock: FakeClock) 
 
 
 def test_answer_crossing_the_cancel_counts_as_abandoned(clock: FakeClock) -> None:
-    eng, _first, rest = _busy_agent_with_ringing_calls(clock)
+    eng, _first, rest, _rung = _busy_agent_with_ringing_calls(clock)
     out = eng.tick(clock.advance(12.0))
     hung = [h.call_id for h in of_type(out, Hangup) if h.call_id in rest]
     assert hung
