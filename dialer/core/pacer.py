@@ -14,6 +14,7 @@ new calls), over several horizons weighted by when a new call is answered.
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Callable
@@ -151,15 +152,15 @@ def _phi(x: float) -> float:
 EXACT_TERMS = 48
 
 
-class RiskCurve:
+class RiskCurve(abc.ABC):
     """The predictive model for one snapshot: risk of the marginal call as n grows."""
 
     weights: tuple[float, ...]
     new_live: tuple[float, ...]  # P(a new call is answered live by t_k)
 
-    def risk(self, n: int) -> float:  # pragma: no cover - interface
+    @abc.abstractmethod
+    def risk(self, n: int) -> float:
         """P(the (n+1)-th new call finds no agent | it is answered by a person)."""
-        raise NotImplementedError
 
 
 class NormalRiskCurve(RiskCurve):

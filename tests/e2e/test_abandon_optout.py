@@ -21,20 +21,10 @@ from db.models import Attempt, DncEntry, Lead
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, simulated_agents
 from dialer.app import DialerApp
-from dialer.config import (
-    AgentConfig,
-    CampaignConfig,
-    DatabaseSection,
-    DialerSection,
-    MetricsSection,
-    MqttSection,
-    Settings,
-    SipSection,
-    TrunkSection,
-)
+from dialer.config import AgentConfig, CampaignConfig
 from dialer.domain import AttemptResult, AttemptStage, LeadStatus
 from sip.sipp import SippProcess
-from support.leads import make_numbers, seed_campaign
+from support.leads import loopback_settings, make_numbers, seed_campaign
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
 
@@ -46,18 +36,13 @@ async def test_abandon_message_and_optout_key(tmp_path: Path) -> None:
     await seed_campaign(url, "optout", numbers, now)
     with SippProcess.callee(max_lifetime_s=200) as callee, \
             SippProcess.agent(max_lifetime_s=200) as phones:
-        settings = Settings(
-            dialer=DialerSection(id="optout", drain_deadline_s=2.0, data_dir=tmp_path / "var"),
-            database=DatabaseSection(url=url),
-            mqtt=MqttSection(embedded_port=0),
-            metrics=MetricsSection(enabled=False),
-            sip=SipSection(nodes=2, base_port=0, trunks={"pstn": TrunkSection(
-                uri=f"sip:127.0.0.1:{callee.port}", dial_plan="support.leads:optout_user")}),
-            agents=[AgentConfig(login="solo", sip_uri=phones.uri("solo"), password="pw")],
-            campaigns=[CampaignConfig(name="optout", caller_id="+14155550100", trunk="pstn",
-                                      dial_mode="power", lines_per_agent=3.0,
-                                      abandon_grace_s=0.5, ring_timeout_s=8, min_ring_s=5)],
-        )
+        settings = loopback_settings(
+            "optout", url, tmp_path / "var", callee.port,
+            [AgentConfig(login="solo", sip_uri=phones.uri("solo"), password="pw")],
+            CampaignConfig(name="optout", caller_id="+14155550100", trunk="pstn",
+                           dial_mode="power", lines_per_agent=3.0, abandon_grace_s=0.5,
+                           ring_timeout_s=8, min_ring_s=5),
+            nodes=2, dial_plan="support.leads:optout_user")
         app = DialerApp(settings)
         task = asyncio.create_task(app.run())
         await asyncio.wait_for(app.ready.wait(), 60)

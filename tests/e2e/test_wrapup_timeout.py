@@ -24,20 +24,10 @@ from dialer.bus.messages import (
     ScreenPopEvt,
     StateEvt,
 )
-from dialer.config import (
-    AgentConfig,
-    CampaignConfig,
-    DatabaseSection,
-    DialerSection,
-    MetricsSection,
-    MqttSection,
-    Settings,
-    SipSection,
-    TrunkSection,
-)
+from dialer.config import AgentConfig, CampaignConfig
 from dialer.domain import WRAPUP_TIMEOUT, AgentState, AttemptResult
 from sip.sipp import SippProcess
-from support.leads import make_numbers, seed_campaign
+from support.leads import loopback_settings, make_numbers, seed_campaign
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
 
@@ -56,17 +46,11 @@ async def test_missing_disposition_is_closed_by_the_dialer(tmp_path: Path) -> No
     await seed_campaign(url, "wrap", make_numbers(now, {"000": 1}), now)  # answers, talks 6 s
     with SippProcess.callee(max_lifetime_s=120) as callee, \
             SippProcess.agent(max_lifetime_s=120) as phones:
-        settings = Settings(
-            dialer=DialerSection(id="wrap", drain_deadline_s=2.0, data_dir=tmp_path / "var"),
-            database=DatabaseSection(url=url),
-            mqtt=MqttSection(embedded_port=0),
-            metrics=MetricsSection(enabled=False),
-            sip=SipSection(nodes=1, base_port=0, trunks={"pstn": TrunkSection(
-                uri=f"sip:127.0.0.1:{callee.port}", dial_plan="dialer.demo.run:sipp_user")}),
-            agents=[AgentConfig(login="slow", sip_uri=phones.uri("slow"), password="pw")],
-            campaigns=[CampaignConfig(name="wrap", caller_id="+14155550100", trunk="pstn",
-                                      dial_mode="progressive", max_wrapup_s=3.0)],
-        )
+        settings = loopback_settings(
+            "wrap", url, tmp_path / "var", callee.port,
+            [AgentConfig(login="slow", sip_uri=phones.uri("slow"), password="pw")],
+            CampaignConfig(name="wrap", caller_id="+14155550100", trunk="pstn",
+                           dial_mode="progressive", max_wrapup_s=3.0))
         app = DialerApp(settings)
         task = asyncio.create_task(app.run())
         try:

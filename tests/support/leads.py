@@ -6,10 +6,22 @@ import asyncio
 import random
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 from db.migrate import upgrade
 from db.models import Campaign, Lead
 from db.session import create_engine, session_factory
+from dialer.config import (
+    AgentConfig,
+    CampaignConfig,
+    DatabaseSection,
+    DialerSection,
+    MetricsSection,
+    MqttSection,
+    Settings,
+    SipSection,
+    TrunkSection,
+)
 from dialer.demo.data import business_zones, valid_number
 
 
@@ -53,3 +65,21 @@ async def seed_campaign(url: str, name: str, numbers: list[tuple[str, str]],
 def optout_user(e164: str) -> str:
     """A dial plan: every callee answers after 1 s, presses 9 a second later, talks 20 s."""
     return "optout_1_20"
+
+
+def loopback_settings(
+    name: str, url: str, data_dir: Path, callee_port: int, agents: list[AgentConfig],
+    campaign: CampaignConfig, *, nodes: int = 1,
+    dial_plan: str = "dialer.demo.run:sipp_user",
+) -> Settings:
+    """One dialer on loopback: embedded broker, no /metrics, one trunk to the SIPp callee."""
+    return Settings(
+        dialer=DialerSection(id=name, drain_deadline_s=2.0, data_dir=data_dir),
+        database=DatabaseSection(url=url),
+        mqtt=MqttSection(embedded_port=0),
+        metrics=MetricsSection(enabled=False),
+        sip=SipSection(nodes=nodes, base_port=0, trunks={"pstn": TrunkSection(
+            uri=f"sip:127.0.0.1:{callee_port}", dial_plan=dial_plan)}),
+        agents=agents,
+        campaigns=[campaign],
+    )
