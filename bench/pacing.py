@@ -15,6 +15,7 @@ Prints one table per workload, writes bench/out/pacing.png, and ends with one li
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 import time
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="replications per workload")
     ap.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--agents", type=int, nargs="*", default=None, help="only these team sizes")
+    ap.add_argument(
+        "--agent-oracle",
+        action="store_true",
+        help="add the diagnostic agent-oracle row (predictive told when agents free up)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "pacing.png")
     args = ap.parse_args(argv)
     hours = args.hours or (None if args.quick else 8.0)
@@ -68,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.agents:
         workloads = [w for w in workloads if w.agents in args.agents]
     t0 = time.perf_counter()
-    rows = run_matrix(workloads, benchmark_policies, seeds, processes=args.processes)
+    policies = functools.partial(benchmark_policies, agent_oracle=args.agent_oracle)
+    rows = run_matrix(workloads, policies, seeds, processes=args.processes)
     wall = time.perf_counter() - t0
-    agent_hours = sum(w.agents * w.hours for w in workloads) * len(seeds) * 5
+    dialers = len(policies(1.0))
+    agent_hours = sum(w.agents * w.hours for w in workloads) * len(seeds) * dialers
     print(format_table(rows))
     png = plot(rows, args.out)
     print()

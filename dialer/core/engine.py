@@ -149,8 +149,13 @@ class CampaignEngine:
         *,
         pacer: Pacer | None = None,
         call_id_factory: Callable[[], str] | None = None,
+        agent_free_oracle: Callable[[float], tuple[float, ...]] | None = None,
     ) -> None:
+        """``agent_free_oracle`` (simulator diagnostics only): given POSIX time, the exact
+        seconds until each busy agent is free; every snapshot then carries it as
+        `PacerSnapshot.known_free_in` instead of the talk/wrap-up forecast."""
         self.config = config
+        self._agent_free_oracle = agent_free_oracle
         self._pacer: Pacer = pacer if pacer is not None else pacer_for(config.mode)
         if call_id_factory is None:
             run = uuid.uuid4().hex[:8]
@@ -700,6 +705,7 @@ class CampaignEngine:
             abandoned_total=self._abandoned,
             machines_total=self._machines,
             cancel_after=self.config.min_ring_seconds if self._cancelling else None,
+            known_free_in=self._agent_free_oracle(t) if self._agent_free_oracle else None,
         )
 
     # ------------------------------------------------------------------ internals

@@ -100,6 +100,11 @@ class PacerSnapshot:
     #: ``cancel_surplus_calls``): a younger call's answers after it are not counted as
     #: demand, since such a call is kept only if an agent is expected for it
     cancel_after: float | None = None
+    #: seconds until each busy agent (talking, wrapping up or being bridged; not going on a
+    #: pause) is free, when known exactly. Only a simulator knows this: it is the
+    #: "agent oracle" diagnostic that measures what perfect forecasts of talk and wrap-up
+    #: times would be worth (docs/pacing.md). A live dialer leaves it None.
+    known_free_in: tuple[float, ...] | None = None
 
 
 Pacer = Callable[[PacerSnapshot], int]
@@ -295,13 +300,21 @@ def risk_curve(
 
     # supply: busy agents likely to be free by t_k + grace (plus the ready ones)
     parts = []
-    if snap.talking_elapsed:
-        el = np.asarray(snap.talking_elapsed)[:, None]
-        hz = np.maximum(t_k[None, :] + grace - wrap_mean, 0.0)
-        parts.append(model.talk.done_within_v(el, hz))
-    if snap.wrap_elapsed:
-        el = np.asarray(snap.wrap_elapsed)[:, None]
-        parts.append(model.wrap.done_within_v(el, t_k[None, :] + grace))
+    if snap.known_free_in is not None:
+        if snap.known_free_in:
+            # exact free times: a bin's answers may come at its start, so an agent must
+            # be free by then (+ grace) to count - no forecast spread hides the bin width
+            starts = np.concatenate(([0.0], t_k[:-1]))
+            free_in = np.asarray(snap.known_free_in)[:, None]
+            parts.append((free_in <= starts[None, :] + grace).astype(float))
+    else:
+        if snap.talking_elapsed:
+            el = np.asarray(snap.talking_elapsed)[:, None]
+            hz = np.maximum(t_k[None, :] + grace - wrap_mean, 0.0)
+            parts.append(model.talk.done_within_v(el, hz))
+        if snap.wrap_elapsed:
+            el = np.asarray(snap.wrap_elapsed)[:, None]
+            parts.append(model.wrap.done_within_v(el, t_k[None, :] + grace))
     p_free = np.concatenate(parts) if parts else np.zeros((0, k_count))
     # demand: calls in flight answered live by t_k (plus the calls waiting now)
     if snap.inflight_ages:

@@ -23,6 +23,8 @@ from dialer.sim.workload import Workload
 
 BOUND = "bound"
 PREDICTIVE = "predictive"
+#: diagnostic, not a dialer: the predictive pacer told exactly when each agent frees up
+AGENT_ORACLE = "agent-oracle"
 #: baselines that "vs best" compares against (the bound is not a dialer)
 BASELINES = ("progressive", "power2", "vicidial", "issabel")
 #: baselines may dial as hard as their own rules say: the engine's own cap is lifted
@@ -40,8 +42,19 @@ class _VicidialFactory:
         )
 
 
-def benchmark_policies(hours: float, cap: float = 0.03) -> list[PolicySpec]:
-    """The dialers the benchmark compares (picklable, for worker processes)."""
+def benchmark_policies(
+    hours: float, cap: float = 0.03, *, agent_oracle: bool = False
+) -> list[PolicySpec]:
+    """The dialers the benchmark compares (picklable, for worker processes).
+
+    ``agent_oracle`` adds the diagnostic `AGENT_ORACLE` row: what perfect forecasts of
+    talk and wrap-up ends would add to the predictive pacer (never a baseline).
+    """
+    oracle = (
+        [PolicySpec(name=AGENT_ORACLE, mode=DialMode.PREDICTIVE, agent_oracle=True)]
+        if agent_oracle
+        else []
+    )
     return [
         PolicySpec(name="progressive", mode=DialMode.PROGRESSIVE),
         PolicySpec(name="power2", mode=DialMode.POWER, limits=_BASELINE_LIMITS),
@@ -58,6 +71,7 @@ def benchmark_policies(hours: float, cap: float = 0.03) -> list[PolicySpec]:
             limits=_BASELINE_LIMITS,
         ),
         PolicySpec(name=PREDICTIVE, mode=DialMode.PREDICTIVE),
+        *oracle,
     ]
 
 

@@ -54,6 +54,9 @@ _TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW, _CA
     range(11))
 
 
+_BUSY_WITH_CALL = frozenset({AgentState.RESERVED, AgentState.TALKING, AgentState.WRAP_UP})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicySpec:
     """A way of dialling to compare: a dial mode and the pacer that runs it."""
@@ -63,6 +66,10 @@ class PolicySpec:
     #: builds a fresh pacer per run (baselines keep state); None: the mode's own pacer
     pacer_factory: Callable[[], Pacer] | None = None
     limits: LineLimits = field(default_factory=LineLimits)
+    #: diagnostic (predictive mode): the engine's own pacer told exactly when each busy
+    #: agent will be free (`PacerSnapshot.known_free_in`); what it gains over the real
+    #: pacer is all that better forecasts of talk and wrap-up could ever win
+    agent_oracle: bool = False
 
 
 @dataclass(slots=True)
@@ -171,6 +178,7 @@ class Simulation:
             cfg,
             pacer=policy.pacer_factory() if policy.pacer_factory else None,
             call_id_factory=lambda: f"c{next(seq)}",
+            agent_free_oracle=self._known_free_in if policy.agent_oracle else None,
         )
         self.drain = drain
         self.keep_final_states = keep_final_states
@@ -189,6 +197,8 @@ class Simulation:
         self._live_log: list[tuple[float, bool]] = []
         self._rng = random.Random(f"{seed}:agents")
         self._on_break: set[str] = set()
+        #: when each busy agent will be free (sim seconds), for the agent-oracle diagnostic
+        self._free_at: dict[str, float] = {}
         self._early_cancels = 0
         self._no_message = 0
         self._late_messages = 0
@@ -276,6 +286,8 @@ class Simulation:
             self._push(self._t + 0.1, _HANGUP, a.call_id)
 
     def _on_agent(self, a: AgentStateChanged) -> None:
+        if a.new in (AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT):
+            self._free_at.pop(a.agent_id, None)
         if a.new is AgentState.PAUSED and a.reason == "break":
             self._push(self._t + self.w.break_minutes * 60.0, _BACK, a.agent_id)
 
@@ -283,6 +295,9 @@ class Simulation:
         call = self._calls[a.call_id]
         call.agent = a.agent_id
         failed = self.w.bridge_fail_rate > 0 and self._rng.random() < self.w.bridge_fail_rate
+        if not failed:
+            d = call.draw
+            self._free_at[a.agent_id] = self._t + self.w.bridge_seconds + d.talk + d.wrap
         self._push(self._t + self.w.bridge_seconds, _BRIDGE, (a.call_id, a.agent_id, failed))
 
     def _on_finished(self, a: AttemptFinished) -> None:
@@ -448,6 +463,19 @@ class Simulation:
             except Exception:  # offer withdrawn in the meantime (agent paused)
                 return []
         raise AssertionError(f"unknown event kind {kind}")
+
+    def _known_free_in(self, t: float) -> tuple[float, ...]:
+        """Agent oracle: seconds until each busy agent not going on a pause is free."""
+        sim_t = t - self._base_ts
+        return tuple(
+            max(0.0, self._free_at[rec.agent_id] - sim_t)
+            for rec in self.engine.board
+            # the engine's state, not ours: within one engine call an agent may already
+            # be READY (counted as ready) before our copy of its state changes
+            if rec.pending is None
+            and rec.state in _BUSY_WITH_CALL
+            and rec.agent_id in self._free_at
+        )
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:

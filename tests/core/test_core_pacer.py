@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -150,3 +151,18 @@ def test_exact_and_normal_models_agree_on_a_mid_size_team() -> None:
         pacer_mod.EXACT_TERMS = old
     for n in (0, 3, 8):
         assert abs(exact.risk(n) - normal.risk(n)) < 0.08
+
+
+def test_known_free_times_replace_the_forecast() -> None:
+    """The agent-oracle diagnostic: exact free times stand in for talk/wrap forecasts."""
+    busy = snap(talking_elapsed=(60.0,))
+    soon = replace(busy, known_free_in=(0.0,))
+    late = replace(busy, known_free_in=(120.0,))
+    none_busy = replace(busy, known_free_in=())
+    # an agent free now takes the first call's answer whenever it comes
+    assert risk_curve(soon).risk(0) == 0.0
+    # one that is busy for two more minutes is no supply at all: like nobody busy
+    assert risk_curve(late).risk(0) == risk_curve(none_busy).risk(0)
+    assert risk_curve(late).risk(0) == pytest.approx(1.0)
+    assert predictive_pacer(soon) >= 1
+    assert predictive_pacer(late) == 0

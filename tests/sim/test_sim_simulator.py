@@ -130,3 +130,27 @@ def test_predictive_cancels_surplus_calls_never_before_min_ring() -> None:
         name="issabel", mode=DialMode.PREDICTIVE, pacer_factory=lambda: (lambda snap: 0)
     )
     assert Simulation(w, base, seed=5).config.cancel_surplus_calls is False
+
+
+def test_agent_oracle_diagnostic_runs_the_real_engine_cleanly() -> None:
+    w = dataclasses.replace(SMALL, answer_rate=0.5, mean_talk=120.0, hours=1.0)
+    oracle = PolicySpec(name="agent-oracle", mode=DialMode.PREDICTIVE, agent_oracle=True)
+    sim = Simulation(w, oracle, seed=3, keep_final_states=True)
+    seen: list[tuple[float, ...] | None] = []
+    real = sim.engine.snapshot
+
+    def spy(now):  # type: ignore[no-untyped-def]
+        s = real(now)
+        seen.append(s.known_free_in)
+        return s
+
+    sim.engine.snapshot = spy  # type: ignore[method-assign]
+    r = sim.run()
+    assert seen and all(x is not None for x in seen)
+    assert any(x for x in seen)  # busy agents were reported with their free times
+    assert all(v >= 0.0 for x in seen if x for v in x)
+    assert r.early_cancels == r.double_finals == r.unfinished == r.late_messages == 0
+    assert len(r.final_states) == sim.engine.counters().dials
+    # a real dialer never gets them
+    plain = Simulation(w, PolicySpec(name="p", mode=DialMode.PREDICTIVE), seed=3)
+    assert plain.engine.snapshot(plain._now()).known_free_in is None
