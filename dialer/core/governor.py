@@ -8,9 +8,12 @@ Two layers:
   It moves slowly on purpose: a steady risk level buys more occupancy per abandon than
   one that swings (the occupancy gained per unit of risk falls as risk grows);
 - a guard on the regulatory window: "headroom" is how many more abandons the window can
-  take before its rate passes the cap (with a credit of ``credit_abandons`` so that the
-  very first abandon of a campaign is not already a breach). With less than two abandons
-  of headroom the risk is scaled down, and with none it falls to ``min_risk``, which makes
+  take before its rate passes the cap. The window may hold max(cap x live answers,
+  ``credit_abandons``) abandons: the credit lets the very first abandon of a campaign
+  happen without being a breach by itself, and it stops counting once the cap allows as
+  many (34 live answers at 3 %), so the rate at the end of a window never passes the cap
+  by the credit. With less than ``soft_headroom`` abandons of headroom the risk is scaled
+  down, and with none it falls to ``min_risk``, which makes
   the predictive pacer behave like a progressive dialer until connected calls have rebuilt
   the headroom. This is what keeps a small team and the first minutes of a campaign safe.
 """
@@ -29,7 +32,7 @@ class GovernorSettings:
     min_risk: float = 0.0001
     max_risk: float = 0.6
     eta: float = 0.2
-    #: abandons the window may hold beyond cap x live answers (see module docstring)
+    #: abandons the window may hold while cap x live answers is smaller (module docstring)
     credit_abandons: float = 1.0
     #: below this much headroom (in abandons) the risk is scaled down linearly
     soft_headroom: float = 1.0
@@ -71,7 +74,8 @@ class AbandonGovernor:
         """Risk for the next call given the regulatory window's counts."""
         s = self.settings
         theta = self.risk_level
-        headroom = self.cap * counts.denominator + s.credit_abandons - counts.numerator
+        allowed = max(self.cap * counts.denominator, s.credit_abandons)
+        headroom = allowed - counts.numerator
         if headroom <= 0.0:
             return s.min_risk
         if headroom < s.soft_headroom:

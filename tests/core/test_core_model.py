@@ -37,10 +37,15 @@ def test_governor_converges_on_the_target_share() -> None:
 def test_governor_throttles_to_minimum_without_headroom() -> None:
     s = GovernorSettings()
     gov = AbandonGovernor(0.024, 0.03, s)
-    assert gov.allowed_risk(counts(100, 5)) == s.min_risk  # 5 > 3 + credit
+    assert gov.allowed_risk(counts(100, 5)) == s.min_risk  # 5 > 3
     assert gov.allowed_risk(counts(1000, 10)) == gov.risk_level
-    mid = gov.allowed_risk(counts(100, 3))  # headroom 1 - 0 ... scaled down
-    assert s.min_risk <= mid <= gov.risk_level
+    # the credit does not add to the cap's allowance: at exactly the cap, no headroom
+    assert gov.allowed_risk(counts(100, 3)) == s.min_risk
+    mid = gov.allowed_risk(counts(150, 4))  # half an abandon of headroom: scaled down
+    assert s.min_risk < mid < gov.risk_level
+    # a young campaign may take its first abandon (the credit), not a second
+    assert gov.allowed_risk(counts(10, 0)) == gov.risk_level
+    assert gov.allowed_risk(counts(10, 1)) == s.min_risk
     with pytest.raises(ValueError, match="target"):
         AbandonGovernor(0.05, 0.03)
 
