@@ -4,7 +4,8 @@
 
 runs the same policies as the pacing benchmark (progressive, power, VICIdial-style,
 Issabel-style, this project's predictive, and the clairvoyant bound) on one workload and
-prints the benchmark's table for it.
+prints the benchmark's table for it. ``--agent-oracle`` adds the diagnostic row of the
+predictive pacer told exactly when each agent will be free (docs/pacing.md).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def simulate(
         str, typer.Option(help="comma-separated subset of the policies to run (default: all)")
     ] = "",
     processes: Annotated[int, typer.Option(min=1, max=8, help="worker processes")] = 1,
+    agent_oracle: Annotated[
+        bool,
+        typer.Option(
+            "--agent-oracle",
+            help="add the diagnostic row: the predictive pacer told when each agent frees up",
+        ),
+    ] = False,
     plot_to: Annotated[
         Path | None, typer.Option("--plot", help="also write occupancy-vs-abandon PNG here")
     ] = None,
@@ -62,7 +70,7 @@ def simulate(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    chosen = benchmark_policies(hours, cap)
+    chosen = benchmark_policies(hours, cap, agent_oracle=agent_oracle)
     if policies:
         wanted = {p.strip() for p in policies.split(",") if p.strip()}
         unknown = wanted - {p.name for p in chosen}
