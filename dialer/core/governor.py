@@ -7,15 +7,18 @@ Two layers:
   abandoned one down by ``eta x (1 - target)``, so the drift is zero exactly at the target.
   It moves slowly on purpose: a steady risk level buys more occupancy per abandon than
   one that swings (the occupancy gained per unit of risk falls as risk grows);
-- a guard on the regulatory window: "headroom" is how many more abandons the window can
-  take before its rate passes the cap. The window may hold max(cap x live answers,
-  ``credit_abandons``) abandons: the credit lets the very first abandon of a campaign
-  happen without being a breach by itself, and it stops counting once the cap allows as
-  many (34 live answers at 3 %), so the rate at the end of a window never passes the cap
-  by the credit. With less than ``soft_headroom`` abandons of headroom the risk is scaled
-  down, and with none it falls to ``min_risk``, which makes
-  the predictive pacer behave like a progressive dialer until connected calls have rebuilt
-  the headroom. This is what keeps a small team and the first minutes of a campaign safe.
+- a guard on the regulatory window (compliance.md: "the pacer throttles before" the rate
+  passes the cap). Risk is taken only while **one more abandon would still keep the
+  window within the cap**: with L live answers and A abandons in the window, the next
+  live answer abandoned would make A + 1 of L + 1, and the window may hold
+  max(cap x (L + 1), ``credit_abandons``) abandons. The credit lets a young campaign's
+  very first abandon happen (one abandon of the first live answer is 100 %); after it,
+  a 3 % campaign takes risk again once it has 66 live answers. Without that spare abandon
+  the risk falls to ``min_risk``, which makes the predictive pacer behave like a
+  progressive dialer until connected calls have rebuilt the headroom. ``soft_headroom``
+  (off by default) scales the risk down while fewer spare abandons than that remain.
+  Calls already ringing when the headroom runs out can still be abandoned, so a window
+  can end a fraction of an abandon over the cap only if two of them are, at once.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class GovernorSettings:
     eta: float = 0.2
     #: abandons the window may hold while cap x live answers is smaller (module docstring)
     credit_abandons: float = 1.0
-    #: below this much headroom (in abandons) the risk is scaled down linearly
-    soft_headroom: float = 1.0
+    #: with fewer spare abandons than this the risk is scaled down linearly (0: off)
+    soft_headroom: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -43,8 +46,8 @@ class GovernorSettings:
                 "governor risks must satisfy 0 < min_risk <= initial_risk <= max_risk < 1, "
                 f"got {self.min_risk}, {self.initial_risk}, {self.max_risk}"
             )
-        if self.soft_headroom <= 0:
-            raise ValueError(f"soft_headroom must be > 0, got {self.soft_headroom}")
+        if self.soft_headroom < 0:
+            raise ValueError(f"soft_headroom must be >= 0, got {self.soft_headroom}")
         if self.credit_abandons < 0:
             raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
@@ -74,10 +77,10 @@ class AbandonGovernor:
         """Risk for the next call given the regulatory window's counts."""
         s = self.settings
         theta = self.risk_level
-        allowed = max(self.cap * counts.denominator, s.credit_abandons)
-        headroom = allowed - counts.numerator
-        if headroom <= 0.0:
+        allowed = max(self.cap * (counts.denominator + 1), s.credit_abandons)
+        spare = allowed - counts.numerator - 1  # abandons to spare after one more
+        if spare < 0.0:
             return s.min_risk
-        if headroom < s.soft_headroom:
-            return s.min_risk + (theta - s.min_risk) * headroom / s.soft_headroom
+        if spare < s.soft_headroom:
+            return s.min_risk + (theta - s.min_risk) * (1.0 + spare) / (1.0 + s.soft_headroom)
         return theta

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialer.core import AbandonGovernor, GovernorSettings, WindowCounts
 from dialer.core.stats import CallEstimator, DurationEstimator
@@ -34,20 +36,40 @@ def test_governor_converges_on_the_target_share() -> None:
     assert g2.risk_level == pytest.approx(before, rel=0.25)
 
 
-def test_governor_throttles_to_minimum_without_headroom() -> None:
+def test_governor_takes_risk_only_with_an_abandon_to_spare() -> None:
     s = GovernorSettings()
     gov = AbandonGovernor(0.024, 0.03, s)
-    assert gov.allowed_risk(counts(100, 5)) == s.min_risk  # 5 > 3
+    assert gov.allowed_risk(counts(100, 5)) == s.min_risk  # already over 3 %
     assert gov.allowed_risk(counts(1000, 10)) == gov.risk_level
-    # the credit does not add to the cap's allowance: at exactly the cap, no headroom
+    # 3 of 100: a 4th of 101 would pass the cap, so no risk
     assert gov.allowed_risk(counts(100, 3)) == s.min_risk
-    mid = gov.allowed_risk(counts(150, 4))  # half an abandon of headroom: scaled down
-    assert s.min_risk < mid < gov.risk_level
-    # a young campaign may take its first abandon (the credit), not a second
-    assert gov.allowed_risk(counts(10, 0)) == gov.risk_level
+    # 2 of 100: a 3rd of 101 is still within it
+    assert gov.allowed_risk(counts(100, 2)) == gov.risk_level
+    # a young campaign may take its first abandon (the credit), then waits for ~66 answers
+    assert gov.allowed_risk(counts(0, 0)) == gov.risk_level
     assert gov.allowed_risk(counts(10, 1)) == s.min_risk
+    assert gov.allowed_risk(counts(65, 1)) == s.min_risk
+    assert gov.allowed_risk(counts(67, 1)) == gov.risk_level
+    # the optional soft zone scales the risk down near the edge
+    soft = AbandonGovernor(0.024, 0.03, GovernorSettings(soft_headroom=2.0))
+    mid = soft.allowed_risk(counts(200, 4))  # 5 of 201 leaves 1 to spare of the 2 wanted
+    assert s.min_risk < mid < soft.risk_level
     with pytest.raises(ValueError, match="target"):
         AbandonGovernor(0.05, 0.03)
+    with pytest.raises(ValueError, match="soft_headroom"):
+        GovernorSettings(soft_headroom=-1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    live=st.integers(min_value=0, max_value=5000),
+    abandoned=st.integers(min_value=0, max_value=200),
+)
+def test_governor_never_takes_risk_that_could_pass_the_cap(live: int, abandoned: int) -> None:
+    gov = AbandonGovernor(0.024, 0.03)
+    if gov.allowed_risk(counts(live, abandoned)) > GovernorSettings().min_risk:
+        # one more live answer, abandoned, keeps the window within the cap (or the credit)
+        assert abandoned + 1 <= max(0.03 * (live + 1), 1.0) + 1e-9
 
 
 def test_duration_estimator_conditional_remaining_time() -> None:
