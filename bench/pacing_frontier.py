@@ -38,6 +38,7 @@ from dialer.core.config import CampaignConfig
 from dialer.core.governor import GovernorSettings
 from dialer.core.pacer import LineLimits
 from dialer.domain import DialMode
+from dialer.sim.report import save_plot
 from dialer.sim.simulator import PolicySpec, run_one
 from dialer.sim.workload import Workload
 
@@ -192,13 +193,7 @@ def _plot(
     ax.set_xlabel("abandon rate over the run, mean of seeds (%)")
     ax.set_ylabel("occupancy points over progressive")
     ax.set_title(f"{w.label()}: what each abandon rate buys")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path)
 
 
 if __name__ == "__main__":

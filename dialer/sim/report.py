@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dialer.core.pacer import LineLimits
 from dialer.domain import DialMode
@@ -315,6 +316,13 @@ def plot(rows: Sequence[Row], path: Path, cap: float = 0.03) -> Path:
     ax.set_xlabel("abandon rate over the run (%)")
     ax.set_ylabel("occupancy / clairvoyant bound")
     ax.set_title("Pacing: occupancy vs abandon rate (each point: one workload)")
+    return save_plot(fig, ax, path)
+
+
+def save_plot(fig: Any, ax: Any, path: Path) -> Path:
+    """Legend, grid and PNG the same way for every benchmark plot."""
+    import matplotlib.pyplot as plt
+
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
