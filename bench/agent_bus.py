@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.vocabulary import AgentState
 from dialer.bus import (
     AgentBus,
     AgentClient,
@@ -34,7 +35,6 @@ from dialer.bus import (
     ReadyCmd,
     StateEvt,
 )
-from dialer.domain import AgentState
 from tests.bus.conftest import STRICT_ACL, MosquittoServer
 
 DIALER = ("dialer", "dialer-pw")

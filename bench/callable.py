@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dialer.domain import AttemptResult, LeadStatus, RetryPolicy
+from common.vocabulary import AttemptResult, LeadStatus, RetryPolicy
 from scheduling.calendar import CompanyCalendar
 from scheduling.callable import CallingRules, LeadFacts, next_callable_at
 from scheduling.windows import PRESETS

@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dialer.core.config import CampaignConfig
+from common.vocabulary import DialMode
+from dialer.core.config import EngineConfig
 from dialer.core.governor import GovernorSettings
 from dialer.core.pacer import LineLimits
-from dialer.domain import DialMode
 from dialer.sim.report import save_plot
 from dialer.sim.simulator import PolicySpec, run_one
 from dialer.sim.workload import Workload
@@ -68,7 +68,7 @@ def _run(args: tuple[Workload, Variant, int]) -> tuple[str, int, float, float]:
         gov = GovernorSettings(
             initial_risk=v.risk, min_risk=v.risk, max_risk=v.risk, credit_abandons=1e9
         )
-        config = CampaignConfig(campaign_id="sim", governor=gov)
+        config = EngineConfig(campaign_id="sim", governor=gov)
     policy = PolicySpec(name=v.name, mode=v.mode, limits=limits, agent_oracle=v.oracle)
     r = run_one(w, policy, seed, config=config)
     return v.name, seed, r.occupancy, r.abandon_rate

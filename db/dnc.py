@@ -1,6 +1,6 @@
 """Do-not-call repository: add numbers, bulk-import registry lists, check numbers.
 
-compliance.md: a national registry list (imported) and the company's own list; numbers are
+docs/compliance.md: a national registry list (imported) and the company's own list; numbers are
 compared in E.164, and a listed number is never dialed again from any campaign. So adding a
 number here also stops every lead that has it (status `dnc`, `next_call_at` NULL), in every
 campaign, in the same transaction as the entry itself.
@@ -24,9 +24,9 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import LeadStatus
 from db.models import DncEntry, Lead
 from db.repositories import RepositoryError
-from dialer.domain import LeadStatus
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """SQLAlchemy 2.x models: the dialer's records.
 
 All times are aware UTC (`UTCDateTime`). Enums are stored by value (see dialer/domain.py).
-Every attempt is a row before its INVITE leaves (DESIGN.md), so `attempts` is the source of
-truth for every rate the dialer reports (compliance.md: rates must be recomputable).
+Every attempt is a row before its INVITE leaves (docs/architecture.md), so `attempts` is the source of
+truth for every rate the dialer reports (docs/compliance.md: rates must be recomputable).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.types import JSONType, Phone, UTCDateTime, str_enum, utcnow
-from dialer.domain import (
+from common.vocabulary import (
     AbandonClockStart,
     AbandonWindow,
     AgentState,
@@ -37,6 +36,7 @@ from dialer.domain import (
     LeadStatus,
     MachinePolicy,
 )
+from db.types import JSONType, Phone, UTCDateTime, str_enum, utcnow
 
 # Stable constraint names so Alembic migrations are portable between SQLite and PostgreSQL.
 NAMING = {
@@ -118,7 +118,7 @@ class Campaign(Base):
     #: RetryPolicy as JSON: {"max_attempts": 6, "max_attempts_per_30_days": null,
     #: "delays_s": {"busy": 900, ...}}
     retry_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: list of DispositionSpec dicts; empty means dialer.domain.DEFAULT_DISPOSITIONS
+    #: list of DispositionSpec dicts; empty means common.vocabulary.DEFAULT_DISPOSITIONS
     dispositions: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     script: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -323,7 +323,7 @@ class DailyPlanItem(Base):
 
 
 class DailyReport(Base):
-    """The end-of-day primary report (domain.md), per campaign and agent."""
+    """The end-of-day primary report (docs/domain.md), per campaign and agent."""
 
     __tablename__ = "daily_reports"
     __table_args__ = (

@@ -16,8 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Agent, AgentStateLog, Attempt, Campaign, Lead, hopper_tier
-from dialer.domain import (
+from common.vocabulary import (
     DIALABLE_STATUSES,
     LIVE_RESULTS,
     AgentState,
@@ -25,6 +24,7 @@ from dialer.domain import (
     AttemptStage,
     LeadStatus,
 )
+from db.models import Agent, AgentStateLog, Attempt, Campaign, Lead, hopper_tier
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -245,7 +245,7 @@ class AbandonFigures:
 async def abandon_figures(
     sessions: Sessions, campaign_id: int, since: datetime
 ) -> AbandonFigures:
-    """Numerator and denominator per compliance.md, recomputed from attempt rows."""
+    """Numerator and denominator per docs/compliance.md, recomputed from attempt rows."""
     async with sessions() as s:
         rows = await s.execute(
             select(Attempt.result, func.count())

@@ -15,7 +15,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     PostgreSQL stores ``timestamptz``; SQLite has no zone support, so we store naive UTC there
     and re-attach UTC on the way out. Naive datetimes are refused: a naive time in business
-    logic is a bug (DESIGN.md: "Times are aware").
+    logic is a bug (docs/architecture.md: "Times are aware").
     """
 
     impl = DateTime(timezone=True)

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from common.vocabulary import AgentState, CallbackScope
 from dialer.bus.client import AgentClient
 from dialer.bus.errors import BusError, ProtocolError
 from dialer.bus.messages import (
@@ -43,7 +44,6 @@ from dialer.bus.messages import (
     ScreenPopEvt,
     StateEvt,
 )
-from dialer.domain import AgentState, CallbackScope
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from common.vocabulary import DIALABLE_STATUSES, AttemptResult
 from db import repositories as repo
 from db.migrate import upgrade
 from db.models import Agent, Campaign, Lead
@@ -47,7 +48,6 @@ from dialer.bus.messages import (
 )
 from dialer.config import ConfigError, Settings
 from dialer.core.errors import CoreError
-from dialer.domain import DIALABLE_STATUSES, AttemptResult
 from dialer.metrics import DialerMetrics
 from dialer.runtime import CampaignRuntime, Clock, PacingPriors, pacing_priors, wall_clock
 from scheduling.facts import refresh_callability

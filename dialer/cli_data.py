@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from common.vocabulary import DialMode
 from dialer.cli import ConfigOpt, DbOpt, ensure_sqlite_dir, settings_from
-from dialer.domain import DialMode
 
 leads_app = typer.Typer(help="Leads: import CSV files into a campaign.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Campaigns: create, list, show.", no_args_is_help=True)
@@ -255,7 +255,7 @@ def campaigns_list(config: ConfigOpt = None, db: DbOpt = None) -> None:
 
     rows, counts = _guard_db(lambda: _run(_url(config, db), work))
     table = Table("name", "mode", "active", "caller id", "time zone", "leads", "dialable")
-    from dialer.domain import DIALABLE_STATUSES
+    from common.vocabulary import DIALABLE_STATUSES
 
     for c in rows:
         per = counts.get(c.id, {})

@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from dialer.domain import AbandonClockStart, AbandonWindow, DialMode, MachinePolicy
+from common.vocabulary import AbandonClockStart, AbandonWindow, DialMode, MachinePolicy
 
 
 class ConfigError(Exception):

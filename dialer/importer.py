@@ -54,9 +54,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import DIALABLE_STATUSES, LeadStatus
 from db.dnc import listed_in_session
 from db.models import Campaign, Company, Lead, hopper_tier
-from dialer.domain import DIALABLE_STATUSES, LeadStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 }
 #: what a lead's `priority` may be (higher is called first)
 PRIORITY_MIN, PRIORITY_MAX = 0, 100
-#: status words accepted besides the LeadStatus values themselves (domain.md's names)
+#: status words accepted besides the LeadStatus values themselves (docs/domain.md's names)
 STATUS_ALIASES: dict[str, LeadStatus] = {
     "cold": LeadStatus.POTENTIAL,
     "hot potential": LeadStatus.HOT,

@@ -40,7 +40,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from dialer.domain import AbandonWindow, AgentState, AttemptResult, AttemptStage
+from common.vocabulary import AbandonWindow, AgentState, AttemptResult, AttemptStage
 
 # prometheus-client adds a `<name>_created` series (process start timestamp) to every counter and
 # histogram child; with ~20 label sets per campaign that doubles the series count for no use in
@@ -68,7 +68,7 @@ __all__ = [
 ANSWER_TO_AGENT_BUCKETS: Final = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 #: ring time from first 18x to answer or give-up; 15 s is the legal minimum, 25 s a default cap.
 RING_BUCKETS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0)
-#: talk time: a typical telemarketing call lasts 3-5 minutes (shared/domain.md).
+#: talk time: a typical telemarketing call lasts 3-5 minutes (docs/domain.md).
 TALK_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 1200.0, 1800.0)
 WRAPUP_BUCKETS: Final = (2.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0)
 

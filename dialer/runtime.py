@@ -3,9 +3,9 @@
 Inputs (SIP pool events, agent commands, timers, hopper refills) are turned into engine
 calls with the wall clock's `now`; the actions the engine returns are carried out here:
 
-* SIP actions (Dial, BridgeTo, PlayMessage, Hangup) go to the node pool at once, so the
+* SIP actions (Dial, BridgeTo, PlayMessage, EndCall) go to the node pool at once, so the
   answer-to-agent path never waits behind bookkeeping. A Dial first writes its attempt row
-  (DESIGN.md: every attempt is a row before the INVITE leaves), then originates.
+  (docs/architecture.md: every attempt is a row before the INVITE leaves), then originates.
 * Records (attempt stages and final results, lead outcomes, agent state log) go through one
   ordered writer task, so the database sees each call's history in order.
 * Agent messages (screen pops, states, call ended) go to the MQTT bus.
@@ -28,29 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db import dnc
-from db import repositories as repo
-from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
-from db.repositories import Sessions
-from dialer.core.actions import (
-    Action,
-    AgentStateChanged,
-    AttemptFinished,
-    BridgeTo,
-    Dial,
-    Hangup,
-    LeadUpdate,
-    NeedLeads,
-    PlayMessage,
-    PreviewOffer,
-    ScreenPop,
-)
-from dialer.core.config import CampaignConfig
-from dialer.core.engine import CampaignEngine
-from dialer.core.errors import CoreError, InvalidDispositionError, UnknownCallError
-from dialer.core.pacer import LineLimits
-from dialer.core.tickets import LeadTicket
-from dialer.domain import (
+from common.vocabulary import (
     WRAPUP_TIMEOUT,
     AbandonPolicy,
     AbandonWindow,
@@ -63,6 +41,28 @@ from dialer.domain import (
     LeadStatus,
     disposition_catalog,
 )
+from db import dnc
+from db import repositories as repo
+from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
+from db.repositories import Sessions
+from dialer.core.actions import (
+    Action,
+    AgentStateChanged,
+    AttemptFinished,
+    BridgeTo,
+    Dial,
+    EndCall,
+    LeadUpdate,
+    NeedLeads,
+    PlayMessage,
+    PreviewOffer,
+    ScreenPop,
+)
+from dialer.core.config import EngineConfig
+from dialer.core.engine import CampaignEngine
+from dialer.core.errors import CoreError, InvalidDispositionError, UnknownCallError
+from dialer.core.pacer import LineLimits
+from dialer.core.tickets import LeadTicket
 from dialer.metrics import HELD_BACK_REASONS
 from scheduling.facts import refresh_callability, retry_policy_from_json
 from sip import api as sip
@@ -116,7 +116,7 @@ async def pacing_priors(sessions: Sessions, campaign_id: int, now: datetime) -> 
 
 def engine_config(
     campaign: Campaign, *, max_lines: int | None, priors: PacingPriors | None = None
-) -> CampaignConfig:
+) -> EngineConfig:
     """The engine's view of a campaign row."""
     priors = priors or PacingPriors()
     specs = campaign.dispositions or []
@@ -126,7 +126,7 @@ def engine_config(
     )
     # the dialer's own code for a wrap-up that timed out is in every catalog
     catalog.setdefault(WRAPUP_TIMEOUT, disposition_catalog()[WRAPUP_TIMEOUT])
-    return CampaignConfig(
+    return EngineConfig(
         campaign_id=campaign.name,
         mode=campaign.dial_mode,
         abandon=AbandonPolicy(
@@ -346,7 +346,7 @@ class CampaignRuntime:
                          notes=f"no disposition within {limit:.0f} s of the call's end")
 
     def _renew_claims_if_due(self) -> None:
-        """Renew the hopper's lead claims at half their lease (STYLE.md: leases for claims),
+        """Renew the hopper's lead claims at half their lease (docs/architecture.md: leases for claims),
         so no other dialer process takes a lead this one still holds."""
         now = time.monotonic()
         if now - self._claims_renewed < self.claim_ttl.total_seconds() / 2 or not self._claimed:
@@ -580,7 +580,7 @@ class CampaignRuntime:
             self._bridge(a)
         elif isinstance(a, PlayMessage):
             self._play(a)
-        elif isinstance(a, Hangup):
+        elif isinstance(a, EndCall):
             self._spawn(self.pool.submit(sip.Hangup(call_id=a.call_id, reason="dialer")),
                         "hangup")
         elif isinstance(a, ScreenPop):

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dialer.domain import DIALABLE_STATUSES, AttemptResult, LeadStatus, RetryPolicy
+from common.vocabulary import DIALABLE_STATUSES, AttemptResult, LeadStatus, RetryPolicy
 from scheduling.calendar import CalendarError, CompanyCalendar, Schedule, from_ts, to_ts
 from scheduling.windows import PRESETS, AttemptCap, CallingWindow, candidate_zones
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dialer.domain import CallbackScope
+from common.vocabulary import CallbackScope
 from scheduling.calendar import zone
 
 __all__ = [

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import AttemptResult, RetryPolicy
 from db.models import Attempt, Callback, Campaign, Company, DncEntry, Lead, hopper_tier
-from dialer.domain import AttemptResult, RetryPolicy
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callable import CallingRules, LeadFacts, next_callable_at
 from scheduling.windows import CallingWindow, jurisdiction_for_number

@@ -35,9 +35,9 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import AbandonWindow, CallbackScope
 from db import repositories as repo
 from db.models import AbandonRollup, Callback, Campaign, Company, JobLease
-from dialer.domain import AbandonWindow, CallbackScope
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callbacks import (
     CallbackFacts,
@@ -347,7 +347,7 @@ class SchedulingJobs:
 
     # -- abandon rates, claims, reminders ---------------------------------------------------------
     async def abandon_rollup_job(self, now: datetime) -> JobRun:
-        """Store each campaign's abandon rate over its regulatory window (compliance.md)."""
+        """Store each campaign's abandon rate over its regulatory window (docs/compliance.md)."""
         slot = _floor(now, self.settings.abandon_rollup_every)
 
         async def body() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The daily plan: per campaign and agent, the contacts due that day in priority order.
 
-domain.md: "Morning: the day's plan. The list of customers due today (callbacks agreed
+docs/domain.md: "Morning: the day's plan. The list of customers due today (callbacks agreed
 earlier, next-contact dates that fell due), put in priority order: hot leads and customers
 with complaints or problems first." The plan is stored (daily_plans / daily_plan_items) and
 its size is the "planned" figure of the end-of-day report.
@@ -26,8 +26,8 @@ from datetime import date, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import DIALABLE_STATUSES, CallbackScope, LeadStatus
 from db.models import Callback, Campaign, DailyPlan, DailyPlanItem, DncEntry, Lead
-from dialer.domain import DIALABLE_STATUSES, CallbackScope, LeadStatus
 from scheduling.days import local_day_bounds
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The end-of-day primary report (domain.md): per campaign and agent, what the day produced.
+"""The end-of-day primary report (docs/domain.md): per campaign and agent, what the day produced.
 
 Figures for local day D (campaign zone), all recomputed from stored rows:
 * planned - the size of the agent's daily plan for D (the shared plan for agent None);
@@ -26,8 +26,8 @@ from typing import Any, TextIO
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.vocabulary import DEFAULT_DISPOSITIONS, AttemptResult
 from db.models import Agent, Attempt, Callback, Campaign, DailyReport
-from dialer.domain import DEFAULT_DISPOSITIONS, AttemptResult
 from scheduling.days import local_day_bounds
 from scheduling.plan import planned_counts
 

@@ -1,4 +1,4 @@
-"""Callee calling windows: the legal local hours of the called person (compliance.md).
+"""Callee calling windows: the legal local hours of the called person (docs/compliance.md).
 
 A `CallingWindow` is a jurisdiction preset (weekly local hours, optional public-holiday
 exclusion, attempt caps, a cool-off after a refusal) without a zone; `in_zone(zone)` binds it
@@ -176,7 +176,7 @@ def _hours(**days: str) -> tuple[DayIntervals, ...]:
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 _ALL = (*_WEEKDAYS, "sat", "sun")
 
-#: compliance.md's presets. Keys are what `Campaign.calling_window` stores.
+#: docs/compliance.md's presets. Keys are what `Campaign.calling_window` stores.
 PRESETS: dict[str, CallingWindow] = {
     "us_federal": CallingWindow(
         name="us_federal", weekly=_hours(**dict.fromkeys(_ALL, "08:00-21:00"))

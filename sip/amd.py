@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from dialer.domain import AmdVerdict
+from common.vocabulary import AmdVerdict
 from sip.api import AmdSettings
 
 FRAME_MS = 20

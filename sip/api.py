@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from dialer.domain import AmdVerdict, AttemptResult
+from common.vocabulary import AmdVerdict, AttemptResult
 
 HangupBy = Literal["remote", "local", "node"]
 

@@ -3,7 +3,7 @@
 Run as ``python -m sip.node --connect HOST:PORT --config JSON``. The process connects to the
 pool, measures its call capacity, says hello, then executes commands and streams events.
 
-Threading (see shared/notes/pjsua2-and-sipp.md): the process's main thread is the pjsua2
+Threading (see docs/sip.md): the process's main thread is the pjsua2
 owner thread. It creates the Endpoint with ``threadCnt=0`` / ``mainThreadOnly=True`` and
 loops on ``libHandleEvents``; a reader thread only decodes pool frames into a queue. Media
 callbacks (AMD frames, player EOF) run on the media clock thread: they compute and queue,
@@ -38,7 +38,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from dialer.domain import AmdVerdict, AttemptResult
+from common.vocabulary import AmdVerdict, AttemptResult
 from sip.amd import AmdAnalyzer, AmdResult
 from sip.api import (
     AgentLegAnswered,

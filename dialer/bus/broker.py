@@ -190,7 +190,7 @@ def _quiet_library_loggers() -> None:
     """amqtt and its state-machine library log every packet and transition at INFO.
 
     Raise them to WARNING unless the operator configured them explicitly, so the dialer's
-    INFO log stays one line per call (STYLE.md, logging).
+    INFO log stays one line per call (docs/architecture.md, logging).
     """
     for name in ("amqtt", "transitions"):
         logger = logging.getLogger(name)

@@ -28,9 +28,7 @@ from pydantic import (
     ValidationError,
 )
 
-from dialer.bus.errors import ErrorCode, ProtocolError
-from dialer.bus.topics import LOGIN_PATTERN
-from dialer.domain import (
+from common.vocabulary import (
     AgentState,
     AttemptResult,
     AttemptStage,
@@ -38,6 +36,8 @@ from dialer.domain import (
     DispositionSpec,
     LeadStatus,
 )
+from dialer.bus.errors import ErrorCode, ProtocolError
+from dialer.bus.topics import LOGIN_PATTERN
 
 PROTOCOL_VERSION: Literal[1] = 1
 #: larger payloads are refused before parsing (a screen pop with long notes is ~10 KiB)

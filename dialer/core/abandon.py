@@ -1,4 +1,4 @@
-"""Abandon accounting per campaign, with the definitions of compliance.md.
+"""Abandon accounting per campaign, with the definitions of docs/compliance.md.
 
 - denominator: calls answered by a live person (connected + abandoned); machine answers
   are excluded;
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from dialer.domain import AbandonPolicy, AbandonWindow
+from common.vocabulary import AbandonPolicy, AbandonWindow
 
 _WINDOW_SECONDS = {
     AbandonWindow.ROLLING_24H: 86_400.0,

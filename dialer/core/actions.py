@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from common.vocabulary import AgentState, AttemptResult, CallbackScope, LeadStatus
 from dialer.core.tickets import LeadTicket
-from dialer.domain import AgentState, AttemptResult, CallbackScope, LeadStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class PlayMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Hangup:
+class EndCall:
     call_id: str
 
 
@@ -123,7 +123,7 @@ Action = (
     Dial
     | BridgeTo
     | PlayMessage
-    | Hangup
+    | EndCall
     | ScreenPop
     | PreviewOffer
     | LeadUpdate

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from common.vocabulary import AgentState
 from dialer.core.actions import AgentStateChanged
 from dialer.core.errors import IllegalTransitionError, InvalidInputError, UnknownAgentError
-from dialer.domain import AgentState
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dialer.core.errors import ConfigError
-from dialer.core.governor import GovernorSettings
-from dialer.core.pacer import LineLimits
-from dialer.core.router import TieBreak
-from dialer.domain import (
+from common.vocabulary import (
     AbandonPolicy,
     DialMode,
     DispositionSpec,
@@ -19,10 +15,14 @@ from dialer.domain import (
     RetryPolicy,
     disposition_catalog,
 )
+from dialer.core.errors import EngineConfigError
+from dialer.core.governor import GovernorSettings
+from dialer.core.pacer import LineLimits
+from dialer.core.router import TieBreak
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CampaignConfig:
+class EngineConfig:
     campaign_id: str
     mode: DialMode = DialMode.PREDICTIVE
     abandon: AbandonPolicy = field(default_factory=AbandonPolicy)
@@ -65,11 +65,11 @@ class CampaignConfig:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        def bad(msg: str) -> ConfigError:
-            return ConfigError(f"campaign {self.campaign_id!r}: {msg}")
+        def bad(msg: str) -> EngineConfigError:
+            return EngineConfigError(f"campaign {self.campaign_id!r}: {msg}")
 
         if not self.campaign_id:
-            raise ConfigError("campaign_id must not be empty")
+            raise EngineConfigError("campaign_id must not be empty")
         ab = self.abandon
         if not 0.0 < ab.cap < 1.0:
             raise bad(f"abandon cap must be in (0, 1), got {ab.cap}")

@@ -26,6 +26,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from common.vocabulary import (
+    AbandonClockStart,
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    DialMode,
+    MachinePolicy,
+)
 from dialer.core.abandon import AbandonLedger, WindowCounts
 from dialer.core.actions import (
     Action,
@@ -33,7 +43,7 @@ from dialer.core.actions import (
     AttemptFinished,
     BridgeTo,
     Dial,
-    Hangup,
+    EndCall,
     LeadUpdate,
     NeedLeads,
     PlayMessage,
@@ -41,7 +51,7 @@ from dialer.core.actions import (
     ScreenPop,
 )
 from dialer.core.agents import AgentBoard, AgentRecord
-from dialer.core.config import CampaignConfig
+from dialer.core.config import EngineConfig
 from dialer.core.errors import (
     IllegalTransitionError,
     InvalidDispositionError,
@@ -61,16 +71,6 @@ from dialer.core.pacer import (
 from dialer.core.router import choose_agent
 from dialer.core.stats import CallEstimator, DurationEstimator, PacingModel
 from dialer.core.tickets import LeadTicket
-from dialer.domain import (
-    AbandonClockStart,
-    AgentState,
-    AmdVerdict,
-    AttemptResult,
-    AttemptStage,
-    CallbackScope,
-    DialMode,
-    MachinePolicy,
-)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class _Call:
     lead: LeadTicket
     dialed_t: float
     dialed_at: datetime
-    #: first 18x (call_ringing): the minimum ring time counts from here (compliance.md)
+    #: first 18x (call_ringing): the minimum ring time counts from here (docs/compliance.md)
     ringing_t: float | None = None
     #: agent reserved before the dial (preview, agent-owned callback)
     reserved_agent: str | None = None
@@ -145,7 +145,7 @@ class CampaignEngine:
 
     def __init__(
         self,
-        config: CampaignConfig,
+        config: EngineConfig,
         *,
         pacer: Pacer | None = None,
         call_id_factory: Callable[[], str] | None = None,
@@ -373,7 +373,7 @@ class CampaignEngine:
             call.ringing_t = t
             if self._cancelling and call.call_id in self._inflight:
                 # weighed just after the minimum ring time, counted from the first 18x
-                # (compliance.md: never cancel an unanswered call before it)
+                # (docs/compliance.md: never cancel an unanswered call before it)
                 self._ring_checks.append((t + self.config.min_ring_seconds + 1e-3, call_id))
         self._after(t, now, out)
         return out
@@ -418,7 +418,7 @@ class CampaignEngine:
                 call.message_at = now
                 out.append(PlayMessage(call_id, "machine", True))
             else:
-                out.append(Hangup(call_id))
+                out.append(EndCall(call_id))
             if call.reserved_agent is not None:
                 rec = self.board.get(call.reserved_agent)
                 call.reserved_agent = None
@@ -920,7 +920,7 @@ class CampaignEngine:
         for c in old[keep:]:
             c.cancelled = True
             self._cancels += 1
-            out.append(Hangup(c.call_id))
+            out.append(EndCall(c.call_id))
 
     def _answered_after_cancel(
         self, call: _Call, verdict: AmdVerdict, t: float, now: datetime, out: list[Action]

@@ -16,7 +16,7 @@ class InvalidInputError(CoreError, ValueError):
     """An engine input was malformed (naive datetime, missing result, empty reason...)."""
 
 
-class ConfigError(CoreError, ValueError):
+class EngineConfigError(CoreError, ValueError):
     """A campaign configuration value is out of range or inconsistent."""
 
 

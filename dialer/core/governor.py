@@ -7,7 +7,7 @@ Two layers:
   abandoned one down by ``eta x (1 - target)``, so the drift is zero exactly at the target.
   It moves slowly on purpose: a steady risk level buys more occupancy per abandon than
   one that swings (the occupancy gained per unit of risk falls as risk grows);
-- a guard on the regulatory window (compliance.md: "the pacer throttles before" the rate
+- a guard on the regulatory window (docs/compliance.md: "the pacer throttles before" the rate
   passes the cap). Risk is taken only while **one more abandon would still keep the
   window within the cap**: with L live answers and A abandons in the window, the next
   live answer abandoned would make A + 1 of L + 1, and the window may hold

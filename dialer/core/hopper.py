@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from common.vocabulary import LeadStatus
 from dialer.core.tickets import LeadTicket
-from dialer.domain import LeadStatus
 
 TIER_CALLBACK = 0
 TIER_HOT = 1

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dialer.core.actions import LeadUpdate
-from dialer.core.errors import InvalidDispositionError, InvalidInputError
-from dialer.core.tickets import LeadTicket
-from dialer.domain import (
+from common.vocabulary import (
     AttemptResult,
     CallbackScope,
     DispositionSpec,
     LeadStatus,
     RetryPolicy,
 )
+from dialer.core.actions import LeadUpdate
+from dialer.core.errors import InvalidDispositionError, InvalidInputError
+from dialer.core.tickets import LeadTicket
 
 #: results that need an agent's disposition instead of a retry rule
 _NEEDS_DISPOSITION = frozenset({AttemptResult.CONNECTED})

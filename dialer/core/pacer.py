@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.vocabulary import DialMode
 from dialer.core.stats import CallDist, PacingModel
-from dialer.domain import DialMode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dialer.domain import LeadStatus
+from common.vocabulary import LeadStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

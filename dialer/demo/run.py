@@ -28,6 +28,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from common.vocabulary import AgentState, AttemptResult
 from db.migrate import upgrade
 from db.models import Campaign, Company, Lead
 from db.session import create_engine, session_factory
@@ -46,7 +47,6 @@ from dialer.config import (
     TrunkSection,
 )
 from dialer.demo.data import demo_behaviour, generate
-from dialer.domain import AgentState, AttemptResult
 from scheduling.days import local_date
 from scheduling.plan import build_daily_plan
 from sip.sipp import SippProcess

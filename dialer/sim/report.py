@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.vocabulary import DialMode
 from dialer.core.pacer import LineLimits
-from dialer.domain import DialMode
 from dialer.sim.baselines import (
     AdaptMode,
     BoundResult,

@@ -19,24 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dialer.core.actions import (
-    Action,
-    AgentStateChanged,
-    AttemptFinished,
-    BridgeTo,
-    Dial,
-    Hangup,
-    LeadUpdate,
-    NeedLeads,
-    PlayMessage,
-    PreviewOffer,
-    ScreenPop,
-)
-from dialer.core.config import CampaignConfig
-from dialer.core.engine import CampaignEngine
-from dialer.core.pacer import LineLimits, Pacer
-from dialer.core.tickets import LeadTicket
-from dialer.domain import (
+from common.vocabulary import (
     DIALABLE_STATUSES,
     AgentState,
     AmdVerdict,
@@ -44,6 +27,23 @@ from dialer.domain import (
     CallbackScope,
     DialMode,
 )
+from dialer.core.actions import (
+    Action,
+    AgentStateChanged,
+    AttemptFinished,
+    BridgeTo,
+    Dial,
+    EndCall,
+    LeadUpdate,
+    NeedLeads,
+    PlayMessage,
+    PreviewOffer,
+    ScreenPop,
+)
+from dialer.core.config import EngineConfig
+from dialer.core.engine import CampaignEngine
+from dialer.core.pacer import LineLimits, Pacer
+from dialer.core.tickets import LeadTicket
 from dialer.sim.workload import Draw, LeadTape, Outcome, Workload
 
 #: the simulated shift starts on a Monday morning (any aware UTC instant would do)
@@ -152,7 +152,7 @@ class Simulation:
         policy: PolicySpec,
         seed: int,
         *,
-        config: CampaignConfig | None = None,
+        config: EngineConfig | None = None,
         drain: bool = True,
         keep_final_states: bool = False,
     ) -> None:
@@ -160,9 +160,9 @@ class Simulation:
         self.policy = policy
         self.seed = seed
         self.tape = LeadTape(workload, seed)
-        base = config or CampaignConfig(campaign_id="sim")
+        base = config or EngineConfig(campaign_id="sim")
         seq = itertools.count(1)
-        cfg = CampaignConfig(
+        cfg = EngineConfig(
             **{
                 **{f: getattr(base, f) for f in base.__dataclass_fields__},
                 "mode": policy.mode,
@@ -241,7 +241,7 @@ class Simulation:
                     else self.w.machine_message_seconds  # type: ignore[union-attr]
                 )
                 self._push(self._t + secs, _HANGUP, a.call_id)  # type: ignore[union-attr]
-            elif tp is Hangup:
+            elif tp is EndCall:
                 self._on_hangup(a)  # type: ignore[arg-type]
             elif tp is NeedLeads:
                 queue.extend(self._give_leads(a.n))  # type: ignore[union-attr]
@@ -276,7 +276,7 @@ class Simulation:
         else:
             self._push(at, _SIP_END, a.call_id)
 
-    def _on_hangup(self, a: Hangup) -> None:
+    def _on_hangup(self, a: EndCall) -> None:
         call = self._calls.get(a.call_id)
         if call is not None and not call.answered:
             # the engine cancels a ringing call: it ends now as a no-answer, and whatever
@@ -594,7 +594,7 @@ def run_one(
     policy: PolicySpec,
     seed: int,
     *,
-    config: CampaignConfig | None = None,
+    config: EngineConfig | None = None,
     keep_final_states: bool = False,
 ) -> RunResult:
     """Run one policy on one workload and seed (deterministic)."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.vocabulary import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
 from dialer.agentsim import DEFAULT_MIX, AgentProfile, SimulatedAgent, simulated_agents
 from dialer.bus import (
     AgentBus,
@@ -32,7 +33,6 @@ from dialer.bus import (
 )
 from dialer.bus.service import open_agent_bus
 from dialer.config import AgentConfig, MqttSection
-from dialer.domain import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
 
 from .conftest import BrokerUnderTest
 

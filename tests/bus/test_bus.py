@@ -14,6 +14,14 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
+from common.vocabulary import (
+    DEFAULT_DISPOSITIONS,
+    AgentState,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    LeadStatus,
+)
 from dialer.bus import (
     AckEvt,
     AgentBus,
@@ -43,14 +51,6 @@ from dialer.bus import (
     SupervisorCallEvent,
 )
 from dialer.bus.messages import MAX_PAYLOAD_BYTES, parse_supervisor_event
-from dialer.domain import (
-    DEFAULT_DISPOSITIONS,
-    AgentState,
-    AttemptResult,
-    AttemptStage,
-    CallbackScope,
-    LeadStatus,
-)
 
 from .conftest import (
     AGENTS,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.vocabulary import AgentState
 from dialer.bus.broker import AccessPolicy
 from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import (
@@ -23,7 +24,6 @@ from dialer.bus.messages import (
 )
 from dialer.bus.schemas import generate, render
 from dialer.bus.topics import Topics, filter_within, topic_matches
-from dialer.domain import AgentState
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
@@ -194,7 +194,7 @@ def test_access_policy_refuses_bad_users(agents: dict[str, str], match: str) -> 
 def test_core_errors_translate_to_protocol_errors() -> None:
     from dialer.bus.errors import protocol_error_for
     from dialer.core.errors import (
-        ConfigError,
+        EngineConfigError,
         IllegalTransitionError,
         InvalidDispositionError,
         UnknownAgentError,
@@ -207,7 +207,7 @@ def test_core_errors_translate_to_protocol_errors() -> None:
         (IllegalTransitionError("agent alice", "talking", "ready"), ErrorCode.INVALID_STATE),
         (InvalidDispositionError("unknown disposition code 'zzz'"),
          ErrorCode.INVALID_DISPOSITION),
-        (ConfigError("bad"), ErrorCode.INTERNAL),
+        (EngineConfigError("bad"), ErrorCode.INTERNAL),
     ]
     for exc, code in cases:
         err = protocol_error_for(exc)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dialer.core import CampaignConfig, CampaignEngine, LeadTicket
+from dialer.core import CampaignEngine, EngineConfig, LeadTicket
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def lead(**kw: Any) -> LeadTicket:
 
 def make_engine(**cfg: Any) -> CampaignEngine:
     seq = itertools.count(1)
-    config = CampaignConfig(campaign_id="test", **cfg)
+    config = EngineConfig(campaign_id="test", **cfg)
     return CampaignEngine(config, call_id_factory=lambda: f"c{next(seq)}")
 
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.vocabulary import AbandonPolicy, AbandonWindow
 from dialer.core import AbandonLedger
-from dialer.domain import AbandonPolicy, AbandonWindow
 
 from .conftest import T0
 

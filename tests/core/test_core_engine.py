@@ -8,14 +8,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.vocabulary import (
+    AbandonClockStart,
+    AbandonPolicy,
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    CallbackScope,
+    DialMode,
+    LeadStatus,
+    MachinePolicy,
+)
 from dialer.core import (
     AgentStateChanged,
     AttemptFinished,
     BridgeTo,
-    CampaignConfig,
-    ConfigError,
     Dial,
-    Hangup,
+    EndCall,
+    EngineConfig,
+    EngineConfigError,
     IllegalTransitionError,
     InvalidDispositionError,
     LeadUpdate,
@@ -28,17 +39,6 @@ from dialer.core import (
 )
 from dialer.core.governor import GovernorSettings
 from dialer.core.stats import CallEstimator, PacingModel
-from dialer.domain import (
-    AbandonClockStart,
-    AbandonPolicy,
-    AgentState,
-    AmdVerdict,
-    AttemptResult,
-    CallbackScope,
-    DialMode,
-    LeadStatus,
-    MachinePolicy,
-)
 
 from .conftest import FakeClock, lead, make_engine, of_type
 
@@ -126,7 +126,7 @@ def test_greeting_end_clock_start(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "action"),
-    [(MachinePolicy.HANG_UP, Hangup), (MachinePolicy.LEAVE_MESSAGE, PlayMessage)],
+    [(MachinePolicy.HANG_UP, EndCall), (MachinePolicy.LEAVE_MESSAGE, PlayMessage)],
 )
 def test_machine_policy(clock: FakeClock, policy: MachinePolicy, action: type) -> None:
     eng, out = start(clock, agents=1, machine_policy=policy)
@@ -251,10 +251,10 @@ def test_bad_inputs_raise_clear_errors(clock: FakeClock) -> None:
         eng.bridge_ok(clock.now, "nope")
     with pytest.raises(ValueError, match="timezone-aware"):
         eng.tick(clock.now.replace(tzinfo=None))
-    with pytest.raises(ConfigError, match="agent_wait_seconds"):
-        CampaignConfig(campaign_id="x", agent_wait_seconds=2.5)
-    with pytest.raises(ConfigError, match="timezone"):
-        CampaignConfig(campaign_id="x", timezone="Mars/Olympus")
+    with pytest.raises(EngineConfigError, match="agent_wait_seconds"):
+        EngineConfig(campaign_id="x", agent_wait_seconds=2.5)
+    with pytest.raises(EngineConfigError, match="timezone"):
+        EngineConfig(campaign_id="x", timezone="Mars/Olympus")
 
 
 # --------------------------------------------------------------- property: one call per agent
@@ -362,17 +362,17 @@ def _busy_agent_with_ringing_calls(clock: FakeClock, **cfg: object):  # type: ig
 def test_surplus_ringing_call_is_cancelled_only_after_min_ring(clock: FakeClock) -> None:
     eng, _first, rest, rung_at = _busy_agent_with_ringing_calls(clock)
     dialed_at = rung_at  # the calls' first 18x: the minimum ring counts from there
-    hangups: list[Hangup] = []
+    hangups: list[EndCall] = []
     # tick every half second up to just before the minimum ring time: nothing is cancelled
     while clock.now + timedelta(seconds=0.5) < dialed_at + timedelta(seconds=15):
-        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+        hangups += of_type(eng.tick(clock.advance(0.5)), EndCall)
     assert [h for h in hangups if h.call_id in rest] == []
     # the engine asks to be woken when the calls reach the minimum ring time
     wake = eng.next_wakeup
     assert wake is not None
     assert dialed_at + timedelta(seconds=15) <= wake <= dialed_at + timedelta(seconds=15.01)
     out = eng.tick(clock.advance((wake - clock.now).total_seconds()))
-    hangups = [h for h in of_type(out, Hangup) if h.call_id in rest]
+    hangups = [h for h in of_type(out, EndCall) if h.call_id in rest]
     # the agent has just begun a call of ~180 s: no agent for any of them if answered
     assert {h.call_id for h in hangups} == set(rest)
     assert eng.counters().surplus_cancels == len(rest)
@@ -403,10 +403,10 @@ def test_min_ring_counts_from_the_first_18x_not_the_dial(clock: FakeClock) -> No
     ring_start = clock.now
     hangups: list[str] = []
     while clock.now < ring_start + timedelta(seconds=15) - timedelta(seconds=0.25):
-        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), Hangup)]
+        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), EndCall)]
     assert late not in hangups  # 15 s after the dial is not 15 s of ringing
     for _ in range(40):  # up to 10 s more
-        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), Hangup)]
+        hangups += [h.call_id for h in of_type(eng.tick(clock.advance(0.25)), EndCall)]
     assert late in hangups
     if silent is not None:
         assert silent not in hangups  # never rang: left to the SIP setup timeout
@@ -420,7 +420,7 @@ def test_ringing_call_is_kept_when_an_agent_is_free(clock: FakeClock) -> None:
     eng.model = PacingModel(calls=late.dist, talk=eng.model.talk, wrap=eng.model.wrap)
     hangups = []
     for _ in range(40):  # 20 s: every call is past the minimum ring, agents all ready
-        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+        hangups += of_type(eng.tick(clock.advance(0.5)), EndCall)
     assert hangups == []
     assert eng.counters().surplus_cancels == 0
 
@@ -429,7 +429,7 @@ def test_cancelling_is_off_when_configured_and_in_other_modes(clock: FakeClock) 
     eng, _first, rest, _rung = _busy_agent_with_ringing_calls(clock, cancel_surplus_calls=False)
     hangups = []
     for _ in range(40):
-        hangups += of_type(eng.tick(clock.advance(0.5)), Hangup)
+        hangups += of_type(eng.tick(clock.advance(0.5)), EndCall)
     assert [h for h in hangups if h.call_id in rest] == []
     eng = make_engine(mode=DialMode.POWER)
     assert eng.snapshot(clock.now).cancel_after is None
@@ -438,7 +438,7 @@ def test_cancelling_is_off_when_configured_and_in_other_modes(clock: FakeClock) 
 def test_answer_crossing_the_cancel_counts_as_abandoned(clock: FakeClock) -> None:
     eng, _first, rest, _rung = _busy_agent_with_ringing_calls(clock)
     out = eng.tick(clock.advance(12.0))
-    hung = [h.call_id for h in of_type(out, Hangup) if h.call_id in rest]
+    hung = [h.call_id for h in of_type(out, EndCall) if h.call_id in rest]
     assert hung
     before = eng.counters().abandoned
     out = eng.call_answered(clock.advance(0.1), hung[0], AmdVerdict.HUMAN)
@@ -449,7 +449,7 @@ def test_answer_crossing_the_cancel_counts_as_abandoned(clock: FakeClock) -> Non
 
 
 def test_min_ring_must_not_be_negative() -> None:
-    with pytest.raises(ConfigError, match="min_ring_seconds"):
-        CampaignConfig(campaign_id="x", min_ring_seconds=-1.0)
-    with pytest.raises(ConfigError, match="min_ring_seconds"):
-        CampaignConfig(campaign_id="x", min_ring_seconds=float("nan"))
+    with pytest.raises(EngineConfigError, match="min_ring_seconds"):
+        EngineConfig(campaign_id="x", min_ring_seconds=-1.0)
+    with pytest.raises(EngineConfigError, match="min_ring_seconds"):
+        EngineConfig(campaign_id="x", min_ring_seconds=float("nan"))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from common.vocabulary import LeadStatus
 from dialer.core import Hopper, order_leads
-from dialer.domain import LeadStatus
 
 from .conftest import T0, lead
 

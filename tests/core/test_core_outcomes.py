@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.core import InvalidDispositionError, apply_disposition, apply_system_result
-from dialer.domain import (
+from common.vocabulary import (
     AttemptResult,
     CallbackScope,
     LeadStatus,
     RetryPolicy,
     disposition_catalog,
 )
+from dialer.core import InvalidDispositionError, apply_disposition, apply_system_result
 
 from .conftest import T0, lead
 

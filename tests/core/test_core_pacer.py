@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.vocabulary import DialMode
 from dialer.core import (
     AbandonBudget,
     LineLimits,
@@ -17,7 +18,6 @@ from dialer.core import (
     progressive_pacer,
 )
 from dialer.core.pacer import EXACT_TERMS, risk_curve
-from dialer.domain import DialMode
 from dialer.sim.baselines import IssabelPacer, VicidialAdaptivePacer
 
 from .conftest import make_engine

@@ -1,4 +1,4 @@
-"""DNC repository and DNC list files on real SQLite and PostgreSQL (compliance.md: a listed
+"""DNC repository and DNC list files on real SQLite and PostgreSQL (docs/compliance.md: a listed
 number is never dialed again from any campaign; numbers compare in E.164)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.vocabulary import LeadStatus
 from db import dnc
 from db.models import Campaign, Lead
 from db.session import session_factory
-from dialer.domain import LeadStatus
 from dialer.importer import DncFileSummary, LeadImportError, read_dnc_file
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)

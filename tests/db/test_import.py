@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.vocabulary import LeadStatus
 from db import dnc
 from db.models import Campaign, Company, Lead
 from db.session import session_factory
-from dialer.domain import LeadStatus
 from dialer.importer import (
     REPORT_COLUMNS,
     CsvReport,

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.vocabulary import AttemptResult, AttemptStage, DialMode, LeadStatus
 from db import repositories as repo
 from db.models import Attempt, Campaign, Lead
 from db.session import session_factory
-from dialer.domain import AttemptResult, AttemptStage, DialMode, LeadStatus
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 

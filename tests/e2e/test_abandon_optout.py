@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from common.vocabulary import AttemptResult, AttemptStage, LeadStatus
 from db.models import Attempt, DncEntry, Lead
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, simulated_agents
 from dialer.app import DialerApp
 from dialer.config import AgentConfig, CampaignConfig
-from dialer.domain import AttemptResult, AttemptStage, LeadStatus
 from sip.sipp import SippProcess
 from support.leads import loopback_settings, make_numbers, seed_campaign
 

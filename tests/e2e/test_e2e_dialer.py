@@ -27,6 +27,7 @@ import aiomqtt
 import pytest
 from sqlalchemy import func, select
 
+from common.vocabulary import AttemptResult, AttemptStage
 from db.models import Attempt, Lead
 from db.pgserver import TempPostgres
 from db.session import create_engine, session_factory
@@ -47,7 +48,6 @@ from dialer.config import (
     TrunkSection,
 )
 from dialer.demo.data import demo_behaviour
-from dialer.domain import AttemptResult, AttemptStage
 from sip.sipp import SippProcess
 from support.leads import make_numbers, seed_campaign
 from support.mosquitto import MosquittoServer

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from common.vocabulary import AttemptResult, AttemptStage
 from db.models import Attempt
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, simulated_agents
-from dialer.domain import AttemptResult, AttemptStage
 from sip.sipp import SippProcess, free_udp_port
 from support.leads import make_numbers, seed_campaign
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from common.vocabulary import WRAPUP_TIMEOUT, AgentState, AttemptResult
 from db.models import Attempt
 from db.session import create_engine, session_factory
 from dialer.app import DialerApp
@@ -25,7 +26,6 @@ from dialer.bus.messages import (
     StateEvt,
 )
 from dialer.config import AgentConfig, CampaignConfig
-from dialer.domain import WRAPUP_TIMEOUT, AgentState, AttemptResult
 from sip.sipp import SippProcess
 from support.leads import loopback_settings, make_numbers, seed_campaign
 

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from dialer.domain import AbandonWindow, AgentState, AttemptResult, AttemptStage
+from common.vocabulary import AbandonWindow, AgentState, AttemptResult, AttemptStage
 from dialer.metrics import DialerMetrics
 
 CAMPAIGN = "standin-offer"

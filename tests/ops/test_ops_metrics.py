@@ -17,7 +17,7 @@ from ops_promql import REPO
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from dialer.domain import AbandonWindow, AgentState, AttemptResult, AttemptStage
+from common.vocabulary import AbandonWindow, AgentState, AttemptResult, AttemptStage
 from dialer.metrics import (
     HELD_BACK_REASONS,
     IN_FLIGHT_STAGES,

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import holidays
 from hypothesis import strategies as st
 
-from dialer.domain import DIALABLE_STATUSES, AttemptResult, LeadStatus, RetryPolicy
+from common.vocabulary import DIALABLE_STATUSES, AttemptResult, LeadStatus, RetryPolicy
 from scheduling.calendar import CompanyCalendar
 from scheduling.callable import CallingRules, LeadFacts
 from scheduling.windows import CallingWindow, candidate_zones

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.vocabulary import AttemptResult, CallbackScope, DialMode, LeadStatus
 from db.models import Agent, Attempt, Callback, Campaign, Company, DncEntry, Lead
 from db.session import session_factory
-from dialer.domain import AttemptResult, CallbackScope, DialMode, LeadStatus
 
 DAY = date(2026, 11, 23)  # a Monday
 

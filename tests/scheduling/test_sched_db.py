@@ -16,6 +16,7 @@ from sched_seed import DAY, day_of_attempts, seed, utc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.vocabulary import AttemptResult
 from db.models import (
     AbandonRollup,
     Attempt,
@@ -25,7 +26,6 @@ from db.models import (
     Lead,
 )
 from db.session import session_factory
-from dialer.domain import AttemptResult
 from scheduling.callbacks import CallbackReminder
 from scheduling.facts import refresh_callability
 from scheduling.jobs import JobHooks, SchedulingJobs, build_scheduler, try_lease

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from dialer.domain import AttemptResult, CallbackScope, LeadStatus, RetryPolicy
+from common.vocabulary import AttemptResult, CallbackScope, LeadStatus, RetryPolicy
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callable import CallingRules, Gate, LeadFacts, NeverReason, next_callable_at
 from scheduling.callbacks import (

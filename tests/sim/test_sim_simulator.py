@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from common.vocabulary import AttemptResult, DialMode
 from dialer.core import LineLimits
-from dialer.domain import AttemptResult, DialMode
 from dialer.sim.baselines import AdaptMode, VicidialAdaptivePacer, clairvoyant_bound
 from dialer.sim.report import benchmark_policies, run_matrix, summarize
 from dialer.sim.simulator import PolicySpec, Simulation, run_one, standard_policies

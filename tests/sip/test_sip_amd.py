@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.domain import AmdVerdict
+from common.vocabulary import AmdVerdict
 from sip.amd import FRAME_MS, AmdAnalyzer, analyse, frames
 from sip.api import AmdSettings
 from sip.assets import human_greeting, machine_greeting, silence, speech_like

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.domain import AmdVerdict, AttemptResult
+from common.vocabulary import AmdVerdict, AttemptResult
 from sip.api import (
     AmdDone,
     AmdSettings,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sip_testutil import events_until, requires_sipp, wait_for
 
-from dialer.domain import AttemptResult
+from common.vocabulary import AttemptResult
 from sip.api import (
     AgentLegAnswered,
     AgentLegFailed,

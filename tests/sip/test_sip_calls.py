@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sip_testutil import events_until, requires_sipp, wait_for
 
-from dialer.domain import AmdVerdict, AttemptResult
+from common.vocabulary import AmdVerdict, AttemptResult
 from sip.api import (
     AmdDone,
     AmdSettings,

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 
 class LeadStatus(enum.StrEnum):
-    """Where a lead stands in the customer lifecycle (shared/domain.md) plus dialing end states."""
+    """Where a lead stands in the customer lifecycle (docs/domain.md) plus dialing end states."""
 
     POTENTIAL = "potential"  # cold: need unknown, or former customer after churn + cool-off
     HOT = "hot"  # showed interest, no decision yet
@@ -58,7 +58,7 @@ class AttemptResult(enum.StrEnum):
     SKIPPED = "skipped"  # preview: the agent skipped the lead, no call placed
 
 
-#: results where a live person answered (compliance.md denominator)
+#: results where a live person answered (docs/compliance.md denominator)
 LIVE_RESULTS: frozenset[AttemptResult] = frozenset(
     {AttemptResult.CONNECTED, AttemptResult.ABANDONED}
 )
@@ -99,7 +99,7 @@ class MachinePolicy(enum.StrEnum):
 
 
 class AbandonClockStart(enum.StrEnum):
-    """When the 2-second clock for "connected to a live agent" starts (compliance.md)."""
+    """When the 2-second clock for "connected to a live agent" starts (docs/compliance.md)."""
 
     ANSWER = "answer"  # strictest (UK): from the 200 OK
     GREETING_START = "greeting_start"
