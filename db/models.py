@@ -1,8 +1,8 @@
 """SQLAlchemy 2.x models: the dialer's records.
 
-All times are aware UTC (`UTCDateTime`). Enums are stored by value (see dialer/domain.py).
-Every attempt is a row before its INVITE leaves (docs/architecture.md), so `attempts` is the source of
-truth for every rate the dialer reports (docs/compliance.md: rates must be recomputable).
+All times are aware UTC (`UTCDateTime`). Enums are stored by value (common/vocabulary.py).
+Every attempt is a row before its INVITE leaves (docs/architecture.md), so `attempts` is the
+source of truth for every rate the dialer reports (docs/compliance.md: rates must be recomputable).
 """
 
 from __future__ import annotations

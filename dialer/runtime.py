@@ -346,7 +346,7 @@ class CampaignRuntime:
                          notes=f"no disposition within {limit:.0f} s of the call's end")
 
     def _renew_claims_if_due(self) -> None:
-        """Renew the hopper's lead claims at half their lease (docs/architecture.md: leases for claims),
+        """Renew the hopper's lead claims at half their lease (leases for claims),
         so no other dialer process takes a lead this one still holds."""
         now = time.monotonic()
         if now - self._claims_renewed < self.claim_ttl.total_seconds() / 2 or not self._claimed:

@@ -1,6 +1,6 @@
 """Shared fixtures: real SQLite and a real PostgreSQL server for every DB test.
 
-`db_url` is parametrized over both backends (docs/architecture.md: one contract suite, every backend).
+`db_url` is parametrized over both backends (one contract suite, every backend).
 PostgreSQL runs once per test session on a loopback port in a temporary data directory; each
 test gets a fresh database cloned from a migrated template, so tests never see each other's rows.
 In CI (CI=true) a missing PostgreSQL is an error, never a skip.

@@ -62,7 +62,7 @@ class BusError(Exception):
 def protocol_error_for(exc: CoreError) -> ProtocolError:
     """Translate what the dialer core raised for an agent's command into the reply.
 
-    The runtime calls this at the boundary (docs/architecture.md: errors translated at the boundary):
+    The runtime calls this at the boundary (errors are translated at the boundary):
     core messages name agents, states, calls and codes, never a callee's data.
     """
     match exc:
