@@ -19,7 +19,8 @@ from dialer.core.actions import (
     ScreenPop,
 )
 from dialer.core.config import EngineConfig
-from dialer.core.engine import CampaignEngine, EngineCounters
+from dialer.core.engine import CampaignEngine
+from dialer.core.engine_state import EngineCounters
 from dialer.core.errors import (
     CoreError,
     EngineConfigError,

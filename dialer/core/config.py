@@ -8,6 +8,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.vocabulary import (
+    WRAPUP_TIMEOUT,
     AbandonPolicy,
     DialMode,
     DispositionSpec,
@@ -63,6 +64,9 @@ class EngineConfig:
     lead_request_timeout_seconds: float = 10.0
     #: zone of the campaign for calendar-day abandon windows
     timezone: str = "UTC"
+    #: an agent who gives no disposition within this many seconds of the call's end is
+    #: made ready again and the call closed as `WRAPUP_TIMEOUT` (None or 0: no limit)
+    max_wrapup_seconds: float | None = None
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> EngineConfigError:
@@ -113,6 +117,12 @@ class EngineConfig:
         for code, spec in self.dispositions.items():
             if code != spec.code:
                 raise bad(f"disposition catalog key {code!r} differs from its code {spec.code!r}")
+        if self.max_wrapup_seconds is not None:
+            if not self.max_wrapup_seconds >= 0.0:
+                raise bad(f"max_wrapup_seconds must be >= 0 or None, got {self.max_wrapup_seconds}")
+            if self.max_wrapup_seconds > 0 and WRAPUP_TIMEOUT not in self.dispositions:
+                # the engine closes an overdue wrap-up with this code: it must be in the catalog
+                raise bad(f"max_wrapup_seconds needs the {WRAPUP_TIMEOUT!r} disposition")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -3,82 +3,53 @@
 The driver (the live asyncio runtime, or the simulator) owns every clock and socket. It
 calls the engine's input methods with an explicit aware-UTC ``now`` and carries out the
 actions they return, in order; it calls `tick` no later than `next_wakeup`. The engine
-holds agents, calls in flight, the hopper, the pacing statistics and the abandon ledger,
-and never does IO or reads a clock, so the same object runs in real and virtual time.
+holds agents, calls in flight (with their stage: drivers read `call_stage`, they keep no
+copy), the hopper, the pacing statistics and the abandon ledger, and never does IO or reads
+a clock, so the same object runs in real and virtual time.
 
 Life of an outbound call, as the engine sees it::
 
-    Dial -> [call_ringing] -> call_answered(verdict) -> BridgeTo -> bridge_ok
-         -> call_ended -> (agent in wrap-up) -> disposition -> LeadUpdate
+    Dial -> [call_ringing] -> [call_picked_up: AMD listening] -> call_answered(verdict)
+         -> BridgeTo -> bridge_ok -> call_ended -> (agent in wrap-up) -> disposition
+         -> LeadUpdate   (no disposition within max_wrapup_seconds: tick gives one,
+                          WRAPUP_TIMEOUT)
     no agent within agent_wait after the compliance clock started:
          PlayMessage("abandon") -> call_ended -> AttemptFinished(ABANDONED) + LeadUpdate
     not answered: call_ended(result) -> AttemptFinished + LeadUpdate (retry rules)
-"""
+
+The class is built in layers: engine_state.py (state, clock, agents, routing, abandon
+deadline), dialing.py (the pacing pass), this file (the inputs); calls.py is the call table."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 
 from common.vocabulary import (
+    WRAPUP_TIMEOUT,
     AbandonClockStart,
     AgentState,
     AmdVerdict,
     AttemptResult,
     AttemptStage,
     CallbackScope,
-    DialMode,
     MachinePolicy,
 )
-from dialer.core.abandon import AbandonLedger, WindowCounts
-from dialer.core.actions import (
-    Action,
-    AgentStateChanged,
-    AttemptFinished,
-    BridgeTo,
-    Dial,
-    EndCall,
-    LeadUpdate,
-    NeedLeads,
-    PlayMessage,
-    PreviewOffer,
-    ScreenPop,
-)
-from dialer.core.agents import AgentBoard, AgentRecord
-from dialer.core.config import EngineConfig
-from dialer.core.errors import (
-    IllegalTransitionError,
-    InvalidDispositionError,
-    InvalidInputError,
-    UnknownCallError,
-)
-from dialer.core.governor import AbandonGovernor
-from dialer.core.hopper import Hopper
+from dialer.core.actions import Action, AttemptFinished, EndCall, LeadUpdate, PlayMessage
+from dialer.core.calls import CallRecord
+from dialer.core.dialing import DialingStep
+from dialer.core.engine_state import EPS, EngineCounters
+from dialer.core.errors import IllegalTransitionError, InvalidDispositionError, InvalidInputError
 from dialer.core.outcomes import apply_disposition, apply_system_result
-from dialer.core.pacer import (
-    AbandonBudget,
-    Pacer,
-    PacerSnapshot,
-    pacer_for,
-    ringing_calls_to_keep,
-)
-from dialer.core.router import choose_agent
-from dialer.core.stats import CallEstimator, DurationEstimator, PacingModel
 from dialer.core.tickets import LeadTicket
+
+__all__ = ["CampaignEngine", "EngineCounters"]
 
 log = logging.getLogger(__name__)
 
 S = AgentState
-#: datetimes carry microseconds: a wake-up time read back may be 1 us early, so "due"
-#: comparisons allow for it (otherwise a driver would tick forever just before a timer)
-_EPS = 2e-6
-_UNANSWERED = frozenset({AttemptStage.CREATED, AttemptStage.DIALING, AttemptStage.RINGING})
 #: SIP-level results a driver may report for a call that was never answered
 _UNANSWERED_RESULTS = frozenset(
     {
@@ -93,135 +64,20 @@ _UNANSWERED_RESULTS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class _Call:
-    call_id: str
-    lead: LeadTicket
-    dialed_t: float
-    dialed_at: datetime
-    #: first 18x (call_ringing): the minimum ring time counts from here (docs/compliance.md)
-    ringing_t: float | None = None
-    #: agent reserved before the dial (preview, agent-owned callback)
-    reserved_agent: str | None = None
-    stage: AttemptStage = AttemptStage.DIALING
-    #: agent the customer is being bridged to / talking with
-    agent_id: str | None = None
-    answered_at: datetime | None = None
-    clock_at: datetime | None = None
-    deadline_t: float = math.inf
-    connected_at: datetime | None = None
-    message_at: datetime | None = None
-    result: AttemptResult | None = None
-    waiting: bool = False
-    #: the engine hung it up while ringing (surplus): the lead gets NO_ANSWER
-    cancelled: bool = False
+class CampaignEngine(DialingStep):
+    """Sans-IO state of one running campaign. See the module docstring for the protocol.
 
-
-@dataclass(slots=True)
-class _Offer:
-    call_id: str
-    lead: LeadTicket
-    offered_t: float
-
-
-@dataclass(frozen=True, slots=True)
-class EngineCounters:
-    """Running totals since the engine started (for metrics and the simulator)."""
-
-    dials: int
-    live_answers: int
-    connected: int
-    abandoned: int
-    machines: int
-    calls_in_flight: int
-    calls_waiting: int
-    hopper_size: int
-    #: ringing calls hung up as surplus (after the minimum ring time)
-    surplus_cancels: int = 0
-
-
-class CampaignEngine:
-    """Sans-IO state of one running campaign. See the module docstring for the protocol."""
-
-    def __init__(
-        self,
-        config: EngineConfig,
-        *,
-        pacer: Pacer | None = None,
-        call_id_factory: Callable[[], str] | None = None,
-        agent_free_oracle: Callable[[float], tuple[float, ...]] | None = None,
-    ) -> None:
-        """``agent_free_oracle`` (simulator diagnostics only): given POSIX time, the exact
-        seconds until each busy agent is free; every snapshot then carries it as
-        `PacerSnapshot.known_free_in` instead of the talk/wrap-up forecast."""
-        self.config = config
-        self._agent_free_oracle = agent_free_oracle
-        self._pacer: Pacer = pacer if pacer is not None else pacer_for(config.mode)
-        if call_id_factory is None:
-            run = uuid.uuid4().hex[:8]
-            seq = itertools.count(1)
-            prefix = f"{config.campaign_id}-{run}"
-            call_id_factory = lambda: f"{prefix}-{next(seq)}"  # noqa: E731
-        self._new_call_id = call_id_factory
-        self.board = AgentBoard()
-        self.hopper = Hopper(config.callback_grace)
-        self.ledger = AbandonLedger(config.abandon, config.timezone)
-        self.governor = AbandonGovernor(config.abandon_target, config.abandon.cap, config.governor)
-        grid = math.ceil(config.ring_timeout_seconds) + 20
-        self._call_est = CallEstimator(
-            grid_seconds=grid,
-            prior_live_rate=config.expected_live_rate,
-            prior_live_seconds=min(10.0, config.ring_timeout_seconds / 2),
-        )
-        self._talk_est = DurationEstimator(prior_mean=config.expected_talk_seconds)
-        self._wrap_est = DurationEstimator(
-            prior_mean=config.expected_wrap_seconds, grid_seconds=600
-        )
-        self.model = PacingModel(
-            calls=self._call_est.dist, talk=self._talk_est.dist, wrap=self._wrap_est.dist
-        )
-        self._calls: dict[str, _Call] = {}
-        self._inflight: dict[str, _Call] = {}  # unanswered and not reserved
-        self._reserved_inflight = 0
-        self._waiting: dict[str, _Call] = {}  # answered live, no agent yet (insertion = FIFO)
-        self._offers: dict[str, _Offer] = {}  # preview offers by agent id
-        self._wrap_leads: dict[str, tuple[str, LeadTicket]] = {}  # agent -> (call, lead)
-        self._t = -math.inf
-        self._last_pace_t = -math.inf
-        self._next_pace_t = -math.inf
-        self._lead_request_t: float | None = None
-        self._recent_dials: deque[float] = deque()  # dial times of the last minute
-        self._dials = 0
-        self._connected = 0
-        self._abandoned = 0
-        self._machines = 0
-        self._cancels = 0
-        self._cancelling = config.cancel_surplus_calls and config.mode is DialMode.PREDICTIVE
-        #: (time a ringing call reaches the minimum ring time, call id), in dial order
-        self._ring_checks: deque[tuple[float, str]] = deque()
-
-    # ------------------------------------------------------------------ clock
-    def _clock(self, now: datetime) -> float:
-        if now.tzinfo is None:
-            raise InvalidInputError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
-        t = now.timestamp()
-        # a wall clock may step back a little (NTP); the engine's time never does
-        if t < self._t:
-            t = self._t
-        self._t = t
-        return t
-
-    @staticmethod
-    def _dt(t: float) -> datetime:
-        return datetime.fromtimestamp(t, UTC)
+    The constructor (engine_state.py) takes ``(config, *, pacer=None, call_id_factory=None,
+    agent_free_oracle=None)``.
+    """
 
     @property
     def next_wakeup(self) -> datetime | None:
         """When the driver must call `tick` next (None: nothing scheduled)."""
         best = math.inf
-        if self.board.working > 0 or self._waiting or self._offers:
+        if self.board.working > 0 or self.calls.waiting or self._offers:
             best = self._next_pace_t
-        for c in self._waiting.values():
+        for c in self.calls.waiting.values():
             best = min(best, c.deadline_t)
         timeout = self.config.preview_timeout_seconds
         if timeout is not None:
@@ -232,9 +88,22 @@ class CampaignEngine:
         if self._ring_checks:
             best = min(best, self._ring_checks[0][0])
         if math.isinf(best):
-            cb = self.hopper.next_callback_change(self._dt(max(self._t, 0.0)))
-            return cb
-        return self._dt(max(best, self._t))
+            wake = self.hopper.next_callback_change(self._dt(max(self._t, 0.0)))
+        else:
+            wake = self._dt(max(best, self._t))
+        # kept apart from `best` so a wrap-up deadline never hides an earlier callback
+        wrap_t = self._next_wrapup_deadline()
+        if wrap_t is not None:
+            wrap = self._dt(max(wrap_t, self._t))
+            if wake is None or wrap < wake:
+                wake = wrap
+        return wake
+
+    def _next_wrapup_deadline(self) -> float | None:
+        limit = self.config.max_wrapup_seconds
+        if not limit or not self._wrap_leads:
+            return None
+        return min(self.board.get(a).wrap_started for a in self._wrap_leads) + limit
 
     # ------------------------------------------------------------------ agents
     def agent_login(self, now: datetime, agent_id: str, *, ready: bool = False) -> list[Action]:
@@ -366,17 +235,32 @@ class CampaignEngine:
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
-        call = self._call(call_id)
+        call = self.calls.get(call_id)
         if call.stage in (AttemptStage.CREATED, AttemptStage.DIALING):
-            call.stage = AttemptStage.RINGING
+            self.calls.set_stage(call, AttemptStage.RINGING)
         if call.ringing_t is None:
             call.ringing_t = t
-            if self._cancelling and call.call_id in self._inflight:
+            if self._cancelling and call.call_id in self.calls.inflight:
                 # weighed just after the minimum ring time, counted from the first 18x
                 # (docs/compliance.md: never cancel an unanswered call before it)
                 self._ring_checks.append((t + self.config.min_ring_seconds + 1e-3, call_id))
         self._after(t, now, out)
         return out
+
+    def call_picked_up(self, now: datetime, call_id: str) -> list[Action]:
+        """The callee picked up and AMD is analysing: the stage becomes ANSWERED, nothing else.
+
+        Optional: a driver without AMD may go straight to `call_answered`. Until the verdict
+        the call is treated as unanswered (surplus cancels, `call_ended` with a SIP result)
+        and no timer or pacing pass runs, so reporting the pick-up changes no decision.
+        Returns no actions (a list, like every input).
+        """
+        # no _clock(now): the engine's time moves only with inputs that may act on it
+        self._check_aware(now)
+        call = self.calls.get(call_id)
+        self.calls.set_stage(call, AttemptStage.ANSWERED)
+        call.amd_pending = True
+        return []
 
     def call_answered(
         self,
@@ -396,11 +280,14 @@ class CampaignEngine:
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
-        call = self._call(call_id)
-        if call.stage not in _UNANSWERED:
+        call = self.calls.get(call_id)
+        if not call.unanswered:
             raise IllegalTransitionError(f"call {call_id}", call.stage.value, "answered")
-        self._leave_inflight(call)
-        call.stage = AttemptStage.ANSWERED
+        self.calls.leave_inflight(call)
+        if call.amd_pending:
+            call.amd_pending = False  # already ANSWERED since the pick-up
+        else:
+            self.calls.set_stage(call, AttemptStage.ANSWERED)
         call.answered_at = answered_at or now
         if call.cancelled:
             self._answered_after_cancel(call, verdict, t, now, out)
@@ -414,7 +301,7 @@ class CampaignEngine:
             call.result = AttemptResult.MACHINE
             self.ledger.record(t, live=False)
             if self.config.machine_policy is MachinePolicy.LEAVE_MESSAGE:
-                call.stage = AttemptStage.MESSAGE
+                self.calls.set_stage(call, AttemptStage.MESSAGE)
                 call.message_at = now
                 out.append(PlayMessage(call_id, "machine", True))
             else:
@@ -440,7 +327,7 @@ class CampaignEngine:
             self._assign(call, rec, now, out)
         else:
             call.waiting = True
-            self._waiting[call_id] = call
+            self.calls.waiting[call_id] = call
         self._after(t, now, out)
         return out
 
@@ -449,11 +336,11 @@ class CampaignEngine:
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
-        call = self._call(call_id)
+        call = self.calls.get(call_id)
         if call.agent_id is None or call.stage is not AttemptStage.ANSWERED:
             raise IllegalTransitionError(f"call {call_id}", call.stage.value, "bridged")
         rec = self.board.get(call.agent_id)
-        call.stage = AttemptStage.BRIDGED
+        self.calls.set_stage(call, AttemptStage.BRIDGED)
         call.connected_at = now
         call.result = AttemptResult.CONNECTED
         rec.talk_started = t
@@ -468,7 +355,7 @@ class CampaignEngine:
         """The agent's phone did not take the call: pause that agent, re-route the customer."""
         t = self._clock(now)
         out: list[Action] = []
-        call = self._call(call_id)
+        call = self.calls.get(call_id)
         if call.agent_id is None or call.stage is not AttemptStage.ANSWERED:
             raise IllegalTransitionError(f"call {call_id}", call.stage.value, "bridge_failed")
         rec = self.board.get(call.agent_id)
@@ -482,7 +369,7 @@ class CampaignEngine:
             self._set(rec, S.PAUSED, t, now, out, f"bridge_failed:{reason or 'unknown'}")
         log.warning("call %s: agent %s did not take the bridge (%s)", call_id, rec.agent_id, reason)
         call.waiting = True
-        self._waiting[call_id] = call
+        self.calls.waiting[call_id] = call
         self._expire(t, out)
         self._after(t, now, out)
         return out
@@ -498,15 +385,15 @@ class CampaignEngine:
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
-        call = self._call(call_id)
+        call = self.calls.get(call_id)
         lead_update: LeadUpdate | None = None
-        if call.stage in _UNANSWERED:
+        if call.unanswered:
             if result is None or result not in _UNANSWERED_RESULTS:
                 raise InvalidInputError(
                     f"call {call_id} ended unanswered: result must be one of "
                     f"{sorted(r.value for r in _UNANSWERED_RESULTS)}, got {result!r}"
                 )
-            self._leave_inflight(call)
+            self.calls.leave_inflight(call)
             if call.cancelled and result in (AttemptResult.CANCELLED, AttemptResult.NO_ANSWER):
                 # for the lead it rang out unanswered: retried as a no-answer
                 result = AttemptResult.NO_ANSWER
@@ -536,7 +423,7 @@ class CampaignEngine:
                 call.agent_id = None
                 rec.call_id = None
                 self._make_available(rec, t, now, out, "customer_hung_up")
-            self._waiting.pop(call_id, None)
+            self.calls.waiting.pop(call_id, None)
             call.waiting = False
             self._record_abandon(call, t)
         final = call.result
@@ -561,11 +448,33 @@ class CampaignEngine:
         )
         if lead_update is not None:
             out.append(lead_update)
-        del self._calls[call_id]
+        self.calls.finish(call)
         self._pace_soon(t)
         self._after(t, now, out)
         return out
 
+    def _answered_after_cancel(
+        self, call: CallRecord, verdict: AmdVerdict, t: float, now: datetime, out: list[Action]
+    ) -> None:
+        """The answer crossed our hang-up: the SIP side ends the call without an agent.
+
+        Counted honestly: a person who answered and got no agent is an abandoned call
+        (without a message); a machine is a machine.
+        """
+        machine = verdict is AmdVerdict.MACHINE and (
+            self.config.machine_policy is not MachinePolicy.TREAT_AS_HUMAN
+        )
+        if machine:
+            self._machines += 1
+            call.result = AttemptResult.MACHINE
+            self.ledger.record(t, live=False)
+        else:
+            call.clock_at = call.answered_at or now
+            self._record_abandon(call, t)
+        log.info("call %s: answered after the dialer cancelled it", call.call_id)
+        self._after(t, now, out)
+
+    # ------------------------------------------------------------------ wrap-up, timers
     def disposition(
         self,
         now: datetime,
@@ -614,343 +523,37 @@ class CampaignEngine:
         return out
 
     def tick(self, now: datetime) -> list[Action]:
-        """Timers: abandon deadlines, preview timeouts, lead requests, pacing."""
+        """Timers: abandon deadlines, preview timeouts, lead requests, pacing, wrap-up limit."""
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
         timeout = self.config.preview_timeout_seconds
         if timeout is not None:
             for agent_id, offer in list(self._offers.items()):
-                if t + _EPS >= offer.offered_t + timeout:
+                if t + EPS >= offer.offered_t + timeout:
                     del self._offers[agent_id]
                     self._dial(
                         offer.lead, t, now, out, reserved_agent=agent_id, call_id=offer.call_id
                     )
         if (
             self._lead_request_t is not None
-            and t + _EPS >= self._lead_request_t + self.config.lead_request_timeout_seconds
+            and t + EPS >= self._lead_request_t + self.config.lead_request_timeout_seconds
         ):
             self._lead_request_t = None  # ask again below
         self._after(t, now, out)
+        limit = self.config.max_wrapup_seconds
+        if limit:
+            for agent_id, (call_id, _lead) in list(self._wrap_leads.items()):
+                if t + EPS >= self.board.get(agent_id).wrap_started + limit:
+                    # after the timers above, as one more input: the same actions a driver
+                    # got by calling disposition() itself right after this tick
+                    log.warning(
+                        "campaign %s: agent %s gave no disposition within %.0f s; "
+                        "closing call %s as %s",
+                        self.config.campaign_id, agent_id, limit, call_id, WRAPUP_TIMEOUT,
+                    )
+                    out += self.disposition(
+                        now, agent_id, call_id, WRAPUP_TIMEOUT,
+                        notes=f"no disposition within {limit:.0f} s of the call's end",
+                    )
         return out
-
-    # ------------------------------------------------------------------ reading
-    def counters(self) -> EngineCounters:
-        return EngineCounters(
-            dials=self._dials,
-            live_answers=self._connected + self._abandoned,
-            connected=self._connected,
-            abandoned=self._abandoned,
-            machines=self._machines,
-            calls_in_flight=len(self._inflight) + self._reserved_inflight,
-            calls_waiting=len(self._waiting),
-            hopper_size=len(self.hopper),
-            surplus_cancels=self._cancels,
-        )
-
-    def abandon_counts(self, now: datetime) -> WindowCounts:
-        """Counts over the campaign's regulatory window ending at ``now``."""
-        return self.ledger.counts(now)
-
-    def agent_state(self, agent_id: str) -> AgentState:
-        return self.board.get(agent_id).state
-
-    def agent_times(self, now: datetime, agent_id: str) -> dict[AgentState, float]:
-        """Seconds the agent has spent in each state (open interval up to ``now``)."""
-        return self.board.time_in_state(self.board.get(agent_id), now.timestamp())
-
-    def snapshot(self, now: datetime) -> PacerSnapshot:
-        """The pacer's view of the campaign at ``now`` (also useful for dashboards)."""
-        t = now.timestamp()
-        talking: list[float] = []
-        wrapping: list[float] = []
-        for rec in self.board:
-            st = rec.state
-            if rec.pending is not None:
-                continue  # going on a break / logging out after this call: not future supply
-            if st is S.TALKING:
-                talking.append(t - rec.talk_started)
-            elif st is S.WRAP_UP:
-                wrapping.append(t - rec.wrap_started)
-            elif st is S.RESERVED and rec.call_id is not None and rec.agent_id not in self._offers:
-                call = self._calls.get(rec.call_id)
-                if call is not None and call.agent_id == rec.agent_id:
-                    talking.append(0.0)  # bridge in progress: a talk is about to start
-        counts = self.ledger.counts(now)
-        return PacerSnapshot(
-            mode=self.config.mode,
-            t=t,
-            agents_logged_in=self.board.logged_in,
-            agents_working=self.board.working,
-            agents_ready=len(self.board.ready),
-            talking_elapsed=tuple(talking),
-            wrap_elapsed=tuple(wrapping),
-            inflight_ages=tuple(t - c.dialed_t for c in self._inflight.values()),
-            reserved_calls=self._reserved_inflight,
-            waiting=len(self._waiting),
-            lines_in_use=len(self._calls),
-            leads_available=self.hopper.available(now),
-            limits=self.config.limits,
-            model=self.model,
-            abandon=AbandonBudget(
-                cap=self.config.abandon.cap,
-                target=self.config.abandon_target,
-                window_live=counts.denominator,
-                window_abandoned=counts.numerator,
-                risk=self.governor.allowed_risk(counts),
-            ),
-            agent_wait=self.config.agent_wait_seconds,
-            dials_total=self._dials,
-            live_total=self._connected + self._abandoned,
-            abandoned_total=self._abandoned,
-            machines_total=self._machines,
-            cancel_after=self.config.min_ring_seconds if self._cancelling else None,
-            known_free_in=self._agent_free_oracle(t) if self._agent_free_oracle else None,
-        )
-
-    # ------------------------------------------------------------------ internals
-    def _call(self, call_id: str) -> _Call:
-        try:
-            return self._calls[call_id]
-        except KeyError:
-            raise UnknownCallError(call_id) from None
-
-    def _set(
-        self,
-        rec: AgentRecord,
-        new: AgentState,
-        t: float,
-        now: datetime,
-        out: list[Action],
-        reason: str | None,
-    ) -> None:
-        ev: AgentStateChanged | None = self.board.set_state(rec, new, t, now, reason)
-        if ev is not None:
-            out.append(ev)
-
-    def _make_available(
-        self, rec: AgentRecord, t: float, now: datetime, out: list[Action], reason: str | None
-    ) -> None:
-        """The agent is free: honour a pending pause/logout, else READY and serve the queue."""
-        rec.call_id = None
-        if rec.pending is not None:
-            new, why = rec.pending, rec.pending_reason
-            rec.pending = None
-            rec.pending_reason = None
-            if rec.state is S.PAUSED and new is S.PAUSED:
-                rec.reason = why
-                return
-            self._set(rec, new, t, now, out, why)
-            return
-        self._set(rec, S.READY, t, now, out, reason)
-        self._pace_soon(t)
-
-    def _assign(self, call: _Call, rec: AgentRecord, now: datetime, out: list[Action]) -> None:
-        """Reserve ``rec`` for ``call`` and ask the driver to bridge (one call per agent)."""
-        t = self._t
-        if rec.state is S.READY:
-            self._set(rec, S.RESERVED, t, now, out, "bridging")
-        elif rec.state is not S.RESERVED or rec.call_id not in (None, call.call_id):
-            raise IllegalTransitionError(f"agent {rec.agent_id}", rec.state.value, "bridging")
-        rec.call_id = call.call_id
-        call.agent_id = rec.agent_id
-        call.waiting = False
-        self._waiting.pop(call.call_id, None)
-        out.append(ScreenPop(rec.agent_id, call.call_id, call.lead))
-        out.append(BridgeTo(call.call_id, rec.agent_id))
-
-    def _route(self, now: datetime, out: list[Action]) -> None:
-        """Give waiting customers (oldest first) to the longest-waiting ready agents."""
-        while self._waiting and self.board.ready:
-            rec = choose_agent(self.board.ready.values(), self.config.tie_break)
-            assert rec is not None
-            call = next(iter(self._waiting.values()))
-            self._assign(call, rec, now, out)
-
-    def _expire(self, t: float, out: list[Action]) -> None:
-        """Abandon waiting calls whose agent wait is over: message, count, hang up after."""
-        if not self._waiting:
-            return
-        for call in [c for c in self._waiting.values() if c.deadline_t <= t + _EPS]:
-            del self._waiting[call.call_id]
-            call.waiting = False
-            call.stage = AttemptStage.MESSAGE
-            # when the engine asked for the message: a late tick shows up as a late message
-            call.message_at = self._dt(t)
-            self._record_abandon(call, t)
-            log.info(
-                "call %s: no agent within %.1fs, abandon message",
-                call.call_id,
-                self.config.agent_wait_seconds,
-            )
-            out.append(PlayMessage(call.call_id, "abandon", True))
-
-    def _record_abandon(self, call: _Call, t: float) -> None:
-        call.result = AttemptResult.ABANDONED
-        self._abandoned += 1
-        self.ledger.record(self._clock_t(call, t), live=True, abandoned=True)
-        self.governor.observe(abandoned=True)
-
-    @staticmethod
-    def _clock_t(call: _Call, t: float) -> float:
-        return call.clock_at.timestamp() if call.clock_at is not None else t
-
-    def _leave_inflight(self, call: _Call) -> None:
-        if self._inflight.pop(call.call_id, None) is None and call.reserved_agent is not None:
-            self._reserved_inflight -= 1
-
-    def _learn_call(self, call: _Call, t: float, *, needs_agent: bool) -> None:
-        if self._call_est.add(t - call.dialed_t, needs_agent):
-            self._refresh_model()
-
-    def _refresh_model(self) -> None:
-        self.model = PacingModel(
-            calls=self._call_est.dist, talk=self._talk_est.dist, wrap=self._wrap_est.dist
-        )
-
-    def _pace_soon(self, t: float) -> None:
-        soon = max(t, self._last_pace_t + self.config.min_pace_gap_seconds)
-        if soon < self._next_pace_t:
-            self._next_pace_t = soon
-
-    def _after(self, t: float, now: datetime, out: list[Action]) -> None:
-        """Common tail of every input: route, cancel surplus calls, pace when due, leads."""
-        self._route(now, out)
-        if self._ring_checks and t + _EPS >= self._ring_checks[0][0]:
-            self._cancel_surplus(t, now, out)
-        if t + _EPS >= self._next_pace_t:
-            self._pace(t, now, out)
-        self._need_leads(t, now, out)
-
-    def _dial(
-        self,
-        lead: LeadTicket,
-        t: float,
-        now: datetime,
-        out: list[Action],
-        *,
-        reserved_agent: str | None = None,
-        call_id: str | None = None,
-    ) -> None:
-        cid = call_id or self._new_call_id()
-        if cid in self._calls:
-            raise InvalidInputError(f"call id {cid!r} issued twice by the call id factory")
-        call = _Call(
-            call_id=cid, lead=lead, dialed_t=t, dialed_at=now, reserved_agent=reserved_agent
-        )
-        self._calls[cid] = call
-        if reserved_agent is None:
-            self._inflight[cid] = call
-        else:
-            self._reserved_inflight += 1
-            self.board.get(reserved_agent).call_id = cid
-        self._dials += 1
-        out.append(Dial(cid, lead, reserved_agent))
-
-    def _pace(self, t: float, now: datetime, out: list[Action]) -> None:
-        self._next_pace_t = t + self.config.pace_interval_seconds
-        board = self.board
-        if board.working <= 0:
-            return  # nothing paced: the next agent to log in is served at once
-        self._last_pace_t = t
-        dials_before = self._dials
-        # agent-owned callbacks go to their owners first, whatever the mode
-        if board.ready and len(self.hopper):
-            for agent_id in self.hopper.owners_with_due_callbacks(now):
-                rec = board.ready.get(agent_id)
-                if rec is None:
-                    continue
-                lead = self.hopper.take_for_owner(agent_id, now)
-                if lead is None:
-                    continue
-                self._set(rec, S.RESERVED, t, now, out, "callback")
-                if self.config.mode is DialMode.PREVIEW:
-                    cid = self._new_call_id()
-                    self._offers[agent_id] = _Offer(cid, lead, t)
-                    rec.call_id = cid
-                    out.append(PreviewOffer(agent_id, cid, lead))
-                else:
-                    self._dial(lead, t, now, out, reserved_agent=agent_id)
-        if self.config.mode is DialMode.PREVIEW:
-            for rec in sorted(board.ready.values(), key=lambda r: (r.ready_since, r.agent_id)):
-                leads = self.hopper.take(1, now)
-                if not leads:
-                    break
-                self._set(rec, S.RESERVED, t, now, out, "preview")
-                cid = self._new_call_id()
-                self._offers[rec.agent_id] = _Offer(cid, leads[0], t)
-                rec.call_id = cid
-                out.append(PreviewOffer(rec.agent_id, cid, leads[0]))
-        else:
-            if self._cancelling:
-                self._cancel_surplus(t, now, out)
-            snap = self.snapshot(now)
-            n = self._pacer(snap)
-            if n > 0:
-                for lead in self.hopper.take(n, now):
-                    self._dial(lead, t, now, out)
-        for _ in range(self._dials - dials_before):
-            self._recent_dials.append(t)
-        horizon = t - 60.0
-        while self._recent_dials and self._recent_dials[0] < horizon:
-            self._recent_dials.popleft()
-
-    def _cancel_surplus(self, t: float, now: datetime, out: list[Action]) -> None:
-        """Hang up ringing calls past the minimum ring time that no agent is expected for.
-
-        Runs when a call reaches the minimum ring time and before every predictive pacing
-        pass (a call kept once is weighed again as the agents' state changes). The pacer
-        counts a younger call's answers only up to the minimum ring time; this is what
-        makes that safe. The calls are weighed youngest first: they have the most answer
-        probability left, so the oldest are the first to go.
-        """
-        while self._ring_checks and t + _EPS >= self._ring_checks[0][0]:
-            self._ring_checks.popleft()
-        min_ring = self.config.min_ring_seconds
-        old = [c for c in self._inflight.values()
-               if c.ringing_t is not None and t + _EPS >= c.ringing_t + min_ring]
-        if not old:
-            return
-        old.sort(key=lambda c: -c.dialed_t)
-        for c in old:
-            del self._inflight[c.call_id]
-        keep = ringing_calls_to_keep(self.snapshot(now), tuple(t - c.dialed_t for c in old))
-        for c in old[:keep]:
-            self._inflight[c.call_id] = c
-        for c in old[keep:]:
-            c.cancelled = True
-            self._cancels += 1
-            out.append(EndCall(c.call_id))
-
-    def _answered_after_cancel(
-        self, call: _Call, verdict: AmdVerdict, t: float, now: datetime, out: list[Action]
-    ) -> None:
-        """The answer crossed our hang-up: the SIP side ends the call without an agent.
-
-        Counted honestly: a person who answered and got no agent is an abandoned call
-        (without a message); a machine is a machine.
-        """
-        machine = verdict is AmdVerdict.MACHINE and (
-            self.config.machine_policy is not MachinePolicy.TREAT_AS_HUMAN
-        )
-        if machine:
-            self._machines += 1
-            call.result = AttemptResult.MACHINE
-            self.ledger.record(t, live=False)
-        else:
-            call.clock_at = call.answered_at or now
-            self._record_abandon(call, t)
-        log.info("call %s: answered after the dialer cancelled it", call.call_id)
-        self._after(t, now, out)
-
-    def _need_leads(self, t: float, now: datetime, out: list[Action]) -> None:
-        if self._lead_request_t is not None:
-            return
-        low = max(
-            self.config.hopper_low_water,
-            math.ceil(len(self._recent_dials) / 60.0 * self.config.hopper_lookahead_seconds),
-        )
-        have = len(self.hopper)
-        if have < low:
-            self._lead_request_t = t
-            out.append(NeedLeads(2 * low - have))

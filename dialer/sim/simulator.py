@@ -13,10 +13,8 @@ import heapq
 import itertools
 import math
 import random
-import time
 from bisect import bisect_left
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from common.vocabulary import (
@@ -25,7 +23,6 @@ from common.vocabulary import (
     AmdVerdict,
     AttemptResult,
     CallbackScope,
-    DialMode,
 )
 from dialer.core.actions import (
     Action,
@@ -42,8 +39,8 @@ from dialer.core.actions import (
 )
 from dialer.core.config import EngineConfig
 from dialer.core.engine import CampaignEngine
-from dialer.core.pacer import LineLimits, Pacer
 from dialer.core.tickets import LeadTicket
+from dialer.sim.results import PolicySpec, RunResult, standard_policies
 from dialer.sim.workload import Draw, LeadTape, Outcome, Workload
 
 #: the simulated shift starts on a Monday morning (any aware UTC instant would do)
@@ -55,70 +52,6 @@ _TICK, _ANSWER, _SIP_END, _BRIDGE, _HANGUP, _DISPO, _BREAK, _BACK, _PREVIEW, _CA
 
 
 _BUSY_WITH_CALL = frozenset({AgentState.RESERVED, AgentState.TALKING, AgentState.WRAP_UP})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicySpec:
-    """A way of dialling to compare: a dial mode and the pacer that runs it."""
-
-    name: str
-    mode: DialMode
-    #: builds a fresh pacer per run (baselines keep state); None: the mode's own pacer
-    pacer_factory: Callable[[], Pacer] | None = None
-    limits: LineLimits = field(default_factory=LineLimits)
-    #: diagnostic (predictive mode): the engine's own pacer told exactly when each busy
-    #: agent will be free (`PacerSnapshot.known_free_in`); what it gains over the real
-    #: pacer is all that better forecasts of talk and wrap-up could ever win
-    agent_oracle: bool = False
-
-
-@dataclass(slots=True)
-class RunResult:
-    policy: str
-    workload: Workload
-    seed: int
-    hours: float
-    agent_hours: float  # available (logged in, not paused) agent hours
-    talk_seconds: float
-    wrap_seconds: float
-    idle_seconds: float
-    dials: int
-    connected: int
-    live: int
-    abandoned: int
-    machines: int
-    abandon_rate: float
-    worst_hour_abandon: float
-    #: counters that must stay zero
-    early_cancels: int
-    abandons_without_message: int
-    late_messages: int
-    lockout_redials: int
-    double_finals: int
-    unfinished: int
-    wall_seconds: float
-    final_states: dict[str, AttemptResult] = field(default_factory=dict, repr=False)
-
-    @property
-    def occupancy(self) -> float:
-        return self.talk_seconds / (self.agent_hours * 3600.0) if self.agent_hours else 0.0
-
-    @property
-    def talk_min_per_agent_hour(self) -> float:
-        return self.talk_seconds / 60.0 / self.agent_hours if self.agent_hours else 0.0
-
-    @property
-    def calls_per_agent_hour(self) -> float:
-        return self.connected / self.agent_hours if self.agent_hours else 0.0
-
-    @property
-    def dials_per_agent_hour(self) -> float:
-        return self.dials / self.agent_hours if self.agent_hours else 0.0
-
-    @property
-    def mean_wait(self) -> float:
-        """Mean idle seconds of an agent between two calls."""
-        return self.idle_seconds / self.connected if self.connected else math.inf
 
 
 @dataclass(slots=True)
@@ -479,7 +412,6 @@ class Simulation:
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
-        wall0 = time.perf_counter()
         w = self.w
         agents = [f"agent{j:03d}" for j in range(w.agents)]
         now = self._now()
@@ -545,7 +477,6 @@ class Simulation:
             lockout_redials=self._lockout,
             double_finals=self._double,
             unfinished=len(self._calls) if self.drain else 0,
-            wall_seconds=time.perf_counter() - wall0,
             final_states=dict(self._finals) if self.keep_final_states else {},
         )
 
@@ -601,19 +532,6 @@ def run_one(
     return Simulation(
         workload, policy, seed, config=config, keep_final_states=keep_final_states
     ).run()
-
-
-def standard_policies() -> list[PolicySpec]:
-    """The engine's own modes as the benchmark runs them (see dialer.sim.baselines)."""
-    return [
-        PolicySpec(name="progressive", mode=DialMode.PROGRESSIVE),
-        PolicySpec(
-            name="power2",
-            mode=DialMode.POWER,
-            limits=LineLimits(power_lines_per_agent=2.0, max_lines_per_agent=5.0),
-        ),
-        PolicySpec(name="predictive", mode=DialMode.PREDICTIVE),
-    ]
 
 
 __all__ = [

@@ -1,0 +1,261 @@
+"""The state of one running campaign, and the internals every engine input shares.
+
+`CampaignEngine` (engine.py) is built in three layers, one file each, so that no file has
+to be read whole to follow one input: this one holds the state, the clock, the agents'
+moves, routing and the abandon deadline; dialing.py adds the pacing pass; engine.py adds
+the inputs a driver calls. Only `CampaignEngine` is meant to be instantiated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from common.vocabulary import AgentState, AttemptResult, AttemptStage, DialMode
+from dialer.core.abandon import AbandonLedger, WindowCounts
+from dialer.core.actions import Action, AgentStateChanged, BridgeTo, PlayMessage, ScreenPop
+from dialer.core.agents import AgentBoard, AgentRecord
+from dialer.core.calls import CallRecord, CallTable, Offer
+from dialer.core.config import EngineConfig
+from dialer.core.errors import IllegalTransitionError, InvalidInputError
+from dialer.core.governor import AbandonGovernor
+from dialer.core.hopper import Hopper
+from dialer.core.pacer import Pacer, pacer_for
+from dialer.core.router import choose_agent
+from dialer.core.stats import CallEstimator, DurationEstimator, PacingModel
+from dialer.core.tickets import LeadTicket
+
+#: the name these records had before the engine was split into layers
+log = logging.getLogger("dialer.core.engine")
+
+S = AgentState
+#: datetimes carry microseconds: a wake-up time read back may be 1 us early, so "due"
+#: comparisons allow for it (otherwise a driver would tick forever just before a timer)
+EPS = 2e-6
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCounters:
+    """Running totals since the engine started (for metrics and the simulator)."""
+
+    dials: int
+    live_answers: int
+    connected: int
+    abandoned: int
+    machines: int
+    calls_in_flight: int
+    calls_waiting: int
+    hopper_size: int
+    #: ringing calls hung up as surplus (after the minimum ring time)
+    surplus_cancels: int = 0
+
+
+class EngineState:
+    """The engine's state and shared internals (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        pacer: Pacer | None = None,
+        call_id_factory: Callable[[], str] | None = None,
+        agent_free_oracle: Callable[[float], tuple[float, ...]] | None = None,
+    ) -> None:
+        """``agent_free_oracle`` (simulator diagnostics only): given POSIX time, the exact
+        seconds until each busy agent is free; every snapshot then carries it as
+        `PacerSnapshot.known_free_in` instead of the talk/wrap-up forecast."""
+        self.config = config
+        self._agent_free_oracle = agent_free_oracle
+        self._pacer: Pacer = pacer if pacer is not None else pacer_for(config.mode)
+        if call_id_factory is None:
+            run = uuid.uuid4().hex[:8]
+            seq = itertools.count(1)
+            prefix = f"{config.campaign_id}-{run}"
+            call_id_factory = lambda: f"{prefix}-{next(seq)}"  # noqa: E731
+        self._new_call_id = call_id_factory
+        self.board = AgentBoard()
+        self.hopper = Hopper(config.callback_grace)
+        self.ledger = AbandonLedger(config.abandon, config.timezone)
+        self.governor = AbandonGovernor(config.abandon_target, config.abandon.cap, config.governor)
+        grid = math.ceil(config.ring_timeout_seconds) + 20
+        self._call_est = CallEstimator(
+            grid_seconds=grid,
+            prior_live_rate=config.expected_live_rate,
+            prior_live_seconds=min(10.0, config.ring_timeout_seconds / 2),
+        )
+        self._talk_est = DurationEstimator(prior_mean=config.expected_talk_seconds)
+        self._wrap_est = DurationEstimator(
+            prior_mean=config.expected_wrap_seconds, grid_seconds=600
+        )
+        self.model = PacingModel(
+            calls=self._call_est.dist, talk=self._talk_est.dist, wrap=self._wrap_est.dist
+        )
+        #: calls in flight; a call's stage changes only through `calls.set_stage`
+        self.calls = CallTable()
+        self._offers: dict[str, Offer] = {}  # preview offers by agent id
+        self._wrap_leads: dict[str, tuple[str, LeadTicket]] = {}  # agent -> (call, lead)
+        self._t = -math.inf
+        self._last_pace_t = -math.inf
+        self._next_pace_t = -math.inf
+        self._lead_request_t: float | None = None
+        self._recent_dials: deque[float] = deque()  # dial times of the last minute
+        self._dials = 0
+        self._connected = 0
+        self._abandoned = 0
+        self._machines = 0
+        self._cancels = 0
+        self._cancelling = config.cancel_surplus_calls and config.mode is DialMode.PREDICTIVE
+        #: (time a ringing call reaches the minimum ring time, call id), in dial order
+        self._ring_checks: deque[tuple[float, str]] = deque()
+
+    @staticmethod
+    def _check_aware(now: datetime) -> None:
+        if now.tzinfo is None:
+            raise InvalidInputError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
+
+    def _clock(self, now: datetime) -> float:
+        self._check_aware(now)
+        t = now.timestamp()
+        # a wall clock may step back a little (NTP); the engine's time never does
+        if t < self._t:
+            t = self._t
+        self._t = t
+        return t
+
+    @staticmethod
+    def _dt(t: float) -> datetime:
+        return datetime.fromtimestamp(t, UTC)
+
+    # ------------------------------------------------------------------ reading
+    def counters(self) -> EngineCounters:
+        return EngineCounters(
+            dials=self._dials,
+            live_answers=self._connected + self._abandoned,
+            connected=self._connected,
+            abandoned=self._abandoned,
+            machines=self._machines,
+            calls_in_flight=len(self.calls.inflight) + self.calls.reserved_inflight,
+            calls_waiting=len(self.calls.waiting),
+            hopper_size=len(self.hopper),
+            surplus_cancels=self._cancels,
+        )
+
+    def abandon_counts(self, now: datetime) -> WindowCounts:
+        """Counts over the campaign's regulatory window ending at ``now``."""
+        return self.ledger.counts(now)
+
+    def call_stage(self, call_id: str) -> AttemptStage | None:
+        """The stage of a call in flight; None once the engine finished it (or never knew it)."""
+        return self.calls.stage_of(call_id)
+
+    def calls_by_stage(self) -> dict[AttemptStage, int]:
+        """How many calls in flight are in each stage (stages with none are left out)."""
+        return self.calls.count_by_stage()
+
+    def agent_state(self, agent_id: str) -> AgentState:
+        return self.board.get(agent_id).state
+
+    def agent_times(self, now: datetime, agent_id: str) -> dict[AgentState, float]:
+        """Seconds the agent has spent in each state (open interval up to ``now``)."""
+        return self.board.time_in_state(self.board.get(agent_id), now.timestamp())
+
+    # ------------------------------------------------------------------ internals
+    def _set(
+        self,
+        rec: AgentRecord,
+        new: AgentState,
+        t: float,
+        now: datetime,
+        out: list[Action],
+        reason: str | None,
+    ) -> None:
+        ev: AgentStateChanged | None = self.board.set_state(rec, new, t, now, reason)
+        if ev is not None:
+            out.append(ev)
+
+    def _make_available(
+        self, rec: AgentRecord, t: float, now: datetime, out: list[Action], reason: str | None
+    ) -> None:
+        """The agent is free: honour a pending pause/logout, else READY and serve the queue."""
+        rec.call_id = None
+        if rec.pending is not None:
+            new, why = rec.pending, rec.pending_reason
+            rec.pending = None
+            rec.pending_reason = None
+            if rec.state is S.PAUSED and new is S.PAUSED:
+                rec.reason = why
+                return
+            self._set(rec, new, t, now, out, why)
+            return
+        self._set(rec, S.READY, t, now, out, reason)
+        self._pace_soon(t)
+
+    def _assign(self, call: CallRecord, rec: AgentRecord, now: datetime, out: list[Action]) -> None:
+        """Reserve ``rec`` for ``call`` and ask the driver to bridge (one call per agent)."""
+        t = self._t
+        if rec.state is S.READY:
+            self._set(rec, S.RESERVED, t, now, out, "bridging")
+        elif rec.state is not S.RESERVED or rec.call_id not in (None, call.call_id):
+            raise IllegalTransitionError(f"agent {rec.agent_id}", rec.state.value, "bridging")
+        rec.call_id = call.call_id
+        call.agent_id = rec.agent_id
+        call.waiting = False
+        self.calls.waiting.pop(call.call_id, None)
+        out.append(ScreenPop(rec.agent_id, call.call_id, call.lead))
+        out.append(BridgeTo(call.call_id, rec.agent_id))
+
+    def _route(self, now: datetime, out: list[Action]) -> None:
+        """Give waiting customers (oldest first) to the longest-waiting ready agents."""
+        while self.calls.waiting and self.board.ready:
+            rec = choose_agent(self.board.ready.values(), self.config.tie_break)
+            assert rec is not None
+            call = next(iter(self.calls.waiting.values()))
+            self._assign(call, rec, now, out)
+
+    def _expire(self, t: float, out: list[Action]) -> None:
+        """Abandon waiting calls whose agent wait is over: message, count, hang up after."""
+        if not self.calls.waiting:
+            return
+        for call in [c for c in self.calls.waiting.values() if c.deadline_t <= t + EPS]:
+            del self.calls.waiting[call.call_id]
+            call.waiting = False
+            self.calls.set_stage(call, AttemptStage.MESSAGE)
+            # when the engine asked for the message: a late tick shows up as a late message
+            call.message_at = self._dt(t)
+            self._record_abandon(call, t)
+            log.info(
+                "call %s: no agent within %.1fs, abandon message",
+                call.call_id,
+                self.config.agent_wait_seconds,
+            )
+            out.append(PlayMessage(call.call_id, "abandon", True))
+
+    def _record_abandon(self, call: CallRecord, t: float) -> None:
+        call.result = AttemptResult.ABANDONED
+        self._abandoned += 1
+        self.ledger.record(self._clock_t(call, t), live=True, abandoned=True)
+        self.governor.observe(abandoned=True)
+
+    @staticmethod
+    def _clock_t(call: CallRecord, t: float) -> float:
+        return call.clock_at.timestamp() if call.clock_at is not None else t
+
+    def _learn_call(self, call: CallRecord, t: float, *, needs_agent: bool) -> None:
+        if self._call_est.add(t - call.dialed_t, needs_agent):
+            self._refresh_model()
+
+    def _refresh_model(self) -> None:
+        self.model = PacingModel(
+            calls=self._call_est.dist, talk=self._talk_est.dist, wrap=self._wrap_est.dist
+        )
+
+    def _pace_soon(self, t: float) -> None:
+        soon = max(t, self._last_pace_t + self.config.min_pace_gap_seconds)
+        if soon < self._next_pace_t:
+            self._next_pace_t = soon
