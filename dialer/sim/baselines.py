@@ -6,7 +6,7 @@ not in dialer.core, because nobody should dial with them: they exist to be beate
 
 - `VicidialAdaptivePacer`: VICIdial's adaptive dial level (ADAPT_TAPERED by default, also
   ADAPT_HARD_LIMIT and ADAPT_AVERAGE), from its documented behaviour (shared
-  notes/pacing.md): 15 s of samples of ready agents R, waiting calls Q and agents A; every
+  docs/pacing.md): 15 s of samples of ready agents R, waiting calls Q and agents A; every
   15 s level *= 1 + ((R - Q) + diff_target) / A, clamped to 1.0..3.0 (its default maximum);
   halved when more than half of the last minute's live answers dropped; when the day's
   drop rate exceeds the target, HARD_LIMIT sets 1.0, AVERAGE halves, TAPERED tolerates the

@@ -16,23 +16,14 @@ from pathlib import Path
 import pytest
 
 from dialer.bus import EmbeddedBroker
-from support.mosquitto import MOSQUITTO, MOSQUITTO_PASSWD, MosquittoServer
+from support.mosquitto import MOSQUITTO, MOSQUITTO_PASSWD, MosquittoServer, dialer_acl
 
 AGENTS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 SUPERVISORS = {"supervisor": "sup-pw"}
 DIALER = ("dialer", "dialer-pw")
 
 #: the agent rules of docs/agent-protocol.md (what the embedded broker enforces too)
-STRICT_ACL = """\
-user dialer
-topic readwrite dialer/#
-
-user supervisor
-topic read dialer/supervisor/#
-
-pattern write dialer/agents/%u/cmd
-pattern read dialer/agents/%u/evt
-"""
+STRICT_ACL = dialer_acl(dialer=DIALER[0], supervisors=SUPERVISORS)
 
 
 @dataclass

@@ -50,7 +50,7 @@ from dialer.config import (
 from dialer.demo.data import demo_behaviour
 from sip.sipp import SippProcess
 from support.leads import make_numbers, seed_campaign
-from support.mosquitto import MosquittoServer
+from support.mosquitto import MosquittoServer, dialer_acl
 from support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
@@ -71,16 +71,7 @@ EXPECTED = {
 AGENTS = {"agent1": "pw-1", "agent2": "pw-2", "agent3": "pw-3", "tester": "pw-t"}
 DIALER_USER = ("dialer", "dialer-pw")
 SUPERVISOR = ("boss", "boss-pw")
-ACL = """\
-user dialer
-topic readwrite dialer/#
-
-user boss
-topic read dialer/supervisor/#
-
-pattern write dialer/agents/%u/cmd
-pattern read dialer/agents/%u/evt
-"""
+ACL = dialer_acl(dialer=DIALER_USER[0], supervisors=[SUPERVISOR[0]])
 
 
 @dataclass

@@ -7,10 +7,28 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def dialer_acl(
+    *, dialer: str = "dialer", supervisors: Iterable[str] = ("supervisor",),
+    prefix: str = "dialer",
+) -> str:
+    """The broker rules of docs/agent-protocol.md as a Mosquitto `acl_file`.
+
+    The dialer user reads and writes the whole tree; each supervisor reads the supervisor
+    stream; every other user (an agent, whose login is its MQTT user name) may only publish
+    its own commands and read its own events. The embedded broker enforces the same rules.
+    """
+    lines = [f"user {dialer}", f"topic readwrite {prefix}/#", ""]
+    for name in supervisors:
+        lines += [f"user {name}", f"topic read {prefix}/supervisor/#", ""]
+    lines += [f"pattern write {prefix}/agents/%u/cmd", f"pattern read {prefix}/agents/%u/evt"]
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
