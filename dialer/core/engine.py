@@ -22,10 +22,12 @@ deadline), dialing.py (the pacing pass), this file (the inputs); calls.py is the
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Concatenate, ParamSpec
 
 from common.vocabulary import (
     WRAPUP_TIMEOUT,
@@ -41,7 +43,12 @@ from dialer.core.actions import Action, AttemptFinished, EndCall, LeadUpdate, Pl
 from dialer.core.calls import CallRecord
 from dialer.core.dialing import DialingStep
 from dialer.core.engine_state import EPS, EngineCounters
-from dialer.core.errors import IllegalTransitionError, InvalidDispositionError, InvalidInputError
+from dialer.core.errors import (
+    CoreError,
+    IllegalTransitionError,
+    InvalidDispositionError,
+    InvalidInputError,
+)
 from dialer.core.outcomes import apply_disposition, apply_system_result
 from dialer.core.tickets import LeadTicket
 
@@ -50,6 +57,39 @@ __all__ = ["CampaignEngine", "EngineCounters"]
 log = logging.getLogger(__name__)
 
 S = AgentState
+P = ParamSpec("P")
+
+
+def delivers_held(
+    fn: Callable[Concatenate[CampaignEngine, datetime, P], list[Action]],
+) -> Callable[Concatenate[CampaignEngine, datetime, P], list[Action]]:
+    """Wrap an input so a refused input cannot swallow an abandon message.
+
+    Every input first expires overdue waiting calls (their abandon message is due now),
+    then checks its own arguments. If the check raises, the messages already decided would
+    be lost with the exception although the call is in MESSAGE and counted as abandoned;
+    they are held instead and returned first by the next input or `tick` (next_wakeup is
+    then "now"), so a bad agent command can never leave a person in silence.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(
+        self: CampaignEngine, now: datetime, /, *args: P.args, **kwargs: P.kwargs
+    ) -> list[Action]:
+        self._expired_now = []
+        try:
+            out = fn(self, now, *args, **kwargs)
+        except CoreError:
+            self._held.extend(self._expired_now)
+            raise
+        finally:
+            self._expired_now = []
+        if self._held:
+            out = [*self._held, *out]
+            self._held = []
+        return out
+
+    return wrapper
 #: SIP-level results a driver may report for a call that was never answered
 _UNANSWERED_RESULTS = frozenset(
     {
@@ -74,6 +114,8 @@ class CampaignEngine(DialingStep):
     @property
     def next_wakeup(self) -> datetime | None:
         """When the driver must call `tick` next (None: nothing scheduled)."""
+        if self._held:
+            return self._dt(self._t)
         best = math.inf
         if self.board.working > 0 or self.calls.waiting or self._offers:
             best = self._next_pace_t
@@ -106,6 +148,7 @@ class CampaignEngine(DialingStep):
         return min(self.board.get(a).wrap_started for a in self._wrap_leads) + limit
 
     # ------------------------------------------------------------------ agents
+    @delivers_held
     def agent_login(self, now: datetime, agent_id: str, *, ready: bool = False) -> list[Action]:
         """Log an agent in, paused (reason "login") unless ``ready``. Idempotent."""
         t = self._clock(now)
@@ -121,6 +164,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def agent_ready(self, now: datetime, agent_id: str) -> list[Action]:
         """A paused agent becomes ready. A busy agent's pending pause is cancelled."""
         t = self._clock(now)
@@ -137,12 +181,14 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def agent_pause(self, now: datetime, agent_id: str, reason: str) -> list[Action]:
         """Pause now if ready (a preview offer is withdrawn); if busy, after this call."""
         if not reason:
             raise InvalidInputError("a pause needs a reason code")
         return self._leave(now, agent_id, S.PAUSED, reason)
 
+    @delivers_held
     def agent_logout(self, now: datetime, agent_id: str) -> list[Action]:
         """Log out now if ready or paused; if busy, after this call's wrap-up."""
         return self._leave(now, agent_id, S.LOGGED_OUT, "logout")
@@ -169,6 +215,7 @@ class CampaignEngine(DialingStep):
         return out
 
     # ------------------------------------------------------------------ leads
+    @delivers_held
     def add_leads(self, now: datetime, tickets: Iterable[LeadTicket]) -> list[Action]:
         """Hand claimed, callable leads to the hopper (answer to NeedLeads; may be empty)."""
         t = self._clock(now)
@@ -189,6 +236,7 @@ class CampaignEngine(DialingStep):
         return self.hopper.drain()
 
     # ------------------------------------------------------------------ preview
+    @delivers_held
     def preview_accept(self, now: datetime, agent_id: str) -> list[Action]:
         t = self._clock(now)
         out: list[Action] = []
@@ -200,6 +248,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def preview_skip(self, now: datetime, agent_id: str) -> list[Action]:
         t = self._clock(now)
         out: list[Action] = []
@@ -231,6 +280,7 @@ class CampaignEngine(DialingStep):
         return out
 
     # ------------------------------------------------------------------ calls
+    @delivers_held
     def call_ringing(self, now: datetime, call_id: str) -> list[Action]:
         t = self._clock(now)
         out: list[Action] = []
@@ -247,6 +297,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def call_picked_up(self, now: datetime, call_id: str) -> list[Action]:
         """The callee picked up and AMD is analysing: the stage becomes ANSWERED, nothing else.
 
@@ -262,6 +313,7 @@ class CampaignEngine(DialingStep):
         call.amd_pending = True
         return []
 
+    @delivers_held
     def call_answered(
         self,
         now: datetime,
@@ -331,6 +383,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def bridge_ok(self, now: datetime, call_id: str) -> list[Action]:
         """The customer and the agent are connected: the agent is talking."""
         t = self._clock(now)
@@ -351,6 +404,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def bridge_failed(self, now: datetime, call_id: str, reason: str) -> list[Action]:
         """The agent's phone did not take the call: pause that agent, re-route the customer."""
         t = self._clock(now)
@@ -374,6 +428,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def call_ended(
         self, now: datetime, call_id: str, result: AttemptResult | None = None
     ) -> list[Action]:
@@ -475,6 +530,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
 
     # ------------------------------------------------------------------ wrap-up, timers
+    @delivers_held
     def disposition(
         self,
         now: datetime,
@@ -522,6 +578,7 @@ class CampaignEngine(DialingStep):
         self._after(t, now, out)
         return out
 
+    @delivers_held
     def tick(self, now: datetime) -> list[Action]:
         """Timers: abandon deadlines, preview timeouts, lead requests, pacing, wrap-up limit."""
         t = self._clock(now)

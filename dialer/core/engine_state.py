@@ -99,6 +99,10 @@ class EngineState:
         #: calls in flight; a call's stage changes only through `calls.set_stage`
         self.calls = CallTable()
         self._offers: dict[str, Offer] = {}  # preview offers by agent id
+        #: abandon messages produced by the deadline check of an input that then raised
+        #: (see engine.delivers_held); returned first by the next input or tick
+        self._held: list[Action] = []
+        self._expired_now: list[Action] = []
         self._wrap_leads: dict[str, tuple[str, LeadTicket]] = {}  # agent -> (call, lead)
         self._t = -math.inf
         self._last_pace_t = -math.inf
@@ -234,7 +238,9 @@ class EngineState:
                 call.call_id,
                 self.config.agent_wait_seconds,
             )
-            out.append(PlayMessage(call.call_id, "abandon", True))
+            message = PlayMessage(call.call_id, "abandon", True)
+            out.append(message)
+            self._expired_now.append(message)
 
     def _record_abandon(self, call: CallRecord, t: float) -> None:
         call.result = AttemptResult.ABANDONED

@@ -453,3 +453,26 @@ def test_min_ring_must_not_be_negative() -> None:
         EngineConfig(campaign_id="x", min_ring_seconds=-1.0)
     with pytest.raises(EngineConfigError, match="min_ring_seconds"):
         EngineConfig(campaign_id="x", min_ring_seconds=float("nan"))
+
+
+def test_a_refused_input_does_not_swallow_an_abandon_message(clock: FakeClock) -> None:
+    """An input first expires overdue waiting calls, then checks its arguments: when the
+    check raises, the abandon message decided on the way is held and delivered next."""
+    from common.vocabulary import AttemptStage
+    from dialer.core import CoreError
+
+    eng = make_engine(mode=DialMode.POWER)
+    eng.add_leads(clock.now, [lead() for _ in range(5)])
+    dials = of_type(eng.agent_login(clock.now, "a0", ready=True)
+                    + eng.tick(clock.advance(1)), Dial)
+    first, second = dials[0].call_id, dials[1].call_id
+    eng.call_answered(clock.advance(4), first, AmdVerdict.HUMAN)
+    eng.bridge_ok(clock.now, first)
+    eng.call_answered(clock.advance(1), second, AmdVerdict.HUMAN)  # no agent free: waits
+    with pytest.raises(CoreError):  # the deadline passed; then the input is refused
+        eng.disposition(clock.advance(3), "a0", first, "no_need")
+    assert eng.call_stage(second) is AttemptStage.MESSAGE
+    assert eng.next_wakeup == clock.now  # due at once
+    played = of_type(eng.tick(clock.now), PlayMessage)
+    assert [p.call_id for p in played] == [second]
+    assert not of_type(eng.tick(clock.advance(0.1)), PlayMessage)  # delivered once
