@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from common.processes import stop_process
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -116,15 +118,9 @@ class TempPostgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None:
             # SIGINT = PostgreSQL's "fast" shutdown; signal the group so runuser's child gets it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGINT)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+            stop_process(self._proc, 10, sig=signal.SIGINT, group=True, kill_timeout=5)
         self._proc = None
         if self._log is not None:
             self._log.close()

@@ -11,7 +11,7 @@ dialers tuned against real lines:
   then waiting for an answer: ``silence_after_greeting``);
 * nothing decisive within ``max_analysis_ms`` -> unknown (``max_time``).
 
-The pjsua2 glue (an AudioMediaPort subclass in :mod:`sip.node`) runs ``feed`` on the media
+The pjsua2 glue (an AudioMediaPort subclass in :mod:`sip.node.objects`) runs ``feed`` on the media
 clock thread and only queues the result; it never calls pjsua2 from there.
 """
 

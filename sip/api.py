@@ -1,8 +1,9 @@
 """The telephony engine's interface: commands the dialer sends and events it receives.
 
 Plain frozen dataclasses with no pjsua2 import, so the dialer core, the simulator and the
-node processes all share them. ``call_id`` is always chosen by the caller (the dialer uses the
-attempt id), so every event maps straight back to an attempt.
+node processes all share them. ``call_id`` is always chosen by the caller: the dialer passes its
+engine's call id (a string such as ``<campaign>-<run>-<n>``, not the attempt's database id) and
+keeps the mapping to the attempt itself, so every event maps straight back to one call.
 
 Time stamps: every event carries ``mono`` (``time.monotonic()`` of the machine where the
 event happened; CLOCK_MONOTONIC is system-wide on Linux, so node and dialer values compare on

@@ -10,10 +10,8 @@ REGISTER (a third-party registration, as a provisioning system would do).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from common.processes import stop_process
 from sip.sipp import free_udp_port
 
 _MODULE_DIRS = (
@@ -178,16 +177,8 @@ class KamailioRegistrar:
             raise OSError("no answer")
 
     def stop(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 5, group=True)
 
     def close(self) -> None:
         self.stop()

@@ -11,10 +11,7 @@ so a crashed test never leaves SIPp running.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,6 +20,7 @@ import weakref
 from importlib import resources
 from pathlib import Path
 
+from common.processes import stop_process
 from sip.assets import write_callee_audio
 
 _LIVE: weakref.WeakSet[SippProcess] = weakref.WeakSet()
@@ -222,15 +220,8 @@ class SippProcess:
 
     def stop(self) -> None:
         p = self.proc
-        if p is not None and p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(3)
+        if p is not None:
+            stop_process(p, 3, group=True)
         if p is not None and p.stderr is not None:
             p.stderr.close()
         _LIVE.discard(self)

@@ -242,8 +242,12 @@ def _self_signed(key: Path, cert: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
-async def test_tls_transport_listens(tmp_path: Path) -> None:
-    """TLS is configured and listening (Debian's SIPp has no TLS, so no TLS call here)."""
+async def test_tls_transport_serves_our_certificate_and_speaks_sip(tmp_path: Path) -> None:
+    """The TLS listener uses the configured certificate and answers SIP over TLS.
+
+    Debian's SIPp has no TLS, so no call here: the test completes a handshake, checks the
+    certificate the node presents is ours, and sends an OPTIONS over the TLS connection.
+    """
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     await asyncio.to_thread(_self_signed, key, cert)
     cfg = PoolConfig(
@@ -255,12 +259,30 @@ async def test_tls_transport_listens(tmp_path: Path) -> None:
     )
     async with NodePool(cfg) as pool:
         port = pool.nodes[0].sip_port + 1
-        ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context(cafile=str(cert))  # trust exactly our certificate
         ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
-        peer = writer.get_extra_info("peercert", None)
-        assert writer.get_extra_info("ssl_object") is not None
-        writer.close()
-        await writer.wait_closed()
-        del reader, peer
+        try:
+            presented = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            assert presented == ssl.PEM_cert_to_DER_cert(cert.read_text())
+            local_port = writer.get_extra_info("sockname")[1]
+            options = (
+                f"OPTIONS sip:127.0.0.1:{port};transport=tls SIP/2.0\r\n"
+                f"Via: SIP/2.0/TLS 127.0.0.1:{local_port};branch=z9hG4bK-tls-test\r\n"
+                "Max-Forwards: 70\r\n"
+                f"To: <sip:127.0.0.1:{port}>\r\n"
+                "From: <sip:tls-test@127.0.0.1>;tag=tls-test\r\n"
+                "Call-ID: tls-test@127.0.0.1\r\n"
+                "CSeq: 1 OPTIONS\r\n"
+                f"Contact: <sip:tls-test@127.0.0.1:{local_port};transport=tls>\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            writer.write(options.encode())
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 10)
+            assert status.startswith(b"SIP/2.0 200"), status
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert b"CSeq: 1 OPTIONS" in head
+        finally:
+            writer.close()
+            await writer.wait_closed()

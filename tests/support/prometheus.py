@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from common.processes import stop_process
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
@@ -79,13 +81,8 @@ class PrometheusServer:
         return list(body["data"]["result"])
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc.wait(5)
+        if self._proc is not None:
+            stop_process(self._proc, 10, kill_timeout=5)
         self._proc = None
         if self._log is not None:
             self._log.close()
