@@ -25,11 +25,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.clock import utc_now
 from db.migrate import upgrade
 from db.models import Campaign
 from db.pgserver import PostgresUnavailable, TempPostgres
@@ -89,7 +89,7 @@ async def bench(url: str, backend: str, path: Path) -> list[Run]:
         for label in ("first import", "re-import (all duplicates)"):
             t0, c0 = time.perf_counter(), time.process_time()
             summary = await import_leads(sessions, path, ImportOptions(campaign="bench"),
-                                         now=datetime.now(UTC))
+                                         now=utc_now())
             runs.append(Run(backend, label, time.perf_counter() - t0,
                             time.process_time() - c0, summary))
     finally:

@@ -12,7 +12,6 @@ malformed value is refused with `ValueError` rather than stored where it could n
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,17 +19,18 @@ from datetime import datetime
 from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.vocabulary import LeadStatus
+from db.bulk import analyze, insert_ignoring_conflicts
 from db.models import DncEntry, Lead
-from db.repositories import RepositoryError
+from db.repositories import RepositoryError, Sessions
 
-log = logging.getLogger(__name__)
-
-Sessions = async_sessionmaker[AsyncSession]
+#: the table and its unique key, for the conflict-ignoring bulk insert
+_DNC_TABLE = cast(Table, DncEntry.__table__)
+_DNC_KEY = ["phone_e164", "source"]
 
 #: E.164: '+', a non-zero country digit, at most 15 digits in all
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -109,21 +109,10 @@ async def bulk_add(
         r = await _write(sessions, batch, now=now, source=source)
         added, stopped = added + r.added, stopped + r.leads_stopped
     if added >= CHUNK:
-        await _analyze(sessions)
+        # fresh planner statistics, so the importer's and the scheduler's `phone IN (...)`
+        # look-ups use the index at once rather than after autovacuum's next visit
+        await analyze(sessions, "dnc_entries", after="DNC import")
     return DncAddResult(added=added, leads_stopped=stopped)
-
-
-async def _analyze(sessions: Sessions) -> None:
-    """Fresh PostgreSQL planner statistics after a bulk load, so the lead importer's and the
-    scheduler's `phone IN (...)` look-ups use the index at once rather than after autovacuum's
-    next visit. Only speed is at stake, so a failure is logged and ignored."""
-    try:
-        async with sessions() as s:
-            if s.get_bind().dialect.name == "postgresql":
-                await s.execute(text("ANALYZE dnc_entries"))
-                await s.commit()
-    except SQLAlchemyError as e:
-        log.warning("ANALYZE dnc_entries failed: %s", e)
 
 
 async def _write(
@@ -150,7 +139,7 @@ async def _write(
             if rows:
                 # A concurrent writer may add the same number between the SELECT and here:
                 # ON CONFLICT DO NOTHING keeps the unique (phone, source) pair intact.
-                await s.execute(_insert_ignoring_conflicts(s, rows), rows)
+                await s.execute(insert_ignoring_conflicts(s, _DNC_TABLE, _DNC_KEY), rows)
             res = await s.execute(
                 update(Lead)
                 .where(Lead.phone_e164.in_(numbers), Lead.status != LeadStatus.DNC)
@@ -162,17 +151,6 @@ async def _write(
     except SQLAlchemyError as e:
         raise RepositoryError("dnc add", e) from e
     return DncAddResult(added=len(rows), leads_stopped=stopped)
-
-
-def _insert_ignoring_conflicts(s: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    table = cast(Table, DncEntry.__table__)
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=["phone_e164", "source"])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=["phone_e164", "source"])
 
 
 async def is_listed(sessions: Sessions, number: str) -> bool:
@@ -207,8 +185,6 @@ async def listed_in_session(s: AsyncSession, numbers: Sequence[str]) -> set[str]
 
 async def count(sessions: Sessions, source: str | None = None) -> int:
     """Entries on the lists (one source, or all)."""
-    from sqlalchemy import func
-
     stmt = select(func.count()).select_from(DncEntry)
     if source is not None:
         stmt = stmt.where(DncEntry.source == source)

@@ -9,6 +9,12 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Dialect, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
+# Row timestamps default to the one system clock (common/clock.py) at the DB edge; business
+# logic passes its own `now`. `utcnow` stays the name db/models.py's column defaults use.
+from common.clock import utc_now as utcnow
+
+__all__ = ["JSONType", "Phone", "UTCDateTime", "str_enum", "utcnow"]
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out.
@@ -56,7 +62,3 @@ def str_enum(enum_cls: type[enum.Enum], length: int = 24) -> Any:
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 Phone = String(20)  # E.164: '+' and at most 15 digits
 
-
-def utcnow() -> datetime:
-    """Row timestamps default to the wall clock at the DB edge; business logic gets `now`."""
-    return datetime.now(UTC)

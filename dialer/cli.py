@@ -141,8 +141,8 @@ _SUBAPPS: list[tuple[str, str, str]] = [
     ("dialer.cli_data", "campaigns_app", "campaigns"),
     ("dialer.cli_data", "dnc_app", "dnc"),
     ("dialer.sim.cli", "app", "simulate"),
-    ("scheduling.cli", "plan_app", "plan"),
-    ("scheduling.cli", "report_app", "report"),
+    ("dialer.cli_schedule", "plan_app", "plan"),
+    ("dialer.cli_schedule", "report_app", "report"),
 ]
 
 

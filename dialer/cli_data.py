@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from common.clock import utc_now
 from common.vocabulary import DialMode
 from dialer.cli import ConfigOpt, DbOpt, ensure_sqlite_dir, settings_from
 
@@ -132,7 +132,7 @@ def leads_import(
         with sink, progress:
             task = progress.add_task("import", total=size)
             return await import_leads(
-                sessions, file, opts, now=datetime.now(UTC), on_issue=sink,
+                sessions, file, opts, now=utc_now(), on_issue=sink,
                 on_progress=lambda done, _total: progress.update(task, completed=done))
 
     try:
@@ -212,46 +212,31 @@ def campaigns_create(
 
 def _guard_db(call: Callable[[], T]) -> T:
     """Turn database failures into one clear line (and exit code 2)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from db.repositories import RepositoryError
     from dialer.importer import db_error_hint
 
     try:
         return call()
-    except (SQLAlchemyError, RepositoryError) as e:
+    except RepositoryError as e:  # the store's one error type (db/repositories.py)
         raise _fail(db_error_hint(e)) from None
     except OSError as e:
         raise _fail(f"database: {e}") from None
 
 
 async def _lead_counts(sessions: Any, campaign_id: int | None = None) -> dict[Any, Any]:
-    from sqlalchemy import func, select
+    from db.lookups import lead_counts
 
-    from db.models import Lead
-
-    stmt = select(Lead.campaign_id, Lead.status, func.count()).group_by(
-        Lead.campaign_id, Lead.status)
-    if campaign_id is not None:
-        stmt = stmt.where(Lead.campaign_id == campaign_id)
-    counts: dict[Any, Any] = {}
-    async with sessions() as s:
-        for cid, status, n in await s.execute(stmt):
-            counts.setdefault(cid, {})[status.value] = n
-    return counts
+    return await lead_counts(sessions, campaign_id)
 
 
 @campaigns_app.command("list")
 def campaigns_list(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """List campaigns with their mode and lead counts."""
-    from sqlalchemy import select
-
+    from db.lookups import campaigns_by_name
     from db.models import Campaign
 
     async def work(sessions: Any) -> tuple[list[Campaign], dict[Any, Any]]:
-        async with sessions() as s:
-            rows = list((await s.scalars(select(Campaign).order_by(Campaign.name))).all())
-        return rows, await _lead_counts(sessions)
+        return await campaigns_by_name(sessions), await _lead_counts(sessions)
 
     rows, counts = _guard_db(lambda: _run(_url(config, db), work))
     table = Table("name", "mode", "active", "caller id", "time zone", "leads", "dialable")
@@ -323,7 +308,7 @@ def dnc_add(
         raise _fail(f"NUMBER: {e}") from None
 
     async def work(sessions: Any) -> Any:
-        return await dnc.add(sessions, e164, now=datetime.now(UTC), source=source, reason=reason)
+        return await dnc.add(sessions, e164, now=utc_now(), source=source, reason=reason)
 
     try:
         result = _guard_db(lambda: _run(_url(config, db), work))
@@ -356,7 +341,7 @@ def dnc_import(
         with open(file, "rb") as fh:  # noqa: ASYNC230 - a CLI process, nothing else on the loop
             entries = read_dnc_file(fh, region=region.upper(), encoding=encoding,
                                     delimiter=delimiter, summary=summary)
-            return await dnc.bulk_add(sessions, entries, now=datetime.now(UTC), source=source)
+            return await dnc.bulk_add(sessions, entries, now=utc_now(), source=source)
 
     try:
         result = _guard_db(lambda: _run(_url(config, db), work))

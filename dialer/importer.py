@@ -17,6 +17,11 @@ What a file may look like (docs/import.md has the user's version):
   (with common aliases, see `FIELD_ALIASES`) or by an explicit mapping `{"Column": "field"}`;
   every other column lands in `custom_fields`.
 
+Where the code is: dialer/lead_csv.py reads the file into records (encodings, separators, line
+numbers), dialer/lead_rows.py maps columns and validates rows (pure code), and this module
+runs the import, writes through db/lead_import.py and writes the report; every public name of
+the three is importable from here.
+
 Each data row is then either imported, *rejected* (bad data: the report says which field and
 why) or *skipped* (a duplicate within the file or in the campaign, or a do-not-call number).
 Blank rows are not data rows; they are counted and otherwise ignored. Importing is idempotent:
@@ -26,7 +31,6 @@ The file is streamed: parsing happens in a worker thread one chunk at a time, an
 is written in its own transaction (multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING), so
 memory stays flat and a running dialer is never locked out for the length of a big import.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -36,106 +40,89 @@ import csv
 import logging
 import os
 import re
-import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
-from enum import StrEnum
-from functools import lru_cache
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import PhoneNumberFormat
-from phonenumbers import timezone as pn_timezone
-from sqlalchemy import select, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from common.vocabulary import DIALABLE_STATUSES, LeadStatus
-from db.dnc import listed_in_session
-from db.models import Campaign, Company, Lead, hopper_tier
+from common.vocabulary import DIALABLE_STATUSES
+from db.bulk import analyze
+from db.lead_import import db_error_hint, import_context, lead_import_batch
+from db.models import Campaign, hopper_tier
+from db.repositories import RepositoryError, Sessions
+from dialer.lead_csv import (
+    DELIMITERS,
+    LeadImportError,
+    Outcome,
+    Reason,
+    Records,
+    RowIssue,
+    check_encoding,
+    is_blank,
+    sniff_delimiter,
+)
+from dialer.lead_rows import (
+    FIELD_ALIASES,
+    LEAD_FIELDS,
+    NAME_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    STATUS_ALIASES,
+    Batch,
+    ImportOptions,
+    LeadParser,
+    Row,
+    build_mapping,
+    canonical_zone,
+    check_region,
+    norm_header,
+    parse_when,
+)
 
 log = logging.getLogger(__name__)
 
-Sessions = async_sessionmaker[AsyncSession]
+# the public names of the import, wherever they are defined (callers import them from here)
+__all__ = [
+    "ANALYZE_AFTER",
+    "DEFAULT_COMPANY_HOURS",
+    "DELIMITERS",
+    "FIELD_ALIASES",
+    "KEPT_ISSUES",
+    "LEAD_FIELDS",
+    "NAME_MAX",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "REPORT_COLUMNS",
+    "STATUS_ALIASES",
+    "CsvReport",
+    "DncFileSummary",
+    "ImportOptions",
+    "ImportSummary",
+    "LeadImportError",
+    "Outcome",
+    "Reason",
+    "RowIssue",
+    "build_mapping",
+    "canonical_zone",
+    "check_encoding",
+    "check_region",
+    "db_error_hint",
+    "import_leads",
+    "parse_when",
+    "read_dnc_file",
+    "sniff_delimiter",
+]
 
-#: the lead fields a column can be mapped to (anything else goes to custom_fields)
-LEAD_FIELDS: tuple[str, ...] = (
-    "phone", "name", "company", "timezone", "priority", "status", "next_contact_at",
-)
-#: header names (lower case, spaces/dashes as underscores) recognised without a mapping
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "phone": ("phone_number", "phonenumber", "number", "telephone", "tel", "mobile", "msisdn",
-              "e164", "phone_e164"),
-    "name": ("full_name", "fullname", "contact", "contact_name", "person"),
-    "company": ("company_name", "organisation", "organization", "firm", "client"),
-    "timezone": ("time_zone", "tz", "zone"),
-    "priority": ("prio",),
-    "status": ("lead_status",),
-    "next_contact_at": ("next_contact", "next_call", "callback_at", "next_contact_date"),
-}
-#: what a lead's `priority` may be (higher is called first)
-PRIORITY_MIN, PRIORITY_MAX = 0, 100
-#: status words accepted besides the LeadStatus values themselves (docs/domain.md's names)
-STATUS_ALIASES: dict[str, LeadStatus] = {
-    "cold": LeadStatus.POTENTIAL,
-    "hot potential": LeadStatus.HOT,
-    "hot_potential": LeadStatus.HOT,
-    "customer": LeadStatus.SERVED,
-    "accompanied": LeadStatus.SERVED,
-}
 #: Mon-Fri 09:00-17:00: the calendar given to a company created by an import
 DEFAULT_COMPANY_HOURS: dict[str, list[list[str]]] = {
     d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")
 }
-NAME_MAX = 200
 #: after importing this many rows, refresh PostgreSQL's planner statistics (ANALYZE)
 ANALYZE_AFTER = 1000
 #: issues kept in memory on the summary (all of them go to the `on_issue` sink / report file)
 KEPT_ISSUES = 1000
-DELIMITERS = {"auto": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
-
-_BOM = codecs.BOM_UTF8
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-
-
-class LeadImportError(Exception):
-    """The import cannot run at all (no such campaign, unusable header, bad option...)."""
-
-
-class Outcome(StrEnum):
-    REJECTED = "rejected"  # bad data; fix the row and import again
-    SKIPPED = "skipped"  # nothing wrong with the row, but it must not be added
-
-
-class Reason(StrEnum):
-    BAD_ENCODING = "bad_encoding"
-    BAD_ROW = "bad_row"  # wrong number of fields, NUL bytes
-    MISSING_FIELD = "missing_field"
-    BAD_PHONE = "bad_phone"
-    BAD_VALUE = "bad_value"  # too long
-    BAD_COMPANY = "bad_company"
-    BAD_TIMEZONE = "bad_timezone"
-    BAD_PRIORITY = "bad_priority"
-    BAD_STATUS = "bad_status"
-    BAD_NEXT_CONTACT = "bad_next_contact"
-    DUPLICATE_IN_FILE = "duplicate_in_file"
-    DUPLICATE_IN_DB = "duplicate_in_db"
-    DNC = "dnc"
-
-
-@dataclass(frozen=True, slots=True)
-class RowIssue:
-    """One data row that was not imported. `record` is the row's raw text (for the report)."""
-
-    line: int
-    outcome: Outcome
-    reason: Reason
-    detail: str
-    record: str
 
 
 @dataclass
@@ -164,562 +151,6 @@ class ImportSummary:
             self.issues.append(issue)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ImportOptions:
-    """How to read a file. `mapping` maps file columns to LEAD_FIELDS, `custom.KEY` or `-`."""
-
-    campaign: str
-    mapping: Mapping[str, str] = field(default_factory=dict)
-    #: region for numbers written without +country code; None = the campaign's default_region
-    region: str | None = None
-    delimiter: str = "auto"
-    encoding: str = "utf-8"
-    #: create companies the file names but the database lacks (else such rows are rejected)
-    create_companies: bool = False
-    chunk_size: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.delimiter not in DELIMITERS:
-            raise LeadImportError(
-                f"delimiter {self.delimiter!r}: expected one of auto , ; tab |")
-        check_encoding(self.encoding)
-        if self.region is not None:
-            check_region(self.region)
-        if not 1 <= self.chunk_size <= 10_000:
-            raise LeadImportError(f"chunk_size {self.chunk_size}: expected 1..10000")
-        for col, target in self.mapping.items():
-            _parse_target(col, target)
-
-
-def check_encoding(encoding: str) -> str:
-    """Refuse codecs the line reader cannot split (UTF-16/32) or that do not exist."""
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise LeadImportError(f"encoding {encoding!r}: unknown codec") from None
-    if "\n".encode(info.name) != b"\n" or ",;".encode(info.name) != b",;":
-        raise LeadImportError(
-            f"encoding {encoding!r}: only ASCII-compatible encodings (utf-8, cp1252, "
-            "iso-8859-1, cp1251, ...) can be read; save the file as UTF-8")
-    return info.name
-
-
-def check_region(region: str) -> str:
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise LeadImportError(
-            f"region {region!r}: expected a two-letter region such as US, GB, LV")
-    return region
-
-
-def _parse_target(column: str, target: str) -> str | None:
-    """Validate one mapping target; returns the field, 'custom:KEY', or None (ignore)."""
-    t = target.strip()
-    if t in ("-", "ignore"):
-        return None
-    if t.startswith(("custom.", "custom:")) and len(t) > len("custom."):
-        return "custom:" + t[len("custom."):]
-    if t in LEAD_FIELDS:
-        return t
-    raise LeadImportError(
-        f"mapping {column}={target}: unknown field {target!r}; expected one of "
-        f"{', '.join(LEAD_FIELDS)}, custom.KEY or - (ignore the column)")
-
-
-# ----------------------------------------------------------------------------- reading records
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    line: int  # first physical line
-    fields: list[str]
-    text: str  # the raw lines of the record (line ends stripped at the end)
-    encoding_error: str | None
-    #: the CSV reader gave up on this record (e.g. an unclosed quote over the size limit)
-    parse_error: str | None = None
-
-
-class _Lines:
-    """Decoded physical lines of a binary file, with their numbers and decode failures.
-
-    Lines are split on LF in bytes, so a decode failure is confined to its own line. Lines can
-    be peeked (for sniffing) and are then replayed to the CSV reader.
-    """
-
-    def __init__(self, fh: IO[bytes], encoding: str) -> None:
-        self._fh = fh
-        self._encoding = encoding
-        self._read = 0  # physical lines read from the file
-        self._replay: list[str] = []
-        self.yielded = 0  # lines handed to the CSV reader
-        self.bytes_read = 0
-        self.bad: dict[int, str] = {}
-        self.pending: list[str] = []  # lines of the record the CSV reader is on
-
-    def _read_line(self) -> str | None:
-        raw = self._fh.readline()
-        if not raw:
-            return None
-        self._read += 1
-        self.bytes_read += len(raw)
-        if self._read == 1:
-            if raw.startswith(_UTF16_BOMS):
-                raise LeadImportError(
-                    "the file is UTF-16 (Excel 'Unicode text'); save it as CSV UTF-8")
-            if raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-        try:
-            return raw.decode(self._encoding)
-        except UnicodeDecodeError as e:
-            self.bad[self._read] = (
-                f"line {self._read} is not valid {self._encoding} (byte 0x{raw[e.start]:02X} at "
-                f"position {e.start + 1}); save the file as UTF-8 or give its encoding"
-            )
-            return raw.decode(self._encoding, errors="replace")
-
-    def peek_first_nonblank(self) -> str | None:
-        while True:
-            line = self._read_line()
-            if line is None:
-                return None
-            self._replay.append(line)
-            if line.strip():
-                return line
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        if self._replay:
-            line = self._replay.pop(0)
-        else:
-            got = self._read_line()
-            if got is None:
-                raise StopIteration
-            line = got
-        self.yielded += 1
-        self.pending.append(line)
-        return line
-
-
-def sniff_delimiter(line: str) -> str:
-    """The separator of a header line: the most frequent of , ; tab outside quotes."""
-    counts = {",": 0, ";": 0, "\t": 0}
-    quoted = False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in counts:
-            counts[ch] += 1
-    best = max(counts, key=lambda k: counts[k])
-    return best if counts[best] else ","
-
-
-class _Records:
-    """CSV records with physical line numbers and per-record decode errors."""
-
-    def __init__(self, fh: IO[bytes], encoding: str, delimiter: str) -> None:
-        self.lines = _Lines(fh, encoding)
-        first = self.lines.peek_first_nonblank()
-        self.delimiter = DELIMITERS[delimiter] or sniff_delimiter(first or "")
-        self._reader = csv.reader(self.lines, delimiter=self.delimiter, quotechar='"',
-                                  doublequote=True, strict=False)
-
-    def __iter__(self) -> Iterator[_Record]:
-        prev = 0
-        while True:
-            parse_error = None
-            try:
-                fields = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as e:  # e.g. a runaway quoted field over the size limit
-                fields, parse_error = [], f"unreadable CSV record: {e}"
-            start, end = prev + 1, self.lines.yielded
-            prev = end
-            text = "".join(self.lines.pending).rstrip("\r\n")
-            self.lines.pending.clear()
-            bad = next((self.lines.bad[n] for n in range(start, end + 1) if n in self.lines.bad),
-                       None)
-            yield _Record(line=start, fields=fields, text=text, encoding_error=bad,
-                          parse_error=parse_error)
-
-    def realign(self, rec: _Record, width: int) -> list[str] | None:
-        """The record's fields if they fit `width` columns, trying other separators too."""
-        fields = _fit(rec.fields, width)
-        if fields is not None:
-            return fields
-        for alt in (",", ";", "\t"):
-            if alt == self.delimiter:
-                continue
-            rows = list(csv.reader(rec.text.splitlines(keepends=True), delimiter=alt,
-                                   quotechar='"', doublequote=True, strict=False))
-            if len(rows) == 1:
-                fields = _fit(rows[0], width)
-                if fields is not None:
-                    return fields
-        return None
-
-
-def _fit(fields: list[str], width: int) -> list[str] | None:
-    if len(fields) == width:
-        return fields
-    if len(fields) > width and not any(f.strip() for f in fields[width:]):
-        return fields[:width]  # trailing empty columns, as spreadsheets write them
-    return None
-
-
-def _is_blank(rec: _Record) -> bool:
-    """A record with no data at all (an empty line, or only separators)."""
-    return (rec.encoding_error is None and rec.parse_error is None
-            and not any(f.strip() for f in rec.fields))
-
-
-# ----------------------------------------------------------------------------- column mapping
-
-
-def _norm_header(h: str) -> str:
-    return re.sub(r"[\s\-]+", "_", h.strip().lower())
-
-
-def build_mapping(
-    headers: Sequence[str], explicit: Mapping[str, str]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """(field -> column index, custom key -> column index) for a header row."""
-    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(headers)]
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if n in seen:
-            raise LeadImportError(
-                f"column name {n!r} appears twice in the header (columns {seen[n] + 1} and "
-                f"{i + 1}); rename one")
-        seen[n] = i
-    targets: dict[int, str | None] = {}
-    for col, target in explicit.items():
-        idx = seen.get(col)
-        if idx is None:
-            folded = [i for i, n in enumerate(names) if n.casefold() == col.strip().casefold()]
-            if len(folded) != 1:
-                raise LeadImportError(
-                    f"mapping {col}={target}: the file has no column {col!r}; its columns are "
-                    f"{', '.join(repr(n) for n in names)}")
-            idx = folded[0]
-        targets[idx] = _parse_target(col, target)
-    fields: dict[str, int] = {}
-    for idx, t in targets.items():
-        if t is not None and not t.startswith("custom:"):
-            if t in fields:
-                raise LeadImportError(
-                    f"columns {names[fields[t]]!r} and {names[idx]!r} are both mapped to {t}")
-            fields[t] = idx
-    # Unmapped columns: exact field names first, then aliases (ambiguity is an error).
-    free = [i for i in range(len(names)) if i not in targets]
-    for i in free:
-        n = _norm_header(names[i])
-        if n in LEAD_FIELDS and n not in fields:
-            fields[n] = i
-            targets[i] = n
-    for f, aliases in FIELD_ALIASES.items():
-        if f in fields:
-            continue
-        hits = [i for i in free if i not in targets and _norm_header(names[i]) in aliases]
-        if len(hits) > 1:
-            cols = " and ".join(repr(names[i]) for i in hits)
-            raise LeadImportError(
-                f"columns {cols} could both be the {f}; choose one with --map COLUMN={f}")
-        if hits:
-            fields[f] = hits[0]
-            targets[hits[0]] = f
-    custom: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if i not in targets:
-            custom[n] = i
-        elif (t := targets[i]) is not None and t.startswith("custom:"):
-            custom[t[len("custom:"):]] = i
-    if "phone" not in fields:
-        raise LeadImportError(
-            f"no column holds the phone number; columns are {', '.join(repr(n) for n in names)}"
-            "; name one 'phone' or use --map COLUMN=phone")
-    if "name" not in fields and "company" not in fields:
-        raise LeadImportError(
-            "no column holds the lead's name or company; name one 'name' (or 'company') or use "
-            "--map COLUMN=name")
-    return fields, custom
-
-
-# ----------------------------------------------------------------------------- row validation
-
-
-@lru_cache(maxsize=1)
-def _zones() -> dict[str, str]:
-    keys = zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"}
-    return {k.casefold(): k for k in keys}
-
-
-def canonical_zone(value: str) -> str | None:
-    """The IANA key for a zone name (case-insensitive), or None if there is no such zone."""
-    return _zones().get(value.strip().casefold())
-
-
-_DMY = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
-
-
-def parse_when(value: str, zone: str) -> datetime:
-    """ISO 8601 date or date-time, or DD.MM.YYYY [HH:MM]; naive values are in `zone`."""
-    v = value.strip()
-    m = _DMY.match(v)
-    try:
-        if m:
-            d, mo, y, hh, mm, ss = m.groups()
-            dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
-        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
-            dt = datetime.combine(datetime.fromisoformat(v).date(), time(0, 0))
-        else:
-            dt = datetime.fromisoformat(v)
-    except ValueError:
-        raise ValueError(
-            f"expected a date/time like 2026-12-01 14:30 or 01.12.2026, got {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=ZoneInfo(zone))
-    return dt.astimezone(UTC)
-
-
-@dataclass(slots=True)
-class _Row:
-    """A row that passed validation, waiting for its DB checks (duplicates, DNC)."""
-
-    line: int
-    text: str
-    phone: str
-    name: str
-    company: str | None  # canonical company name
-    timezone: str | None
-    priority: int
-    status: LeadStatus
-    next_contact_at: datetime | None
-    custom: dict[str, str]
-    new_company_zone: str | None = None
-    new_company_country: str | None = None
-
-
-@dataclass
-class _Batch:
-    rows: list[_Row]
-    issues: list[RowIssue]
-    done: bool
-
-
-class _LeadParser:
-    """The synchronous half of an import: file -> validated rows and issues, chunk by chunk."""
-
-    def __init__(
-        self, fh: IO[bytes], opts: ImportOptions, *, region: str, campaign_zone: str,
-        companies: Mapping[str, int],
-    ) -> None:
-        self.region = region
-        self.campaign_zone = campaign_zone
-        self.create_companies = opts.create_companies
-        self.companies = dict(companies)  # name -> id (grows as the import creates companies)
-        self._folded: dict[str, list[str]] = {}
-        for n in self.companies:
-            self._folded.setdefault(n.casefold(), []).append(n)
-        self.new_companies: dict[str, tuple[str, str | None]] = {}  # name -> (zone, country)
-        self.records = _Records(fh, opts.encoding, opts.delimiter)
-        self._it = iter(self.records)
-        self.blank_lines = 0
-        self.rows = 0
-        self._seen: dict[str, int] = {}  # E.164 -> line of the first valid row with it
-        self.header_line = 0
-        self.fields: dict[str, int] = {}
-        self.custom: dict[str, int] = {}
-        self.width = 0
-        for rec in self._it:
-            if rec.encoding_error or rec.parse_error:
-                raise LeadImportError(f"header: {rec.encoding_error or rec.parse_error}")
-            if _is_blank(rec):
-                self.blank_lines += 1
-                continue
-            self.header_line = rec.line
-            self.width = len(rec.fields)
-            self.fields, self.custom = build_mapping(rec.fields, opts.mapping)
-            break
-        else:
-            raise LeadImportError("the file is empty (no header line)")
-
-    @property
-    def bytes_read(self) -> int:
-        return self.records.lines.bytes_read
-
-    def next_batch(self, n: int) -> _Batch:
-        rows: list[_Row] = []
-        issues: list[RowIssue] = []
-        for rec in self._it:
-            if _is_blank(rec):
-                self.blank_lines += 1
-                continue
-            self.rows += 1
-            got = self._validate(rec)
-            if isinstance(got, RowIssue):
-                issues.append(got)
-            else:
-                rows.append(got)
-            if len(rows) + len(issues) >= n:
-                return _Batch(rows, issues, done=False)
-        return _Batch(rows, issues, done=True)
-
-    def _issue(self, rec: _Record, reason: Reason, detail: str,
-               outcome: Outcome = Outcome.REJECTED) -> RowIssue:
-        return RowIssue(line=rec.line, outcome=outcome, reason=reason, detail=detail,
-                        record=rec.text)
-
-    def _validate(self, rec: _Record) -> _Row | RowIssue:
-        if rec.encoding_error:
-            return self._issue(rec, Reason.BAD_ENCODING, rec.encoding_error)
-        if rec.parse_error:
-            return self._issue(rec, Reason.BAD_ROW, rec.parse_error)
-        if "\x00" in rec.text:
-            return self._issue(rec, Reason.BAD_ROW, "contains a NUL byte (is this a binary file?)")
-        fields = self.records.realign(rec, self.width)
-        if fields is None:
-            return self._issue(
-                rec, Reason.BAD_ROW,
-                f"expected {self.width} fields, found {len(rec.fields)} (separator "
-                f"{'tab' if self.records.delimiter == chr(9) else self.records.delimiter!r})")
-
-        def get(f: str) -> str:
-            idx = self.fields.get(f)
-            return fields[idx].strip() if idx is not None else ""
-
-        problems: list[tuple[Reason, str]] = []
-        phone_raw = get("phone")
-        phone = ""
-        number: phonenumbers.PhoneNumber | None = None
-        if not phone_raw:
-            problems.append((Reason.MISSING_FIELD, "phone is empty"))
-        else:
-            try:
-                number = phonenumbers.parse(phone_raw, self.region)
-            except phonenumbers.NumberParseException as e:
-                problems.append((Reason.BAD_PHONE, f"not a phone number ({e._msg})"))
-            else:
-                # Fast path: most numbers belong to the default region, and checking one
-                # region is ~10x cheaper than is_valid_number's walk over every region that
-                # shares the country code (25 for +1).
-                if not (phonenumbers.is_valid_number_for_region(number, self.region)
-                        or phonenumbers.is_valid_number(number)):
-                    where = "" if phone_raw.startswith("+") else f" for region {self.region}"
-                    problems.append((Reason.BAD_PHONE, f"not a valid phone number{where}"))
-                    number = None
-                else:
-                    phone = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-        name, company_raw = get("name"), get("company")
-        if not name and not company_raw:
-            problems.append((Reason.MISSING_FIELD, "name is empty (a lead needs a name or a "
-                                                    "company)"))
-        elif len(name) > NAME_MAX:
-            problems.append((Reason.BAD_VALUE, f"name is longer than {NAME_MAX} characters"))
-        company: str | None = None
-        if company_raw:
-            company = self._company(company_raw, problems)
-        tz_raw = get("timezone")
-        tz: str | None = None
-        if tz_raw:
-            tz = canonical_zone(tz_raw)
-            if tz is None:
-                problems.append((Reason.BAD_TIMEZONE, f"unknown time zone {tz_raw[:64]!r}"))
-        prio_raw = get("priority")
-        priority = 0
-        if prio_raw:
-            if re.fullmatch(r"[+-]?\d{1,6}", prio_raw) and (
-                    PRIORITY_MIN <= int(prio_raw) <= PRIORITY_MAX):
-                priority = int(prio_raw)
-            else:
-                problems.append((Reason.BAD_PRIORITY,
-                                 f"priority must be a whole number {PRIORITY_MIN}-{PRIORITY_MAX},"
-                                 f" got {prio_raw[:20]!r}"))
-        status_raw = get("status")
-        status = LeadStatus.POTENTIAL
-        if status_raw:
-            key = status_raw.casefold()
-            try:
-                status = STATUS_ALIASES.get(key) or LeadStatus(key)
-            except ValueError:
-                allowed = ", ".join(s.value for s in LeadStatus)
-                problems.append((Reason.BAD_STATUS,
-                                 f"unknown status {status_raw[:30]!r}; expected one of {allowed}"))
-        nca_raw = get("next_contact_at")
-        next_contact: datetime | None = None
-        if nca_raw:
-            try:
-                next_contact = parse_when(nca_raw, tz or self.campaign_zone)
-            except (ValueError, OverflowError) as e:
-                problems.append((Reason.BAD_NEXT_CONTACT, str(e)[:200]))
-        if problems:
-            return self._issue(rec, problems[0][0], "; ".join(p[1] for p in problems))
-        first = self._seen.get(phone)
-        if first is not None:
-            return self._issue(rec, Reason.DUPLICATE_IN_FILE, f"same number as line {first}",
-                               Outcome.SKIPPED)
-        self._seen[phone] = rec.line
-        row = _Row(
-            line=rec.line, text=rec.text, phone=phone, name=name, company=company,
-            timezone=tz, priority=priority, status=status, next_contact_at=next_contact,
-            custom={k: fields[i].strip() for k, i in self.custom.items() if fields[i].strip()},
-        )
-        if company is not None and company not in self.companies:
-            zone, country = self.new_companies.get(company) or self._zone_country(tz, number)
-            self.new_companies.setdefault(company, (zone, country))
-            row.new_company_zone, row.new_company_country = zone, country
-        return row
-
-    def _company(self, raw: str, problems: list[tuple[Reason, str]]) -> str | None:
-        if len(raw) > NAME_MAX:
-            problems.append((Reason.BAD_COMPANY,
-                             f"company name is longer than {NAME_MAX} characters"))
-            return None
-        if raw in self.companies or raw in self.new_companies:
-            return raw
-        folded = self._folded.get(raw.casefold(), [])
-        if len(folded) == 1:
-            return folded[0]
-        if self.create_companies:
-            for n in self.new_companies:
-                if n.casefold() == raw.casefold():
-                    return n
-            return raw
-        problems.append((Reason.BAD_COMPANY,
-                         f"unknown company {raw!r}; create it first or import with "
-                         "--create-companies"))
-        return None
-
-    def _zone_country(
-        self, tz: str | None, number: phonenumbers.PhoneNumber | None
-    ) -> tuple[str, str | None]:
-        country = phonenumbers.region_code_for_number(number) if number else None
-        zone = tz
-        if zone is None and number is not None:
-            zones = [z for z in pn_timezone.time_zones_for_number(number) if canonical_zone(z)]
-            if len(zones) == 1:
-                zone = zones[0]
-        return zone or self.campaign_zone, _holiday_country(country)
-
-    def company_created(self, name: str, company_id: int) -> None:
-        # Called on the event loop while the worker thread may be parsing the next chunk: the
-        # name is added to `companies` and never removed from `new_companies`, so the parser
-        # always finds it in one of the two (single dict operations are atomic under the GIL).
-        self.companies[name] = company_id
-        self._folded.setdefault(name.casefold(), []).append(name)
-
-
-@lru_cache(maxsize=256)
-def _holiday_country(region: str | None) -> str | None:
-    """The region if the `holidays` package knows its public holidays, else None."""
-    if not region:
-        return None
-    import holidays
-
-    return region if region in holidays.list_supported_countries() else None
-
-
 # ----------------------------------------------------------------------------- the import
 
 
@@ -741,10 +172,8 @@ async def import_leads(
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     try:
-        async with sessions() as s:
-            campaign = await s.scalar(select(Campaign).where(Campaign.name == opts.campaign))
-            companies = {n: i for i, n in (await s.execute(select(Company.id, Company.name)))}
-    except SQLAlchemyError as e:
+        campaign, companies = await import_context(sessions, opts.campaign)
+    except RepositoryError as e:
         raise LeadImportError(db_error_hint(e)) from e
     except OSError as e:  # the driver could not connect (asyncpg raises these unwrapped)
         raise LeadImportError(f"cannot reach the database: {e}") from e
@@ -754,10 +183,10 @@ async def import_leads(
     region = opts.region or campaign.default_region or "US"
     check_region(region)
     fh, size = await asyncio.to_thread(_open, path)
-    ahead: asyncio.Future[_Batch] | None = None
+    ahead: asyncio.Future[Batch] | None = None
     try:
         parser = await asyncio.to_thread(
-            _LeadParser, fh, opts, region=region, campaign_zone=campaign.timezone or "UTC",
+            LeadParser, fh, opts, region=region, campaign_zone=campaign.timezone or "UTC",
             companies=companies)
         summary = ImportSummary(
             campaign=campaign.name, delimiter=parser.records.delimiter,
@@ -778,7 +207,7 @@ async def import_leads(
                 try:
                     issues += await _write_batch(sessions, campaign, parser, batch.rows, now,
                                                  summary)
-                except SQLAlchemyError as e:
+                except RepositoryError as e:
                     raise LeadImportError(
                         f"database error while writing lines {batch.rows[0].line}-"
                         f"{batch.rows[-1].line}: {db_error_hint(e)}; earlier lines are imported"
@@ -799,27 +228,12 @@ async def import_leads(
     summary.rows = parser.rows
     summary.blank_lines = parser.blank_lines
     if summary.imported >= ANALYZE_AFTER:
-        await _analyze(sessions, "leads")
+        # fresh PostgreSQL planner statistics, or the hopper's hot query would be planned for
+        # the table as it was before the import until autovacuum's next visit
+        await analyze(sessions, "leads", after="import")
     log.info("import into campaign %s: %d rows, %d imported, %d rejected, %d skipped",
              summary.campaign, summary.rows, summary.imported, summary.rejected, summary.skipped)
     return summary
-
-
-async def _analyze(sessions: Sessions, table: str) -> None:
-    """Refresh PostgreSQL's planner statistics after a bulk load.
-
-    Autovacuum gets there within a minute or so; until then the hopper's hot query would be
-    planned for the table as it was before the import. SQLite plans from its indexes and
-    needs nothing here. A failure only costs speed, so it is logged, not raised.
-    """
-    try:
-        async with sessions() as s:
-            if s.get_bind().dialect.name != "postgresql":
-                return
-            await s.execute(text(f"ANALYZE {table}"))
-            await s.commit()
-    except SQLAlchemyError as e:
-        log.warning("ANALYZE %s after import failed: %s", table, e)
 
 
 def _open(path: Path) -> tuple[IO[bytes], int]:
@@ -830,18 +244,8 @@ def _open(path: Path) -> tuple[IO[bytes], int]:
         raise LeadImportError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _insert(s: AsyncSession, table: Any, conflict: list[str]) -> Any:
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=conflict)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict)
-
-
 async def _write_batch(
-    sessions: Sessions, campaign: Campaign, parser: _LeadParser, rows: list[_Row],
+    sessions: Sessions, campaign: Campaign, parser: LeadParser, rows: list[Row],
     now: datetime, summary: ImportSummary,
 ) -> list[RowIssue]:
     """Drop DNC numbers, create missing companies, insert the rest; report what was skipped.
@@ -853,11 +257,10 @@ async def _write_batch(
     everything, so a number that is both DNC and already present is reported as `dnc`.
     """
     issues: list[RowIssue] = []
-    leads = Lead.__table__
     dup = f"number already in campaign {campaign.name!r}"
-    async with sessions.begin() as s:
-        listed = await listed_in_session(s, [r.phone for r in rows])
-        keep: list[_Row] = []
+    async with lead_import_batch(sessions) as tx:
+        listed = await tx.dnc_listed([r.phone for r in rows])
+        keep: list[Row] = []
         for r in rows:
             if r.phone in listed:
                 issues.append(_skip(r, Reason.DNC, "number is on a do-not-call list"))
@@ -866,28 +269,22 @@ async def _write_batch(
         founding = [r for r in keep if r.company is not None and r.company not in parser.companies]
         if founding:
             # Only a row that will really be added may create its company.
-            present = set((await s.scalars(
-                select(Lead.phone_e164).where(Lead.campaign_id == campaign.id,
-                                              Lead.phone_e164.in_([r.phone for r in founding]))
-            )).all())
+            present = await tx.in_campaign(campaign.id, [r.phone for r in founding])
             for r in [r for r in keep if r.phone in present]:
                 issues.append(_skip(r, Reason.DUPLICATE_IN_DB, dup))
             keep = [r for r in keep if r.phone not in present]
             for r in keep:
                 if r.company is not None and r.company not in parser.companies:
-                    company = Company(
+                    company_id = await tx.add_company(
                         name=r.company, timezone=r.new_company_zone or campaign.timezone or "UTC",
                         weekly_hours=DEFAULT_COMPANY_HOURS,
-                        holiday_country=r.new_company_country, created_at=now)
-                    s.add(company)
-                    await s.flush()
-                    parser.company_created(r.company, company.id)
+                        holiday_country=r.new_company_country, now=now)
+                    parser.company_created(r.company, company_id)
                     summary.companies_created.append(r.company)
         if not keep:
             return issues
         values = [_lead_values(r, campaign.id, parser.companies, now) for r in keep]
-        stmt = _insert(s, leads, ["campaign_id", "phone_e164"]).returning(leads.c.phone_e164)
-        inserted = set((await s.scalars(stmt, values)).all())
+        inserted = await tx.insert_leads(values)
     for r in keep:
         if r.phone in inserted:
             summary.imported += 1
@@ -896,13 +293,13 @@ async def _write_batch(
     return issues
 
 
-def _skip(r: _Row, reason: Reason, detail: str) -> RowIssue:
+def _skip(r: Row, reason: Reason, detail: str) -> RowIssue:
     return RowIssue(line=r.line, outcome=Outcome.SKIPPED, reason=reason, detail=detail,
                     record=r.text)
 
 
 def _lead_values(
-    r: _Row, campaign_id: int, companies: Mapping[str, int], now: datetime
+    r: Row, campaign_id: int, companies: Mapping[str, int], now: datetime
 ) -> dict[str, Any]:
     dialable = r.status in DIALABLE_STATUSES
     # An agreed next contact in the future is the earliest the lead may be called; scheduling
@@ -926,13 +323,6 @@ def _lead_values(
         "created_at": now,
         "updated_at": now,
     }
-
-
-def db_error_hint(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e)
-    if "no such table" in text or "does not exist" in text:
-        return "the database has no dialer schema; run `dialer db upgrade` first"
-    return f"{e.__class__.__name__}: {text.splitlines()[0] if text else ''}"
 
 
 # ----------------------------------------------------------------------------- the report file
@@ -994,11 +384,11 @@ def read_dnc_file(
     from db.dnc import normalise_number
 
     check_region(region)
-    records = _Records(fh, check_encoding(encoding), delimiter)
+    records = Records(fh, check_encoding(encoding), delimiter)
     phone_col, reason_col = 0, 1
     header_done = False
     for rec in records:
-        if _is_blank(rec):
+        if is_blank(rec):
             summary.blank_lines += 1
             continue
         if not header_done:
@@ -1006,7 +396,7 @@ def read_dnc_file(
             first = rec.fields[0] if rec.fields else ""
             if rec.encoding_error is None and re.search(r"[A-Za-z]", first) and not (
                     first.strip().startswith("+")):
-                names = [_norm_header(f) for f in rec.fields]
+                names = [norm_header(f) for f in rec.fields]
                 phone_names = ("phone", *FIELD_ALIASES["phone"])
                 phone_col = next((i for i, n in enumerate(names) if n in phone_names), 0)
                 reason_col = next((i for i, n in enumerate(names) if n == "reason"), -1)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from common.vocabulary import AttemptResult, RetryPolicy
-from db.models import Attempt, Callback, Campaign, Company, DncEntry, Lead, hopper_tier
+from db.callability import callability_batch, campaign_and_leads
+from db.models import Campaign, Company, Lead, hopper_tier
+from db.repositories import Sessions
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callable import CallingRules, LeadFacts, next_callable_at
 from scheduling.windows import CallingWindow, jurisdiction_for_number
@@ -28,8 +27,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RefreshStats", "lead_facts", "refresh_callability", "retry_policy_from_json",
            "rules_for_campaign"]
-
-Sessions = async_sessionmaker[AsyncSession]
 
 #: disposition codes that mean "the callee refused" (France: no call for 60 days after one)
 REFUSAL_CODES: frozenset[str] = frozenset({"refused", "do_not_call"})
@@ -135,45 +132,29 @@ async def refresh_callability(
     other regions use the campaign's preset.
     """
     stats = RefreshStats()
-    async with sessions() as s:
-        campaign = await s.get(Campaign, campaign_id)
-        if campaign is None:
-            raise LookupError(f"campaign {campaign_id} does not exist")
-        company = await s.get(Company, campaign.company_id) if campaign.company_id else None
-        rules = rules_for_campaign(campaign, company, abandon_lockout=abandon_lockout,
-                                   windows=windows)
-        q = select(Lead.id).where(Lead.campaign_id == campaign_id).order_by(Lead.id)
-        if lead_ids is not None:
-            q = q.where(Lead.id.in_(list(lead_ids)))
-        ids = list((await s.execute(q)).scalars())
+    scope = await campaign_and_leads(sessions, campaign_id, lead_ids)
+    if scope is None:
+        raise LookupError(f"campaign {campaign_id} does not exist")
+    rules = rules_for_campaign(scope.campaign, scope.company, abandon_lockout=abandon_lockout,
+                               windows=windows)
+    ids = scope.lead_ids
     calendars: dict[int, CompanyCalendar | None] = {}
     for i in range(0, len(ids), batch):
         chunk = ids[i : i + batch]
-        async with sessions.begin() as s:
-            leads = list((await s.execute(select(Lead).where(Lead.id.in_(chunk)))).scalars())
-            phones = [lead.phone_e164 for lead in leads]
-            dnc = set((await s.execute(
-                select(DncEntry.phone_e164).where(DncEntry.phone_e164.in_(phones))
-            )).scalars())
+        async with callability_batch(sessions) as b:
+            leads = await b.leads(chunk)
+            dnc = await b.dnc_among([lead.phone_e164 for lead in leads])
             history: dict[int, list[datetime]] = defaultdict(list)
             refused: dict[int, datetime] = {}
-            for lead_id, created, disposition in (await s.execute(
-                select(Attempt.lead_id, Attempt.created_at, Attempt.disposition).where(
-                    Attempt.lead_id.in_(chunk), Attempt.created_at >= now - HISTORY
-                )
-            )).all():
+            for lead_id, created, disposition in await b.attempts_since(chunk, now - HISTORY):
                 history[lead_id].append(created)
                 if disposition in REFUSAL_CODES and (
                     lead_id not in refused or created > refused[lead_id]
                 ):
                     refused[lead_id] = created
-            callbacks = dict((await s.execute(
-                select(Callback.lead_id, func.min(Callback.due_at))
-                .where(Callback.lead_id.in_(chunk), Callback.status == "pending")
-                .group_by(Callback.lead_id)
-            )).all())
+            callbacks = await b.earliest_pending_callbacks(chunk)
             for cid in {lead.company_id for lead in leads if lead.company_id} - set(calendars):
-                comp = await s.get(Company, cid)
+                comp = await b.company(cid)
                 try:
                     calendars[cid] = CompanyCalendar.from_company(comp) if comp else None
                 except CalendarError as e:
@@ -210,8 +191,7 @@ async def refresh_callability(
                     stats.callable_now += 1
                 elif res.gate is not None:
                     stats.held_back[res.gate.value] = stats.held_back.get(res.gate.value, 0) + 1
-            if updates:
-                await s.execute(update(Lead), updates)
+            await b.set_callability(updates)
     # a whole-campaign refresh is worth an INFO line; the per-call ones are not
     log.log(logging.INFO if lead_ids is None else logging.DEBUG,
             "campaign %s: callability refreshed for %d leads (%d now, %d never)",

@@ -11,10 +11,11 @@ Jobs:
 * ``callback_reminders`` - remind owning agents before their callbacks are due.
 
 Every job callable takes an injected ``now`` (tests drive them with a fake clock; the
-scheduler passes ``clock()``), is idempotent, and runs under a lease row in ``job_leases``:
-``try_lease`` takes an occurrence with one conditional UPDATE (or the first INSERT), which is
-atomic on SQLite and PostgreSQL alike, so when several dialer processes share the database only
-one of them runs each occurrence. Occurrence keys are ISO-8601 UTC strings, so they order
+scheduler passes ``clock.now()`` of the `common.clock.Clock` it was given), is idempotent, and
+runs under a lease row in ``job_leases``: ``try_lease`` (db/jobs_store.py) takes an occurrence
+with one conditional UPDATE (or the first INSERT), which is atomic on SQLite and PostgreSQL
+alike, so when several dialer processes share the database only one of them runs each
+occurrence. Occurrence keys are ISO-8601 UTC strings, so they order
 lexicographically like time: a process that fires late never re-runs an older occurrence.
 A finished occurrence is marked done (expires_at far in the future); a runner that dies leaves
 a lease that expires after its TTL, after which another process may redo the occurrence.
@@ -26,18 +27,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.vocabulary import AbandonWindow, CallbackScope
+from common.clock import SYSTEM_CLOCK, Clock, utc_now
+from common.vocabulary import AbandonWindow
+from db import jobs_store
 from db import repositories as repo
-from db.models import AbandonRollup, Callback, Campaign, Company, JobLease
+from db.jobs_store import finish_lease, try_lease
+from db.models import Campaign
+from db.planning import day_stored
+from db.repositories import Sessions
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callbacks import (
     CallbackFacts,
@@ -48,8 +51,8 @@ from scheduling.callbacks import (
 )
 from scheduling.days import local_date, local_day_bounds
 from scheduling.facts import refresh_callability
-from scheduling.plan import build_daily_plan, plan_exists
-from scheduling.report import build_day_report, report_exists
+from scheduling.plan import build_daily_plan
+from scheduling.report import build_day_report
 
 log = logging.getLogger(__name__)
 
@@ -62,65 +65,31 @@ __all__ = [
     "try_lease",
 ]
 
-Sessions = async_sessionmaker[AsyncSession]
-#: a finished occurrence's lease never expires (it must not run again)
-_DONE = datetime(9999, 12, 31, tzinfo=UTC)
+#: what SchedulingJobs accepts as its clock: a `Clock`, or (as before common.clock existed)
+#: a function returning the current aware UTC time
+ClockLike = Clock | Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    """The production clock (the only wall-clock read in scheduling/)."""
-    return datetime.now(UTC)
+class _CallableClock:
+    """A `now()` function seen as a `Clock` (durations come from the system's monotonic)."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def monotonic(self) -> float:
+        return SYSTEM_CLOCK.monotonic()
+
+
+def as_clock(clock: ClockLike) -> Clock:
+    """`clock` itself if it is a `Clock`, else the function wrapped as one."""
+    return clock if isinstance(clock, Clock) else _CallableClock(clock)
 
 
 def occurrence_key(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ------------------------------------------------------------------------------ leases
-
-
-async def try_lease(
-    sessions: Sessions, *, name: str, occurrence: str, holder: str, now: datetime, ttl: timedelta
-) -> bool:
-    """Take job `name`'s lease for `occurrence`; False when another runner has (or had) it."""
-    expires = now + ttl
-    async with sessions.begin() as s:
-        res = await s.execute(
-            update(JobLease)
-            .where(
-                JobLease.name == name,
-                or_(
-                    JobLease.occurrence < occurrence,
-                    and_(JobLease.occurrence == occurrence, JobLease.expires_at < now),
-                ),
-            )
-            .values(occurrence=occurrence, holder=holder, expires_at=expires)
-        )
-        if res.rowcount:  # type: ignore[attr-defined]
-            return True
-        exists = await s.execute(select(JobLease.name).where(JobLease.name == name))
-        if exists.first() is not None:
-            return False
-    try:
-        async with sessions.begin() as s:
-            s.add(JobLease(name=name, occurrence=occurrence, holder=holder, expires_at=expires))
-        return True
-    except IntegrityError:
-        return False  # another process inserted the first lease at the same moment
-
-
-async def finish_lease(sessions: Sessions, *, name: str, occurrence: str, holder: str) -> None:
-    """Mark our occurrence done so no process runs it again."""
-    async with sessions.begin() as s:
-        await s.execute(
-            update(JobLease)
-            .where(
-                JobLease.name == name,
-                JobLease.occurrence == occurrence,
-                JobLease.holder == holder,
-            )
-            .values(expires_at=_DONE)
-        )
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -200,7 +169,7 @@ class SchedulingJobs:
         holder: str,
         hooks: JobHooks | None = None,
         settings: JobSettings | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: ClockLike = SYSTEM_CLOCK,
     ) -> None:
         if not holder:
             raise ValueError("holder must name this process (e.g. its dialer_id)")
@@ -208,7 +177,7 @@ class SchedulingJobs:
         self.holder = holder
         self.hooks = hooks or JobHooks()
         self.settings = settings or JobSettings()
-        self.clock = clock
+        self.clock: Clock = as_clock(clock)
 
     async def guarded(
         self, name: str, occurrence_at: datetime, body: Callable[[], Awaitable[dict[str, Any]]],
@@ -234,14 +203,8 @@ class SchedulingJobs:
 
     # -- calendars ----------------------------------------------------------------------------
     async def _campaign_calendars(self) -> list[tuple[Campaign, CompanyCalendar]]:
-        async with self.sessions() as s:
-            rows = (
-                await s.execute(
-                    select(Campaign, Company).join(Company, Company.id == Campaign.company_id)
-                )
-            ).all()
         out = []
-        for campaign, company in rows:
+        for campaign, company in await jobs_store.campaigns_with_companies(self.sessions):
             try:
                 cal = CompanyCalendar.from_company(company)
                 cal.validate()
@@ -263,14 +226,7 @@ class SchedulingJobs:
                 is_open = cal.is_open(now)
                 if is_open == campaign.active:
                     continue
-                async with self.sessions.begin() as s:
-                    res = await s.execute(
-                        update(Campaign)
-                        .where(Campaign.id == campaign.id, Campaign.active.is_(not is_open))
-                        .values(active=is_open)
-                    )
-                    changed = bool(res.rowcount)  # type: ignore[attr-defined]
-                if not changed:
+                if not await jobs_store.set_campaign_active(self.sessions, campaign.id, is_open):
                     continue
                 hook = self.hooks.open_dialing if is_open else self.hooks.close_dialing
                 (opened if is_open else closed).append(campaign.id)
@@ -295,55 +251,56 @@ class SchedulingJobs:
     # -- plan / report ------------------------------------------------------------------------
     async def _campaigns(self) -> list[tuple[Campaign, CompanyCalendar | None]]:
         cals = {c.id: cal for c, cal in await self._campaign_calendars()}
-        async with self.sessions() as s:
-            campaigns = list((await s.execute(select(Campaign).order_by(Campaign.id))).scalars())
-        return [(c, cals.get(c.id)) for c in campaigns]
+        return [(c, cals.get(c.id)) for c in await jobs_store.campaigns(self.sessions)]
 
-    async def daily_plans_job(self, now: datetime) -> list[JobRun]:
-        """Build today's plan for campaigns whose local plan time has passed on a working day."""
+    async def _daily(
+        self, now: datetime, *, what: Literal["plan", "report"], at: time,
+        working_days_only: bool, body: Callable[[int, date], Awaitable[dict[str, Any]]],
+    ) -> list[JobRun]:
+        """Run `body(campaign_id, day)` for each campaign whose local time `at` has passed
+        today and whose `what` for today is not stored yet (only on its company's working
+        days if `working_days_only`), once per campaign and day across processes."""
         runs = []
         for campaign, cal in await self._campaigns():
             day = local_date(now, campaign.timezone)
             start, _ = local_day_bounds(day, campaign.timezone)
-            due = _at_local(day, self.settings.plan_time, campaign.timezone, start)
+            due = _at_local(day, at, campaign.timezone, start)
             if now < due:
                 continue
-            if cal is not None and not cal.open_intervals(day):
+            if working_days_only and cal is not None and not cal.open_intervals(day):
                 continue  # not a working day for this campaign's company
-            if await plan_exists(self.sessions, campaign_id=campaign.id, plan_date=day):
+            if await day_stored(self.sessions, what, campaign_id=campaign.id, day=day):
                 continue
 
-            async def body(cid: int = campaign.id, d: date = day) -> dict[str, Any]:
-                if self.settings.refresh_before_plan:
-                    await refresh_callability(self.sessions, campaign_id=cid, now=now,
-                                              abandon_lockout=self.settings.abandon_lockout)
-                plans = await build_daily_plan(self.sessions, campaign_id=cid, plan_date=d,
-                                               now=now)
-                return {"campaign_id": cid, "date": d.isoformat(),
-                        "planned": sum(p.size for p in plans)}
+            async def run(cid: int = campaign.id, d: date = day) -> dict[str, Any]:
+                return await body(cid, d)
 
-            runs.append(await self.guarded(f"daily_plan:{campaign.id}", due, body, now))
+            runs.append(await self.guarded(f"daily_{what}:{campaign.id}", due, run, now))
         return runs
+
+    async def daily_plans_job(self, now: datetime) -> list[JobRun]:
+        """Build today's plan for campaigns whose local plan time has passed on a working day."""
+
+        async def body(cid: int, d: date) -> dict[str, Any]:
+            if self.settings.refresh_before_plan:
+                await refresh_callability(self.sessions, campaign_id=cid, now=now,
+                                          abandon_lockout=self.settings.abandon_lockout)
+            plans = await build_daily_plan(self.sessions, campaign_id=cid, plan_date=d, now=now)
+            return {"campaign_id": cid, "date": d.isoformat(),
+                    "planned": sum(p.size for p in plans)}
+
+        return await self._daily(now, what="plan", at=self.settings.plan_time,
+                                 working_days_only=True, body=body)
 
     async def daily_reports_job(self, now: datetime) -> list[JobRun]:
         """Write today's report for campaigns whose local report time has passed."""
-        runs = []
-        for campaign, _ in await self._campaigns():
-            day = local_date(now, campaign.timezone)
-            start, _ = local_day_bounds(day, campaign.timezone)
-            due = _at_local(day, self.settings.report_time, campaign.timezone, start)
-            if now < due:
-                continue
-            if await report_exists(self.sessions, campaign_id=campaign.id, report_date=day):
-                continue
 
-            async def body(cid: int = campaign.id, d: date = day) -> dict[str, Any]:
-                rows = await build_day_report(self.sessions, campaign_id=cid, report_date=d,
-                                              now=now)
-                return {"campaign_id": cid, "date": d.isoformat(), "rows": len(rows)}
+        async def body(cid: int, d: date) -> dict[str, Any]:
+            rows = await build_day_report(self.sessions, campaign_id=cid, report_date=d, now=now)
+            return {"campaign_id": cid, "date": d.isoformat(), "rows": len(rows)}
 
-            runs.append(await self.guarded(f"daily_report:{campaign.id}", due, body, now))
-        return runs
+        return await self._daily(now, what="report", at=self.settings.report_time,
+                                 working_days_only=False, body=body)
 
     # -- abandon rates, claims, reminders ---------------------------------------------------------
     async def abandon_rollup_job(self, now: datetime) -> JobRun:
@@ -351,17 +308,14 @@ class SchedulingJobs:
         slot = _floor(now, self.settings.abandon_rollup_every)
 
         async def body() -> dict[str, Any]:
-            async with self.sessions() as s:
-                campaigns = list((await s.execute(select(Campaign))).scalars())
             rates: dict[int, float] = {}
-            for c in campaigns:
+            for c in await jobs_store.campaigns(self.sessions):
                 since = _window_start(c.abandon_window, c.timezone, now)
                 fig = await repo.abandon_figures(self.sessions, c.id, since)
                 rate = fig.abandoned / fig.live if fig.live else 0.0
-                async with self.sessions.begin() as s:
-                    s.add(AbandonRollup(campaign_id=c.id, window=c.abandon_window.value,
-                                        computed_at=now, live=fig.live,
-                                        abandoned=fig.abandoned, rate=rate))
+                await jobs_store.add_abandon_rollup(
+                    self.sessions, campaign_id=c.id, window=c.abandon_window.value,
+                    computed_at=now, live=fig.live, abandoned=fig.abandoned, rate=rate)
                 rates[c.id] = rate
             return {"rates": rates}
 
@@ -385,31 +339,13 @@ class SchedulingJobs:
 
         async def body() -> dict[str, Any]:
             before = self.settings.callback_reminder_before
-            async with self.sessions() as s:
-                rows = (
-                    await s.execute(
-                        select(Callback, Campaign.callback_grace_s)
-                        .join(Campaign, Campaign.id == Callback.campaign_id)
-                        .where(
-                            Callback.status == "pending",
-                            Callback.scope == CallbackScope.AGENT,
-                            Callback.reminded_at.is_(None),
-                            Callback.due_at <= now + before,
-                            Callback.due_at > now - grace_max,
-                        )
-                    )
-                ).all()
+            rows = await jobs_store.reminder_candidates(
+                self.sessions, due_before=now + before, due_after=now - grace_max)
             sent: list[int] = []
             for cb, grace_s in rows:
                 policy = CallbackPolicy(grace=timedelta(seconds=grace_s), reminder_before=before)
                 for reminder in due_reminders([CallbackFacts.from_row(cb)], now, policy):
-                    async with self.sessions.begin() as s:
-                        res = await s.execute(
-                            update(Callback)
-                            .where(Callback.id == cb.id, Callback.reminded_at.is_(None))
-                            .values(reminded_at=now)
-                        )
-                        mine = bool(res.rowcount)  # type: ignore[attr-defined]
+                    mine = await jobs_store.mark_reminded(self.sessions, cb.id, now)
                     if mine and self.hooks.callback_reminder is not None:
                         await self.hooks.callback_reminder(reminder)
                     if mine:
@@ -448,7 +384,7 @@ def build_scheduler(
 
     The runtime calls ``scheduler.start()`` inside its running event loop and
     ``scheduler.shutdown()`` at exit. Triggers run on the wall clock; each run reads
-    ``jobs.clock()`` once and passes it to the job as ``now``. Edges, plans and reminders
+    ``jobs.clock.now()`` once and passes it to the job as ``now``. Edges, plans and reminders
     run once at start so a process that starts mid-day catches up at once.
     """
     sched = scheduler or AsyncIOScheduler(timezone=UTC)
@@ -457,7 +393,7 @@ def build_scheduler(
                               "misfire_grace_time": 60}
 
     async def edges() -> None:
-        now = jobs.clock()
+        now = jobs.clock.now()
         await jobs.dialing_edges_job(now)
         nxt = await jobs.next_edge(now)
         if nxt is not None:
@@ -466,19 +402,19 @@ def build_scheduler(
                           id="dialing_edges_next", **common)
 
     async def plans() -> None:
-        await jobs.daily_plans_job(jobs.clock())
+        await jobs.daily_plans_job(jobs.clock.now())
 
     async def reports() -> None:
-        await jobs.daily_reports_job(jobs.clock())
+        await jobs.daily_reports_job(jobs.clock.now())
 
     async def rollup() -> None:
-        await jobs.abandon_rollup_job(jobs.clock())
+        await jobs.abandon_rollup_job(jobs.clock.now())
 
     async def claims() -> None:
-        await jobs.expire_claims_job(jobs.clock())
+        await jobs.expire_claims_job(jobs.clock.now())
 
     async def reminders() -> None:
-        await jobs.callback_reminders_job(jobs.clock())
+        await jobs.callback_reminders_job(jobs.clock.now())
 
     # APScheduler runs on the wall clock whatever business clock the jobs were given
     now = utc_now()

@@ -23,18 +23,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from common.vocabulary import DIALABLE_STATUSES, CallbackScope, LeadStatus
-from db.models import Callback, Campaign, DailyPlan, DailyPlanItem, DncEntry, Lead
+from common.vocabulary import CallbackScope, LeadStatus
+from db.planning import PlanTransaction, load_plan, plan_transaction, planned_counts
+from db.repositories import Sessions
 from scheduling.days import local_day_bounds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PlanEntry", "PlanSummary", "build_daily_plan", "load_plan", "order_plan"]
-
-Sessions = async_sessionmaker[AsyncSession]
+# load_plan and planned_counts are read straight from the store (db/planning.py)
+__all__ = ["PlanEntry", "PlanSummary", "build_daily_plan", "load_plan", "order_plan",
+           "planned_counts"]
 
 #: reason codes stored on DailyPlanItem.reason, in priority order
 REASON_ORDER: dict[str, int] = {"callback": 0, "hot": 1, "complaint": 2, "due": 3}
@@ -71,23 +69,9 @@ def order_plan(entries: list[PlanEntry]) -> list[PlanEntry]:
 
 
 async def _due_entries(
-    s: AsyncSession, campaign_id: int, day_end: datetime
+    tx: PlanTransaction, campaign_id: int, day_end: datetime
 ) -> list[PlanEntry]:
-    dnc = select(DncEntry.phone_e164)
-    cb_rows = (
-        await s.execute(
-            select(Callback, Lead)
-            .join(Lead, Lead.id == Callback.lead_id)
-            .where(
-                Callback.campaign_id == campaign_id,
-                Callback.status == "pending",
-                Callback.due_at < day_end,
-                Lead.status.in_(DIALABLE_STATUSES),
-                Lead.phone_e164.not_in(dnc),
-            )
-            .order_by(Callback.due_at)
-        )
-    ).all()
+    cb_rows = await tx.due_callbacks(campaign_id, day_end)
     entries: list[PlanEntry] = []
     with_callback: set[int] = set()
     for cb, lead in cb_rows:
@@ -97,17 +81,7 @@ async def _due_entries(
         agent = cb.owner_agent_id if cb.scope is CallbackScope.AGENT else None
         entries.append(PlanEntry(lead.id, agent, "callback", cb.due_at, lead.priority))
 
-    lead_rows = (
-        await s.execute(
-            select(Lead).where(
-                Lead.campaign_id == campaign_id,
-                Lead.status.in_(DIALABLE_STATUSES),
-                Lead.next_call_at.is_not(None),
-                Lead.next_call_at < day_end,
-                Lead.phone_e164.not_in(dnc),
-            )
-        )
-    ).scalars()
+    lead_rows = await tx.due_leads(campaign_id, day_end)
     for lead in lead_rows:
         if lead.id in with_callback:
             continue
@@ -132,101 +106,24 @@ async def build_daily_plan(
     (agent None), which is always stored so "the plan for this day was built" is visible even
     when nothing is due.
     """
-    async with sessions.begin() as s:
-        campaign = await s.get(Campaign, campaign_id)
+    async with plan_transaction(sessions) as tx:
+        campaign = await tx.campaign(campaign_id)
         if campaign is None:
             raise LookupError(f"campaign {campaign_id} does not exist")
         _, day_end = local_day_bounds(plan_date, campaign.timezone)
-        entries = await _due_entries(s, campaign_id, day_end)
+        entries = await _due_entries(tx, campaign_id, day_end)
         by_agent: dict[int | None, list[PlanEntry]] = defaultdict(list)
         by_agent[None] = []
         for e in entries:
             by_agent[e.agent_id].append(e)
-        old = select(DailyPlan.id).where(
-            DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
-        )
-        # items first: do not rely on ON DELETE CASCADE being enforced (SQLite pragma)
-        await s.execute(delete(DailyPlanItem).where(DailyPlanItem.plan_id.in_(old)))
-        await s.execute(
-            delete(DailyPlan).where(
-                DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
-            )
-        )
-        summaries = []
         order = sorted(by_agent.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))
-        for agent_id, items in order:
-            ordered = order_plan(items)
-            plan = DailyPlan(
-                campaign_id=campaign_id,
-                agent_id=agent_id,
-                plan_date=plan_date,
-                size=len(ordered),
-                built_at=now,
-            )
-            plan.items = [
-                DailyPlanItem(lead_id=e.lead_id, position=i, reason=e.reason, due_at=e.due_at)
-                for i, e in enumerate(ordered)
-            ]
-            s.add(plan)
-            summaries.append(PlanSummary(campaign_id, agent_id, plan_date, len(ordered)))
+        plans = [(agent_id, order_plan(items)) for agent_id, items in order]
+        await tx.replace_plans(campaign_id=campaign_id, plan_date=plan_date, plans=plans, now=now)
+        summaries = [
+            PlanSummary(campaign_id, agent_id, plan_date, len(items)) for agent_id, items in plans
+        ]
     log.info(
         "campaign %s: daily plan for %s built, %d entries in %d plans",
         campaign_id, plan_date, sum(p.size for p in summaries), len(summaries),
     )
     return summaries
-
-
-async def plan_exists(sessions: Sessions, *, campaign_id: int, plan_date: date) -> bool:
-    async with sessions() as s:
-        got = await s.execute(
-            select(DailyPlan.id)
-            .where(DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date)
-            .limit(1)
-        )
-        return got.first() is not None
-
-
-async def load_plan(
-    sessions: Sessions,
-    *,
-    campaign_id: int,
-    plan_date: date,
-    agent_id: int | None = None,
-    shared: bool | None = None,
-) -> list[tuple[DailyPlan, list[DailyPlanItem]]]:
-    """Stored plans of a day: all, one agent's (`agent_id`), or only the shared one."""
-    async with sessions() as s:
-        q = select(DailyPlan).where(
-            DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
-        )
-        if agent_id is not None:
-            q = q.where(DailyPlan.agent_id == agent_id)
-        elif shared:
-            q = q.where(DailyPlan.agent_id.is_(None))
-        plans = list((await s.execute(q.order_by(DailyPlan.agent_id))).scalars())
-        out = []
-        for p in plans:
-            items = list(
-                (
-                    await s.execute(
-                        select(DailyPlanItem)
-                        .where(DailyPlanItem.plan_id == p.id)
-                        .order_by(DailyPlanItem.position)
-                    )
-                ).scalars()
-            )
-            out.append((p, items))
-        return out
-
-
-async def planned_counts(
-    sessions: Sessions, *, campaign_id: int, plan_date: date
-) -> dict[int | None, int]:
-    """Plan sizes per agent (None = shared plan): the report's "planned" figure."""
-    async with sessions() as s:
-        rows = await s.execute(
-            select(DailyPlan.agent_id, DailyPlan.size).where(
-                DailyPlan.campaign_id == campaign_id, DailyPlan.plan_date == plan_date
-            )
-        )
-        return {a: int(n) for a, n in rows.all()}

@@ -23,19 +23,17 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from common.vocabulary import DEFAULT_DISPOSITIONS, AttemptResult
-from db.models import Agent, Attempt, Callback, Campaign, DailyReport
+from db import reports as store
+from db.models import Campaign
+from db.planning import planned_counts
+from db.reports import ReportTransaction, report_transaction
+from db.repositories import Sessions
 from scheduling.days import local_day_bounds
-from scheduling.plan import planned_counts
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportRow", "build_day_report", "load_day_report", "report_exists", "write_csv"]
-
-Sessions = async_sessionmaker[AsyncSession]
+__all__ = ["ReportRow", "build_day_report", "load_day_report", "write_csv"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,21 +83,11 @@ def _catalog(campaign: Campaign) -> dict[str, _Flags]:
 
 
 async def _compute(
-    s: AsyncSession, campaign: Campaign, day: date, planned: dict[int | None, int]
+    tx: ReportTransaction, campaign: Campaign, day: date, planned: dict[int | None, int]
 ) -> list[ReportRow]:
     start, end = local_day_bounds(day, campaign.timezone)
     catalog = _catalog(campaign)
-    attempts = (
-        await s.execute(
-            select(
-                Attempt.id, Attempt.agent_id, Attempt.result, Attempt.disposition, Attempt.talk_s
-            ).where(
-                Attempt.campaign_id == campaign.id,
-                Attempt.created_at >= start,
-                Attempt.created_at < end,
-            )
-        )
-    ).all()
+    attempts = await tx.attempts_between(campaign.id, start, end)
     acc: dict[int | None, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_FIGURES, 0))
     agent_of: dict[int, int | None] = {}
     for att_id, agent_id, result, disposition, talk_s in attempts:
@@ -118,20 +106,13 @@ async def _compute(
             a["contracts"] += 1
         a["talk_s"] += float(talk_s or 0.0)
     if agent_of:
-        cb_rows = await s.execute(
-            select(Callback.attempt_id, func.count())
-            .where(Callback.campaign_id == campaign.id, Callback.attempt_id.in_(list(agent_of)))
-            .group_by(Callback.attempt_id)
-        )
-        for att_id, n in cb_rows.all():
-            acc[agent_of[att_id]]["callbacks"] += int(n)
+        for att_id, n in (await tx.callbacks_per_attempt(campaign.id, agent_of)).items():
+            acc[agent_of[att_id]]["callbacks"] += n
 
     agent_ids = {a for a in set(acc) | set(planned) if a is not None}
     logins: dict[int, str] = {}
     if agent_ids:
-        logins = dict(
-            (await s.execute(select(Agent.id, Agent.login).where(Agent.id.in_(agent_ids)))).all()
-        )
+        logins = await tx.agent_logins(agent_ids)
     rows = []
     everyone = set(acc) | set(planned) | {None}
     for agent_id in sorted(everyone, key=lambda a: (a is not None, a or 0)):
@@ -160,76 +141,40 @@ async def build_day_report(
 ) -> list[ReportRow]:
     """Compute and store (replacing) the report of `campaign_id` for local day `report_date`."""
     planned = await planned_counts(sessions, campaign_id=campaign_id, plan_date=report_date)
-    async with sessions.begin() as s:
-        campaign = await s.get(Campaign, campaign_id)
+    async with report_transaction(sessions) as tx:
+        campaign = await tx.campaign(campaign_id)
         if campaign is None:
             raise LookupError(f"campaign {campaign_id} does not exist")
-        rows = await _compute(s, campaign, report_date, planned)
-        await s.execute(
-            delete(DailyReport).where(
-                DailyReport.campaign_id == campaign_id, DailyReport.report_date == report_date
-            )
-        )
-        for r in rows:
-            s.add(
-                DailyReport(
-                    report_date=r.report_date,
-                    campaign_id=r.campaign_id,
-                    agent_id=r.agent_id,
-                    planned=r.planned,
-                    called=r.called,
-                    reached=r.reached,
-                    meetings=r.meetings,
-                    contracts=r.contracts,
-                    callbacks=r.callbacks,
-                    talk_s=r.talk_s,
-                    created_at=now,
-                )
-            )
+        rows = await _compute(tx, campaign, report_date, planned)
+        await tx.replace_report(campaign_id=campaign_id, report_date=report_date, rows=rows,
+                                now=now)
     log.info("campaign %s: report for %s written, %d rows", campaign_id, report_date, len(rows))
     return rows
-
-
-async def report_exists(sessions: Sessions, *, campaign_id: int, report_date: date) -> bool:
-    async with sessions() as s:
-        got = await s.execute(
-            select(DailyReport.id)
-            .where(DailyReport.campaign_id == campaign_id, DailyReport.report_date == report_date)
-            .limit(1)
-        )
-        return got.first() is not None
 
 
 async def load_day_report(
     sessions: Sessions, *, report_date: date, campaign_id: int | None = None
 ) -> list[ReportRow]:
     """Stored report rows of a day (all campaigns unless `campaign_id`), agents by login."""
-    async with sessions() as s:
-        q = (
-            select(DailyReport, Campaign.name, Agent.login)
-            .join(Campaign, Campaign.id == DailyReport.campaign_id)
-            .outerjoin(Agent, Agent.id == DailyReport.agent_id)
-            .where(DailyReport.report_date == report_date)
+    stored = await store.load_day_report(sessions, report_date=report_date,
+                                         campaign_id=campaign_id)
+    out = [
+        ReportRow(
+            report_date=r.report_date,
+            campaign_id=r.campaign_id,
+            campaign=cname,
+            agent_id=r.agent_id,
+            agent=login or "",
+            planned=r.planned,
+            called=r.called,
+            reached=r.reached,
+            meetings=r.meetings,
+            contracts=r.contracts,
+            callbacks=r.callbacks,
+            talk_s=r.talk_s,
         )
-        if campaign_id is not None:
-            q = q.where(DailyReport.campaign_id == campaign_id)
-        out = [
-            ReportRow(
-                report_date=r.report_date,
-                campaign_id=r.campaign_id,
-                campaign=cname,
-                agent_id=r.agent_id,
-                agent=login or "",
-                planned=r.planned,
-                called=r.called,
-                reached=r.reached,
-                meetings=r.meetings,
-                contracts=r.contracts,
-                callbacks=r.callbacks,
-                talk_s=r.talk_s,
-            )
-            for r, cname, login in (await s.execute(q)).all()
-        ]
+        for r, cname, login in stored
+    ]
     out.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
     return out
 

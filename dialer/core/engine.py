@@ -22,12 +22,10 @@ deadline), dialing.py (the pacing pass), this file (the inputs); calls.py is the
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Concatenate, ParamSpec
 
 from common.vocabulary import (
     WRAPUP_TIMEOUT,
@@ -44,11 +42,11 @@ from dialer.core.calls import CallRecord
 from dialer.core.dialing import DialingStep
 from dialer.core.engine_state import EPS, EngineCounters
 from dialer.core.errors import (
-    CoreError,
     IllegalTransitionError,
     InvalidDispositionError,
     InvalidInputError,
 )
+from dialer.core.held import delivers_held
 from dialer.core.outcomes import apply_disposition, apply_system_result
 from dialer.core.tickets import LeadTicket
 
@@ -57,39 +55,6 @@ __all__ = ["CampaignEngine", "EngineCounters"]
 log = logging.getLogger(__name__)
 
 S = AgentState
-P = ParamSpec("P")
-
-
-def delivers_held(
-    fn: Callable[Concatenate[CampaignEngine, datetime, P], list[Action]],
-) -> Callable[Concatenate[CampaignEngine, datetime, P], list[Action]]:
-    """Wrap an input so a refused input cannot swallow an abandon message.
-
-    Every input first expires overdue waiting calls (their abandon message is due now),
-    then checks its own arguments. If the check raises, the messages already decided would
-    be lost with the exception although the call is in MESSAGE and counted as abandoned;
-    they are held instead and returned first by the next input or `tick` (next_wakeup is
-    then "now"), so a bad agent command can never leave a person in silence.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(
-        self: CampaignEngine, now: datetime, /, *args: P.args, **kwargs: P.kwargs
-    ) -> list[Action]:
-        self._expired_now = []
-        try:
-            out = fn(self, now, *args, **kwargs)
-        except CoreError:
-            self._held.extend(self._expired_now)
-            raise
-        finally:
-            self._expired_now = []
-        if self._held:
-            out = [*self._held, *out]
-            self._held = []
-        return out
-
-    return wrapper
 #: SIP-level results a driver may report for a call that was never answered
 _UNANSWERED_RESULTS = frozenset(
     {

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from db.migrate import upgrade
 from db.session import create_engine
-from scheduling.cli import plan_app, report_app
+from dialer.cli_schedule import plan_app, report_app
 
 
 def _app() -> typer.Typer:

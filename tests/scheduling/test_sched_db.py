@@ -16,6 +16,7 @@ from sched_seed import DAY, day_of_attempts, seed, utc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.clock import SYSTEM_CLOCK, Clock, ManualClock
 from common.vocabulary import AttemptResult
 from db.models import (
     AbandonRollup,
@@ -25,7 +26,7 @@ from db.models import (
     JobLease,
     Lead,
 )
-from db.session import session_factory
+from db.session import create_engine, session_factory
 from scheduling.callbacks import CallbackReminder
 from scheduling.facts import refresh_callability
 from scheduling.jobs import JobHooks, SchedulingJobs, build_scheduler, try_lease
@@ -132,15 +133,15 @@ async def test_jobs_with_a_controllable_clock_two_processes(db_engine: AsyncEngi
         reminders.append(r)
 
     hooks = JobHooks(open_dialing=on_open, close_dialing=on_close, callback_reminder=on_reminder)
-    clock_now = [utc(2026, 11, 23, 6, 59)]
-    a = SchedulingJobs(sessions, holder="proc-a", hooks=hooks, clock=lambda: clock_now[0])
-    b = SchedulingJobs(sessions, holder="proc-b", hooks=hooks, clock=lambda: clock_now[0])
+    clock = ManualClock(utc(2026, 11, 23, 6, 59))
+    a = SchedulingJobs(sessions, holder="proc-a", hooks=hooks, clock=clock)
+    b = SchedulingJobs(sessions, holder="proc-b", hooks=hooks, clock=clock)
     cid = ids["campaign"]
 
     # 08:59 Riga: closed and inactive, nothing to do; the next edge is 09:00 local
-    r = await a.dialing_edges_job(clock_now[0])
+    r = await a.dialing_edges_job(clock.now())
     assert r.ran and r.detail == {"opened": [], "closed": []}
-    assert await a.next_edge(clock_now[0]) == utc(2026, 11, 23, 7)
+    assert await a.next_edge(clock.now()) == utc(2026, 11, 23, 7)
     # at the edge both processes fire; one opens the campaign, the hook runs once
     t = utc(2026, 11, 23, 7, 0, 1)
     runs = await asyncio.gather(a.dialing_edges_job(t), b.dialing_edges_job(t))
@@ -205,7 +206,7 @@ async def test_build_scheduler_runs_the_jobs_on_start(db_engine: AsyncEngine) ->
     # business clock: Monday 09:30 in Riga, the company is open and the campaign inactive.
     # It is years ahead of the wall clock so the re-armed edge trigger is still pending.
     jobs = SchedulingJobs(sessions, holder="p", hooks=JobHooks(open_dialing=on_open),
-                          clock=lambda: utc(2030, 11, 25, 7, 30))
+                          clock=ManualClock(utc(2030, 11, 25, 7, 30)))
     sched = build_scheduler(jobs)
     assert {j.id for j in sched.get_jobs()} == {
         "dialing_edges", "daily_plans", "daily_reports", "abandon_rollup",
@@ -291,3 +292,14 @@ async def test_plan_job_skips_days_off_and_a_failing_job_is_retried(
     assert not (await other.guarded("fragile", now, ok, now + timedelta(minutes=5))).ran
     assert (await other.guarded("fragile", now, ok, now + timedelta(minutes=11))).ran
     assert calls == [1, 2]
+
+
+def test_jobs_clock_is_a_clock_or_a_now_function() -> None:
+    """SchedulingJobs takes a `Clock`; a bare `now()` function (the older form) still works."""
+    # no job runs here, so the engine never connects
+    sessions = session_factory(create_engine("sqlite:///:memory:"))
+    assert SchedulingJobs(sessions, holder="p").clock is SYSTEM_CLOCK
+    manual = ManualClock(utc(2026, 11, 23, 6, 59))
+    assert SchedulingJobs(sessions, holder="p", clock=manual).clock is manual
+    wrapped = SchedulingJobs(sessions, holder="p", clock=lambda: utc(2026, 1, 1))
+    assert isinstance(wrapped.clock, Clock) and wrapped.clock.now() == utc(2026, 1, 1)

@@ -1,0 +1,110 @@
+"""The lead import's reads and writes (dialer/importer.py validates rows and drives it).
+
+`import_context` reads the campaign and the known companies once; `lead_import_batch` opens
+one transaction per chunk of rows, in which the importer drops do-not-call numbers, creates
+the companies the chunk founds and inserts the leads with INSERT ... ON CONFLICT DO NOTHING
+RETURNING, so a chunk is all-or-nothing and a re-run skips what an earlier run added.
+
+Errors: as in db/repositories.py, SQLAlchemy errors leave here as `RepositoryError`;
+`db_error_hint` turns one into the line an operator reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.bulk import insert_ignoring_conflicts
+from db.dnc import listed_in_session
+from db.models import Campaign, Company, Lead
+from db.repositories import RepositoryError, Sessions, translated
+
+__all__ = ["LeadImportBatch", "db_error_hint", "import_context", "lead_import_batch"]
+
+_LEADS = cast(Table, Lead.__table__)
+#: a number is in a campaign at most once (the leads table's unique key)
+_LEAD_KEY = ["campaign_id", "phone_e164"]
+
+
+@translated
+async def import_context(
+    sessions: Sessions, campaign_name: str
+) -> tuple[Campaign | None, dict[str, int]]:
+    """The campaign named `campaign_name` (None if there is none) and every company's id by
+    name."""
+    async with sessions() as s:
+        campaign = await s.scalar(select(Campaign).where(Campaign.name == campaign_name))
+        companies = {n: i for i, n in (await s.execute(select(Company.id, Company.name)))}
+    return campaign, companies
+
+
+class LeadImportBatch:
+    """One chunk's reads and writes, inside one transaction."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self._s = s
+
+    async def dnc_listed(self, phones: Sequence[str]) -> set[str]:
+        """The given E.164 numbers that are on any do-not-call list."""
+        return await listed_in_session(self._s, phones)
+
+    async def in_campaign(self, campaign_id: int, phones: Collection[str]) -> set[str]:
+        """The given numbers the campaign already has."""
+        return set((await self._s.scalars(
+            select(Lead.phone_e164).where(Lead.campaign_id == campaign_id,
+                                          Lead.phone_e164.in_(list(phones)))
+        )).all())
+
+    async def add_company(
+        self, *, name: str, timezone: str, weekly_hours: Mapping[str, Any],
+        holiday_country: str | None, now: datetime,
+    ) -> int:
+        """Create a company and return its id (visible to the rest of the transaction)."""
+        company = Company(name=name, timezone=timezone, weekly_hours=weekly_hours,
+                          holiday_country=holiday_country, created_at=now)
+        self._s.add(company)
+        await self._s.flush()
+        return company.id
+
+    async def insert_leads(self, values: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert lead rows (column -> value), skipping numbers the campaign already has;
+        returns the numbers really inserted.
+
+        The INSERT itself finds the duplicates (ON CONFLICT DO NOTHING RETURNING), which
+        always uses the unique index: a SELECT ... IN (...) pre-check would not, since on
+        PostgreSQL a table growing during one import has stale planner statistics and every
+        chunk's check becomes a sequential scan.
+        """
+        stmt = insert_ignoring_conflicts(self._s, _LEADS, _LEAD_KEY).returning(
+            _LEADS.c.phone_e164)
+        return set((await self._s.scalars(stmt, list(values))).all())
+
+
+@asynccontextmanager
+async def lead_import_batch(sessions: Sessions) -> AsyncIterator[LeadImportBatch]:
+    """One transaction for one chunk: committed at the end, rolled back on error."""
+    try:
+        async with sessions.begin() as s:
+            yield LeadImportBatch(s)
+    except SQLAlchemyError as e:
+        raise RepositoryError("lead import", e) from e
+
+
+def db_error_hint(e: BaseException) -> str:
+    """One line for an operator about a database failure (the schema hint when it is missing).
+
+    A `RepositoryError` is read through to the driver's error it wraps, so the line names
+    what the database said, as it did before the store translated errors.
+    """
+    if isinstance(e, RepositoryError) and isinstance(e.__cause__, SQLAlchemyError):
+        e = e.__cause__
+    text = str(getattr(e, "orig", None) or e)
+    if "no such table" in text or "does not exist" in text:
+        return "the database has no dialer schema; run `dialer db upgrade` first"
+    return f"{e.__class__.__name__}: {text.splitlines()[0] if text else ''}"
