@@ -1,16 +1,21 @@
 """Async repositories the live dialer uses: campaigns, agents, hopper claims, attempts.
 
 Every function takes an `AsyncSession` factory and an explicit `now` (no wall clock here), so
-the same code runs under tests with a controlled clock. Driver errors are translated into
-`RepositoryError` at this boundary.
+the same code runs under tests with a controlled clock.
+
+Errors: every public function here (and every `db.store.SqlStore` method) raises
+`RepositoryError`, naming the operation, for any SQLAlchemy or driver error (`SQLAlchemyError`,
+which wraps the DBAPI's errors); callers catch one type at this boundary. Other exceptions
+(a bug, a cancelled task) pass through unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +33,9 @@ from db.models import Agent, AgentStateLog, Attempt, Campaign, Lead, hopper_tier
 
 Sessions = async_sessionmaker[AsyncSession]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 
 class RepositoryError(Exception):
     """A database operation failed; `operation` says which."""
@@ -35,6 +43,23 @@ class RepositoryError(Exception):
     def __init__(self, operation: str, cause: BaseException) -> None:
         super().__init__(f"{operation} failed: {cause.__class__.__name__}: {cause}")
         self.operation = operation
+
+
+def translated(
+    fn: Callable[_P, Coroutine[Any, Any, _R]], operation: str | None = None
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Turn SQLAlchemy/driver errors of an async store operation into `RepositoryError`, so
+    callers above the store see one error type whatever the backend (see the module doc)."""
+    name = operation or fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await fn(*args, **kwargs)
+        except SQLAlchemyError as e:
+            raise RepositoryError(name, e) from e
+
+    return wrapper
 
 
 # ---------------------------------------------------------------- campaigns and agents
@@ -50,6 +75,7 @@ _CAMPAIGN_FIELDS = (
 )
 
 
+@translated
 async def upsert_campaign(sessions: Sessions, cfg: Any) -> Campaign:
     """Create or update a campaign from a `dialer.config.CampaignConfig`."""
     values = {f: getattr(cfg, f) for f in _CAMPAIGN_FIELDS}
@@ -68,6 +94,7 @@ async def upsert_campaign(sessions: Sessions, cfg: Any) -> Campaign:
         return row
 
 
+@translated
 async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_name: str) -> Agent:
     async with sessions.begin() as s:
         row = await s.scalar(select(Agent).where(Agent.login == login))
@@ -80,6 +107,7 @@ async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_nam
         return row
 
 
+@translated
 async def campaign_by_name(sessions: Sessions, name: str) -> Campaign | None:
     async with sessions() as s:
         return await s.scalar(select(Campaign).where(Campaign.name == name))
@@ -88,6 +116,7 @@ async def campaign_by_name(sessions: Sessions, name: str) -> Campaign | None:
 # ---------------------------------------------------------------- hopper claims
 
 
+@translated
 async def claim_leads(
     sessions: Sessions,
     *,
@@ -128,15 +157,13 @@ async def claim_leads(
         .returning(Lead)
         .execution_options(synchronize_session=False)
     )
-    try:
-        async with sessions.begin() as s:
-            rows = list((await s.scalars(stmt)).all())
-    except SQLAlchemyError as e:
-        raise RepositoryError("claim_leads", e) from e
+    async with sessions.begin() as s:
+        rows = list((await s.scalars(stmt)).all())
     rows.sort(key=lambda r: (r.hopper_tier, -r.priority, r.next_call_at or now, r.id))
     return rows
 
 
+@translated
 async def renew_claims(
     sessions: Sessions, *, holder: str, lead_ids: Sequence[int], now: datetime, ttl: timedelta
 ) -> int:
@@ -151,6 +178,7 @@ async def renew_claims(
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@translated
 async def release_claims(sessions: Sessions, *, holder: str, lead_ids: Sequence[int]) -> int:
     if not lead_ids:
         return 0
@@ -163,6 +191,7 @@ async def release_claims(sessions: Sessions, *, holder: str, lead_ids: Sequence[
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@translated
 async def expire_claims(sessions: Sessions, *, now: datetime) -> int:
     """Clear claims whose lease ran out (their holder died or stalled)."""
     async with sessions.begin() as s:
@@ -177,6 +206,7 @@ async def expire_claims(sessions: Sessions, *, now: datetime) -> int:
 # ---------------------------------------------------------------- attempts
 
 
+@translated
 async def create_attempt(sessions: Sessions, *, now: datetime, **fields: Any) -> int:
     """Write the attempt row; the caller sends the INVITE only after this returns."""
     async with sessions.begin() as s:
@@ -186,11 +216,13 @@ async def create_attempt(sessions: Sessions, *, now: datetime, **fields: Any) ->
         return row.id
 
 
+@translated
 async def update_attempt(sessions: Sessions, attempt_id: int, **fields: Any) -> None:
     async with sessions.begin() as s:
         await s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**fields))
 
 
+@translated
 async def finish_attempt(
     sessions: Sessions, attempt_id: int, *, result: AttemptResult, ended_at: datetime,
     **fields: Any,
@@ -206,6 +238,7 @@ async def finish_attempt(
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
+@translated
 async def close_orphaned_attempts(sessions: Sessions, *, dialer_id: str, now: datetime) -> int:
     """At start: attempts a previous run of this dialer left open end as LOST (honest: unknown)."""
     async with sessions.begin() as s:
@@ -222,6 +255,7 @@ async def close_orphaned_attempts(sessions: Sessions, *, dialer_id: str, now: da
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@translated
 async def attempt_counts(sessions: Sessions, campaign_id: int) -> dict[str, int]:
     """Final results of a campaign's attempts (open ones under 'open')."""
     async with sessions() as s:
@@ -242,6 +276,7 @@ class AbandonFigures:
         return self.abandoned / self.live if self.live else 0.0
 
 
+@translated
 async def abandon_figures(
     sessions: Sessions, campaign_id: int, since: datetime
 ) -> AbandonFigures:
@@ -262,6 +297,7 @@ async def abandon_figures(
 # ---------------------------------------------------------------- leads and agents
 
 
+@translated
 async def update_lead(
     sessions: Sessions, lead_id: int, *, now: datetime, callback_pending: bool = False,
     **fields: Any,
@@ -285,6 +321,7 @@ async def update_lead(
         )
 
 
+@translated
 async def log_agent_state(
     sessions: Sessions, *, agent_id: int, campaign_id: int | None, state: AgentState,
     reason: str | None, at: datetime,

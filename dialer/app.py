@@ -17,18 +17,18 @@ import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
-from common.vocabulary import DIALABLE_STATUSES, AttemptResult
-from db import repositories as repo
+from common.clock import SYSTEM_CLOCK, Clock
+from common.vocabulary import AttemptResult
 from db.migrate import upgrade
-from db.models import Agent, Campaign, Lead
+from db.models import Agent, Campaign
 from db.session import create_engine, session_factory
-from dialer.bus import AgentBus
+from db.store import SqlStore
+from dialer.bus import AgentBus as MqttAgentBus
+from dialer.bus import AgentCommand
 from dialer.bus.broker import EmbeddedBroker
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
@@ -48,9 +48,11 @@ from dialer.bus.messages import (
 )
 from dialer.config import ConfigError, Settings
 from dialer.core.errors import CoreError
+from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
-from dialer.runtime import CampaignRuntime, Clock, PacingPriors, pacing_priors, wall_clock
-from scheduling.facts import refresh_callability
+from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool
+from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
+from scheduling.callbacks import CallbackReminder
 from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
 from sip.assets import ensure_default_message
 from sip.config import PoolConfig, TrunkConfig
@@ -58,7 +60,8 @@ from sip.pool import NodePool
 
 log = logging.getLogger(__name__)
 
-_AGENT_MESSAGES: dict[str, Any] = {
+_AGENT_MESSAGES: dict[AgentMessageKind, type[
+    StateEvt | ScreenPopEvt | CallEndedEvt | PreviewEvt | CallbackReminderEvt]] = {
     "state": StateEvt, "screen_pop": ScreenPopEvt, "call_ended": CallEndedEvt,
     "preview": PreviewEvt, "callback_reminder": CallbackReminderEvt,
 }
@@ -103,14 +106,18 @@ class DialerApp:
         settings: Settings,
         *,
         target_for: Callable[[str], str] | None = None,
-        clock: Clock = wall_clock,
+        clock: Clock = SYSTEM_CLOCK,
         pool_overrides: dict[str, Any] | None = None,
         metrics: DialerMetrics | None = None,
+        pool_factory: Callable[[SipEventHandler], SipPool] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._target_for = target_for
         self._pool_overrides = pool_overrides or {}
+        #: builds the SIP pool from the event handler (default: pjsua2 node processes, from
+        #: the config); tests pass sip.memory.MemoryPool
+        self._pool_factory = pool_factory
         self.metrics = metrics or DialerMetrics()
         self.runtimes: dict[str, CampaignRuntime] = {}
         self.agent_campaign: dict[str, str] = {}
@@ -118,10 +125,11 @@ class DialerApp:
         self.ready = asyncio.Event()
         self.summary = RunSummary()
         self.broker: EmbeddedBroker | None = None
-        self.bus: AgentBus | None = None
-        self.pool: NodePool | None = None
+        self.bus: MqttAgentBus | None = None
+        self.pool: SipPool | None = None
         self.metrics_url: str | None = None
-        self.sessions: Any = None
+        self.store: SqlStore | None = None
+        self.callability: SchedulingCallability | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,24 +147,25 @@ class DialerApp:
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(upgrade, url)  # idempotent; alembic runs its own loop
         engine = create_engine(url)
-        self.sessions = sessions = session_factory(engine)
+        sessions = session_factory(engine)
+        self.store = store = SqlStore(sessions)
+        self.callability = callability = SchedulingCallability(sessions)
         data_dir = Path(s.dialer.data_dir)
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         try:
-            now = self.clock()
-            self.summary.orphans_closed_at_start = await repo.close_orphaned_attempts(
-                sessions, dialer_id=s.dialer.id, now=now)
+            now = self.clock.now()
+            self.summary.orphans_closed_at_start = await store.close_orphaned_attempts(
+                dialer_id=s.dialer.id, now=now)
             if self.summary.orphans_closed_at_start:
                 log.warning("closed %d attempts a previous run left open (result lost)",
                             self.summary.orphans_closed_at_start)
-            campaigns = [await repo.upsert_campaign(sessions, c) for c in s.campaigns]
+            campaigns = [await store.upsert_campaign(c) for c in s.campaigns]
             if not campaigns:
-                async with sessions() as db:
-                    campaigns = list((await db.scalars(select(Campaign))).all())
+                campaigns = await store.campaigns()
             if not campaigns:
                 raise RuntimeError("no campaign configured: add a [[campaigns]] table")
-            agents = {a.login: await repo.upsert_agent(sessions, a.login, a.sip_uri,
-                                                       a.display_name) for a in s.agents}
+            agents = {a.login: await store.upsert_agent(a.login, a.sip_uri, a.display_name)
+                      for a in s.agents}
             for a in s.agents:
                 self.agent_campaign[a.login] = a.campaign or campaigns[0].name
             message = str(ensure_default_message(data_dir / "message.wav"))
@@ -168,7 +177,7 @@ class DialerApp:
                 await self._start_pool(stack, campaigns, message, data_dir)
                 for c in campaigns:
                     self.metrics.add_campaign(c.name)
-                    priors = await pacing_priors(sessions, c.id, self.clock())
+                    priors = await pacing_priors(store, c.id, self.clock.now())
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
                 # MQTT last: an agent's first command must find its campaign runtime
                 await self._start_bus(stack)
@@ -179,8 +188,8 @@ class DialerApp:
                                    callback_reminder=self._reminder),
                 )
                 for c in campaigns:
-                    await refresh_callability(
-                        sessions, campaign_id=c.id, now=self.clock(),
+                    await callability.refresh(
+                        campaign_id=c.id, now=self.clock.now(),
                         abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s))
                 scheduler = build_scheduler(jobs)
                 scheduler.start()
@@ -221,12 +230,14 @@ class DialerApp:
             domain = trunk.uri.split(":", 1)[1] if trunk.uri.lower().startswith("sip:") \
                 else trunk.uri
             target = trunk_target(domain, trunk.user_for())
-        capacity = self.pool.capacity // 2 if self.pool else None
+        assert self.pool is not None and self.store is not None \
+            and self.callability is not None, "the runtime is built after the pool and store"
+        capacity = self.pool.capacity // 2
         return CampaignRuntime(
-            campaign=c, sessions=self.sessions, pool=self.pool, dialer_id=s.dialer.id,
+            campaign=c, store=self.store, callability=self.callability, pool=self.pool,
+            dialer_id=s.dialer.id,
             agents={k: v for k, v in agents.items() if self.agent_campaign.get(k) == c.name},
-            target_for=target,
-            send_agent=self._send_agent, supervisor=self._supervisor, metrics=self.metrics,
+            target_for=target, bus=self, metrics=self.metrics,
             message_wav=message, recordings_dir=Path(s.dialer.data_dir) / "recordings",
             claim_ttl=timedelta(seconds=s.scheduling.claim_ttl_s),
             abandon_lockout=timedelta(seconds=s.scheduling.abandon_lockout_s),
@@ -247,7 +258,7 @@ class DialerApp:
             self.broker = broker
             url, creds = broker.url, broker.dialer_credentials
             log.info("embedded MQTT broker on %s", broker.url)
-        bus = AgentBus(url, s.mqtt.topic_prefix, creds)
+        bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds)
         bus.set_handler(self._on_agent_command)
         await stack.enter_async_context(bus)
         self.bus = bus
@@ -257,6 +268,12 @@ class DialerApp:
         data_dir: Path,
     ) -> None:
         s = self.settings
+        if self._pool_factory is not None:
+            pool = self._pool_factory(self._on_sip_event)
+            await pool.start()
+            stack.push_async_callback(pool.close, s.dialer.drain_deadline_s)
+            self.pool = pool
+            return
         planned = max(4, math.ceil(max(1, len(s.agents)) * max(c.max_dial_level
                                                                 for c in campaigns)))
         kw: dict[str, Any] = {
@@ -267,10 +284,10 @@ class DialerApp:
         }
         kw.update(self._pool_overrides)
         (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        pool = NodePool(PoolConfig(**kw), on_event=self._on_sip_event)
-        await pool.start()
-        stack.push_async_callback(pool.close, s.dialer.drain_deadline_s)
-        self.pool = pool
+        nodes = NodePool(PoolConfig(**kw), on_event=self._on_sip_event)
+        await nodes.start()
+        stack.push_async_callback(nodes.close, s.dialer.drain_deadline_s)
+        self.pool = nodes
 
     # ------------------------------------------------------------------ stop
     async def _drain(self) -> None:
@@ -297,13 +314,13 @@ class DialerApp:
         return True
 
     # ------------------------------------------------------------------ routing of inputs
-    def _on_sip_event(self, ev: Any) -> None:
+    def _on_sip_event(self, ev: SipEvent) -> None:
         for rt in self.runtimes.values():
             if ev.call_id in rt.calls:
                 rt.on_sip_event(ev)
                 return
 
-    async def _on_agent_command(self, login: str, cmd: Any) -> ProtocolError | None:
+    async def _on_agent_command(self, login: str, cmd: AgentCommand) -> ProtocolError | None:
         name = self.agent_campaign.get(login)
         rt = self.runtimes.get(name) if name else None
         if rt is None or login not in rt.agents:
@@ -329,13 +346,14 @@ class DialerApp:
             await rt.flush_agent_messages()  # state changes go out before the ack
         return None
 
-    async def _send_agent(self, login: str, kind: str, body: dict[str, Any]) -> None:
+    # the runtime's AgentBus port (dialer.ports.AgentBus) ----------------------------------
+    async def send_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:
         if self.bus is not None:
             # through JSON: the message models are strict about enums and times in Python mode
             message = _AGENT_MESSAGES[kind].model_validate_json(json.dumps(body, default=str))
             await self.bus.send(login, message)
 
-    async def _supervisor(self, event: dict[str, Any]) -> None:
+    async def supervisor(self, event: Body) -> None:
         if self.bus is not None:
             await self.bus.supervisor(
                 SUPERVISOR_EVENTS.validate_json(json.dumps(event, default=str)))
@@ -350,11 +368,11 @@ class DialerApp:
             if rt.campaign.id == campaign_id:
                 rt.stop_dialing()
 
-    async def _reminder(self, reminder: Any) -> None:
-        async with self.sessions() as db:
-            login = await db.scalar(select(Agent.login).where(Agent.id == reminder.agent_id))
+    async def _reminder(self, reminder: CallbackReminder) -> None:
+        assert self.store is not None, "reminders start after the store"
+        login = await self.store.agent_login(reminder.agent_id)
         if login:
-            await self._send_agent(login, "callback_reminder", {
+            await self.send_agent(login, "callback_reminder", {
                 "lead_id": reminder.lead_id, "due_at": reminder.due_at.isoformat()})
 
     async def _gauges(self) -> None:
@@ -363,14 +381,11 @@ class DialerApp:
             try:
                 if self.pool is not None:
                     self.metrics.set_nodes(self.pool.nodes)
-                now: datetime = self.clock()
-                async with self.sessions() as db:
+                if self.store is not None:
+                    counts = await self.store.callable_counts(
+                        [rt.campaign.id for rt in self.runtimes.values()], self.clock.now())
                     for rt in self.runtimes.values():
-                        rt.callable_leads = int(await db.scalar(
-                            select(func.count()).select_from(Lead).where(
-                                Lead.campaign_id == rt.campaign.id,
-                                Lead.status.in_(DIALABLE_STATUSES), Lead.next_call_at <= now,
-                            )) or 0)
+                        rt.callable_leads = counts.get(rt.campaign.id, 0)
             except Exception:
                 log.exception("gauge refresh failed")
             await asyncio.sleep(5.0)

@@ -253,7 +253,9 @@ class DialerMetrics:
             ["campaign"], buckets=TALK_BUCKETS, registry=r,
         )
         self.wrapup_seconds = Histogram(
-            "dialer_wrapup_seconds", "Agent wrap-up time after a call, until the disposition.",
+            "dialer_wrapup_seconds",
+            "Agent wrap-up time: from the call's end until the agent leaves wrap-up "
+            "(the disposition, or the dialer's wrap-up timeout).",
             ["campaign"], buckets=WRAPUP_BUCKETS, registry=r,
         )
         self.answer_to_agent_seconds = Histogram(
@@ -274,12 +276,15 @@ class DialerMetrics:
             "dialer_agents", "Agents by state.", ["campaign", "state"], registry=r,
         )
         self.dial_level = Gauge(
-            "dialer_dial_level", "Lines dialed per available agent, as set by the pacer.",
+            "dialer_dial_level",
+            "Customer calls in progress (dialing, ringing or answered) per working agent "
+            "(logged in, not paused); 0 when no agent is working.",
             ["campaign"], registry=r,
         )
         self.answer_rate = Gauge(
             "dialer_answer_rate",
-            "Recent share of attempts answered by a live person (0..1), as the pacer sees it.",
+            "Answered share (0..1) of this run's dials: live answers plus answering "
+            "machines, over calls dialed since the dialer started.",
             ["campaign"], registry=r,
         )
         self.abandon_rate = Gauge(
@@ -485,9 +490,11 @@ class DialerMetrics:
             self.agents.labels(c, state).set(n)
 
     def set_dial_level(self, campaign: str, level: float) -> None:
+        """Set the dial level: customer calls in progress per working agent."""
         self.dial_level.labels(self.add_campaign(campaign)).set(_amount("dial level", level))
 
     def set_answer_rate(self, campaign: str, rate: float) -> None:
+        """Set the answer rate: (live answers + machines) / dials since the dialer started."""
         self.answer_rate.labels(self.add_campaign(campaign)).set(
             _amount("answer rate", rate, upper=1.0)
         )

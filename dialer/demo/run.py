@@ -18,19 +18,19 @@ import logging
 import random
 import shutil
 import statistics
-import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from common.vocabulary import AgentState, AttemptResult
+from common.clock import SYSTEM_CLOCK, Clock
+from common.vocabulary import AbandonClockStart, AgentState, AttemptResult, DialMode
 from db.migrate import upgrade
-from db.models import Campaign, Company, Lead
+from db.seed import CompanySeed, LeadSeed, seed_campaign
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, SimulatedAgent
 from dialer.app import DialerApp, RunSummary
@@ -98,12 +98,13 @@ def settings_for(opts: DemoOptions, callee_port: int, agent_uris: list[str]) -> 
                             password=f"demo-pass-{i + 1}")
                 for i, uri in enumerate(agent_uris)],
         campaigns=[CampaignConfig(
-            name="demo", caller_id="+14155550100", dial_mode="predictive", trunk="demo-pstn",
+            name="demo", caller_id="+14155550100", dial_mode=DialMode.PREDICTIVE, trunk="demo-pstn",
             timezone="UTC", ring_timeout_s=20.0, min_ring_s=15.0, abandon_cap=0.03,
             # with --amd: answering-machine detection; as the FCC rule allows, the 2-second
             # clock then starts when the person's greeting ends (AMD's verdict)
             amd_enabled=opts.amd,
-            abandon_clock_start="greeting_end" if opts.amd else "answer",
+            abandon_clock_start=AbandonClockStart.GREETING_END if opts.amd
+            else AbandonClockStart.ANSWER,
             calling_window="us_federal", max_attempts=4,
             script="Hello, this is Dana from Example Networks. Do you have a minute to talk "
                    "about your office connectivity?",
@@ -118,23 +119,14 @@ async def seed_database(url: str, now: datetime, seed: int) -> tuple[int, int]:
     engine = create_engine(url)
     try:
         sessions = session_factory(engine)
-        async with sessions.begin() as s:
-            ids: dict[str, int] = {}
-            for c in companies:
-                row = Company(name=c.name, timezone=c.timezone, weekly_hours=c.weekly_hours,
-                              holiday_country=c.holiday_country, closures=c.closures)
-                s.add(row)
-                await s.flush()
-                ids[c.name] = row.id
-            camp = Campaign(name="demo", caller_id="+14155550100")
-            s.add(camp)
-            await s.flush()
-            for lead in leads:
-                s.add(Lead(campaign_id=camp.id, company_id=ids[lead.company],
-                           phone_e164=lead.phone_e164, name=lead.name, timezone=lead.timezone,
-                           priority=lead.priority, custom_fields=lead.custom_fields,
-                           next_call_at=now))
-            campaign_id = camp.id
+        campaign_id = await seed_campaign(
+            sessions, name="demo", caller_id="+14155550100", now=now,
+            companies=[CompanySeed(name=c.name, timezone=c.timezone, weekly_hours=c.weekly_hours,
+                                   holiday_country=c.holiday_country, closures=c.closures)
+                       for c in companies],
+            leads=[LeadSeed(phone_e164=lead.phone_e164, name=lead.name, company=lead.company,
+                            timezone=lead.timezone, priority=lead.priority,
+                            custom_fields=lead.custom_fields) for lead in leads])
         await build_daily_plan(sessions, campaign_id=campaign_id,
                                plan_date=local_date(now, "UTC"), now=now)
     finally:
@@ -144,16 +136,16 @@ async def seed_database(url: str, now: datetime, seed: int) -> tuple[int, int]:
 
 def _progress(app: DialerApp, started: float, minutes: float) -> Table:
     rt = app.runtimes.get("demo")
-    elapsed = time.monotonic() - started
+    elapsed = app.clock.monotonic() - started
     table = Table(title=f"dialer demo - {elapsed:5.0f} s of {minutes * 60:.0f} s",
                   show_header=False, min_width=70)
     if rt is None:
         table.add_row("starting", "...")
         return table
     states = Counter(rec.state for rec in rt.engine.board)
-    stages = Counter(c.stage.value for c in rt.calls.values() if not c.engine_done)
+    stages = rt.stages_in_flight()
     c = rt.engine.counters()
-    now = rt.clock()
+    now = rt.clock.now()
     ab = rt.engine.abandon_counts(now)
     answered = c.live_answers + c.machines
     lat = rt.stats.bridge_latencies_ms
@@ -199,14 +191,14 @@ def summary_line(summary: RunSummary) -> str:
             f"bridge_p50_ms={percentile(lat, 0.5):.1f} bridge_p99_ms={percentile(lat, 0.99):.1f}")
 
 
-async def run_demo(opts: DemoOptions) -> RunSummary:
+async def run_demo(opts: DemoOptions, clock: Clock = SYSTEM_CLOCK) -> RunSummary:
     if shutil.which("sipp") is None:
         raise RuntimeError("sipp not found: install the Debian package sip-tester "
                            "(scripts/setup does it)")
     if opts.database_url is None:
         shutil.rmtree(opts.workdir, ignore_errors=True)
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
+    now = clock.now()
     lifetime = opts.minutes * 60 + 120
     with contextlib.ExitStack() as stack:
         callee = stack.enter_context(SippProcess.callee(max_lifetime_s=lifetime))
@@ -217,7 +209,7 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
         console.print(f"demo: {n_companies} companies in several time zones, {n_leads} leads; "
                       f"SIPp callees on 127.0.0.1:{callee.port}, agent phones on "
                       f"127.0.0.1:{phones.port}")
-        app = DialerApp(settings)
+        app = DialerApp(settings, clock=clock)
         run = asyncio.create_task(app.run(), name="dialer")
         ready = asyncio.create_task(app.ready.wait())
         await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -232,20 +224,20 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
                                  random.Random(rng.random()), profile)
                   for a in settings.agents]
         agent_tasks = [asyncio.create_task(a.run(), name=f"sim-{a.login}") for a in agents]
-        started = time.monotonic()
+        started = clock.monotonic()
         end = started + opts.minutes * 60
         if opts.live:
             with Live(_progress(app, started, opts.minutes), console=console,
                       refresh_per_second=2) as live:
-                while time.monotonic() < end and not run.done():
+                while clock.monotonic() < end and not run.done():
                     await asyncio.sleep(0.5)
                     live.update(_progress(app, started, opts.minutes))
         else:
             last = 0.0
-            while time.monotonic() < end and not run.done():
+            while clock.monotonic() < end and not run.done():
                 await asyncio.sleep(0.5)
-                if time.monotonic() - last >= 15:
-                    last = time.monotonic()
+                if clock.monotonic() - last >= 15:
+                    last = clock.monotonic()
                     console.print(_progress(app, started, opts.minutes))
         app.stop()
         summary = await run
@@ -269,7 +261,7 @@ async def run_demo(opts: DemoOptions) -> RunSummary:
 
 
 async def print_report(url: str, now: datetime) -> None:
-    from scheduling.cli import render_day_report
+    from dialer.cli_schedule import render_day_report
 
     csv_path = None
     if url.startswith("sqlite"):

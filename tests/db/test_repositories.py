@@ -1,17 +1,33 @@
-"""Repositories on real SQLite and PostgreSQL: atomic hopper claims, attempts, abandon figures."""
+"""Repositories and the SqlStore on real SQLite and PostgreSQL: atomic hopper claims, attempts,
+abandon figures, the store's reads, and driver errors translated at the boundary."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.vocabulary import AttemptResult, AttemptStage, DialMode, LeadStatus
+from common.vocabulary import (
+    AgentState,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    DialMode,
+    LeadStatus,
+)
 from db import repositories as repo
 from db.models import Attempt, Campaign, Lead
-from db.session import session_factory
+from db.repositories import RepositoryError
+from db.session import create_engine, session_factory
+from db.store import SqlStore
+from dialer.config import CampaignConfig
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
@@ -107,3 +123,97 @@ async def test_attempt_lifecycle_and_orphans(db_engine: AsyncEngine) -> None:
     figs = await repo.abandon_figures(sessions, cid, since=NOW - timedelta(days=30))
     assert (figs.live, figs.abandoned) == (2, 1)
     assert await repo.attempt_counts(sessions, cid) == {"connected": 1, "abandoned": 1, "lost": 1}
+
+
+async def test_store_reads_on_every_backend(db_engine: AsyncEngine) -> None:
+    """db.store.SqlStore: the runtime's and the app's reads, as typed values."""
+    cid = await _seed(db_engine, 3)
+    store = SqlStore(session_factory(db_engine))
+    ids = await store.claim_leads(campaign_id=cid, now=NOW, limit=3, holder="d1",
+                                  ttl=timedelta(minutes=5))
+    assert len(ids) == 3
+    agent = await store.upsert_agent("ann", "sip:ann@127.0.0.1", "Ann")
+    assert await store.agent_login(agent.id) == "ann"
+    await store.add_callback(campaign_id=cid, lead_id=ids[0], scope=CallbackScope.AGENT,
+                             owner_agent_id=agent.id, due_at=NOW, attempt_id=None, notes=None,
+                             created_at=NOW)
+    hopper = await store.hopper_leads(list(reversed(ids)))
+    assert [h.id for h in hopper] == list(reversed(ids))  # in the order asked for
+    owned = next(h for h in hopper if h.id == ids[0])
+    assert (owned.callback_owner, owned.callback_due_at) == ("ann", NOW)
+    attempt = await store.create_attempt(
+        now=NOW, campaign_id=cid, lead_id=ids[0], phone_e164=hopper[-1].phone_e164,
+        dial_mode=DialMode.PREDICTIVE, dialer_id="d1", trunk=None, agent_id=agent.id)
+    await store.update_attempt(attempt, answered_at=NOW)
+    assert await store.finish_attempt(attempt, result=AttemptResult.CONNECTED, ended_at=NOW,
+                                      talk_s=30.0)
+    card = await store.lead_card(ids[0])
+    assert card is not None and card.phone_e164 == await store.lead_phone(ids[0])
+    (entry,) = await store.lead_history(ids[0])
+    assert (entry.attempt_id, entry.result, entry.agent) == (attempt, AttemptResult.CONNECTED,
+                                                              "ann")
+    assert await store.lead_history(ids[0], exclude_attempt_id=attempt) == []
+    assert await store.answered_outcomes(cid, NOW - timedelta(days=1)) == [
+        (NOW, AttemptResult.CONNECTED)]
+    (outcome,) = await store.recent_outcomes(cid, NOW - timedelta(days=1))
+    assert outcome.result is AttemptResult.CONNECTED and outcome.talk_s == 30.0
+    # the seed's 3 due leads (claimed, but still due and dialable); not the held-back ones
+    assert (await store.callable_counts([cid], NOW))[cid] == 3
+    assert [c.id for c in await store.campaigns()] == [cid]
+
+
+async def test_every_store_operation_translates_driver_errors(tmp_path: Path) -> None:
+    """The boundary promise of db/repositories.py: any SQLAlchemy/driver error comes out as
+    RepositoryError naming the operation (here: a database without the schema)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    sessions = session_factory(engine)
+    store = SqlStore(sessions)
+    ttl = timedelta(minutes=1)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "close_orphaned_attempts": lambda: store.close_orphaned_attempts(dialer_id="d", now=NOW),
+        "upsert_campaign": lambda: store.upsert_campaign(
+            CampaignConfig(name="c", caller_id="+14155550100")),
+        "upsert_agent": lambda: store.upsert_agent("a", "sip:a@h", "A"),
+        "campaigns": store.campaigns,
+        "agent_login": lambda: store.agent_login(1),
+        "callable_counts": lambda: store.callable_counts([1], NOW),
+        "recent_outcomes": lambda: store.recent_outcomes(1, NOW),
+        "answered_outcomes": lambda: store.answered_outcomes(1, NOW),
+        "claim_leads": lambda: store.claim_leads(campaign_id=1, now=NOW, limit=1, holder="d",
+                                                 ttl=ttl),
+        "hopper_leads": lambda: store.hopper_leads([1]),
+        "renew_claims": lambda: store.renew_claims(holder="d", lead_ids=[1], now=NOW, ttl=ttl),
+        "release_claims": lambda: store.release_claims(holder="d", lead_ids=[1]),
+        "create_attempt": lambda: store.create_attempt(
+            now=NOW, campaign_id=1, lead_id=1, phone_e164="+14155550100",
+            dial_mode=DialMode.PREDICTIVE, dialer_id="d", trunk=None, agent_id=None),
+        "update_attempt": lambda: store.update_attempt(1, notes="x"),
+        "finish_attempt": lambda: store.finish_attempt(1, result=AttemptResult.FAILED,
+                                                       ended_at=NOW),
+        "update_lead": lambda: store.update_lead(1, now=NOW, notes="x"),
+        "add_callback": lambda: store.add_callback(
+            campaign_id=1, lead_id=1, scope=CallbackScope.CAMPAIGN, owner_agent_id=None,
+            due_at=NOW, attempt_id=None, notes=None, created_at=NOW),
+        "lead_phone": lambda: store.lead_phone(1),
+        "add_dnc": lambda: store.add_dnc("+14155550100", now=NOW, reason="r", attempt_id=None),
+        "log_agent_state": lambda: store.log_agent_state(
+            agent_id=1, campaign_id=None, state=AgentState.READY, reason=None, at=NOW),
+        "lead_card": lambda: store.lead_card(1),
+        "lead_history": lambda: store.lead_history(1),
+        # repository functions the store does not wrap
+        "expire_claims": lambda: repo.expire_claims(sessions, now=NOW),
+        "campaign_by_name": lambda: repo.campaign_by_name(sessions, "c"),
+        "attempt_counts": lambda: repo.attempt_counts(sessions, 1),
+        "abandon_figures": lambda: repo.abandon_figures(sessions, 1, NOW),
+    }
+    public = {n for n, f in vars(SqlStore).items()
+              if inspect.iscoroutinefunction(f) and not n.startswith("_")}
+    assert public <= set(calls), f"add the new store operations here: {public - set(calls)}"
+    try:
+        for name, call in calls.items():
+            with pytest.raises(RepositoryError) as err:
+                await call()
+            assert isinstance(err.value.__cause__, SQLAlchemyError), name
+            assert err.value.operation in (name, "dnc add"), (name, err.value.operation)
+    finally:
+        await engine.dispose()

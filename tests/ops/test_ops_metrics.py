@@ -351,3 +351,15 @@ def test_set_nodes_publishes_the_pool_and_counts_restarts_by_generation(served) 
     assert val(s, "dialer_node_capacity_calls", node="node-0") == 4
     with pytest.raises(MetricsValueError, match="node index"):
         m.set_nodes([Node(-1)])
+
+
+def test_help_texts_say_what_the_runtime_sets(metrics: DialerMetrics) -> None:
+    """dialer.runtime._publish_gauges sets dial level = calls in progress / working agents
+    and answer rate = (live answers + machines) / dials of this run: the help says so."""
+    helps = {f.name: f.documentation
+             for f in text_string_to_metric_families(metrics.render().decode())}
+    assert "per working agent" in helps["dialer_dial_level"]
+    assert "calls in progress" in helps["dialer_dial_level"].lower()
+    answer = helps["dialer_answer_rate"]
+    assert "live answers plus answering machines" in answer and "dials" in answer
+    assert "pacer" not in helps["dialer_dial_level"] + answer

@@ -9,7 +9,8 @@ from datetime import datetime
 from pathlib import Path
 
 from db.migrate import upgrade
-from db.models import Campaign, Lead
+from db.seed import LeadSeed
+from db.seed import seed_campaign as db_seed
 from db.session import create_engine, session_factory
 from dialer.config import (
     AgentConfig,
@@ -49,22 +50,7 @@ async def seed_campaign(url: str, name: str, numbers: list[tuple[str, str]],
                         now: datetime) -> None:
     """Migrate `url` and add campaign `name` with one due lead per number."""
     await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine).begin() as s:
-            camp = Campaign(name=name, caller_id="+14155550100")
-            s.add(camp)
-            await s.flush()
-            for number, zone in numbers:
-                s.add(Lead(campaign_id=camp.id, phone_e164=number, timezone=zone,
-                           name="Test Lead", next_call_at=now))
-    finally:
-        await engine.dispose()
-
-
-def optout_user(e164: str) -> str:
-    """A dial plan: every callee answers after 1 s, presses 9 a second later, talks 20 s."""
-    return "optout_1_20"
+    await add_leads(url, name, numbers, now)
 
 
 def loopback_settings(
@@ -83,3 +69,16 @@ def loopback_settings(
         agents=agents,
         campaigns=[campaign],
     )
+
+
+async def add_leads(url: str, campaign: str, numbers: list[tuple[str, str]],
+                    now: datetime) -> None:
+    """Add one due lead per (number, zone) to campaign `campaign` at `url` (created if
+    missing)."""
+    engine = create_engine(url)
+    try:
+        await db_seed(session_factory(engine), name=campaign, caller_id="+14155550100", now=now,
+                      leads=[LeadSeed(phone_e164=number, timezone=zone, name="Test Lead")
+                             for number, zone in numbers])
+    finally:
+        await engine.dispose()

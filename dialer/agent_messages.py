@@ -1,0 +1,79 @@
+"""Messages to agents and the supervisor: the ordered agent outbox and the bodies of the
+screen pop and the preview (docs/agent-protocol.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+
+from common.vocabulary import DispositionSpec
+from db.store import HistoryEntry, LeadCard
+from dialer.ports import AgentBus, AgentMessageKind, Body
+
+log = logging.getLogger(__name__)
+
+#: starts a coroutine as a tracked background task (CampaignRuntime._spawn)
+Spawn = Callable[[Coroutine[object, object, None], str], None]
+
+
+class AgentOutbox:
+    """Agent messages, handed to the bus in the order they were queued."""
+
+    def __init__(self, name: str, bus: AgentBus, spawn: Spawn) -> None:
+        self.name = name
+        self.bus = bus
+        self._spawn = spawn
+        self._queue: deque[tuple[str, AgentMessageKind, Body]] = deque()
+        self._flush_scheduled = False
+
+    def put(self, login: str, kind: AgentMessageKind, body: Body) -> None:
+        """Queue a message for an agent; sent in order by flush()."""
+        self._queue.append((login, kind, body))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._spawn(self.flush(), "agent-messages")
+
+    async def flush(self) -> None:
+        """Hand queued messages to the bus, in order. The agent command handler awaits this
+        before it returns, so a state change reaches the agent before the command's ack."""
+        self._flush_scheduled = False
+        while self._queue:
+            login, kind, body = self._queue.popleft()
+            try:
+                await self.bus.send_agent(login, kind, body)
+            except Exception:
+                log.exception("campaign %s: %s message to an agent failed", self.name, kind)
+
+
+def lead_body(card: LeadCard, *, full: bool) -> dict[str, object]:
+    """The lead as an agent sees it; the preview shows no company or custom fields."""
+    return {
+        "id": card.id, "name": card.name or "-", "phone": card.phone_e164,
+        "company": card.company if full else None,
+        # only scalar fields: the agent protocol's schema allows nothing else
+        "custom_fields": {k: v for k, v in card.custom_fields.items()
+                          if isinstance(v, str | int | float | bool)} if full else {},
+        "status": card.status.value,
+    }
+
+
+def screen_pop_body(
+    attempt_id: int, card: LeadCard, history: Iterable[HistoryEntry], script: str,
+    dispositions: Iterable[DispositionSpec],
+) -> dict[str, object]:
+    return {
+        "attempt_id": attempt_id,
+        "lead": lead_body(card, full=True),
+        "history": [{"attempt_id": h.attempt_id, "at": h.at.isoformat(),
+                     "result": h.result.value, "disposition": h.disposition,
+                     "notes": h.notes or "", "agent": h.agent} for h in history],
+        "script": script,
+        # the dialer's own codes (wrap-up timeout) are not the agent's to choose
+        "dispositions": [{"code": s.code, "label": s.label, "needs_callback": s.needs_callback,
+                          "final": s.final} for s in dispositions if not s.system],
+    }
+
+
+def preview_body(card: LeadCard, script: str) -> dict[str, object]:
+    return {"lead": lead_body(card, full=False), "script": script}

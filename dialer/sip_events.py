@@ -1,0 +1,155 @@
+"""SIP pool events into the campaign engine (`CampaignRuntime.on_sip_event` calls
+`handle_sip_event`; these functions are the runtime's own code, kept in a file of their own).
+
+Each event of a call updates its attempt row (through the ordered writer), tells the
+supervisor about stage changes and feeds the engine the input it stands for. The engine owns
+the call's stage; this side keeps the SIP facts the records need (`LiveCall`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from common.vocabulary import AmdVerdict, AttemptResult, AttemptStage
+from sip import api as sip
+
+if TYPE_CHECKING:
+    from dialer.ports import SipEvent
+    from dialer.runtime import CampaignRuntime
+
+log = logging.getLogger(__name__)
+
+#: the engine stages in which a first 18x moves the call (and its row) to RINGING
+_BEFORE_RINGING = frozenset({AttemptStage.CREATED, AttemptStage.DIALING})
+
+
+@dataclass(slots=True)
+class LiveCall:
+    """What the driver keeps per call besides the engine's state: ids and SIP facts."""
+
+    call_id: str
+    attempt_id: int
+    lead_id: int
+    agent_login: str | None = None
+    answered_wall: datetime | None = None
+    answered_mono: float | None = None
+    #: when the dialer knew a person was there (the answer, or AMD's verdict)
+    live_mono: float | None = None
+    sip_end: sip.CallEnded | None = None
+    bridge_latency_ms: float | None = None
+    #: answer -> the router picked an agent (queue wait; 0 when an agent was ready)
+    queue_wait_ms: float | None = None
+    opted_out: bool = False
+    engine_done: bool = False
+
+
+def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
+    """One pool event (already on the event loop) of one of the runtime's calls."""
+    call = rt.calls.get(ev.call_id)
+    if call is None:
+        return
+    if isinstance(ev, sip.CallTrying):
+        rt._write(rt.store.update_attempt, call.attempt_id,
+                  stage=AttemptStage.DIALING, dialing_at=ev.wall)
+    elif isinstance(ev, sip.CallRinging):
+        # only the first 18x moves the row (early media may send another)
+        if rt.engine.call_stage(ev.call_id) in _BEFORE_RINGING:
+            rt._write(rt.store.update_attempt, call.attempt_id,
+                      stage=AttemptStage.RINGING, ringing_at=ev.wall)
+            rt._supervise_call(call, AttemptStage.RINGING)
+        rt._engine(rt.engine.call_ringing, ev.call_id)
+    elif isinstance(ev, sip.CallAnswered):
+        call.answered_wall, call.answered_mono = ev.wall, ev.mono
+        # the engine's stage is ANSWERED from here, while AMD (if on) still listens
+        rt._engine(rt.engine.call_picked_up, ev.call_id)
+        rt._write(rt.store.update_attempt, call.attempt_id,
+                  stage=AttemptStage.ANSWERED, answered_at=ev.wall)
+        rt._supervise_call(call, AttemptStage.ANSWERED)
+        if not rt.campaign.amd_enabled:
+            call.live_mono = ev.mono
+            rt._engine(rt.engine.call_answered, ev.call_id, AmdVerdict.NOT_RUN,
+                       answered_at=ev.wall)
+    elif isinstance(ev, sip.AmdDone):
+        rt._write(rt.store.update_attempt, call.attempt_id,
+                  amd_verdict=ev.verdict, amd_ms=ev.took_ms, amd_done_at=ev.wall)
+        call.live_mono = ev.mono
+        rt._engine(rt.engine.call_answered, ev.call_id, ev.verdict,
+                   answered_at=call.answered_wall or rt.clock.now())
+    elif isinstance(ev, sip.CallBridged):
+        _bridged(rt, call, ev)
+    elif isinstance(ev, sip.AgentLegFailed):
+        log.warning("campaign %s: agent phone of %s failed (%s %s)", rt.name,
+                    call.agent_login, ev.sip_code, ev.reason)
+        rt._engine(rt.engine.bridge_failed, ev.call_id,
+                   f"{ev.sip_code or ''} {ev.reason}".strip())
+    elif isinstance(ev, sip.CallEnded):
+        call.sip_end = ev
+        rt._engine(rt.engine.call_ended, ev.call_id, ev.result)
+    elif isinstance(ev, sip.CallLost):
+        call.sip_end = sip.CallEnded(
+            call_id=ev.call_id, result=AttemptResult.LOST, sip_code=None,
+            reason=f"node lost: {ev.reason}", hangup_by="node", ring_s=None, talk_s=None,
+            retryable=True, mono=ev.mono, wall=ev.wall)
+        if rt.metrics is not None:
+            rt.metrics.calls_lost(rt.name)
+        rt._engine(rt.engine.call_ended, ev.call_id, AttemptResult.LOST)
+    elif isinstance(ev, sip.CommandRejected):
+        _on_rejected(rt, call, ev)
+    elif isinstance(ev, sip.DtmfReceived):
+        _on_key(rt, call, ev)
+
+
+def _bridged(rt: CampaignRuntime, call: LiveCall, ev: sip.CallBridged) -> None:
+    latency = ev.latency_ms
+    # measured from the answer event when we have it: both monos are one host's clock
+    if call.answered_mono is not None:
+        latency = (ev.mono - call.answered_mono) * 1000.0
+    call.bridge_latency_ms = latency
+    rt.stats.bridge_latencies_ms.append(latency)
+    rt.stats.queue_waits_ms.append(call.queue_wait_ms or 0.0)
+    if rt.metrics is not None:
+        rt.metrics.observe_answer_to_agent(rt.name, latency / 1000.0)
+    rt._write(rt.store.update_attempt, call.attempt_id,
+              stage=AttemptStage.BRIDGED, bridged_at=ev.wall, bridge_latency_ms=latency)
+    rt._supervise_call(call, AttemptStage.BRIDGED)
+    rt._engine(rt.engine.bridge_ok, ev.call_id)
+
+
+def _on_key(rt: CampaignRuntime, call: LiveCall, ev: sip.DtmfReceived) -> None:
+    """US rule: a key pressed during the abandon message is a DNC request, at once."""
+    key = rt.campaign.optout_key
+    if not key or ev.digit != key or call.opted_out \
+            or rt.engine.call_stage(call.call_id) is not AttemptStage.MESSAGE:
+        return
+    call.opted_out = True
+    log.info("campaign %s: attempt %s: opt-out key during the message", rt.name,
+             call.attempt_id)
+    rt._write(_store_optout, rt, call.attempt_id, call.lead_id, ev.wall)
+    rt._submit(sip.Hangup(call_id=call.call_id, reason="opt-out"))
+
+
+async def _store_optout(rt: CampaignRuntime, attempt_id: int, lead_id: int,
+                        at: datetime) -> None:
+    await rt.store.update_attempt(attempt_id, opted_out=True)
+    phone = await rt.store.lead_phone(lead_id)
+    if phone:
+        await rt.store.add_dnc(phone, now=at, reason="opt-out key during the message",
+                               attempt_id=attempt_id)
+        if rt.metrics is not None:
+            rt.metrics.dnc_hit(rt.name)
+
+
+def _on_rejected(rt: CampaignRuntime, call: LiveCall, ev: sip.CommandRejected) -> None:
+    log.warning("campaign %s: %s rejected for call %s: %s", rt.name, ev.command,
+                ev.call_id, ev.error)
+    if ev.command == "Originate":
+        call.sip_end = sip.CallEnded(
+            call_id=ev.call_id, result=AttemptResult.CANCELLED, sip_code=None,
+            reason=f"not placed: {ev.error}", hangup_by="local", ring_s=None, talk_s=None,
+            retryable=ev.retryable, mono=ev.mono, wall=ev.wall)
+        rt._engine(rt.engine.call_ended, ev.call_id, AttemptResult.CANCELLED)
+    elif ev.command == "Bridge":
+        rt._engine(rt.engine.bridge_failed, ev.call_id, ev.error)
