@@ -19,11 +19,12 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from common.clock import SYSTEM_CLOCK, Clock
 from common.vocabulary import AgentState, CallbackScope
 from dialer.bus.client import AgentClient
 from dialer.bus.errors import BusError, ProtocolError
@@ -139,7 +140,7 @@ class SimulatedAgent:
         profile: AgentProfile | None = None,
         *,
         prefix: str = "dialer",
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.login = login
         self._password = password
@@ -147,7 +148,8 @@ class SimulatedAgent:
         self.rng = rng
         self.profile = profile or AgentProfile()
         self._prefix = prefix
-        self._now = now
+        #: where callback dates the agent proposes are counted from
+        self.clock = clock
         self.state: AgentState = AgentState.LOGGED_OUT
         self.stats = AgentSimStats()
         self._stopping = asyncio.Event()
@@ -271,7 +273,7 @@ class SimulatedAgent:
         scope = CallbackScope.AGENT
         if code in needs_callback:
             days = self._uniform(self.profile.callback_days)
-            at = self._now() + timedelta(days=days)
+            at = self.clock.now() + timedelta(days=days)
             # people agree round times: the next quarter hour
             at = at.replace(second=0, microsecond=0) + timedelta(minutes=15 - at.minute % 15)
             next_contact = at

@@ -12,10 +12,8 @@ calls with the clock's `now`; the actions the engine returns are carried out her
 
 The ports (dialer.ports) are the SIP pool, the store, the calling-rule check, the metrics and
 the agent bus; time comes from one `common.clock.Clock`. The engine owns every call's stage
-and the wrap-up timeout; this driver keeps only ids and SIP facts per call.
-
-All engine calls happen on the event loop thread, one at a time: the engine is plain code.
-SIP events are turned into engine inputs by dialer.sip_events.
+and the wrap-up timeout; this driver keeps only ids and SIP facts per call. Engine calls run
+on the event loop thread, one at a time; dialer.sip_events turns SIP events into inputs.
 """
 
 from __future__ import annotations
@@ -269,10 +267,18 @@ class CampaignRuntime:
     def _engine(self, fn: Callable[..., list[Action]], *args: object, **kw: object) -> None:
         """Call an engine input and carry out its actions; engine errors are logged."""
         try:
-            actions = fn(self.clock.now(), *args, **kw)
+            self._input(fn, *args, **kw)
         except CoreError as e:
             log.warning("campaign %s: %s", self.name, e)
-            return
+
+    def _input(self, fn: Callable[..., list[Action]], *args: object, **kw: object) -> None:
+        """An engine input at `now`. On a CoreError the loop is woken before it propagates:
+        a refused input may leave an abandon message due now, held for the next tick."""
+        try:
+            actions = fn(self.clock.now(), *args, **kw)
+        except CoreError:
+            self._wake.set()
+            raise
         self._apply(actions)
 
     def _write(self, fn: Callable[..., Awaitable[object]], *args: object, **kw: object) -> None:
@@ -287,20 +293,18 @@ class CampaignRuntime:
         """Pool events (already on the event loop); see dialer.sip_events."""
         handle_sip_event(self, ev)
 
-    # agent commands (from the MQTT bus handler) --------------------------------------
-    # These raise the core's CoreError for a command the agent may not give now; the bus
-    # handler translates it into the agent's error reply (dialer.bus.protocol_error_for).
+    # agent commands (from the bus handler): a CoreError becomes the agent's error reply
     def agent_login(self, login: str) -> None:
-        self._apply(self.engine.agent_login(self.clock.now(), login))
+        self._input(self.engine.agent_login, login)
 
     def agent_ready(self, login: str) -> None:
-        self._apply(self.engine.agent_ready(self.clock.now(), login))
+        self._input(self.engine.agent_ready, login)
 
     def agent_pause(self, login: str, reason: str) -> None:
-        self._apply(self.engine.agent_pause(self.clock.now(), login, reason))
+        self._input(self.engine.agent_pause, login, reason)
 
     def agent_logout(self, login: str) -> None:
-        self._apply(self.engine.agent_logout(self.clock.now(), login))
+        self._input(self.engine.agent_logout, login)
 
     def agent_disposition(
         self, login: str, attempt_id: int, code: str, notes: str,
@@ -313,13 +317,12 @@ class CampaignRuntime:
         spec = self.engine.config.dispositions.get(code)
         if spec is not None and spec.system:
             raise InvalidDispositionError(f"disposition {code!r} is set by the dialer only")
-        self._apply(self.engine.disposition(
-            self.clock.now(), login, call_id, code, notes=notes or None,
-            next_contact_at=next_contact_at, callback_scope=scope))
+        self._input(self.engine.disposition, login, call_id, code, notes=notes or None,
+                          next_contact_at=next_contact_at, callback_scope=scope)
 
     def preview_decision(self, login: str, accept: bool) -> None:
-        fn = self.engine.preview_accept if accept else self.engine.preview_skip
-        self._apply(fn(self.clock.now(), login))
+        self._input(self.engine.preview_accept if accept else self.engine.preview_skip,
+                          login)
 
     # ------------------------------------------------------------------ agent messages
     def _to_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:

@@ -14,7 +14,7 @@ user part that does not match the grammar gets no answer at all (SIPp drops such
 the setup timeout ends it. Agent legs (Bridge) to a user part outside the grammar answer at
 once, as the SIPp agent phone does; inside it they ring, fail or hang up as the callee would.
 
-Final events follow the node's rules (sip/node.py): exactly one CallEnded per accepted
+Final events follow the node's rules (sip/node/ and sip/legs.py): exactly one CallEnded per accepted
 Originate (or CommandRejected of it), results classified by `sip.api.classify_failure` for
 refusals, CONNECTED / MACHINE / ABANDONED for answered calls, `hangup_by` local for dialer
 commands and node for the node's own timers (ring and setup timeouts, shutdown).

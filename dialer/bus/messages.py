@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
 )
 
+from common.clock import utc_now
 from common.vocabulary import (
     AgentState,
     AttemptResult,
@@ -79,7 +80,7 @@ def new_message_id() -> str:
 
 def _now() -> datetime:
     # The bus is an IO edge: a message's timestamp is the wall-clock time it was built.
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def _envelope_required(schema: dict[str, Any]) -> None:

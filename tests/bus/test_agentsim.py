@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.clock import ManualClock
 from common.vocabulary import DEFAULT_DISPOSITIONS, AgentState, LeadStatus
 from dialer.agentsim import DEFAULT_MIX, AgentProfile, SimulatedAgent, simulated_agents
 from dialer.bus import (
@@ -164,7 +165,7 @@ async def test_simulated_agents_take_calls_and_dispose_them(broker: BrokerUnderT
 
 def test_disposition_mix_follows_the_profile() -> None:
     agent = SimulatedAgent("ann", "pw", "mqtt://127.0.0.1:1", random.Random(7),
-                           now=lambda: datetime(2026, 11, 23, 10, 7, tzinfo=UTC))
+                           clock=ManualClock(datetime(2026, 11, 23, 10, 7, tzinfo=UTC)))
     codes = [o.code for o in CATALOG]
     draws = [agent.choose_disposition(1, codes, NEEDS_CALLBACK) for _ in range(4000)]
     counts = Counter(d.code for d in draws)
