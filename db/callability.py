@@ -18,11 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Attempt, Callback, Campaign, Company, DncEntry, Lead
-from db.repositories import RepositoryError, Sessions, translated
+from db.repositories import Sessions, transaction, translated
 
 __all__ = ["CallabilityBatch", "RefreshScope", "callability_batch", "campaign_and_leads"]
 
@@ -101,8 +100,5 @@ class CallabilityBatch:
 @asynccontextmanager
 async def callability_batch(sessions: Sessions) -> AsyncIterator[CallabilityBatch]:
     """One transaction for one batch: committed at the end, rolled back on error."""
-    try:
-        async with sessions.begin() as s:
-            yield CallabilityBatch(s)
-    except SQLAlchemyError as e:
-        raise RepositoryError("callability refresh", e) from e
+    async with transaction(sessions, "callability refresh") as s:
+        yield CallabilityBatch(s)

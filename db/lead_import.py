@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.bulk import insert_ignoring_conflicts
 from db.dnc import listed_in_session
 from db.models import Campaign, Company, Lead
-from db.repositories import RepositoryError, Sessions, translated
+from db.repositories import RepositoryError, Sessions, transaction, translated
 
 __all__ = ["LeadImportBatch", "db_error_hint", "import_context", "lead_import_batch"]
 
@@ -89,11 +89,8 @@ class LeadImportBatch:
 @asynccontextmanager
 async def lead_import_batch(sessions: Sessions) -> AsyncIterator[LeadImportBatch]:
     """One transaction for one chunk: committed at the end, rolled back on error."""
-    try:
-        async with sessions.begin() as s:
-            yield LeadImportBatch(s)
-    except SQLAlchemyError as e:
-        raise RepositoryError("lead import", e) from e
+    async with transaction(sessions, "lead import") as s:
+        yield LeadImportBatch(s)
 
 
 def db_error_hint(e: BaseException) -> str:

@@ -15,12 +15,11 @@ from datetime import date, datetime
 from typing import Literal, Protocol
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.vocabulary import DIALABLE_STATUSES
 from db.models import Callback, Campaign, DailyPlan, DailyPlanItem, DailyReport, DncEntry, Lead
-from db.repositories import RepositoryError, Sessions, translated
+from db.repositories import Sessions, transaction, translated
 
 __all__ = [
     "PlanItemLike",
@@ -122,11 +121,8 @@ class PlanTransaction:
 @asynccontextmanager
 async def plan_transaction(sessions: Sessions) -> AsyncIterator[PlanTransaction]:
     """One transaction for a plan rebuild: committed when the block ends, rolled back on error."""
-    try:
-        async with sessions.begin() as s:
-            yield PlanTransaction(s)
-    except SQLAlchemyError as e:
-        raise RepositoryError("daily plan", e) from e
+    async with transaction(sessions, "daily plan") as s:
+        yield PlanTransaction(s)
 
 
 @translated

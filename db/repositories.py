@@ -12,7 +12,8 @@ which wraps the DBAPI's errors); callers catch one type at this boundary. Other 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -32,6 +33,17 @@ from common.vocabulary import (
 from db.models import Agent, AgentStateLog, Attempt, Campaign, Lead, hopper_tier
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+@asynccontextmanager
+async def transaction(sessions: Sessions, operation: str) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back on error; a SQLAlchemy
+    or driver error comes out as RepositoryError naming `operation`."""
+    try:
+        async with sessions.begin() as s:
+            yield s
+    except SQLAlchemyError as e:
+        raise RepositoryError(operation, e) from e
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

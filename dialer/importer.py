@@ -1,21 +1,8 @@
 """Lead import: read a CSV file, validate every row, write good rows in chunks, report the rest.
 
-What a file may look like (docs/import.md has the user's version):
-
-* **Encoding.** UTF-8, with or without a byte-order mark, by default. A line that is not valid
-  in the chosen encoding is *rejected* (reason `bad_encoding`, with the offending byte) rather
-  than guessed at: a cp1252 guess turns a cp1251 (Cyrillic) file into silently wrong names.
-  A whole file in another 8-bit encoding is read with `encoding="cp1252"` (or any ASCII-
-  compatible codec). UTF-16 files are refused up front with a message saying to save as UTF-8.
-* **Separators.** `,`, `;` or tab, sniffed from the header line (or given). A row whose field
-  count is wrong with the file's separator but right with another one is read with that one,
-  so a file glued together from a `;` export and a `,` export still imports.
-* **Line numbers** are physical lines of the file, 1-based, the header being line 1 when it is
-  the first line. Blank lines count; a record whose quoted field spans several lines is
-  reported at its first line. Lines end with LF or CRLF.
-* **Header.** The first non-blank record names the columns. Columns map to lead fields by name
-  (with common aliases, see `FIELD_ALIASES`) or by an explicit mapping `{"Column": "field"}`;
-  every other column lands in `custom_fields`.
+What a file may look like: docs/import.md (the user's version), dialer/lead_csv.py (reading:
+encodings, separators, physical line numbers) and dialer/lead_rows.py (the header, column
+mapping with `FIELD_ALIASES`, every other column landing in `custom_fields`).
 
 Where the code is: dialer/lead_csv.py reads the file into records (encodings, separators, line
 numbers), dialer/lead_rows.py maps columns and validates rows (pure code), and this module
