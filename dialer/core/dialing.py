@@ -13,7 +13,12 @@ from common.vocabulary import AgentState, DialMode
 from dialer.core.actions import Action, Dial, EndCall, NeedLeads, PreviewOffer
 from dialer.core.calls import CallRecord, Offer
 from dialer.core.engine_state import EPS, EngineState
-from dialer.core.pacer import AbandonBudget, PacerSnapshot, ringing_calls_to_keep
+from dialer.core.pacer import (
+    AbandonBudget,
+    PacerSnapshot,
+    over_cap_clamp,
+    ringing_calls_to_keep,
+)
 from dialer.core.tickets import LeadTicket
 
 S = AgentState
@@ -61,6 +66,7 @@ class DialingStep(EngineState):
                 window_live=counts.denominator,
                 window_abandoned=counts.numerator,
                 risk=self.governor.allowed_risk(counts),
+                spare=self.governor.has_spare_abandon(counts),
             ),
             agent_wait=self.config.agent_wait_seconds,
             dials_total=self._dials,
@@ -140,6 +146,10 @@ class DialingStep(EngineState):
                 self._cancel_surplus(t, now, out)
             snap = self.snapshot(now)
             n = self._pacer(snap)
+            if self._guard_clamp:
+                # the hard clamp (docs/pacing.md): with no abandon to spare, lines in
+                # flight + new dials <= ready agents, whatever the pacer asked for
+                n = over_cap_clamp(snap, n)
             if n > 0:
                 for lead in self.hopper.take(n, now):
                     self._dial(lead, t, now, out)

@@ -365,7 +365,11 @@ class CampaignEngine(DialingStep):
         self._set(rec, S.TALKING, t, now, out, None)
         self._connected += 1
         self.ledger.record(self._clock_t(call, t), live=True, abandoned=False)
-        self.governor.observe(abandoned=False)
+        if self.governor.has_spare_abandon(self.ledger.counts(now)):
+            # while the guard clamps the pacers to one line per ready agent a connected
+            # call was bought without risk: it says nothing about the risk level, so the
+            # governor does not raise it (it would overshoot when the clamp lifts)
+            self.governor.observe(abandoned=False)
         self._after(t, now, out)
         return out
 
@@ -418,8 +422,10 @@ class CampaignEngine(DialingStep):
                 # for the lead it rang out unanswered: retried as a no-answer
                 result = AttemptResult.NO_ANSWER
             # a cancelled call is learnt as resolved at the cancel: under this policy that
-            # is how such calls end (leaving them out would overstate the live rate)
-            self._learn_call(call, t, needs_agent=False)
+            # is how such calls end (leaving them out would overstate the live rate). A
+            # network failure (FAILED, LOST, a CANCELLED the engine did not ask for) is not
+            # learnt at all: a trunk outage must not teach the pacer that answers are rare
+            self._learn_call(call, t, needs_agent=False, result=result)
             call.result = result
             if call.reserved_agent is not None:
                 rec = self.board.get(call.reserved_agent)

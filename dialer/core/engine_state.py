@@ -73,6 +73,9 @@ class EngineState:
         self.config = config
         self._agent_free_oracle = agent_free_oracle
         self._pacer: Pacer = pacer if pacer is not None else pacer_for(config.mode)
+        #: the engine's own pacers are held to `over_cap_clamp` in every pacing pass; an
+        #: injected pacer (the benchmark's models of other products) is run as it is
+        self._guard_clamp = pacer is None
         if call_id_factory is None:
             run = uuid.uuid4().hex[:8]
             seq = itertools.count(1)
@@ -252,8 +255,17 @@ class EngineState:
     def _clock_t(call: CallRecord, t: float) -> float:
         return call.clock_at.timestamp() if call.clock_at is not None else t
 
-    def _learn_call(self, call: CallRecord, t: float, *, needs_agent: bool) -> None:
-        if self._call_est.add(t - call.dialed_t, needs_agent):
+    def _learn_call(
+        self,
+        call: CallRecord,
+        t: float,
+        *,
+        needs_agent: bool,
+        result: AttemptResult | None = None,
+    ) -> None:
+        """Teach the answer-time table how this call resolved (network failures are not
+        callee outcomes and are left out: `stats.NETWORK_RESULTS`)."""
+        if self._call_est.add(t - call.dialed_t, needs_agent, result=result):
             self._refresh_model()
 
     def _refresh_model(self) -> None:

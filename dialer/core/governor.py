@@ -14,8 +14,13 @@ Two layers:
   max(cap x (L + 1), ``credit_abandons``) abandons. The credit lets a young campaign's
   very first abandon happen (one abandon of the first live answer is 100 %); after it,
   a 3 % campaign takes risk again once it has 66 live answers. Without that spare abandon
-  the risk falls to ``min_risk``, which makes the predictive pacer behave like a
-  progressive dialer until connected calls have rebuilt the headroom. ``soft_headroom``
+  the risk falls to ``min_risk`` and `has_spare_abandon` is False: the engine's pacers
+  then dial at most one line per READY agent, calls already in flight included
+  (`dialer.core.pacer.over_cap_clamp`: a hard limit, not a risk level, so no forecast of
+  agents about to free and no overdial ratio), until connected calls have rebuilt the
+  headroom. The engine feeds the controller no connected call while that clamp is on
+  (such a call took no risk, so it is no evidence that more risk would be fine).
+  ``soft_headroom``
   (off by default) scales the risk down while fewer spare abandons than that remain.
   Calls already ringing when the headroom runs out can still be abandoned, so a window
   can end a fraction of an abandon over the cap only if two of them are, at once.
@@ -73,12 +78,26 @@ class AbandonGovernor:
         step = -s.eta * (1.0 - self.target) if abandoned else s.eta * self.target
         self._log_risk = min(math.log(s.max_risk), max(math.log(s.min_risk), self._log_risk + step))
 
+    def spare_abandons(self, counts: WindowCounts) -> float:
+        """Abandons the window could still take after one more (< 0: none to spare).
+
+        Negative when one more abandon would put the window over the cap, and when the
+        window is over the cap already (a restart that seeded the ledger from old rows,
+        a fault, calls abandoned after the headroom ran out).
+        """
+        allowed = max(self.cap * (counts.denominator + 1), self.settings.credit_abandons)
+        return allowed - counts.numerator - 1
+
+    def has_spare_abandon(self, counts: WindowCounts) -> bool:
+        """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
+        line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md)."""
+        return self.spare_abandons(counts) >= 0.0
+
     def allowed_risk(self, counts: WindowCounts) -> float:
         """Risk for the next call given the regulatory window's counts."""
         s = self.settings
         theta = self.risk_level
-        allowed = max(self.cap * (counts.denominator + 1), s.credit_abandons)
-        spare = allowed - counts.numerator - 1  # abandons to spare after one more
+        spare = self.spare_abandons(counts)  # abandons to spare after one more
         if spare < 0.0:
             return s.min_risk
         if spare < s.soft_headroom:

@@ -1,7 +1,9 @@
 """Pacers: pure functions from a `PacerSnapshot` to "how many calls to start now".
 
 One implementation per dial mode. Every pacer's answer goes through `clamp_to_limits`, so
-none can dial with no working agent or beyond the configured line limits.
+none can dial with no working agent or beyond the configured line limits, and through
+`over_cap_clamp`: when the abandon window has no abandon to spare (the governor's guard),
+at most one line per READY agent, calls already in flight included.
 
 The predictive pacer (docs/pacing.md) is a marginal-risk rule: it starts the n-th new call
 only while the probability that this call, if answered by a person, finds no agent within
@@ -59,6 +61,10 @@ class AbandonBudget:
     window_abandoned: float
     #: marginal abandon risk the governor allows for the next call (predictive)
     risk: float
+    #: the governor's guard (`AbandonGovernor.has_spare_abandon`): False when one more
+    #: abandon would put the window over the cap, or it is over already. Every dial mode
+    #: then keeps calls in flight + waiting + new calls <= ready agents (`over_cap_clamp`)
+    spare: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +129,24 @@ def clamp_to_limits(snap: PacerSnapshot, n: int) -> int:
     return max(0, n)
 
 
+def over_cap_limit(snap: PacerSnapshot) -> int | None:
+    """Most new calls allowed while the window has no abandon to spare; None: no such limit.
+
+    One line per READY agent, counting the lines that already wait for one: unanswered calls
+    not tied to a reserved agent (dialing, ringing, AMD listening) and answered calls
+    waiting for an agent. Nothing for agents only expected to free, no overdial ratio.
+    """
+    if snap.abandon.spare:
+        return None
+    return max(0, snap.agents_ready - len(snap.inflight_ages) - snap.waiting)
+
+
+def over_cap_clamp(snap: PacerSnapshot, n: int) -> int:
+    """``n`` bounded by `over_cap_limit` (the hard clamp of docs/pacing.md, every dial mode)."""
+    limit = over_cap_limit(snap)
+    return n if limit is None else max(0, min(n, limit))
+
+
 def preview_pacer(snap: PacerSnapshot) -> int:
     """Preview dials only when an agent accepts an offered lead (the engine does that)."""
     return 0
@@ -131,17 +155,21 @@ def preview_pacer(snap: PacerSnapshot) -> int:
 def progressive_pacer(snap: PacerSnapshot) -> int:
     """One line per ready agent: calls in flight and waiting already count as lines."""
     want = snap.agents_ready - len(snap.inflight_ages) - snap.waiting
-    return clamp_to_limits(snap, want)
+    return over_cap_clamp(snap, clamp_to_limits(snap, want))
 
 
 def power_pacer(snap: PacerSnapshot) -> int:
-    """A fixed number of lines per ready agent (``limits.power_lines_per_agent``)."""
+    """A fixed number of lines per ready agent (``limits.power_lines_per_agent``).
+
+    More than one line per agent is a deliberate overdial: while the abandon window has no
+    abandon to spare it is cut to one line per ready agent (`over_cap_clamp`).
+    """
     want = (
         math.floor(snap.limits.power_lines_per_agent * snap.agents_ready + 1e-9)
         - len(snap.inflight_ages)
         - snap.waiting
     )
-    return clamp_to_limits(snap, want)
+    return over_cap_clamp(snap, clamp_to_limits(snap, want))
 
 
 #: edges (s after dial) of the answer-time bins of a new call the predictive model checks
@@ -349,8 +377,12 @@ def risk_curve(
 
 
 def predictive_pacer(snap: PacerSnapshot) -> int:
-    """Largest n whose marginal call's abandon risk stays under ``snap.abandon.risk``."""
-    upper = clamp_to_limits(snap, snap.leads_available)
+    """Largest n whose marginal call's abandon risk stays under ``snap.abandon.risk``.
+
+    With no abandon to spare (``snap.abandon.spare`` False) never more than
+    `over_cap_limit`: one line per ready agent, whatever the model expects of busy agents.
+    """
+    upper = over_cap_clamp(snap, clamp_to_limits(snap, snap.leads_available))
     if upper <= 0:
         return 0
     curve = risk_curve(snap)

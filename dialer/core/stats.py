@@ -14,6 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.vocabulary import AttemptResult
+
+#: results that say the network failed, not the callee: a 5xx, timeout or transport error
+#: (FAILED), a SIP node that died with the call (LOST), a hang-up the engine did not ask
+#: for as surplus (CANCELLED: shutdown, operator; the engine reports its own surplus
+#: cancels as NO_ANSWER). They say nothing about how people answer, so `CallEstimator`
+#: leaves them out: a trunk outage must not teach the pacer that answers are rare. Busy,
+#: no answer, invalid number and rejected are the callee's outcomes and are learnt.
+NETWORK_RESULTS: frozenset[AttemptResult] = frozenset(
+    {AttemptResult.FAILED, AttemptResult.LOST, AttemptResult.CANCELLED}
+)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DurationDist:
@@ -207,7 +219,16 @@ class CallEstimator:
         self._pending = 0
         self.dist = self._build()
 
-    def add(self, seconds: float, needs_agent: bool) -> bool:
+    def add(
+        self, seconds: float, needs_agent: bool, *, result: AttemptResult | None = None
+    ) -> bool:
+        """Learn one resolved call; returns True when the published table was rebuilt.
+
+        ``result`` is the call's final result when known: one of `NETWORK_RESULTS` is not a
+        sample of the callee's behaviour and is ignored (returns False, nothing changes).
+        """
+        if result in NETWORK_RESULTS:
+            return False
         self._samples.append((max(0.0, seconds), needs_agent))
         self._seen += 1
         self._pending += 1

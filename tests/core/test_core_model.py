@@ -67,9 +67,12 @@ def test_governor_takes_risk_only_with_an_abandon_to_spare() -> None:
 )
 def test_governor_never_takes_risk_that_could_pass_the_cap(live: int, abandoned: int) -> None:
     gov = AbandonGovernor(0.024, 0.03)
+    spare = abandoned + 1 <= max(0.03 * (live + 1), 1.0) + 1e-9
     if gov.allowed_risk(counts(live, abandoned)) > GovernorSettings().min_risk:
         # one more live answer, abandoned, keeps the window within the cap (or the credit)
-        assert abandoned + 1 <= max(0.03 * (live + 1), 1.0) + 1e-9
+        assert spare
+    # the guard the pacers' hard clamp follows (issue 12): no spare abandon, no overdial
+    assert gov.has_spare_abandon(counts(live, abandoned)) == spare
 
 
 def test_duration_estimator_conditional_remaining_time() -> None:

@@ -12,6 +12,7 @@ from dialer.core import (
     AbandonBudget,
     LineLimits,
     PacerSnapshot,
+    over_cap_clamp,
     power_pacer,
     predictive_pacer,
     preview_pacer,
@@ -166,3 +167,58 @@ def test_known_free_times_replace_the_forecast() -> None:
     assert risk_curve(late).risk(0) == pytest.approx(1.0)
     assert predictive_pacer(soon) >= 1
     assert predictive_pacer(late) == 0
+
+
+# ------------------------------------------------ over the cap: one line per ready agent
+#: the engine's own pacers; each must respect the hard clamp by itself (the engine
+#: applies it again in its pacing pass, tests/core/test_core_engine.py)
+_DIALING_PACERS = [progressive_pacer, power_pacer, predictive_pacer]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots(), st.integers(0, 20))
+def test_no_pacer_dials_beyond_ready_agents_without_a_spare_abandon(
+    s: PacerSnapshot, more_wrap: int
+) -> None:
+    """No spare abandon: calls in flight + waiting + new calls <= ready agents, or no dial.
+
+    The snapshot is made as tempting as possible: agents about to leave wrap-up, the
+    highest risk level, power ratios up to 6 - none of it may buy a line beyond the
+    ready agents.
+    """
+    s = replace(
+        s,
+        wrap_elapsed=s.wrap_elapsed + (14.0,) * more_wrap,
+        abandon=replace(s.abandon, risk=0.6, spare=False),
+    )
+    limit = max(0, s.agents_ready - len(s.inflight_ages) - s.waiting)
+    for pacer in _DIALING_PACERS:
+        n = pacer(s)
+        assert 0 <= n <= limit, (pacer.__name__, n, limit)
+    # with an abandon to spare the same snapshot may dial ahead (the clamp is the guard's)
+    free = replace(s, abandon=replace(s.abandon, spare=True))
+    assert power_pacer(free) >= power_pacer(s)
+
+
+def test_over_the_cap_predictive_and_power_dial_only_for_ready_agents() -> None:
+    """The live case of issue 12: 3 free agents, others finishing wrap-up, no spare abandon."""
+    tempting = snap(
+        agents_ready=3,
+        wrap_elapsed=(14.0,) * 4,
+        limits=LineLimits(power_lines_per_agent=2.0),
+        abandon=AbandonBudget(cap=0.03, target=0.024, window_live=300, window_abandoned=20,
+                              risk=0.3),
+    )
+    assert predictive_pacer(tempting) > 3  # with a spare abandon it dials ahead
+    assert power_pacer(tempting) == 6
+    over = replace(tempting, abandon=replace(tempting.abandon, spare=False))
+    assert predictive_pacer(over) == 3
+    assert power_pacer(over) == 3
+    assert progressive_pacer(over) == 3
+    # calls already in flight and waiting count against the ready agents
+    busy_lines = replace(over, inflight_ages=(3.0, 20.0), waiting=1, lines_in_use=3)
+    for pacer in _DIALING_PACERS:
+        assert pacer(busy_lines) == 0
+    assert over_cap_clamp(busy_lines, 5) == 0
+    assert over_cap_clamp(replace(over, inflight_ages=(3.0,), lines_in_use=1), 5) == 2
+    assert over_cap_clamp(tempting, 5) == 5  # with a spare abandon: no clamp
