@@ -2,7 +2,8 @@
 
 `report_transaction` opens one transaction in which the report builder reads the day's
 attempts and replaces the stored rows, so the stored report always matches one reading of
-the attempts. `load_day_report` reads stored rows back with campaign names and logins.
+the attempts. `load_day_report` reads stored rows back with campaign names and logins;
+`report_freshness` tells whether a stored report predates the day's last attempt activity.
 
 Errors: as in db/repositories.py, SQLAlchemy errors leave here as `RepositoryError`.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "ReportFigures",
     "ReportTransaction",
     "load_day_report",
+    "report_freshness",
     "report_transaction",
 ]
 
@@ -154,3 +156,27 @@ async def load_day_report(
         if campaign_id is not None:
             q = q.where(DailyReport.campaign_id == campaign_id)
         return [(r, cname, login) for r, cname, login in (await s.execute(q)).all()]
+
+
+@translated
+async def report_freshness(
+    sessions: Sessions, *, campaign_id: int, report_date: date, start: datetime, end: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """(when the campaign's stored report of `report_date` was written, or None if there is
+    none; the last activity - creation, end or wrap-up end - of the campaign's attempts
+    created in [start, end), or None if there are none)."""
+    async with sessions() as s:
+        stored_at = (await s.execute(
+            select(func.min(DailyReport.created_at)).where(
+                DailyReport.campaign_id == campaign_id, DailyReport.report_date == report_date)
+        )).scalar_one_or_none()
+        row = (await s.execute(
+            select(func.max(Attempt.created_at), func.max(Attempt.ended_at),
+                   func.max(Attempt.wrapup_ended_at)).where(
+                Attempt.campaign_id == campaign_id,
+                Attempt.created_at >= start,
+                Attempt.created_at < end,
+            )
+        )).one()
+        seen = [t for t in row if t is not None]
+        return stored_at, (max(seen) if seen else None)

@@ -21,8 +21,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration file checks.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents: password hashes for the config's agent entries.",
+                         no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(agents_app, name="agents")
 
 err = Console(stderr=True)
 
@@ -79,15 +82,34 @@ def db_downgrade(revision: str, config: ConfigOpt = None, db: DbOpt = None) -> N
 @config_app.command("check")
 def config_check(config: Annotated[Path, typer.Argument(help="TOML file to validate")]) -> None:
     """Validate a config file and print the effective settings (secrets hidden)."""
+    from dialer.config import redact_secrets
+
     settings = settings_from(config)
-    shown = settings.model_dump(mode="json")
-    for trunk in shown["sip"]["trunks"].values():
-        if trunk.get("password"):
-            trunk["password"] = "***"
-    for agent in shown["agents"]:
-        if agent.get("password"):
-            agent["password"] = "***"
-    Console().print_json(data=shown)
+    # every secret: URL passwords, [mqtt] supervisors, agent and trunk passwords, and any
+    # key named like password/secret/token (dialer.config.redact_secrets)
+    Console().print_json(data=redact_secrets(settings.model_dump(mode="json")))
+
+
+@agents_app.command("hash-password")
+def agents_hash_password(
+    stdin: Annotated[bool, typer.Option(
+        "--stdin", help="Read the password from the first line of stdin (no prompt)")] = False,
+) -> None:
+    """Print a password hash for an agent's `password_hash = "scrypt$..."` config key.
+
+    Prompts twice (input hidden) unless --stdin; prints only the hash, on stdout.
+    """
+    from dialer.passwords import hash_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                err=True)
+    if not password:
+        err.print("[red]empty password:[/red] nothing to hash")
+        raise typer.Exit(2)
+    typer.echo(hash_password(password))
 
 
 @app.command("run")

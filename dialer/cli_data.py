@@ -25,7 +25,8 @@ from common.vocabulary import DialMode
 from dialer.cli import ConfigOpt, DbOpt, ensure_sqlite_dir, settings_from
 
 leads_app = typer.Typer(help="Leads: import CSV files into a campaign.", no_args_is_help=True)
-campaigns_app = typer.Typer(help="Campaigns: create, list, show.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Campaigns: create, sync from the config, list, show.",
+                            no_args_is_help=True)
 dnc_app = typer.Typer(help="Do-not-call lists: add numbers, import registry files.",
                       no_args_is_help=True)
 
@@ -208,6 +209,33 @@ def campaigns_create(
     if not _guard_db(lambda: _run(_url(config, db), work)):
         raise _fail(f"campaign {name!r} already exists")
     out.print(f"campaign {name} created ({mode.value})", highlight=False)
+
+
+@campaigns_app.command("sync")
+def campaigns_sync(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Create or update the config file's campaigns and agents in the database, as
+    `dialer run` does at start (so leads can be imported before the first run)."""
+    settings = settings_from(config, db)
+    if not settings.campaigns:
+        raise _fail("the config has no [[campaigns]] table to sync")
+    url = settings.database.url
+    ensure_sqlite_dir(url)
+
+    async def work(sessions: Any) -> list[tuple[str, bool]]:
+        from db.repositories import campaign_by_name, upsert_agent, upsert_campaign
+
+        done = []
+        for c in settings.campaigns:
+            existed = await campaign_by_name(sessions, c.name) is not None
+            await upsert_campaign(sessions, c)
+            done.append((c.name, existed))
+        for a in settings.agents:
+            await upsert_agent(sessions, a.login, a.sip_uri, a.display_name)
+        return done
+
+    for name, existed in _guard_db(lambda: _run(url, work)):
+        out.print(f"campaign {name} {'updated' if existed else 'created'}", highlight=False)
+    out.print(f"{len(settings.agents)} agent(s) synced", highlight=False)
 
 
 def _guard_db(call: Callable[[], T]) -> T:

@@ -132,12 +132,14 @@ def report_day(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows here")] = None,
     campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign")] = None,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Recompute from the attempts even if stored")
+        bool, typer.Option("--rebuild", help="Recompute and store a finished day's report "
+                                             "even if the stored one is current")
     ] = False,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Print the end-of-day report (computing and storing it if the day has none yet)."""
+    """Print the end-of-day report: a finished day's stored copy if it is current (else it is
+    rebuilt first); a day not over yet is computed fresh and not stored."""
     settings = settings_from(config, db)
     code = asyncio.run(_report_day(settings.database.url, day, csv_path, campaign, rebuild))
     raise typer.Exit(code)
@@ -154,10 +156,16 @@ async def render_day_report(
     url: str, day_s: str | date | None, *, csv_path: Path | None = None,
     campaign_name: str | None = None, rebuild: bool = False,
 ) -> int:
-    """Print (and store, if missing or `rebuild`) the end-of-day report; the demo uses it too."""
+    """Print the end-of-day report; the demo uses it too.
+
+    A finished day's stored report is printed when it is newer than the day's last attempt
+    activity, else it is rebuilt (and stored) first; a day not over yet is computed fresh and
+    not stored; `rebuild` recomputes and stores a finished day's report in any case
+    (scheduling.report.current_day_report).
+    """
     from db.lookups import campaigns_by_name
     from db.session import create_engine, session_factory
-    from scheduling.report import build_day_report, load_day_report, write_csv
+    from scheduling.report import current_day_report, write_csv
 
     engine = create_engine(url)
     try:
@@ -171,16 +179,12 @@ async def render_day_report(
             return 1
         day = day_s if isinstance(day_s, date) else _parse_date(
             day_s, campaigns[0].timezone if campaign_name else "UTC")
+        now = utc_now()
         rows = []
         for camp in campaigns:
-            stored = await load_day_report(sessions, report_date=day, campaign_id=camp.id)
-            if stored and not rebuild:
-                rows.extend(stored)
-            else:
-                await build_day_report(sessions, campaign_id=camp.id, report_date=day,
-                                       now=utc_now())
-                rows.extend(await load_day_report(sessions, report_date=day,
-                                                  campaign_id=camp.id))
+            rows.extend(await current_day_report(
+                sessions, campaign_id=camp.id, timezone=camp.timezone, report_date=day, now=now,
+                rebuild=rebuild))
         table = Table(title=f"End-of-day report {day}", box=box.SIMPLE)
         cols = ("campaign", "agent", "planned", "called", "reached", "meetings", "contracts",
                 "callbacks", "talk_min")

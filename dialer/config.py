@@ -4,13 +4,20 @@ Precedence (highest first): environment variables `DIALER_<SECTION>__<KEY>` (for
 `DIALER_DATABASE__URL=postgresql://...`), the TOML file given with `--config` (or
 `$DIALER_CONFIG`), then the defaults below. Every key is documented in
 deploy/dialer.example.toml. A bad value stops the program at start with the key, the value
-given and the expected form (`ConfigError`).
+given and the expected form (`ConfigError`); the value is left out when the key holds a
+secret (`is_secret_key`), and `redact_secrets` hides secrets from anything printed.
+
+Agent passwords: `password_hash = "scrypt$..."` (dialer/passwords.py; print one with
+`dialer agents hash-password`). A plain `password` still works but is deprecated: loading
+such a config logs a WARNING naming the key (never the password).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +32,9 @@ from pydantic_settings import (
 )
 
 from common.vocabulary import AbandonClockStart, AbandonWindow, DialMode, MachinePolicy
+from dialer.passwords import check_password_hash
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -120,10 +130,24 @@ class AgentConfig(_Section):
     login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     sip_uri: str
     display_name: str = ""
-    #: the MQTT password (for the embedded broker; Mosquitto keeps its own password file)
+    #: the MQTT password's hash for the embedded broker, "scrypt$..." as printed by
+    #: `dialer agents hash-password` (Mosquitto keeps its own password file)
+    password_hash: str = ""
+    #: deprecated: the MQTT password in plain text (use password_hash)
     password: str = ""
     #: the campaign this agent takes calls for ("" = the first campaign of the file)
     campaign: str = ""
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_form(cls, v: str) -> str:
+        return check_password_hash(v) if v else v
+
+    @property
+    def mqtt_secret(self) -> str:
+        """What the embedded broker checks a login against: the hash, else the (deprecated)
+        plain password; dialer.passwords.verify_password takes either."""
+        return self.password_hash or self.password
 
 
 class CampaignConfig(_Section):
@@ -143,7 +167,8 @@ class CampaignConfig(_Section):
     abandon_grace_s: float = Field(default=2.0, gt=0, le=10)
     abandon_clock_start: AbandonClockStart = AbandonClockStart.ANSWER
     amd_enabled: bool = False
-    amd_max_ms: int = Field(default=3500, ge=500, le=10000)
+    # pick-up + the VAD analyser's greeting budget (4.5 s) + its closing silence (docs/sip.md)
+    amd_max_ms: int = Field(default=6500, ge=500, le=10000)
     machine_policy: MachinePolicy = MachinePolicy.HANG_UP
     message_wav: str | None = None
     #: key pressed during the abandon message that puts the number on the DNC list ("" = off)
@@ -226,6 +251,53 @@ _CONFIG_PATH: dict[str, Path | None] = {"path": None}
 
 _TYPE_TAGS = ("int", "float", "str", "bool", "literal[", "list[", "dict[")
 
+#: keys whose values are secrets: never printed (config check) nor quoted in errors
+_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|api_?key|credential|private_?key",
+                         re.IGNORECASE)
+#: maps whose every value is a secret (login -> password)
+_SECRET_MAPS = {("mqtt", "supervisors")}
+#: user:password@ in a URL
+_URL_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^/@:]*):[^/@]*@")
+HIDDEN = "***"
+
+
+def is_secret_key(key: object) -> bool:
+    """Whether a config key names a secret (password, secret, token, ... anywhere in it)."""
+    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user:password@ part replaced by ***."""
+    return _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", url)
+
+
+def redact_secrets(data: Any, _path: tuple[str, ...] = ()) -> Any:
+    """A copy of `data` (settings dumped as JSON-like dicts and lists) with every secret
+    replaced by "***": values of secret-named keys, login -> password maps and URL
+    passwords. Empty values stay empty (so "not set" still shows)."""
+    if isinstance(data, dict):
+        out: dict[Any, Any] = {}
+        for k, v in data.items():
+            if (is_secret_key(k) or _path in _SECRET_MAPS) and v not in ("", None):
+                out[k] = HIDDEN if not isinstance(v, dict | list) else redact_all(v)
+            else:
+                out[k] = redact_secrets(v, (*_path, str(k)))
+        return out
+    if isinstance(data, list):
+        return [redact_secrets(v, _path) for v in data]
+    if isinstance(data, str):
+        return redact_url(data)
+    return data
+
+
+def redact_all(data: Any) -> Any:
+    """Every leaf of `data` replaced by "***" (the structure stays)."""
+    if isinstance(data, dict):
+        return {k: redact_all(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact_all(v) for v in data]
+    return HIDDEN
+
 
 def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:
     # pydantic appends the union member tried ("int", "literal['auto']") to the location
@@ -244,6 +316,13 @@ def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key (typo? see deploy/dialer.example.toml)"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    strs = [str(p) for p in loc]
+    if any(is_secret_key(p) for p in strs) or any(
+        tuple(strs[: len(m)]) == m and len(strs) > len(m) for m in _SECRET_MAPS
+    ):
+        return f"{key} = (hidden): {msg}"
+    if isinstance(value, str):
+        value = redact_url(value)
     return f"{key} = {value!r}: {msg}"
 
 
@@ -278,6 +357,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     finally:
         _CONFIG_PATH["path"] = None
     _check_cross_references(settings)
+    _warn_deprecated(settings)
     return settings
 
 
@@ -309,5 +389,21 @@ def _check_cross_references(s: Settings) -> None:
     logins = [a.login for a in s.agents]
     if len(set(logins)) != len(logins):
         problems.append(f"agents: duplicate agent logins in {logins}")
+    for i, a in enumerate(s.agents):
+        if a.password and a.password_hash:
+            problems.append(f"agents.{i}.password: set either password_hash or the deprecated "
+                            "password, not both")
+        elif a.password.startswith("scrypt$"):
+            problems.append(f"agents.{i}.password: holds a hash; expected it under "
+                            "password_hash (password is the deprecated plain-text form)")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _warn_deprecated(s: Settings) -> None:
+    for i, a in enumerate(s.agents):
+        if a.password:
+            log.warning(
+                "agents.%d.password (agent %s): a plain-text password is deprecated; replace "
+                "it with password_hash = \"scrypt$...\" as printed by `dialer agents "
+                "hash-password`", i, a.login)

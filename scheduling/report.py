@@ -10,6 +10,9 @@ Figures for local day D (campaign zone), all recomputed from stored rows:
 * callbacks - callbacks created from the agent's attempts of D;
 * talk_s - total talk seconds.
 The report is stored in daily_reports (rebuilding a day replaces it) and written as CSV.
+`current_day_report` is what a reader should print: a finished day's stored report when it
+is newer than the day's last attempt activity, else a rebuilt one; a day not over yet is
+computed fresh and never stored (the end-of-day job writes it once: scheduling/jobs.py).
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from scheduling.days import local_day_bounds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportRow", "build_day_report", "load_day_report", "write_csv"]
+__all__ = [
+    "ReportRow",
+    "build_day_report",
+    "compute_day_report",
+    "current_day_report",
+    "load_day_report",
+    "write_csv",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +160,45 @@ async def build_day_report(
                                 now=now)
     log.info("campaign %s: report for %s written, %d rows", campaign_id, report_date, len(rows))
     return rows
+
+
+async def compute_day_report(
+    sessions: Sessions, *, campaign_id: int, report_date: date
+) -> list[ReportRow]:
+    """The report of `campaign_id` for local day `report_date`, computed but not stored."""
+    planned = await planned_counts(sessions, campaign_id=campaign_id, plan_date=report_date)
+    async with report_transaction(sessions) as tx:
+        campaign = await tx.campaign(campaign_id)
+        if campaign is None:
+            raise LookupError(f"campaign {campaign_id} does not exist")
+        rows = await _compute(tx, campaign, report_date, planned)
+    rows.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
+    return rows
+
+
+async def current_day_report(
+    sessions: Sessions, *, campaign_id: int, timezone: str, report_date: date, now: datetime,
+    rebuild: bool = False,
+) -> list[ReportRow]:
+    """The report to show for local day `report_date` of a campaign in zone `timezone`.
+
+    * a day not over at `now`: computed fresh and not stored, even with `rebuild` (it is
+      provisional, and a stored report would make the end-of-day job skip the day);
+    * a finished day: the stored report if it was written after the day's last attempt
+      activity (creation, end, wrap-up end), else (or with `rebuild`) rebuilt and stored.
+    """
+    start, end = local_day_bounds(report_date, timezone)
+    if now < end:
+        return await compute_day_report(sessions, campaign_id=campaign_id,
+                                        report_date=report_date)
+    if not rebuild:
+        stored_at, last_activity = await store.report_freshness(
+            sessions, campaign_id=campaign_id, report_date=report_date, start=start, end=end)
+        if stored_at is not None and (last_activity is None or stored_at >= last_activity):
+            return await load_day_report(sessions, report_date=report_date,
+                                         campaign_id=campaign_id)
+    await build_day_report(sessions, campaign_id=campaign_id, report_date=report_date, now=now)
+    return await load_day_report(sessions, report_date=report_date, campaign_id=campaign_id)
 
 
 async def load_day_report(

@@ -1,4 +1,11 @@
-"""Answering-machine detection: the classic energy/cadence method over 20 ms PCM frames.
+"""Answering-machine detection over 20 ms PCM frames: the analyser factory and the classic
+energy/cadence method.
+
+:func:`make_analyzer` picks the analyser ``AmdSettings.method`` names: ``"vad"`` (default,
+:class:`sip.amd_vad.VadAmdAnalyzer`: voice activity after the greeting plus beep detection)
+or ``"energy"`` (:class:`AmdAnalyzer` below). When the VAD package cannot be imported it logs a
+WARNING and falls back to the energy analyser. Both have the same interface (``feed``,
+``feed_energy``, ``timeout``, ``s``, ``result``, ``elapsed_ms``).
 
 Pure analysis (no pjsua2): :class:`AmdAnalyzer` is fed 16-bit mono PCM frames and returns a
 verdict once it is sure. The rules are those of Asterisk's ``app_amd``, which generations of
@@ -18,14 +25,18 @@ clock thread and only queues the result; it never calls pjsua2 from there.
 from __future__ import annotations
 
 import array
+import logging
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.vocabulary import AmdVerdict
 from sip.api import AmdSettings
 
 FRAME_MS = 20
+
+log = logging.getLogger("sip.amd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +57,25 @@ def frame_energy(pcm: bytes | bytearray | memoryview) -> float:
     return sum(map(abs, samples)) / len(samples)
 
 
+class Analyzer(Protocol):
+    """What the node's AMD port drives (both analysers implement it)."""
+
+    s: AmdSettings
+    elapsed_ms: int
+    result: AmdResult | None
+
+    def feed(self, pcm: bytes | bytearray | memoryview) -> AmdResult | None: ...
+
+    def feed_energy(self, energy: float) -> AmdResult | None: ...
+
+    def timeout(self) -> AmdResult: ...
+
+
 class AmdAnalyzer:
-    """State machine over 20 ms frames; call :meth:`feed` until it returns a result."""
+    """The ``"energy"`` analyser (app_amd rules; also the fallback).
+
+    State machine over 20 ms frames; call :meth:`feed` until it returns a result.
+    """
 
     def __init__(self, settings: AmdSettings, frame_ms: int = FRAME_MS) -> None:
         if frame_ms <= 0:
@@ -128,3 +156,36 @@ def analyse(pcm_frames: Iterable[bytes], settings: AmdSettings) -> AmdResult:
         if a.elapsed_ms < settings.max_analysis_ms
         else a._done(AmdVerdict.UNKNOWN, "max_time")
     )
+
+
+#: the energy analyser under its method name
+EnergyAmdAnalyzer = AmdAnalyzer
+_warned_fallback = False
+
+
+def make_analyzer(settings: AmdSettings, frame_ms: int = FRAME_MS) -> Analyzer:
+    """The analyser ``settings.method`` selects; the energy one if the VAD cannot load."""
+    global _warned_fallback
+    if settings.method == "vad":
+        from sip.amd_vad import VadAmdAnalyzer, load_vad
+
+        vad = load_vad(settings.vad_aggressiveness)
+        if vad is not None:
+            return VadAmdAnalyzer(settings, frame_ms, vad=vad)
+        if not _warned_fallback:
+            _warned_fallback = True
+            log.warning(
+                "AMD: webrtcvad (package webrtcvad-wheels) cannot be imported; "
+                "falling back to the energy/cadence analyser"
+            )
+    return AmdAnalyzer(settings, frame_ms)
+
+
+def detect(pcm_frames: Iterable[bytes], settings: AmdSettings) -> AmdResult:
+    """Like :func:`analyse` but with the analyser ``settings.method`` selects."""
+    a = make_analyzer(settings)
+    for fr in pcm_frames:
+        r = a.feed(fr)
+        if r is not None:
+            return r
+    return a.timeout()

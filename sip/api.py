@@ -64,29 +64,70 @@ def _check_headers(headers: dict[str, str], name: str = "headers") -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AmdSettings:
-    """Answering-machine detection thresholds (classic energy/cadence method, ms).
+    """Answering-machine detection settings (times in ms).
 
-    Defaults follow the long-standing Asterisk ``app_amd`` values. ``max_analysis_ms`` bounds
-    the whole analysis (the 2-second abandon clock may be running meanwhile: keep it short).
+    ``method`` selects the analyser (docs/sip.md, "Answering-machine detection"): ``"vad"``
+    (default) decides from what follows the greeting - the caller waiting (silence after
+    speech) -> human, a greeting going on past ``greeting_budget_ms`` or a beep -> machine -
+    with the WebRTC voice-activity detector; ``"energy"`` is the classic energy/cadence method
+    whose thresholds follow Asterisk ``app_amd`` (also the fallback when the VAD package is
+    missing). ``max_analysis_ms`` bounds the whole analysis (the 2-second abandon clock may be
+    running meanwhile: keep it short); with ``"vad"`` give it at least pick-up delay (~1 s) +
+    ``greeting_budget_ms`` + ``vad_long_silence_ms``, or long greetings end as UNKNOWN.
     """
 
     initial_silence_ms: int = 2500
     greeting_ms: int = 1500
     after_greeting_silence_ms: int = 800
-    max_analysis_ms: int = 5000
+    max_analysis_ms: int = 6500
     min_word_ms: int = 100
     between_words_silence_ms: int = 50
     max_words: int = 3
     #: mean absolute sample value (16-bit PCM) above which a 20 ms frame counts as voice
     silence_threshold: int = 256
+    #: "vad" (voice activity + beep) or "energy" (classic app_amd cadence rules)
+    method: str = "vad"
+    #: vad: the decision-time budget per campaign - a greeting still going on this long after
+    #: its first voiced frame is a recorded one (a receptionist has stopped and waits by then)
+    greeting_budget_ms: int = 4500
+    #: vad: silence after a short greeting meaning the caller waits for us -> HUMAN
+    vad_silence_ms: int = 600
+    #: vad: the same after a greeting longer than 1.5 s (receptionist or recording): a little
+    #: longer, to hear a beep that follows a recorded greeting's pause (never below
+    #: ``vad_silence_ms``: the larger of the two applies)
+    vad_long_silence_ms: int = 1000
+    #: vad: WebRTC VAD aggressiveness 0..3 (3 = least likely to call noise speech; frames
+    #: are also gated by the line's noise floor)
+    vad_aggressiveness: int = 1
+    #: vad: after a long-greeting verdict keep listening up to this long for the beep (or the
+    #: greeting's end) so a message starts after it; 0 = report at once
+    beep_wait_ms: int = 0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise SipApiError(f"AmdSettings.{f.name} must be a positive int, got {v!r}")
+            if f.name == "method":
+                if v not in AMD_METHODS:
+                    raise SipApiError(f"AmdSettings.method must be one of {AMD_METHODS}, got {v!r}")
+                continue
+            low = 0 if f.name in ("vad_aggressiveness", "beep_wait_ms") else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                kind = "a non-negative" if low == 0 else "a positive"
+                raise SipApiError(f"AmdSettings.{f.name} must be {kind} int, got {v!r}")
         if self.max_analysis_ms > 30_000:
             raise SipApiError("AmdSettings.max_analysis_ms must be <= 30000")
+        if self.vad_aggressiveness > 3:
+            raise SipApiError("AmdSettings.vad_aggressiveness must be 0..3")
+        if not 1000 <= self.greeting_budget_ms <= 20_000:
+            raise SipApiError("AmdSettings.greeting_budget_ms must be in [1000, 20000]")
+        if not 200 <= self.vad_silence_ms <= 5000:
+            raise SipApiError("AmdSettings.vad_silence_ms must be in [200, 5000]")
+        if not 200 <= self.vad_long_silence_ms <= 5000:
+            raise SipApiError("AmdSettings.vad_long_silence_ms must be in [200, 5000]")
+
+
+#: the analysers :class:`AmdSettings.method` can select
+AMD_METHODS = ("vad", "energy")
 
 
 # ---------------------------------------------------------------------------------------------

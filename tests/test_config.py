@@ -83,3 +83,79 @@ def test_dial_plan_is_imported_and_applied(tmp_path: Path) -> None:
     user_for = load_settings(path).sip.trunks["t"].user_for()
     assert user_for("+12125550500") == "status486_2_0"  # ...500: busy in the demo number plan
     assert load_settings(None).sip.trunks == {}
+
+
+# --------------------------------------------------------------- agent passwords (issue #12)
+
+AGENT = """
+[[agents]]
+login = "alice"
+sip_uri = "sip:alice@127.0.0.1:5070"
+"""
+
+
+def test_agent_password_hash_is_accepted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dialer.passwords import hash_password, verify_password
+
+    stored = hash_password("pw-alice")
+    path = tmp_path / "c.toml"
+    path.write_text(AGENT + f'password_hash = "{stored}"\n')
+    with caplog.at_level("WARNING"):
+        settings = load_settings(path)
+    assert settings.agents[0].password_hash == stored and settings.agents[0].password == ""
+    assert verify_password("pw-alice", settings.agents[0].mqtt_secret)
+    assert not caplog.records
+
+
+def test_malformed_password_hash_names_the_key_and_the_form(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(AGENT + 'password_hash = "hunter2-plain"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    msg = str(e.value)
+    assert "agents.0.password_hash" in msg and "scrypt$" in msg
+    assert "dialer agents hash-password" in msg
+    assert "hunter2-plain" not in msg  # a pasted plain password is not echoed
+
+
+def test_plain_agent_password_is_deprecated_with_a_warning_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(AGENT + 'password = "pw-plain-alice"\n')
+    with caplog.at_level("WARNING"):
+        settings = load_settings(path)
+    assert settings.agents[0].mqtt_secret == "pw-plain-alice"  # still works meanwhile
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "deprecated" in text and "agents.0.password" in text and "password_hash" in text
+    assert "dialer agents hash-password" in text
+    assert "pw-plain-alice" not in text and "pw-plain-alice" not in caplog.text
+
+
+def test_agent_with_both_password_and_hash_is_refused(tmp_path: Path) -> None:
+    from dialer.passwords import hash_password
+
+    path = tmp_path / "c.toml"
+    path.write_text(AGENT + f'password = "pw-x"\npassword_hash = "{hash_password("pw-x")}"\n')
+    with pytest.raises(ConfigError, match=r"agents\.0\.password: .*not both") as e:
+        load_settings(path)
+    assert "pw-x" not in str(e.value)
+
+
+def test_a_hash_under_the_plain_password_key_is_refused(tmp_path: Path) -> None:
+    from dialer.passwords import hash_password
+
+    path = tmp_path / "c.toml"
+    path.write_text(AGENT + f'password = "{hash_password("pw-y")}"\n')
+    with pytest.raises(ConfigError, match=r"agents\.0\.password: holds a hash.*password_hash"):
+        load_settings(path)
+
+
+def test_bad_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nsupervisors = { boss = 12345678 }\n'
+                    '[sip.trunks.t]\nuri = "sip:x"\npassword = 987654321\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert "sip.trunks.t.password" in str(e.value) and "mqtt.supervisors.boss" in str(e.value)
+    assert "12345678" not in str(e.value) and "987654321" not in str(e.value)

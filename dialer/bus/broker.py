@@ -22,8 +22,8 @@ loopback, where only local processes can reach it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import functools
 import ipaddress
 import logging
 import secrets
@@ -40,21 +40,23 @@ from amqtt.session import Session
 
 from dialer.bus.errors import BusError
 from dialer.bus.topics import Topics, check_login, filter_within, topic_matches
+from dialer.passwords import hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
 Role = Literal["dialer", "agent", "supervisor"]
 
 
-def _digest(password: str) -> bytes:
-    # Fixed-length digests so the comparison below takes the same time whatever the length.
-    return hashlib.sha256(password.encode("utf-8")).digest()
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked for unknown users: the same scrypt work, so no user-name oracle."""
+    return hash_password(secrets.token_hex(16))
 
 
 @dataclass(frozen=True, slots=True)
 class _User:
     role: Role
-    digest: bytes
+    secret: str  # "scrypt$..." (dialer/passwords.py) or a deprecated plain password
     read: tuple[str, ...]  # topic filters the user may subscribe to / receive from
     write: tuple[str, ...]  # topic filters the user may publish to
 
@@ -92,14 +94,14 @@ class AccessPolicy:
         if not password:
             raise ValueError(
                 f"embedded MQTT broker: {role} {user!r} has no password (agents: set "
-                "`password` in its [[agents]] entry)"
+                "`password_hash` in its [[agents]] entry, from `dialer agents hash-password`)"
             )
         if user in self._users:
             raise ValueError(
                 f"embedded MQTT broker: user {user!r} is configured twice (as "
                 f"{self._users[user].role} and {role}); user names must be unique"
             )
-        self._users[user] = _User(role, _digest(password), read, write)
+        self._users[user] = _User(role, password, read, write)
 
     def role(self, user: str | None) -> Role | None:
         u = self._users.get(user or "")
@@ -114,9 +116,9 @@ class AccessPolicy:
             except UnicodeDecodeError:
                 return False
         u = self._users.get(user)
-        # compare against a dummy digest for unknown users: same work, no user-name oracle
-        expected = u.digest if u else _digest(secrets.token_hex(8))
-        return hmac.compare_digest(_digest(password), expected) and u is not None
+        # unknown users are checked against a dummy hash: same work, no user-name oracle
+        ok = verify_password(password, u.secret if u else _dummy_hash())
+        return ok and u is not None
 
     def may_publish(self, user: str | None, topic: str) -> bool:
         u = self._users.get(user or "")
@@ -145,7 +147,9 @@ class PolicyAuthPlugin(BaseAuthPlugin):
         self._policy: AccessPolicy = self.config.policy
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        ok = self._policy.authenticate(session.username, session.password)
+        # a scrypt check takes ~70 ms: off the event loop (hashlib.scrypt releases the GIL)
+        ok = await asyncio.to_thread(self._policy.authenticate, session.username,
+                                     session.password)
         if not ok:
             # the user name is an operator-chosen login, not personal data of a callee
             log.warning("embedded broker: refused login for MQTT user %r", session.username)

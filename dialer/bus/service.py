@@ -42,7 +42,8 @@ async def open_agent_bus(
 ) -> AsyncIterator[AgentBusRuntime]:
     """Yield a connected AgentBus; with an empty `mqtt.url`, run the embedded broker first.
 
-    With the embedded broker every agent needs `password` set in its [[agents]] entry
+    With the embedded broker every agent needs `password_hash` (or the deprecated `password`)
+    set in its [[agents]] entry
     (ValueError names the agent otherwise); the dialer's own password is generated.
     """
     if mqtt.url:
@@ -52,7 +53,7 @@ async def open_agent_bus(
         async with bus:
             yield AgentBusRuntime(bus, _without_credentials(mqtt.url), None)
         return
-    passwords = {a.login: a.password for a in agents}
+    passwords = {a.login: a.mqtt_secret for a in agents}
     async with EmbeddedBroker(passwords, host=mqtt.embedded_host, port=mqtt.embedded_port,
                               prefix=mqtt.topic_prefix, supervisors=supervisors) as broker:
         bus = AgentBus(broker.dialer_url, prefix=mqtt.topic_prefix)

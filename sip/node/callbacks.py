@@ -15,7 +15,7 @@ import time
 import pjsua2 as pj
 
 from common.vocabulary import AmdVerdict
-from sip.amd import AmdAnalyzer
+from sip.amd import make_analyzer
 from sip.api import AgentLegAnswered, CallAnswered, CallBridged, MediaStats
 from sip.legs import CANCEL_GRACE_S, AgentFailure, LegState, LocalEnd
 from sip.node.base import NodeBase
@@ -69,7 +69,7 @@ class NodeCallbacks(NodeBase):
             if leg.cmd.record_path:
                 leg.record_path = leg.cmd.record_path
             if leg.cmd.amd is not None:
-                leg.amd = AmdAnalyzer(leg.cmd.amd)
+                leg.amd = make_analyzer(leg.cmd.amd)
             if leg.media_up:
                 self._media_answered(leg)
         elif st == pj.PJSIP_INV_STATE_DISCONNECTED:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from sip.amd import AmdAnalyzer
+from sip.amd import Analyzer
 from sip.api import Bridge, CallEnded, Play, TrunkStatus
 from sip.config import TrunkConfig
 from sip.legs import AgentCall, CustomerCall
@@ -91,7 +91,7 @@ class CustomerLeg(CustomerCall):
 
     call: NodeCall | None = None
     media_up: bool = False
-    amd: AmdAnalyzer | None = None
+    amd: Analyzer | None = None
     amd_port: AmdPort | None = None
     amd_started: float | None = None
     player: Player | None = None
@@ -141,7 +141,7 @@ class AmdPort(pj.AudioMediaPort):
     def __init__(
         self,
         call_id: str,
-        analyzer: AmdAnalyzer,
+        analyzer: Analyzer,
         out: queue.SimpleQueue[MediaItem],
         waker: Waker,
     ) -> None:

@@ -150,3 +150,34 @@ def test_env_example_sets_every_variable_the_compose_file_uses() -> None:
     given = {ln.split("=", 1)[0] for ln in example.read_text().splitlines()
              if ln and not ln.startswith("#")}
     assert used == given, f"compose uses {sorted(used)}, .env.example sets {sorted(given)}"
+
+
+def test_mosquitto_message_size_limit_fits_the_largest_screen_pop() -> None:
+    """deploy/mosquitto caps payloads (message_size_limit). A screen pop is the dialer's
+    largest message: with every text at its schema maximum (custom field values, which have
+    none, at 200 characters), 3-byte UTF-8 characters and the 20 history entries the store
+    sends (db/store.py lead_history), it must still pass, or the broker would drop it
+    silently. Agent commands are refused above 64 KiB by the dialer itself."""
+    from datetime import UTC, datetime
+
+    from common.vocabulary import AttemptResult, LeadStatus
+    from dialer.bus.messages import MAX_PAYLOAD_BYTES, ScreenPopEvt
+
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
+    limit = int(re.findall(r"^message_size_limit (\d+)$", conf, re.M)[0])
+    ch, now, big = "語", datetime.now(UTC), 2**62
+    pop = ScreenPopEvt.model_validate({
+        "id": "m" * 64, "ts": now, "attempt_id": big,
+        "lead": {"id": big, "name": ch * 200, "phone": "+14155550100", "company": ch * 200,
+                 "custom_fields": {f"k{i:063d}": ch * 200 for i in range(100)},
+                 "status": next(iter(LeadStatus))},
+        "history": [{"attempt_id": big, "at": now, "result": AttemptResult.CONNECTED,
+                     "disposition": "d" * 64, "notes": ch * 4000, "agent": "a" * 64}
+                    for _ in range(20)],
+        "script": ch * 20000,
+        "dispositions": [{"code": "d" * 64, "label": ch * 100, "needs_callback": False,
+                          "final": True} for _ in range(200)],
+    })
+    size = len(pop.model_dump_json().encode())
+    assert MAX_PAYLOAD_BYTES < size < limit, (size, limit)
+    assert limit < 1024 * 1024  # a megabyte payload is refused

@@ -163,3 +163,32 @@ async def test_supervisor_reads_event_stream_but_cannot_write(broker: int) -> No
     assert seen_sup == ["dialer/supervisor/events"]
     # the dialer saw its own supervisor event, then bob's command: nothing the supervisor sent
     assert seen_dialer == ["dialer/supervisor/events", "dialer/agents/bob/cmd"]
+
+
+def _message_size_limit() -> int:
+    limits = [int(ln.split()[1]) for ln in CONF.read_text(encoding="utf-8").splitlines()
+              if ln.split(" ", 1)[0] == "message_size_limit"]
+    assert len(limits) == 1, "deploy/mosquitto/mosquitto.conf must set message_size_limit once"
+    return limits[0]
+
+
+async def test_payloads_over_the_message_size_limit_are_dropped(broker: int) -> None:
+    """Mosquitto's default accepts payloads up to 256 MB; the deploy config caps them
+    (docs/operations.md). Over the cap: dropped (the QoS 1 flow still completes); at the cap:
+    delivered."""
+    limit = _message_size_limit()
+    assert 64 * 1024 <= limit < 1024 * 1024
+    async with _client(broker, "dialer") as dialer, _client(broker, "alice") as alice:
+        await alice.subscribe("dialer/agents/alice/evt", qos=1)
+        await dialer.publish("dialer/agents/alice/evt", b"x" * (limit + 1), qos=1)
+        await dialer.publish("dialer/agents/alice/evt", b"y" * limit, qos=1)
+        await dialer.publish("dialer/agents/alice/evt", b"x" * (1024 * 1024), qos=1)
+        await dialer.publish("dialer/agents/alice/evt", b"end", qos=1)
+        sizes: list[int] = []
+        async with asyncio.timeout(10):
+            async for msg in alice.messages:
+                payload = bytes(msg.payload)  # type: ignore[arg-type]
+                sizes.append(len(payload))
+                if payload == b"end":
+                    break
+    assert sizes == [limit, 3]
