@@ -40,7 +40,13 @@ from prometheus_client import (
     start_http_server,
 )
 
-from common.vocabulary import AbandonWindow, AgentState, AttemptResult, AttemptStage
+from common.vocabulary import (
+    AbandonWindow,
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    AttemptStage,
+)
 
 # prometheus-client adds a `<name>_created` series (process start timestamp) to every counter and
 # histogram child; with ~20 label sets per campaign that doubles the series count for no use in
@@ -70,7 +76,15 @@ ANSWER_TO_AGENT_BUCKETS: Final = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5
 RING_BUCKETS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0)
 #: talk time: a typical telemarketing call lasts 3-5 minutes (docs/domain.md).
 TALK_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 1200.0, 1800.0)
+#: AMD decision time from answer: people are decided within ~2.5 s, machines by their
+#: greeting budget (4.5 s by default), beeps later; the analysis gives up at amd_max_ms.
+AMD_DECISION_BUCKETS: Final = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5, 8.0, 10.0)
 WRAPUP_BUCKETS: Final = (2.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0)
+
+#: verdicts an analysis can reach (NOT_RUN is no analysis, so no sample)
+AMD_VERDICTS: Final[tuple[str, ...]] = tuple(
+    v.value for v in AmdVerdict if v is not AmdVerdict.NOT_RUN
+)
 
 #: stages a live call can be in (ENDED calls are not "in flight").
 IN_FLIGHT_STAGES: Final[tuple[str, ...]] = tuple(
@@ -263,6 +277,11 @@ class DialerMetrics:
             "Latency from a live answer (200 OK / AMD human) to the bridge with an agent.",
             ["campaign"], buckets=ANSWER_TO_AGENT_BUCKETS, registry=r,
         )
+        self.amd_decision_seconds = Histogram(
+            "dialer_amd_decision_seconds",
+            "Answering-machine detection: time from the answer to the verdict, by verdict.",
+            ["campaign", "verdict"], buckets=AMD_DECISION_BUCKETS, registry=r,
+        )
         self.calls_in_flight = Gauge(
             "dialer_calls_in_flight", "Calls in progress by stage.",
             ["campaign", "stage"], registry=r,
@@ -350,6 +369,8 @@ class DialerMetrics:
             self.agents.labels(c, state.value)
         for reason in HELD_BACK_REASONS:
             self.held_back_calls.labels(c, reason)
+        for verdict in AMD_VERDICTS:
+            self.amd_decision_seconds.labels(c, verdict)
         for hist in (
             self.ring_seconds, self.talk_seconds, self.wrapup_seconds,
             self.answer_to_agent_seconds,
@@ -439,6 +460,12 @@ class DialerMetrics:
         """One live answer bridged to an agent after `seconds`."""
         c = self.add_campaign(campaign)
         self.answer_to_agent_seconds.labels(c).observe(_amount("seconds", seconds))
+
+    def observe_amd(self, campaign: str, verdict: AmdVerdict | str, seconds: float) -> None:
+        """One AMD verdict, reached `seconds` after the answer."""
+        c = self.add_campaign(campaign)
+        v = _enum_label("verdict", verdict, AMD_VERDICTS)
+        self.amd_decision_seconds.labels(c, v).observe(_amount("seconds", seconds))
 
     def observe_wrapup(self, campaign: str, seconds: float) -> None:
         """One agent wrap-up (call end to disposition) that took `seconds`."""

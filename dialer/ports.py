@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope, DialMode
+from common.vocabulary import (
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    AttemptStage,
+    CallbackScope,
+    DialMode,
+)
 from db.models import Agent, Campaign
 from db.store import HistoryEntry, HopperLead, LeadCard, Outcome
 from scheduling.facts import RefreshStats
@@ -151,6 +158,7 @@ class Metrics(Protocol):
         ring_s: float | None = None, talk_s: float | None = None,
     ) -> None: ...
     def observe_answer_to_agent(self, campaign: str, seconds: float) -> None: ...
+    def observe_amd(self, campaign: str, verdict: AmdVerdict | str, seconds: float) -> None: ...
     def observe_wrapup(self, campaign: str, seconds: float) -> None: ...
     def calls_lost(self, campaign: str, n: int = 1) -> None: ...
     def held_back(self, campaign: str, reason: str, n: int = 1) -> None: ...

@@ -75,6 +75,8 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     elif isinstance(ev, sip.AmdDone):
         rt._write(rt.store.update_attempt, call.attempt_id,
                   amd_verdict=ev.verdict, amd_ms=ev.took_ms, amd_done_at=ev.wall)
+        if rt.metrics is not None and ev.verdict is not AmdVerdict.NOT_RUN:
+            rt.metrics.observe_amd(rt.name, ev.verdict, ev.took_ms / 1000.0)
         call.live_mono = ev.mono
         rt._engine(rt.engine.call_answered, ev.call_id, ev.verdict,
                    answered_at=call.answered_wall or rt.clock.now())

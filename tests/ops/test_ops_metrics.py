@@ -17,7 +17,7 @@ from ops_promql import REPO
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.vocabulary import AbandonWindow, AgentState, AttemptResult, AttemptStage
+from common.vocabulary import AbandonWindow, AgentState, AmdVerdict, AttemptResult, AttemptStage
 from dialer.metrics import (
     HELD_BACK_REASONS,
     IN_FLIGHT_STAGES,
@@ -27,7 +27,9 @@ from dialer.metrics import (
     MetricsValueError,
 )
 
-ALLOWED_LABELS = {"campaign", "result", "state", "stage", "window", "code", "node", "reason"}
+# bounded label names only (enums and configured names): never a number or a person
+ALLOWED_LABELS = {"campaign", "result", "state", "stage", "window", "code", "node", "reason",
+                  "verdict"}
 C = "spring-offer"
 
 
@@ -363,3 +365,18 @@ def test_help_texts_say_what_the_runtime_sets(metrics: DialerMetrics) -> None:
     answer = helps["dialer_answer_rate"]
     assert "live answers plus answering machines" in answer and "dials" in answer
     assert "pacer" not in helps["dialer_dial_level"] + answer
+
+
+def test_amd_decisions_are_timed_by_verdict(served) -> None:
+    m, server = served
+    m.observe_amd(C, AmdVerdict.HUMAN, 1.8)
+    m.observe_amd(C, "machine", 4.6)
+    s = scrape(server)
+    assert val(s, "dialer_amd_decision_seconds_bucket", campaign=C, verdict="human",
+               le="2.0") == 1
+    assert val(s, "dialer_amd_decision_seconds_bucket", campaign=C, verdict="machine",
+               le="4.0") == 0
+    assert val(s, "dialer_amd_decision_seconds_count", campaign=C, verdict="machine") == 1
+    assert val(s, "dialer_amd_decision_seconds_count", campaign=C, verdict="unknown") == 0
+    with pytest.raises(MetricsLabelError, match="verdict"):
+        m.observe_amd(C, "not_run", 1.0)
