@@ -91,6 +91,11 @@ class NodeCommands(NodeCallbacks):
             call.makeCall(cmd.target, prm)
         except pj.Error as exc:
             leg.call = None
+            if leg.state == LegState.ENDED:
+                # PJSIP disconnected the call inside makeCall (e.g. an unresolvable host) and
+                # its CallEnded is out: raising afterwards must not add a second final event
+                self.legs.pop(leg.call_id, None)
+                return
             status = pj_status(exc)
             if retry_makecall(status, time.monotonic(), leg.retry_until, self.stopping):
                 self.pending_originates.append(leg)
