@@ -36,6 +36,11 @@ __all__ = [
 DayAttempt = tuple[int, int | None, AttemptResult | None, str | None, float | None]
 
 
+#: the stored figures of a report row, in `DailyReport` and `scheduling.report.ReportRow` alike
+REPORT_COLUMNS = ("report_date", "campaign_id", "agent_id", "planned", "called", "reached",
+                  "meetings", "contracts", "callbacks", "talk_s")
+
+
 class ReportFigures(Protocol):
     """The stored figures of one report row (scheduling.report.ReportRow has these fields)."""
 
@@ -113,21 +118,7 @@ class ReportTransaction:
             )
         )
         for r in rows:
-            self._s.add(
-                DailyReport(
-                    report_date=r.report_date,
-                    campaign_id=r.campaign_id,
-                    agent_id=r.agent_id,
-                    planned=r.planned,
-                    called=r.called,
-                    reached=r.reached,
-                    meetings=r.meetings,
-                    contracts=r.contracts,
-                    callbacks=r.callbacks,
-                    talk_s=r.talk_s,
-                    created_at=now,
-                )
-            )
+            self._s.add(DailyReport(**{k: getattr(r, k) for k in REPORT_COLUMNS}, created_at=now))
 
 
 @asynccontextmanager

@@ -30,7 +30,7 @@ from common.vocabulary import DEFAULT_DISPOSITIONS, AttemptResult
 from db import reports as store
 from db.models import Campaign
 from db.planning import planned_counts
-from db.reports import ReportTransaction, report_transaction
+from db.reports import REPORT_COLUMNS, ReportTransaction, report_transaction
 from db.repositories import Sessions
 from scheduling.days import local_day_bounds
 
@@ -150,14 +150,7 @@ async def build_day_report(
     sessions: Sessions, *, campaign_id: int, report_date: date, now: datetime
 ) -> list[ReportRow]:
     """Compute and store (replacing) the report of `campaign_id` for local day `report_date`."""
-    planned = await planned_counts(sessions, campaign_id=campaign_id, plan_date=report_date)
-    async with report_transaction(sessions) as tx:
-        campaign = await tx.campaign(campaign_id)
-        if campaign is None:
-            raise LookupError(f"campaign {campaign_id} does not exist")
-        rows = await _compute(tx, campaign, report_date, planned)
-        await tx.replace_report(campaign_id=campaign_id, report_date=report_date, rows=rows,
-                                now=now)
+    rows = await _day_report(sessions, campaign_id, report_date, store_at=now)
     log.info("campaign %s: report for %s written, %d rows", campaign_id, report_date, len(rows))
     return rows
 
@@ -166,13 +159,23 @@ async def compute_day_report(
     sessions: Sessions, *, campaign_id: int, report_date: date
 ) -> list[ReportRow]:
     """The report of `campaign_id` for local day `report_date`, computed but not stored."""
+    rows = await _day_report(sessions, campaign_id, report_date, store_at=None)
+    rows.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
+    return rows
+
+
+async def _day_report(
+    sessions: Sessions, campaign_id: int, report_date: date, *, store_at: datetime | None
+) -> list[ReportRow]:
     planned = await planned_counts(sessions, campaign_id=campaign_id, plan_date=report_date)
     async with report_transaction(sessions) as tx:
         campaign = await tx.campaign(campaign_id)
         if campaign is None:
             raise LookupError(f"campaign {campaign_id} does not exist")
         rows = await _compute(tx, campaign, report_date, planned)
-    rows.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
+        if store_at is not None:
+            await tx.replace_report(campaign_id=campaign_id, report_date=report_date,
+                                    rows=rows, now=store_at)
     return rows
 
 
@@ -208,20 +211,8 @@ async def load_day_report(
     stored = await store.load_day_report(sessions, report_date=report_date,
                                          campaign_id=campaign_id)
     out = [
-        ReportRow(
-            report_date=r.report_date,
-            campaign_id=r.campaign_id,
-            campaign=cname,
-            agent_id=r.agent_id,
-            agent=login or "",
-            planned=r.planned,
-            called=r.called,
-            reached=r.reached,
-            meetings=r.meetings,
-            contracts=r.contracts,
-            callbacks=r.callbacks,
-            talk_s=r.talk_s,
-        )
+        ReportRow(**{k: getattr(r, k) for k in REPORT_COLUMNS}, campaign=cname,
+                  agent=login or "")
         for r, cname, login in stored
     ]
     out.sort(key=lambda r: (r.campaign, r.agent_id is not None, r.agent))
