@@ -314,7 +314,13 @@ async def update_lead(
     sessions: Sessions, lead_id: int, *, now: datetime, callback_pending: bool = False,
     **fields: Any,
 ) -> None:
-    """Apply an outcome to a lead, release its claim and recompute its hopper tier."""
+    """Apply an outcome to a lead, release its claim and recompute its hopper tier.
+
+    The lead's `next_call_at` is cleared in the same transaction: the old value was "due now",
+    and a concurrent hopper refill would otherwise claim (and dial) the person again in the
+    moment between this outcome and the caller's callability refresh, which sets the new
+    time. Fail closed: if that refresh never comes, the lead waits for the next whole-campaign
+    refresh rather than being called twice."""
     async with sessions.begin() as s:
         lead = await s.get(Lead, lead_id)
         if lead is None:
@@ -326,6 +332,7 @@ async def update_lead(
             lead.status = LeadStatus.DNC
         lead.claimed_by = None
         lead.claimed_until = None
+        lead.next_call_at = None
         lead.updated_at = now
         lead.hopper_tier = hopper_tier(
             callback_due=callback_pending, status=lead.status,

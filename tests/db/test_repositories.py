@@ -69,6 +69,23 @@ async def test_claim_orders_by_tier_priority_due(db_engine: AsyncEngine) -> None
     assert len(taken) == 20  # the lead due in an hour is still not due six minutes later
 
 
+async def test_an_outcome_keeps_the_lead_out_of_the_hopper_until_it_is_recomputed(
+    db_engine: AsyncEngine,
+) -> None:
+    """The claim is released with the outcome, but the lead's old "due now" time must not let
+    a concurrent refill claim (and dial) the person again before the callability refresh."""
+    cid = await _seed(db_engine, 1)
+    sessions = session_factory(db_engine)
+    (lead,) = await repo.claim_leads(sessions, campaign_id=cid, now=NOW, limit=1, holder="a",
+                                     ttl=timedelta(minutes=5))
+    await repo.update_lead(sessions, lead.id, now=NOW, status=LeadStatus.SERVED)
+    assert await repo.claim_leads(sessions, campaign_id=cid, now=NOW, limit=5, holder="b",
+                                  ttl=timedelta(minutes=5)) == []
+    async with sessions() as s:
+        row = await s.get(Lead, lead.id)
+        assert row is not None and row.claimed_by is None and row.next_call_at is None
+
+
 async def test_concurrent_claimers_never_share_a_lead(db_engine: AsyncEngine) -> None:
     cid = await _seed(db_engine, 200)
     engines = [db_engine]
