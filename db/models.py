@@ -169,6 +169,11 @@ class Lead(Base):
     last_result: Mapped[AttemptResult | None] = mapped_column(str_enum(AttemptResult))
     last_attempt_at: Mapped[datetime | None]
     last_abandoned_at: Mapped[datetime | None]
+    #: a connected attempt whose disposition was lost to a stop, crash or outage: the lead is
+    #: not callable until someone records that call's outcome (docs/agent-protocol.md)
+    needs_outcome_attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attempts.id", use_alter=True, name="fk_leads_needs_outcome_attempt",
+                   ondelete="SET NULL"))
     #: hopper lease: a claim is valid while claimed_until > now
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None]

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.vocabulary import (
@@ -50,11 +51,16 @@ _R = TypeVar("_R")
 
 
 class RepositoryError(Exception):
-    """A database operation failed; `operation` says which."""
+    """A database operation failed; `operation` says which. `transient` is True when the
+    database was unreachable or busy (connection refused or dropped, SQLite locked, pool
+    timeout): the same write may succeed when retried; False for errors retrying won't fix."""
 
     def __init__(self, operation: str, cause: BaseException) -> None:
         super().__init__(f"{operation} failed: {cause.__class__.__name__}: {cause}")
         self.operation = operation
+        self.transient = bool(
+            isinstance(cause, OperationalError | InterfaceError | PoolTimeoutError | OSError)
+            or getattr(cause, "connection_invalidated", False))
 
 
 def translated(
@@ -68,7 +74,8 @@ def translated(
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return await fn(*args, **kwargs)
-        except SQLAlchemyError as e:
+        except (SQLAlchemyError, OSError) as e:
+            # OSError: a driver may raise a refused connection unwrapped (asyncpg does)
             raise RepositoryError(name, e) from e
 
     return wrapper

@@ -26,7 +26,7 @@ from common.vocabulary import (
     DialMode,
     LeadStatus,
 )
-from db import dnc
+from db import dnc, outcomes
 from db import repositories as repo
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
 from db.repositories import Sessions, translated
@@ -98,6 +98,30 @@ class SqlStore:
     # ------------------------------------------------------------------ start-up (app)
     async def close_orphaned_attempts(self, *, dialer_id: str, now: datetime) -> int:
         return await repo.close_orphaned_attempts(self.sessions, dialer_id=dialer_id, now=now)
+
+    async def hold_orphaned_outcomes(self, *, dialer_id: str) -> int:
+        """At start: connected attempts a previous run left without a disposition hold their
+        leads as "needs outcome" (never redialed on a guess)."""
+        ids = await outcomes.unheld_connected_attempts(self.sessions, dialer_id=dialer_id)
+        return await outcomes.hold_for_outcome(self.sessions, ids)
+
+    async def hold_for_outcome(self, attempt_ids: Sequence[int]) -> int:
+        return await outcomes.hold_for_outcome(self.sessions, attempt_ids)
+
+    async def open_outcomes(
+        self, *, campaign_id: int | None = None, agent_id: int | None = None,
+    ) -> list[outcomes.OpenOutcome]:
+        return await outcomes.open_outcomes(self.sessions, campaign_id=campaign_id,
+                                            agent_id=agent_id)
+
+    async def attempt_outcome(self, attempt_id: int) -> outcomes.AttemptOutcome | None:
+        return await outcomes.attempt_outcome(self.sessions, attempt_id)
+
+    async def release_outcome(self, attempt_id: int) -> None:
+        await outcomes.release_outcome(self.sessions, attempt_id)
+
+    async def last_agent_states(self, campaign_id: int) -> list[outcomes.LastAgentState]:
+        return await outcomes.last_agent_states(self.sessions, campaign_id)
 
     async def upsert_campaign(self, cfg: object) -> Campaign:
         """Create or update a campaign from a `dialer.config.CampaignConfig`."""

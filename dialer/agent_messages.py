@@ -3,9 +3,10 @@ screen pop and the preview (docs/agent-protocol.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
 from common.vocabulary import DispositionSpec
 from db.store import HistoryEntry, LeadCard
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 #: starts a coroutine as a tracked background task (CampaignRuntime._spawn)
 Spawn = Callable[[Coroutine[object, object, None], str], None]
+#: a message body built when its turn to be sent comes (None: nothing to send)
+BodyLater = Callable[[], Awaitable[Body | None]]
 
 
 class AgentOutbox:
@@ -24,11 +27,14 @@ class AgentOutbox:
         self.name = name
         self.bus = bus
         self._spawn = spawn
-        self._queue: deque[tuple[str, AgentMessageKind, Body]] = deque()
+        self._queue: deque[tuple[str, AgentMessageKind, Body | BodyLater]] = deque()
         self._flush_scheduled = False
+        self._sending = asyncio.Lock()
 
-    def put(self, login: str, kind: AgentMessageKind, body: Body) -> None:
-        """Queue a message for an agent; sent in order by flush()."""
+    def put(self, login: str, kind: AgentMessageKind, body: Body | BodyLater) -> None:
+        """Queue a message for an agent; sent in order by flush(). A `BodyLater` (e.g. the
+        screen pop, read from the store) is built when its turn comes, so the messages queued
+        after it (the agent's `talking` state) still follow it; None drops it."""
         self._queue.append((login, kind, body))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -38,12 +44,16 @@ class AgentOutbox:
         """Hand queued messages to the bus, in order. The agent command handler awaits this
         before it returns, so a state change reaches the agent before the command's ack."""
         self._flush_scheduled = False
-        while self._queue:
-            login, kind, body = self._queue.popleft()
-            try:
-                await self.bus.send_agent(login, kind, body)
-            except Exception:
-                log.exception("campaign %s: %s message to an agent failed", self.name, kind)
+        async with self._sending:  # one sender at a time, or a later message could overtake
+            while self._queue:
+                login, kind, body = self._queue.popleft()
+                try:
+                    ready = await body() if callable(body) else body
+                    if ready is not None:
+                        await self.bus.send_agent(login, kind, ready)
+                except Exception:
+                    log.exception("campaign %s: %s message to an agent failed", self.name,
+                                  kind)
 
 
 def lead_body(card: LeadCard, *, full: bool) -> dict[str, object]:

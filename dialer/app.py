@@ -27,27 +27,21 @@ from db.migrate import upgrade
 from db.models import Agent, Campaign
 from db.session import create_engine, session_factory
 from db.store import SqlStore
+from dialer.agent_commands import AgentCommands
 from dialer.bus import AgentBus as MqttAgentBus
 from dialer.bus import AgentCommand
 from dialer.bus.broker import EmbeddedBroker
-from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
+from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import (
     SUPERVISOR_EVENTS,
     CallbackReminderEvt,
     CallEndedEvt,
-    DispositionCmd,
-    LoginCmd,
-    LogoutCmd,
-    PauseCmd,
-    PreviewAcceptCmd,
     PreviewEvt,
-    PreviewSkipCmd,
-    ReadyCmd,
     ScreenPopEvt,
     StateEvt,
 )
 from dialer.config import ConfigError, Settings
-from dialer.core.errors import CoreError
+from dialer.dispositions import hold_open_wrapups
 from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
 from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool
@@ -96,6 +90,8 @@ class RunSummary:
     queue_waits_ms: list[float] = field(default_factory=list)
     closed_at_stop: int = 0
     orphans_closed_at_start: int = 0
+    #: connected calls still without a disposition at the stop (now "needs outcome")
+    held_for_outcome: int = 0
 
 
 class DialerApp:
@@ -121,6 +117,7 @@ class DialerApp:
         self.metrics = metrics or DialerMetrics()
         self.runtimes: dict[str, CampaignRuntime] = {}
         self.agent_campaign: dict[str, str] = {}
+        self.commands = AgentCommands()
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.summary = RunSummary()
@@ -159,6 +156,10 @@ class DialerApp:
             if self.summary.orphans_closed_at_start:
                 log.warning("closed %d attempts a previous run left open (result lost)",
                             self.summary.orphans_closed_at_start)
+            held = await store.hold_orphaned_outcomes(dialer_id=s.dialer.id)
+            if held:
+                log.warning("%d connected calls of a previous run have no disposition: they "
+                            "wait as 'needs outcome' and their leads are not called", held)
             campaigns = [await store.upsert_campaign(c) for c in s.campaigns]
             if not campaigns:
                 campaigns = await store.campaigns()
@@ -295,11 +296,25 @@ class DialerApp:
         log.info("stopping: no new calls; live calls may go on for %.0f s", deadline)
         for rt in self.runtimes.values():
             rt.stop_dialing()
+        started = self.clock.monotonic()
         if not await self._all_idle(deadline):
             log.warning("drain deadline reached: hanging up the remaining calls")
             for rt in self.runtimes.values():
                 await rt.hang_up_all("dialer shutdown")
             await self._all_idle(5.0)
+        # agents finish their wrap-ups: a disposition given now is saved, not lost
+        wrapups = sum(rt.open_wrapups for rt in self.runtimes.values())
+        wait_s = self.settings.dialer.wrapup_deadline_s
+        if wrapups:
+            log.info("stopping: waiting up to %.0f s for %d dispositions", wait_s, wrapups)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(
+                    *(rt.wait_wrapups() for rt in self.runtimes.values())), wait_s)
+        for rt in self.runtimes.values():
+            self.summary.held_for_outcome += await hold_open_wrapups(rt)
+        if self.bus is not None:
+            await self.bus.settle()  # the last acks (a disposition's) reach the desktops
+        log.info("stopping: calls drained in %.1f s", self.clock.monotonic() - started)
         for rt in self.runtimes.values():
             await rt.flush()
             self.summary.closed_at_stop += await rt.close_open_attempts(
@@ -315,6 +330,9 @@ class DialerApp:
 
     # ------------------------------------------------------------------ routing of inputs
     def _on_sip_event(self, ev: SipEvent) -> None:
+        if type(ev).__name__ == "TrunkHealthChanged":  # sip.api: a trunk's breaker moved
+            self.metrics.trunk_health(ev.trunk, ev.state, ev.previous)  # type: ignore[union-attr]
+            return
         for rt in self.runtimes.values():
             if ev.call_id in rt.calls:
                 rt.on_sip_event(ev)
@@ -326,25 +344,7 @@ class DialerApp:
         if rt is None or login not in rt.agents:
             return ProtocolError(ErrorCode.UNKNOWN_AGENT,
                                  f"agent {login} is not configured on this dialer")
-        try:
-            if isinstance(cmd, LoginCmd):
-                rt.agent_login(login)
-            elif isinstance(cmd, ReadyCmd):
-                rt.agent_ready(login)
-            elif isinstance(cmd, PauseCmd):
-                rt.agent_pause(login, cmd.reason)
-            elif isinstance(cmd, LogoutCmd):
-                rt.agent_logout(login)
-            elif isinstance(cmd, DispositionCmd):
-                rt.agent_disposition(login, cmd.attempt_id, cmd.code, cmd.notes,
-                                     cmd.next_contact_at, cmd.callback_scope)
-            elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
-                rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
-        except CoreError as e:
-            return protocol_error_for(e)
-        finally:
-            await rt.flush_agent_messages()  # state changes go out before the ack
-        return None
+        return await self.commands.handle(rt, login, cmd)
 
     # the runtime's AgentBus port (dialer.ports.AgentBus) ----------------------------------
     async def send_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:

@@ -51,6 +51,9 @@ class DialerSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: on SIGTERM, how long live calls may go on before they are hung up
     drain_deadline_s: float = Field(default=30.0, ge=0)
+    #: on SIGTERM, after the calls: how long agents still in wrap-up may take to give their
+    #: dispositions; what is still open then waits as "needs outcome"
+    wrapup_deadline_s: float = Field(default=60.0, ge=0)
     #: where recordings, generated messages and reports go
     data_dir: Path = Path("var")
 

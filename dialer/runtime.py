@@ -55,6 +55,14 @@ from dialer.core.actions import (
 from dialer.core.engine import CampaignEngine
 from dialer.core.errors import CoreError, InvalidDispositionError, UnknownCallError
 from dialer.core.tickets import LeadTicket
+from dialer.dispositions import (
+    SaveMarks,
+    call_back_after_a_cut,
+    cut_by_fault,
+    queue_lead_update,
+    restore_agents,
+    state_body,
+)
 from dialer.engine_setup import PacingPriors, engine_config, pacing_priors
 from dialer.hopper import claim_tickets
 from dialer.metrics import HELD_BACK_REASONS
@@ -135,6 +143,7 @@ class CampaignRuntime:
         self.calls: dict[str, LiveCall] = {}
         self.stats = RuntimeStats()
         self._records = RecordWriter(self.name)
+        self.dispositions = SaveMarks()
         self._outbox = AgentOutbox(self.name, bus, self._spawn)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,6 +164,7 @@ class CampaignRuntime:
         self._records.start()
         try:
             await self._seed_abandon_ledger()
+            await restore_agents(self)
             self._apply(self.engine.tick(self.clock.now()))
             while not self._stopped.is_set():
                 wake = self.engine.next_wakeup
@@ -205,6 +215,17 @@ class CampaignRuntime:
     async def wait_idle(self) -> None:
         """Return once no call of this campaign is live (the drain's condition)."""
         while self.live_calls:
+            self._call_ended.clear()
+            await self._call_ended.wait()
+
+    @property
+    def open_wrapups(self) -> int:
+        """Connected calls whose agent has not given the disposition yet."""
+        return sum(1 for c in self.calls.values() if c.engine_done and c.agent_login)
+
+    async def wait_wrapups(self) -> None:
+        """Return once every connected call of this campaign has its disposition."""
+        while self.open_wrapups:
             self._call_ended.clear()
             await self._call_ended.wait()
 
@@ -363,7 +384,8 @@ class CampaignRuntime:
         elif isinstance(a, EndCall):
             self._submit(sip.Hangup(call_id=a.call_id, reason="dialer"))
         elif isinstance(a, ScreenPop):
-            self._spawn(self._screen_pop(a), "screen-pop")
+            # through the agent outbox: the pop goes before the `talking` state queued later
+            self._outbox.put(a.agent_id, "screen_pop", functools.partial(self._screen_pop, a))
         elif isinstance(a, PreviewOffer):
             self._spawn(self._preview(a), "preview")
         elif isinstance(a, AttemptFinished):
@@ -450,18 +472,19 @@ class CampaignRuntime:
         }
         if a.agent_id in self.agents:
             fields["agent_id"] = self.agents[a.agent_id].id
+        result = cut_by_fault(self, call, a.result)
         if self.metrics is not None:
             self.metrics.attempt_finished(
-                self.name, a.result, end.sip_code if end else None,
+                self.name, result, end.sip_code if end else None,
                 ring_s=end.ring_s if end else None, talk_s=end.talk_s if end else None)
-        self._write(self.store.finish_attempt, call.attempt_id, result=a.result,
+        self._write(self.store.finish_attempt, call.attempt_id, result=result,
                     ended_at=a.ended_at, **fields)
         if a.result is AttemptResult.CONNECTED and call.agent_login:
             self._to_agent(call.agent_login, "call_ended", {
                 "attempt_id": call.attempt_id, "talk_s": float(end.talk_s or 0.0) if end else 0.0,
             })
         self._supervise_call(
-            call, AttemptStage.ENDED, result=a.result.value,
+            call, AttemptStage.ENDED, result=result.value,
             sip_code=end.sip_code if end and end.sip_code else None,
             ring_s=end.ring_s if end else None, talk_s=end.talk_s if end else None)
         if a.result is not AttemptResult.CONNECTED:
@@ -477,41 +500,10 @@ class CampaignRuntime:
                         "attempt %s as %s", self.name, call.agent_login,
                         self.campaign.max_wrapup_s, attempt_id, WRAPUP_TIMEOUT)
         self._claimed.discard(lead_id)
-        self._write(self._store_lead_update, u, lead_id, attempt_id)
-
-    async def _store_lead_update(self, u: LeadUpdate, lead_id: int, attempt_id: int | None) -> None:
-        owner_id = self.agents[u.owner].id if u.owner in self.agents else None
-        fields: dict[str, object] = {
-            "status": u.status, "next_contact_at": u.next_contact_at, "attempts": u.attempts,
-            "owner_agent_id": owner_id,
-        }
-        if u.result is not None:
-            fields["last_result"] = u.result
-            fields["last_attempt_at"] = u.at
-            if u.result is AttemptResult.ABANDONED:
-                fields["last_abandoned_at"] = u.at
-        if u.complaint_closed:
-            fields["has_open_complaint"] = False
-        callback = u.callback_scope is not None and u.next_contact_at is not None
-        await self.store.update_lead(lead_id, now=u.at, callback_pending=callback, **fields)
-        if attempt_id is not None and u.disposition is not None:
-            await self.store.update_attempt(
-                attempt_id, disposition=u.disposition, notes=u.notes,
-                next_contact_at=u.next_contact_at, wrapup_ended_at=u.at)
-        if callback and u.callback_scope is not None and u.next_contact_at is not None:
-            await self.store.add_callback(
-                campaign_id=self.campaign.id, lead_id=lead_id, scope=u.callback_scope,
-                owner_agent_id=owner_id if u.callback_scope is CallbackScope.AGENT else None,
-                due_at=u.next_contact_at, attempt_id=attempt_id, notes=u.notes, created_at=u.at)
-        if u.dnc:
-            phone = await self.store.lead_phone(lead_id)
-            if phone:
-                await self.store.add_dnc(phone, now=u.at, reason="agent request",
-                                         attempt_id=attempt_id)
-                if self.metrics is not None:
-                    self.metrics.dnc_hit(self.name)
-        await self.callability.refresh(campaign_id=self.campaign.id, now=u.at,
-                                       lead_ids=[lead_id], abandon_lockout=self.abandon_lockout)
+        if call is not None and call.cut_by_fault:
+            u = call_back_after_a_cut(self, call, u)
+        queue_lead_update(self, u, lead_id, attempt_id)
+        self._call_ended.set()  # a wrap-up ended: the stop may be waiting for it
 
     def _agent_state(self, a: AgentStateChanged) -> None:
         agent = self.agents.get(a.agent_id)
@@ -526,24 +518,24 @@ class CampaignRuntime:
             started = self._wrap_started.pop(a.agent_id, None)
             if started is not None and self.metrics is not None:
                 self.metrics.observe_wrapup(self.name, self.clock.monotonic() - started)
-        self._to_agent(a.agent_id, "state", {"state": a.new.value, "reason": a.reason})
+        body = state_body(self, a.agent_id, a.new, a.reason)
+        self._to_agent(a.agent_id, "state", body)
         self._supervise({
             "type": "agent_state", "login": a.agent_id, "state": a.new.value,
-            "previous": a.old.value, "reason": a.reason,
+            "previous": a.old.value, "reason": a.reason, "attempt_id": body["attempt_id"],
         })
 
-    async def _screen_pop(self, a: ScreenPop) -> None:
+    async def _screen_pop(self, a: ScreenPop) -> Body | None:
         call = self.calls.get(a.call_id)
         if call is None:
-            return
+            return None
         lead_id = int(a.lead.lead_id)
         card = await self.store.lead_card(lead_id)
         if card is None:
-            return
+            return None
         history = await self.store.lead_history(lead_id, exclude_attempt_id=call.attempt_id)
-        await self.bus.send_agent(a.agent_id, "screen_pop", screen_pop_body(
-            call.attempt_id, card, history, self.campaign.script or "",
-            self.engine.config.dispositions.values()))
+        return screen_pop_body(call.attempt_id, card, history, self.campaign.script or "",
+                               self.engine.config.dispositions.values())
 
     async def _preview(self, a: PreviewOffer) -> None:
         card = await self.store.lead_card(int(a.lead.lead_id))

@@ -44,6 +44,8 @@ class LiveCall:
     queue_wait_ms: float | None = None
     opted_out: bool = False
     engine_done: bool = False
+    #: the call was cut by a fault while the person talked to the agent (node lost)
+    cut_by_fault: bool = False
 
 
 def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
@@ -91,9 +93,13 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
         call.sip_end = ev
         rt._engine(rt.engine.call_ended, ev.call_id, ev.result)
     elif isinstance(ev, sip.CallLost):
+        talk_s = getattr(ev, "talk_s", None)
+        if talk_s is None and call.answered_mono is not None:
+            talk_s = max(0.0, ev.mono - call.answered_mono)  # up to the loss, as seen here
         call.sip_end = sip.CallEnded(
             call_id=ev.call_id, result=AttemptResult.LOST, sip_code=None,
-            reason=f"node lost: {ev.reason}", hangup_by="node", ring_s=None, talk_s=None,
+            reason=f"node lost: {ev.reason}", hangup_by="node",
+            ring_s=getattr(ev, "ring_s", None), talk_s=talk_s,
             retryable=True, mono=ev.mono, wall=ev.wall)
         if rt.metrics is not None:
             rt.metrics.calls_lost(rt.name)

@@ -50,6 +50,9 @@ class NeverReason(enum.StrEnum):
     #: no zone on the lead, none from the number, no default - or a zone tzdata does not know
     UNKNOWN_ZONE = "unknown_zone"
     NO_OPEN_TIME = "no_open_time"  # company hours and callee window never overlap (horizon)
+    #: a connected call's disposition was lost (a stop, crash or outage): nobody calls the
+    #: person again until someone records what was agreed on that call
+    NEEDS_OUTCOME = "needs_outcome"
 
 
 class Gate(enum.StrEnum):
@@ -105,6 +108,7 @@ class LeadFacts:
     refused_at: datetime | None = None
     calendar: CompanyCalendar | None = None
     jurisdiction: str | None = None
+    needs_outcome: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +157,8 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
         return Callability(None, NeverReason.DNC)
     if lead.status not in DIALABLE_STATUSES:
         return Callability(None, NeverReason.STATUS)
+    if lead.needs_outcome:
+        return Callability(None, NeverReason.NEEDS_OUTCOME)
     if lead.attempts >= rules.retry.max_attempts:
         return Callability(None, NeverReason.MAX_ATTEMPTS)
 
@@ -163,7 +169,11 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
     best_f = now.timestamp()
     best: datetime = now
     gate = Gate.NOW
-    if lead.last_attempt_at is not None and lead.last_result is not None:
+    # the retry delay spaces out retries nobody agreed to; a callback is an agreed time, so
+    # the delay after the call that agreed it does not push it back (e.g. "call me in 2 hours"
+    # after a connected call, whose retry delay is a day)
+    if lead.last_attempt_at is not None and lead.last_result is not None \
+            and lead.callback_at is None:
         delay = rules._delay_s.get(lead.last_result, 0)
         x = lead.last_attempt_at.timestamp() + delay
         if x > best_f:

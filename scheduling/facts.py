@@ -104,6 +104,7 @@ def lead_facts(
         refused_at=refused_at,
         calendar=calendar,
         jurisdiction=jurisdiction,
+        needs_outcome=lead.needs_outcome_attempt_id is not None,
     )
 
 

@@ -206,6 +206,18 @@ class AgentBus:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    async def settle(self, within_s: float = 3.0) -> bool:
+        """Wait until every received command is handled and every queued agent message is
+        published (at a stop, so the last replies - a disposition's ack - reach the
+        desktops). False when that did not happen within `within_s`."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within_s
+        while self._workers or self._outbox:
+            if loop.time() >= until or not self.connected:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def send(self, login: str, message: DialerMessage) -> None:
         """Queue `message` for agent `login`'s evt topic; returns without awaiting the network."""
         if not isinstance(message, DIALER_MESSAGE_TYPES):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import enum
 
 from dialer.core.errors import (
+    AlreadyDisposedError,
     CoreError,
     IllegalTransitionError,
     InvalidDispositionError,
+    NotYourCallError,
     UnknownAgentError,
     UnknownCallError,
 )
@@ -35,6 +37,9 @@ class ErrorCode(enum.StrEnum):
     NEXT_CONTACT_REQUIRED = "next_contact_required"  # the disposition needs next_contact_at
     INVALID_NEXT_CONTACT = "invalid_next_contact"  # in the past, or outside allowed bounds
     ALREADY_DISPOSED = "already_disposed"
+    NOT_SAVED = "not_saved"  # applied, but not yet in the database: send the same one again
+    SESSION_ACTIVE = "session_active"  # login while another session of it is live (takeover)
+    STALE_SESSION = "stale_session"  # the session was ended or taken over: log in again
     # the dialer could not process it
     OVERLOADED = "overloaded"  # too many commands queued for this agent; retry later
     INTERNAL = "internal"  # a fault in the dialer; logged there, nothing was changed
@@ -74,6 +79,10 @@ def protocol_error_for(exc: CoreError) -> ProtocolError:
             code = ErrorCode.INVALID_STATE
         case InvalidDispositionError():
             code = ErrorCode.INVALID_DISPOSITION
+        case AlreadyDisposedError():
+            code = ErrorCode.ALREADY_DISPOSED
+        case NotYourCallError():
+            code = ErrorCode.NOT_YOUR_ATTEMPT
         case _:
             code = ErrorCode.INTERNAL
     return ProtocolError(code, str(exc))

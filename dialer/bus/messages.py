@@ -114,12 +114,45 @@ class _Message(BaseModel):
 
 class _AgentCommand(_Message):
     login: Login = Field(description="the agent's login; must equal the login in the topic")
+    session: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,64}$")] | None = \
+        Field(default=None, description="the session id given at login; a command of a "
+              "session that is no longer the login's is refused (stale_session)")
+
+    def to_json(self) -> bytes:
+        # a desktop without sessions sends no `session` field at all
+        return self.model_dump_json(exclude={"session"} if self.session is None else None
+                                    ).encode()
+
+
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,64}$")]
 
 
 class LoginCmd(_AgentCommand):
-    """Start a session: the agent is logged in and paused until it sends `ready`."""
+    """Start (or resume) a session: a new session is logged in and paused until `ready`; the
+    reply is the agent's `state`, then the ack."""
 
     type: Literal["login"] = "login"
+    session: SessionId | None = Field(
+        default=None,
+        description="the desktop's session id (random, kept for the tab's life); one session "
+        "per login: another live session is refused unless `takeover` is true",
+    )
+    takeover: bool = Field(
+        default=False, description="end the login's other session and take its place")
+
+
+class GetStateCmd(_AgentCommand):
+    """Ask for the agent's state, its open call, its calls waiting for an outcome and the
+    disposition catalog (answered with a `state` event, then the ack)."""
+
+    type: Literal["get_state"] = "get_state"
+
+
+class HangupCmd(_AgentCommand):
+    """End the call this agent is talking on (the agent then wraps up as usual)."""
+
+    type: Literal["hangup"] = "hangup"
+    attempt_id: RowId
 
 
 class ReadyCmd(_AgentCommand):
@@ -173,12 +206,13 @@ class PreviewSkipCmd(_AgentCommand):
 
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
-    | PreviewSkipCmd,
+    | PreviewSkipCmd | GetStateCmd | HangupCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
+    GetStateCmd, HangupCmd,
 )
 
 
@@ -235,6 +269,15 @@ class StateEvt(_Message):
     type: Literal["state"] = "state"
     state: AgentState
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+    attempt_id: RowId | None = Field(
+        default=None, description="the call this state concerns (reserved, talking, wrap_up)")
+    needs_outcome: list[RowId] | None = Field(
+        default=None, max_length=1000,
+        description="on replies to login/get_state and after a restart: this agent's calls "
+        "whose outcome was lost and waits for a disposition")
+    dispositions: list[DispositionOption] | None = Field(
+        default=None, max_length=200,
+        description="on replies to login/get_state: the campaign's disposition catalog")
 
     @classmethod
     def from_change(cls, change: StateChange) -> StateEvt:

@@ -54,3 +54,11 @@ class IllegalTransitionError(CoreError):
 
 class InvalidDispositionError(CoreError, ValueError):
     """An agent's disposition is not in the catalog or lacks a required field."""
+
+
+class AlreadyDisposedError(CoreError):
+    """A disposition for a call whose outcome is already recorded (a re-send: nothing to do)."""
+
+
+class NotYourCallError(CoreError):
+    """An agent named a call that another agent had."""

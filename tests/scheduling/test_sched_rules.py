@@ -278,3 +278,21 @@ def test_unknown_lead_zone_is_never_not_a_crash() -> None:
     res = next_callable_at(LeadFacts(timezone="Mars/Olympus"), utc(2026, 11, 23, 15),
                            CallingRules())
     assert res.reason is NeverReason.UNKNOWN_ZONE
+
+
+def test_an_agreed_callback_is_not_pushed_back_by_the_retry_delay() -> None:
+    """"Call me in two hours" after a connected call: the connected retry delay (a day)
+    spaces out unagreed retries only; the callback is due in two hours."""
+    now = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    agreed = now + timedelta(hours=2)
+    facts = LeadFacts(lead_id=1, timezone="UTC", phone_e164="+14155550100",
+                      last_attempt_at=now, last_result=AttemptResult.CONNECTED,
+                      callback_at=agreed)
+    got = next_callable_at(facts, now, CallingRules(window=PRESETS["none"]))
+    assert got.at == agreed and got.gate is Gate.CALLBACK
+    # without the agreement the retry delay holds
+    plain = next_callable_at(LeadFacts(lead_id=1, timezone="UTC", phone_e164="+14155550100",
+                                       last_attempt_at=now,
+                                       last_result=AttemptResult.CONNECTED),
+                             now, CallingRules(window=PRESETS["none"]))
+    assert plain.at == now + timedelta(days=1) and plain.gate is Gate.RETRY_DELAY
