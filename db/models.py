@@ -115,6 +115,8 @@ class Campaign(Base):
     #: an agent still in wrap-up after this long is made ready again and the call gets the
     #: dialer's `wrapup_timeout` disposition (0: wait for the agent forever)
     max_wrapup_s: Mapped[float] = mapped_column(Float, default=600.0, server_default="600")
+    #: a connected call is ended after this long (a far end that never hangs up); 0 = no limit
+    max_call_s: Mapped[float] = mapped_column(Float, default=3600.0, server_default="3600")
     #: RetryPolicy as JSON: {"max_attempts": 6, "max_attempts_per_30_days": null,
     #: "delays_s": {"busy": 900, ...}}
     retry_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -90,6 +90,7 @@ _CAMPAIGN_FIELDS = (
     "abandon_clock_start", "amd_enabled", "amd_max_ms", "machine_policy", "message_wav",
     "optout_key",
     "record_calls", "calling_window", "default_region", "callback_grace_s", "max_wrapup_s",
+    "max_call_s",
     "script",
 )
 

@@ -48,9 +48,11 @@ from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipP
 from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
 from scheduling.callbacks import CallbackReminder
 from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
+from sip.api import TrunkHealthChanged
 from sip.assets import ensure_default_message
 from sip.config import PoolConfig, TrunkConfig
 from sip.pool import NodePool
+from sip.trunk_health import BreakerConfig
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +284,10 @@ class DialerApp:
             "base_port": s.sip.base_port, "transports": tuple(s.sip.transports),
             "trunks": trunk_configs(s), "setup_rate_per_node": s.sip.setup_rate_per_node,
             "message_wav": message, "node_log_dir": str(data_dir / "logs"),
+            "media_timeout_s": s.sip.media_timeout_s, "session_expires_s": s.sip.session_expires_s,
+            "breaker": BreakerConfig(failure_threshold=s.sip.breaker_failures,
+                                     probe_interval_s=s.sip.breaker_probe_interval_s,
+                                     keepalive_interval_s=s.sip.breaker_keepalive_s),
         }
         kw.update(self._pool_overrides)
         (data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -330,8 +336,12 @@ class DialerApp:
 
     # ------------------------------------------------------------------ routing of inputs
     def _on_sip_event(self, ev: SipEvent) -> None:
-        if type(ev).__name__ == "TrunkHealthChanged":  # sip.api: a trunk's breaker moved
-            self.metrics.trunk_health(ev.trunk, ev.state, ev.previous)  # type: ignore[union-attr]
+        if isinstance(ev, TrunkHealthChanged):  # a trunk's circuit breaker moved
+            self.metrics.trunk_health(ev.trunk, ev.state, ev.previous)
+            for rt in self.runtimes.values():
+                if rt.campaign.trunk == ev.trunk:
+                    # an open circuit: claim no leads for it (they would only be refused)
+                    rt.set_trunk_down(ev.state == "open")
             return
         for rt in self.runtimes.values():
             if ev.call_id in rt.calls:

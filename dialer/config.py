@@ -126,6 +126,15 @@ class SipSection(_Section):
     #: call setups per second per node (the PyPI wheel aborts above ~60/s)
     setup_rate_per_node: float = Field(default=40.0, gt=0, le=2000)
     agent_answer_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: an answered leg with no RTP for this long is hung up (a far end that vanished); 0 = off
+    media_timeout_s: float = Field(default=20.0, ge=0, le=3600)
+    #: SIP session timers on trunk calls (RFC 4028 Session-Expires); 0 = PJSIP's default
+    session_expires_s: int = Field(default=1800, ge=0, le=86400)
+    #: per-trunk circuit breaker (docs/trunks.md): consecutive trunk failures that open it,
+    #: OPTIONS probe period while open, keep-alive period while closed (0 = none)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    breaker_probe_interval_s: float = Field(default=2.0, gt=0, le=600)
+    breaker_keepalive_s: float = Field(default=10.0, ge=0, le=3600)
     trunks: dict[str, TrunkSection] = {}
 
 
@@ -182,6 +191,9 @@ class CampaignConfig(_Section):
     callback_grace_s: float = Field(default=900.0, ge=0)
     #: an agent still in wrap-up after this is made ready; the call gets "wrapup_timeout"
     max_wrapup_s: float = Field(default=600.0, ge=0)
+    #: a connected call is hung up after this many seconds from the answer (a far end that
+    #: never hangs up must not hold an agent forever); 0 = no limit
+    max_call_s: float = Field(default=3600.0, ge=0)
     max_attempts: int = Field(default=6, ge=1, le=100)
     script: str = ""
 

@@ -17,6 +17,9 @@ docs/metrics.md documents each one. Rules kept here so the rest of the code cann
 
 prometheus-client's instruments are thread-safe, so the methods may be called from the asyncio
 loop and from other threads alike; the HTTP endpoint runs in its own daemon thread.
+
+Size: one class holds every metric so names, labels and pre-created series are reviewed in one
+place; the trunk-health pair (``trunk`` / ``to`` labels, docs/trunks.md) took it past 600 lines.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ __all__ = [
     "PREINITIALISED_SIP_CODES",
     "RING_BUCKETS",
     "TALK_BUCKETS",
+    "TRUNK_UP",
     "WRAPUP_BUCKETS",
     "DialerMetrics",
     "MetricsLabelError",
@@ -94,6 +98,8 @@ IN_FLIGHT_STAGES: Final[tuple[str, ...]] = tuple(
 #: why a due lead was not dialed now. The first two are the calling rules the Compliance
 #: dashboard shows (callee legal window, the called company's hours incl. lunch and holidays);
 #: the others are the remaining gates of scheduling.callable.Gate.
+#: the `dialer_trunk_up` value of each circuit-breaker state (sip/trunk_health.py)
+TRUNK_UP: Final[Mapping[str, float]] = {"closed": 1.0, "half_open": 0.5, "open": 0.0}
 HELD_BACK_REASONS: Final[tuple[str, ...]] = (
     "callee_window",
     "company_hours",
@@ -246,6 +252,7 @@ class DialerMetrics:
         self._nodes: set[str] = set()
         self._windows: dict[str, set[str]] = {}
         self._generations: dict[str, int] = {}
+        self._trunks: set[str] = set()
 
         # --- attempts and SIP -------------------------------------------------------------
         self.attempts = Counter(
@@ -345,6 +352,9 @@ class DialerMetrics:
             "dialer_node_restarts", "SIP node processes restarted after a crash.",
             ["node"], registry=r,
         )
+        # --- trunks (docs/trunks.md): registered when the first trunk is reported -------
+        self.trunk_up: Gauge | None = None
+        self.trunk_transitions: Counter | None = None
 
         for c in campaigns:
             self.add_campaign(c)
@@ -579,6 +589,44 @@ class DialerMetrics:
                 self._generations[name] = max(seen, generation)
             if generation > seen:
                 self.node_restarts.labels(name).inc(generation - seen)
+
+    def trunk_health(self, trunk: str, state: str, previous: str | None = None) -> None:
+        """The breaker of `trunk` is in `state` ("closed", "half_open" or "open"); a move from
+        a different `previous` state is counted as a transition (same or None: a snapshot)."""
+        to = _enum_label("trunk state", state, TRUNK_UP)
+        t = self.add_trunk(trunk)
+        assert self.trunk_up is not None and self.trunk_transitions is not None
+        self.trunk_up.labels(t).set(TRUNK_UP[to])
+        if previous is not None and previous != to:
+            self.trunk_transitions.labels(t, to).inc()
+
+    def add_trunk(self, trunk: str) -> str:
+        """Show a configured trunk as up (closed) with 0 transitions until it moves.
+
+        The two trunk families are registered with the first trunk, so a dialer without trunks
+        exposes none (every family it exposes has series)."""
+        t = _label("trunk", trunk)
+        with self._lock:
+            if t in self._trunks:
+                return t
+            self._trunks.add(t)
+            if self.trunk_up is None or self.trunk_transitions is None:
+                self.trunk_up = Gauge(
+                    "dialer_trunk_up",
+                    "Circuit breaker of a SIP trunk: 1 closed (calls go), 0.5 half-open "
+                    "(trial call), 0 open (calls refused).",
+                    ["trunk"], registry=self.registry,
+                )
+                self.trunk_transitions = Counter(
+                    "dialer_trunk_transitions",
+                    "Circuit-breaker transitions of a SIP trunk, by the state entered.",
+                    ["trunk", "to"], registry=self.registry,
+                )
+        assert self.trunk_up is not None and self.trunk_transitions is not None
+        self.trunk_up.labels(t).set(1.0)
+        for s in TRUNK_UP:
+            self.trunk_transitions.labels(t, s)
+        return t
 
     # ------------------------------------------------------------------ exposition
     def render(self) -> bytes:

@@ -77,7 +77,7 @@ from dialer.ports import (
     Store,
 )
 from dialer.records import RecordWriter
-from dialer.sip_events import LiveCall, handle_sip_event
+from dialer.sip_events import LiveCall, end_overlong_calls, handle_sip_event
 from sip import api as sip
 
 __all__ = [
@@ -150,6 +150,7 @@ class CampaignRuntime:
         self._claimed: set[int] = set()  # lead ids claimed and held by the engine's hopper
         self._refilling = False
         self._accepting = True
+        self.trunk_down = False  # the trunk's circuit breaker is open (sip/trunk_health.py)
         self._stopped = asyncio.Event()
         #: agent -> clock.monotonic() when its wrap-up began (the wrap-up duration metric)
         self._wrap_started: dict[str, float] = {}
@@ -177,6 +178,7 @@ class CampaignRuntime:
                 # tick even when not dialing: answered calls still have abandon deadlines,
                 # and the engine closes overdue wrap-ups here
                 self._apply(self.engine.tick(self.clock.now()))
+                end_overlong_calls(self)
                 self._publish_gauges()
                 self._renew_claims_if_due()
         finally:
@@ -194,6 +196,11 @@ class CampaignRuntime:
         if not self._accepting:
             self._accepting = True
             self._wake.set()
+
+    def set_trunk_down(self, down: bool) -> None:
+        """The campaign's trunk circuit opened (no refills) or closed/half-opened again."""
+        self.trunk_down = down
+        self._wake.set()
 
     @property
     def dialing(self) -> bool:
@@ -394,7 +401,8 @@ class CampaignRuntime:
             self._lead_update(a)
         elif isinstance(a, AgentStateChanged):
             self._agent_state(a)
-        elif isinstance(a, NeedLeads) and self._accepting and not self._refilling:
+        elif isinstance(a, NeedLeads) and self._accepting and not self._refilling \
+                and not self.trunk_down:
             self._refilling = True
             self._spawn(self._refill(a.n), "refill")
 

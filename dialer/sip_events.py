@@ -46,6 +46,8 @@ class LiveCall:
     engine_done: bool = False
     #: the call was cut by a fault while the person talked to the agent (node lost)
     cut_by_fault: bool = False
+    #: hung up for reaching the campaign's max_call_s (asked once)
+    hung_up_long: bool = False
 
 
 def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
@@ -54,8 +56,8 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     if call is None:
         return
     if isinstance(ev, sip.CallTrying):
-        rt._write(rt.store.update_attempt, call.attempt_id,
-                  stage=AttemptStage.DIALING, dialing_at=ev.wall)
+        rt._write(rt.store.update_attempt, call.attempt_id, stage=AttemptStage.DIALING,
+                  dialing_at=ev.wall, node=getattr(ev, "node", None) or None)
     elif isinstance(ev, sip.CallRinging):
         # only the first 18x moves the row (early media may send another)
         if rt.engine.call_stage(ev.call_id) in _BEFORE_RINGING:
@@ -154,10 +156,28 @@ def _on_rejected(rt: CampaignRuntime, call: LiveCall, ev: sip.CommandRejected) -
     log.warning("campaign %s: %s rejected for call %s: %s", rt.name, ev.command,
                 ev.call_id, ev.error)
     if ev.command == "Originate":
+        # never placed (a full pool, a trunk whose circuit is open): recorded `skipped`,
+        # which does not count against the lead's attempts and teaches the pacer nothing
         call.sip_end = sip.CallEnded(
-            call_id=ev.call_id, result=AttemptResult.CANCELLED, sip_code=None,
+            call_id=ev.call_id, result=AttemptResult.SKIPPED, sip_code=None,
             reason=f"not placed: {ev.error}", hangup_by="local", ring_s=None, talk_s=None,
             retryable=ev.retryable, mono=ev.mono, wall=ev.wall)
-        rt._engine(rt.engine.call_ended, ev.call_id, AttemptResult.CANCELLED)
+        rt._engine(rt.engine.call_ended, ev.call_id, AttemptResult.SKIPPED)
     elif ev.command == "Bridge":
         rt._engine(rt.engine.bridge_failed, ev.call_id, ev.error)
+
+
+def end_overlong_calls(rt: CampaignRuntime) -> None:
+    """Hang up connected calls older than the campaign's `max_call_s` (from the answer)."""
+    limit = float(rt.campaign.max_call_s or 0.0)
+    if limit <= 0:
+        return
+    now = rt.clock.monotonic()
+    for call in rt.calls.values():
+        if call.engine_done or call.answered_mono is None or call.hung_up_long \
+                or now - call.answered_mono < limit:
+            continue
+        call.hung_up_long = True
+        log.warning("campaign %s: attempt %s reached max_call_s (%.0f s); hanging up",
+                    rt.name, call.attempt_id, limit)
+        rt._submit(sip.Hangup(call_id=call.call_id, reason=f"max_call_s {limit:.0f} s"))

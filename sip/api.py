@@ -251,7 +251,9 @@ class _EventBase:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallTrying(_EventBase):
-    """The INVITE left the node."""
+    """The INVITE left the node. ``node`` names it (``node-<index>``, as the metrics label)."""
+
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,9 +340,20 @@ class CallEnded(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallLost(_EventBase):
-    """The node holding the call died; the outcome is unknown (close the attempt as LOST)."""
+    """The node holding the call died; the outcome is unknown (close the attempt as LOST).
+
+    The final event of the call (never followed by a CallEnded). What the pool had heard of
+    the call until then: ``answered`` (a CallAnswered came), ``bridged`` (a CallBridged came),
+    ``ring_s`` (first 18x -> answer, or -> the loss when unanswered), ``talk_s`` (answer -> the
+    loss), ``node`` (``node-<index>``). Defaults keep older producers valid.
+    """
 
     reason: str
+    answered: bool = False
+    bridged: bool = False
+    ring_s: float | None = None
+    talk_s: float | None = None
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,6 +380,24 @@ class TrunkStatus(_EventBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkHealthChanged(_EventBase):
+    """The pool's circuit breaker of a trunk moved (``call_id`` is ``trunk:<name>``).
+
+    ``state`` and ``previous`` are ``"closed"`` (calls go), ``"open"`` (Originates through the
+    trunk are refused with a retryable CommandRejected) or ``"half_open"`` (a trial call may
+    go); ``reason`` says why (no phone numbers); ``failures`` is the count of consecutive trunk
+    failures when it moved (docs/trunks.md). At pool start every trunk is reported once with
+    ``previous == state`` (a snapshot, not a transition).
+    """
+
+    trunk: str
+    state: str
+    previous: str
+    reason: str
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommandRejected(_EventBase):
     """A command could not be executed. ``retryable`` e.g. for PJ_ETOOMANY (70010) / pool full."""
 
@@ -388,6 +419,7 @@ Event = (
     | CallLost
     | CommandRejected
     | TrunkStatus
+    | TrunkHealthChanged
     | DtmfReceived
 )
 
@@ -453,6 +485,7 @@ _CLASSES: dict[str, type] = {
         CallLost,
         CommandRejected,
         TrunkStatus,
+        TrunkHealthChanged,
         DtmfReceived,
     )
 }

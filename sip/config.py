@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sip.api import SipApiError
+from sip.trunk_health import BreakerConfig
 
 Transport = Literal["udp", "tcp", "tls"]
 _TRANSPORTS = ("udp", "tcp", "tls")
@@ -38,6 +39,10 @@ class TrunkConfig:
     transport: Transport = "udp"
     #: per-trunk cap on concurrent calls (None: only node capacity limits it)
     max_channels: int | None = None
+    #: probe the trunk with SIP OPTIONS (keep-alive and while its breaker is open); False for
+    #: a trunk that ignores OPTIONS: an open breaker then goes half-open after the probe
+    #: interval and a trial call decides (docs/trunks.md)
+    options_probe: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -85,6 +90,12 @@ class NodeConfig:
     #: upper bound tried when measuring capacity (a raised-limit PJSIP build)
     capacity_probe_limit: int = 512
     user_agent: str = "dialer-sip-node"
+    #: hang up an answered leg (customer, or bridged agent) that received no RTP this long
+    #: (0: never)
+    media_timeout_s: float = 20.0
+    #: SIP session timer (RFC 4028) asked for on trunk accounts, seconds (0: PJSIP's default,
+    #: used only when the far end asks)
+    session_expires_s: int = 1800
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -129,6 +140,12 @@ class PoolConfig:
     node_log_dir: str | None = None
     python: str | None = None
     max_nodes: int = 256
+    #: per-trunk circuit breaker and OPTIONS probing (docs/trunks.md)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    #: hang up an answered leg that received no RTP this long (0: never; docs/trunks.md)
+    media_timeout_s: float = 20.0
+    #: SIP session timer asked for on trunk accounts (0: only when the far end asks)
+    session_expires_s: int = 1800
 
     def __post_init__(self) -> None:
         if self.nodes != "auto" and (not isinstance(self.nodes, int) or self.nodes <= 0):
@@ -161,6 +178,16 @@ class PoolConfig:
                 )
         if self.node_start_timeout_s <= 0:
             raise SipApiError("PoolConfig.node_start_timeout_s must be positive")
+        if not isinstance(self.breaker, BreakerConfig):
+            raise SipApiError("PoolConfig.breaker must be a sip.trunk_health.BreakerConfig")
+        check_media_timeout(self.media_timeout_s, "PoolConfig.media_timeout_s")
+        if not isinstance(self.session_expires_s, int) or not (
+            self.session_expires_s == 0 or 90 <= self.session_expires_s <= 86_400
+        ):
+            raise SipApiError(
+                f"PoolConfig.session_expires_s must be 0 or an int in [90, 86400], "
+                f"got {self.session_expires_s!r}"
+            )
 
     def node_count_for(self, capacity_per_node: int) -> int:
         """Nodes needed for ``planned_concurrency`` customer+agent pairs at a measured capacity."""
@@ -179,4 +206,16 @@ class PoolConfig:
             tls_key_file=self.tls_key_file,
             trunks=tuple(self.trunks.values()),
             pjsip_log_level=self.pjsip_log_level,
+            media_timeout_s=self.media_timeout_s,
+            session_expires_s=self.session_expires_s,
         )
+
+
+def check_media_timeout(value: float, name: str) -> None:
+    """0 (off) or 1..3600 seconds."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value == 0 or 1 <= value <= 3600)
+    ):
+        raise SipApiError(f"{name} must be 0 (off) or seconds in [1, 3600], got {value!r}")

@@ -34,8 +34,11 @@ PJ_ETOOMANY = 70010
 #: SIP codes that count as ringing (the ring timeout starts at the first of them)
 RINGING_CODES = frozenset({180, 181, 182, 183})
 #: how long CallEnded of a cancelled call waits for the INVITE's final answer (487 or a 200
-#: that crossed the CANCEL) before it is reported anyway
-CANCEL_GRACE_S = 4.0
+#: that crossed the CANCEL) before it is reported anyway. A 200 crossing our CANCEL was sent
+#: before the callee saw the CANCEL, so it arrives within one trip; a trunk that is slow to
+#: send its 487 must not stretch the ring time past ``ring_timeout_s`` (it was 4 s: a 25 s
+#: ring timeout ended calls 29 s after the first ring)
+CANCEL_GRACE_S = 0.8
 #: appended to the reason when the callee's 200 OK crossed our CANCEL
 CROSSED_CANCEL = "200 OK crossed the CANCEL (ACK+BYE sent)"
 
@@ -146,6 +149,17 @@ def shutdown_end(*, answered: bool) -> LocalEnd:
     )
 
 
+def media_timeout_end(media_timeout_s: float) -> LocalEnd:
+    """The answered customer leg received no RTP for ``media_timeout_s`` (a dead call)."""
+    return LocalEnd(None, "node", f"no media for {media_timeout_s:g} s", False, False)
+
+
+def agent_media_timeout_end(media_timeout_s: float) -> LocalEnd:
+    """The bridged agent leg received no RTP for ``media_timeout_s``: its phone is gone as
+    if its BYE was lost; the customer goes too, as when an agent hangs up."""
+    return LocalEnd(None, "node", f"agent leg: no media for {media_timeout_s:g} s", False, False)
+
+
 #: the bridged agent hung up: the customer goes too
 AGENT_HUNG_UP = LocalEnd(None, "local", "agent hung up", False, False)
 #: ``Play(hangup_after=True)`` finished its message
@@ -165,6 +179,25 @@ def retry_makecall(status: int, now: float, retry_until: float, stopping: bool =
 def makecall_retryable(status: int) -> bool:
     """Whether the dialer may retry an Originate whose ``makeCall`` failed for good."""
     return status == PJ_ETOOMANY
+
+
+@dataclass(slots=True)
+class RxWatch:
+    """RTP inactivity of one answered leg, from its rx packet counter polled about once a
+    second (:meth:`observe`). Counting starts at the first observation (the answer or the
+    bridge); a paused watch (remote hold) restarts the count when it resumes."""
+
+    timeout_s: float
+    last_rx: int = -1
+    since: float = 0.0
+
+    def observe(self, rx: int, now: float, *, receiving: bool = True) -> bool:
+        """True when no packet arrived for ``timeout_s`` (0: never)."""
+        if self.last_rx < 0 or rx != self.last_rx or not receiving:
+            self.last_rx = rx
+            self.since = now
+            return False
+        return self.timeout_s > 0 and now - self.since >= self.timeout_s
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ docs/sip.md "Callee dial plan"): the Request-URI user part chooses the behaviour
 
 so one test, one dial plan, either pool. Behaviours: answer, early, status<code>, noanswer,
 trying, optout (presses 9 one second after answering), race, auth (no challenge here: like
-answer), human, machine; an unknown word acts like answer (as the scenario falls through). A
+answer), human, machine, slowcancel (like noanswer here), silent (answers and sends no media:
+ended by the media timeout, "no media for <n> s", hangup_by node); an unknown word acts like
+answer (as the scenario falls through). A
 user part that does not match the grammar gets no answer at all (SIPp drops such an INVITE), so
 the setup timeout ends it. Agent legs (Bridge) to a user part outside the grammar answer at
 once, as the SIPp agent phone does; inside it they ring, fail or hang up as the callee would.
@@ -24,6 +26,10 @@ message's length) is a real asyncio sleep of that many seconds times `time_scale
 stamps (`mono`, `wall`) and durations (`ring_s`, `talk_s`, bridge latency) come from the
 injected `Clock`, the same one the dialer reads. AMD is not analysed: a verdict is given after
 a fixed time per behaviour (human: HUMAN; anything with a long or steady greeting: MACHINE).
+
+Trunks have the same circuit breaker as in NodePool (sip/trunk_monitor.py, docs/trunks.md):
+outcomes are counted the same way; the OPTIONS probe is pretended - a trunk answers it unless
+its name is in `dead_trunks` (a test knob).
 
 Imports only sip/ and common/ (the SIP layer knows nothing of the dialer).
 """
@@ -65,6 +71,9 @@ from sip.api import (
     StartRecording,
     classify_failure,
 )
+from sip.config import check_media_timeout
+from sip.trunk_health import BreakerConfig
+from sip.trunk_monitor import TrunkMonitor
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +181,8 @@ class MemoryPool:
         message_wav: str = "",
         time_scale: float = 1.0,
         trunks: Collection[str] = (),
+        breaker: BreakerConfig | None = None,
+        media_timeout_s: float = 20.0,
     ) -> None:
         if capacity < 2:
             raise SipApiError("MemoryPool capacity must be >= 2 (a call and its agent leg)")
@@ -184,8 +195,17 @@ class MemoryPool:
         #: names of the configured trunks (an Originate through another is refused, as by
         #: NodePool)
         self.trunks = frozenset(trunks)
+        check_media_timeout(media_timeout_s, "MemoryPool media_timeout_s")
+        self.media_timeout_s = media_timeout_s
+        #: trunks whose pretend OPTIONS probe gets no answer (tests set it)
+        self.dead_trunks: set[str] = set()
+        self.trunk_health = TrunkMonitor(
+            sorted(self.trunks), breaker or BreakerConfig(), clock, self._probe, self._emit
+        )
         self._node = MemoryNode(capacity=capacity)
         self._legs: dict[str, _Leg] = {}
+        #: trunk of a call whose CallEnded is being emitted (the leg is gone by then)
+        self._ended_trunk: dict[str, str] = {}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._accepting = False
         self._closed = False
@@ -223,6 +243,14 @@ class MemoryPool:
     async def start(self) -> None:
         self._node.alive = True
         self._accepting = True
+        # no start-up snapshot here: a MemoryPool's first event stays its first call's
+        self.trunk_health.start(snapshot=False)
+
+    async def _probe(self, trunk: str) -> tuple[bool, str]:
+        await self._sleep(0.01)
+        if trunk in self.dead_trunks:
+            return False, "no response (pretend)"
+        return True, "200 OK (pretend)"
 
     async def close(self, drain_deadline_s: float = 10.0) -> None:
         """Stop taking calls, wait up to the deadline for calls to end, then end the rest
@@ -230,6 +258,7 @@ class MemoryPool:
         if self._closed:
             return
         self._accepting = False
+        await self.trunk_health.stop()
         if self._legs and drain_deadline_s > 0:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
@@ -242,6 +271,10 @@ class MemoryPool:
 
     # ------------------------------------------------------------------ events
     def _emit(self, ev: Event) -> None:
+        if isinstance(ev, (CallRinging, CallAnswered, CallEnded)):
+            leg = self._legs.get(ev.call_id)
+            trunk = leg.cmd.trunk if leg is not None else self._ended_trunk.pop(ev.call_id, None)
+            self.trunk_health.observe(trunk, ev)
         if self._on_event is not None:
             try:
                 self._on_event(ev)
@@ -309,6 +342,10 @@ class MemoryPool:
         if self._node.free < need:
             self._reject(cmd, f"pool full ({self.in_use}/{self.capacity} slots in use)", True)
             return
+        refusal = self.trunk_health.admit(cmd.trunk, cmd.call_id)
+        if refusal is not None:
+            self._reject(cmd, refusal, True)
+            return
         leg = _Leg(cmd=cmd, behaviour=Behaviour.of(cmd.target), slots=need)
         self._legs[cmd.call_id] = leg
         self._node.in_use += need
@@ -327,7 +364,7 @@ class MemoryPool:
         """The callee's script for one call (callee.xml), up to its answer or refusal."""
         b = leg.behaviour
         cmd = leg.cmd
-        self._emit(CallTrying(call_id=leg.call_id, **self._stamp()))
+        self._emit(CallTrying(call_id=leg.call_id, node="node-0", **self._stamp()))
         if b is None or b.kind == "trying":
             # no provisional response ever: the node gives up at the setup timeout
             await self._sleep(cmd.setup_timeout_s)
@@ -344,7 +381,7 @@ class MemoryPool:
         early = b.kind == "early"
         self._emit(CallRinging(call_id=leg.call_id, early_media=early,
                                sip_code=183 if early else 180, **self._stamp()))
-        if b.kind in ("noanswer", "race") or b.ring_s >= cmd.ring_timeout_s:
+        if b.kind in ("noanswer", "race", "slowcancel") or b.ring_s >= cmd.ring_timeout_s:
             # rings until CANCEL; the node's ring timer (from the first 18x) sends it
             await self._sleep(cmd.ring_timeout_s)
             self._end_unanswered(leg, AttemptResult.NO_ANSWER, 487, "node",
@@ -355,6 +392,12 @@ class MemoryPool:
             self._refused(leg, b.final_code)
             return
         self._answered(leg)
+        if b.kind == "silent" and self.media_timeout_s > 0 and not 0 < b.talk_s <= (
+            self.media_timeout_s
+        ):
+            await self._sleep(self.media_timeout_s)
+            self._end_answered(leg, "node", f"no media for {self.media_timeout_s:g} s")
+            return
         if b.talk_s > 0:
             # the scenario's opt-out callee starts its talk time after pressing the key
             await self._sleep(b.talk_s + (OPTOUT_AFTER_S if b.kind == "optout" else 0.0))
@@ -518,10 +561,14 @@ class MemoryPool:
             if t is not current:
                 t.cancel()
         self._legs.pop(leg.call_id, None)
+        if leg.cmd.trunk is not None:
+            self._ended_trunk[leg.call_id] = leg.cmd.trunk
         self._node.in_use -= leg.slots
         if not self._legs:
             self._idle.set()
         self._emit(ev)
+        if leg.cmd.trunk is not None:  # after the outcome was counted
+            self.trunk_health.finished(leg.cmd.trunk, leg.call_id)
 
 
 def _wav_seconds(path: str) -> float:

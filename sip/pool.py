@@ -14,8 +14,13 @@ wheel aborts under unpaced bursts). ``submit`` waits for the chosen node's next 
 tens of ms at most); agent legs of ``Bridge`` take a token without waiting, since the 2-second
 abandon clock is running.
 
-Crash handling: when a node process dies, every call it held gets ``CallLost`` and a new node
-is started in its place.
+Crash handling: when a node process dies, every call it held gets ``CallLost`` (with how far
+it had got: :mod:`sip.pool_calls`) and a new node is started in its place. Every call has
+exactly one final event.
+
+Trunk health: a circuit breaker per trunk counts the calls' outcomes and probes the trunk with
+SIP OPTIONS; while it is open, an Originate through the trunk is refused at once
+(:mod:`sip.trunk_monitor`, docs/trunks.md).
 """
 
 from __future__ import annotations
@@ -30,14 +35,13 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.clock import SYSTEM_CLOCK
 from sip.api import (
     Bridge,
     CallEnded,
-    CallLost,
     Command,
     CommandRejected,
     Hangup,
@@ -50,7 +54,11 @@ from sip.api import (
     to_wire,
 )
 from sip.config import PoolConfig
+from sip.options_probe import probe, probe_target
+from sip.pool_calls import CallBook
+from sip.pool_nodes import NodeHandle, SetupPacer
 from sip.protocol import ProtocolError, encode_frame, read_frame
+from sip.trunk_monitor import TrunkMonitor
 
 log = logging.getLogger(__name__)
 
@@ -64,54 +72,6 @@ _PKG_ROOT = str(Path(__file__).resolve().parent.parent)
 
 class PoolError(RuntimeError):
     """The pool could not start or was used wrongly (e.g. submit before start)."""
-
-
-class SetupPacer:
-    """Spaces call setups of one node at most ``rate`` per second (pure: time is passed in).
-
-    ``reserve`` books the next free setup time and returns how long the caller must wait.
-    A reservation made without waiting (an agent leg: the abandon clock is running) still
-    pushes later setups back, so the node's average rate stays within the limit.
-    """
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.interval = 1.0 / rate
-        self._next = float("-inf")
-
-    def next_at(self, now: float) -> float:
-        return max(self._next, now)
-
-    def reserve(self, now: float, *, wait: bool = True) -> float:
-        start = max(self._next, now)
-        self._next = start + self.interval
-        return start - now if wait else 0.0
-
-
-@dataclass(eq=False)
-class NodeHandle:
-    """The pool's view of one node process."""
-
-    index: int
-    generation: int
-    proc: asyncio.subprocess.Process | None = None
-    writer: asyncio.StreamWriter | None = None
-    reader_task: asyncio.Task[None] | None = None
-    pid: int = 0
-    capacity: int = 0
-    sip_port: int = 0
-    pjsip: str = ""
-    in_use: int = 0
-    calls: dict[str, int] = field(default_factory=dict)  # call_id -> reserved slots
-    pacer: SetupPacer = field(default_factory=lambda: SetupPacer(40.0))
-    alive: bool = False
-    hello: asyncio.Future[dict[str, Any]] | None = None
-    started_mono: float = 0.0
-
-    @property
-    def free(self) -> int:
-        return self.capacity - self.in_use if self.alive else 0
 
 
 class NodePool:
@@ -138,6 +98,15 @@ class NodePool:
         #: calls in progress per trunk (TrunkConfig.max_channels) and each call's trunk
         self._trunk_calls: collections.Counter[str] = collections.Counter()
         self._trunk_of: dict[str, str] = {}
+        self._book = CallBook()
+        self.trunks = TrunkMonitor(
+            config.trunks,
+            config.breaker,
+            SYSTEM_CLOCK,
+            self._probe_trunk,
+            self._emit_now,
+            unprobed=[n for n, t in config.trunks.items() if not t.options_probe],
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -212,6 +181,7 @@ class NodePool:
             await self.close(drain_deadline_s=0)
             raise PoolError(f"{len(errors)} of {count} nodes failed to start: {errors[0]}")
         self._accepting = True
+        self.trunks.start()
         log.info(
             "sip pool started: %d nodes, capacity %d slots (%s)",
             len(self._nodes),
@@ -332,6 +302,15 @@ class NodePool:
                 except (SipApiError, KeyError) as exc:
                     log.warning("sip node %d sent a bad event: %s", node.index, exc)
                     continue
+                if not self._book.note(ev):
+                    log.warning(
+                        "sip node %d: dropped a second final event %s of call %s",
+                        node.index,
+                        type(ev).__name__,
+                        ev.call_id,
+                    )
+                    continue
+                self.trunks.observe(self._trunk_of.get(ev.call_id), ev)
                 self._account(node, ev)
                 if isinstance(ev, TrunkStatus):
                     self._trunk_changed(node, ev)
@@ -373,6 +352,26 @@ class NodePool:
         trunk = self._trunk_of.pop(call_id, None)
         if trunk is not None:
             self._trunk_calls[trunk] -= 1
+            self.trunks.finished(trunk, call_id)
+
+    def _emit_now(self, ev: Any) -> None:
+        """Deliver a pool-made event from synchronous code (the trunk monitor)."""
+        if self._on_event is not None:
+            try:
+                self._on_event(ev)
+            except Exception:
+                log.exception("sip pool: on_event callback failed for %s", type(ev).__name__)
+        else:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._events.put_nowait(ev)
+
+    async def _probe_trunk(self, name: str) -> tuple[bool, str]:
+        res = await probe(
+            probe_target(self.config.trunks[name]),
+            self.config.breaker.probe_timeout_s,
+            bind_address=self.config.bind_address,
+        )
+        return res.alive, res.detail
 
     async def _deliver(self, ev: Any) -> None:
         if self._on_event is not None:
@@ -393,15 +392,17 @@ class NodePool:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(node.reader_task), 2.0)
         lost = list(node.calls)
+        now = time.monotonic()
         for call_id in lost:
             node.calls.pop(call_id, None)
             if self._by_call.get(call_id) is node:
                 del self._by_call[call_id]
             self._release_trunk(call_id)
+            ev = self._book.lost(call_id, f"sip node {node.index} exited rc={rc}", now)
+            if ev is None:
+                continue  # its final event is already out
             self.lost_calls += 1
-            await self._deliver(
-                CallLost(call_id=call_id, reason=f"sip node {node.index} exited rc={rc}")
-            )
+            await self._deliver(ev)
         node.in_use = 0
         if self.in_use == 0:
             self._idle.set()
@@ -434,6 +435,7 @@ class NodePool:
             await self._closed.wait()
             return
         self._accepting = False
+        await self.trunks.stop()
         if self.in_use and drain_deadline_s > 0:
             self._idle.clear()
             if self.in_use:
@@ -525,12 +527,17 @@ class NodePool:
         if not candidates:
             await self._reject(cmd, f"pool full ({self.in_use}/{self.capacity} slots in use)", True)
             return
+        refusal = self.trunks.admit(cmd.trunk, cmd.call_id)
+        if refusal is not None:
+            await self._reject(cmd, refusal, True)
+            return
         now = time.monotonic()
         # earliest setup token first, then the emptiest node (spreads load and media CPU)
         node = min(candidates, key=lambda n: (n.pacer.next_at(now), -n.free))
         node.calls[cmd.call_id] = need
         node.in_use += need
         self._by_call[cmd.call_id] = node
+        self._book.placed(cmd.call_id, node.name)
         if trunk is not None:
             self._trunk_calls[trunk.name] += 1
             self._trunk_of[cmd.call_id] = trunk.name
@@ -545,6 +552,7 @@ class NodePool:
                 if self._by_call.get(cmd.call_id) is node:
                     del self._by_call[cmd.call_id]
                 self._release_trunk(cmd.call_id)
+                self._book.closed(cmd.call_id)
                 await self._reject(cmd, "node died before the call was placed", True)
             return
         self._send(node, cmd)

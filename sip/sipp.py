@@ -124,7 +124,11 @@ class SippProcess:
 
     @classmethod
     def callee(cls, **kw: object) -> SippProcess:
-        """The callee network (dialled-user-part grammar in docs/sip.md)."""
+        """The callee network (dialled-user-part grammar in docs/sip.md).
+
+        ``-aa`` makes SIPp answer out-of-call OPTIONS with 200, as a trunk does: the pool's
+        trunk probes (docs/trunks.md) find it alive."""
+        kw["extra_args"] = ("-aa", *kw.get("extra_args", ()))  # type: ignore[misc]
         return cls("callee", **kw)  # type: ignore[arg-type]
 
     @classmethod

@@ -65,6 +65,7 @@ _UNANSWERED_RESULTS = frozenset(
         AttemptResult.FAILED,
         AttemptResult.CANCELLED,
         AttemptResult.LOST,
+        AttemptResult.SKIPPED,  # never placed (the SIP pool refused it): not an attempt
     }
 )
 

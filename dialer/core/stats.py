@@ -23,7 +23,7 @@ from common.vocabulary import AttemptResult
 #: leaves them out: a trunk outage must not teach the pacer that answers are rare. Busy,
 #: no answer, invalid number and rejected are the callee's outcomes and are learnt.
 NETWORK_RESULTS: frozenset[AttemptResult] = frozenset(
-    {AttemptResult.FAILED, AttemptResult.LOST, AttemptResult.CANCELLED}
+    {AttemptResult.FAILED, AttemptResult.LOST, AttemptResult.CANCELLED, AttemptResult.SKIPPED}
 )
 
 

@@ -109,7 +109,7 @@ class NodeCommands(NodeCallbacks):
             )
             return
         if leg.state == LegState.DIALING and leg.call is not None:
-            self.emit(CallTrying(call_id=leg.call_id))
+            self.emit(CallTrying(call_id=leg.call_id, node=f"node-{self.cfg.node_id}"))
 
     def _bridge(self, cmd: Bridge) -> None:
         leg = self.legs.get(cmd.call_id)

@@ -23,7 +23,7 @@ import pjsua2 as pj
 from sip.amd import Analyzer
 from sip.api import Bridge, CallEnded, Play, TrunkStatus
 from sip.config import TrunkConfig
-from sip.legs import AgentCall, CustomerCall
+from sip.legs import AgentCall, CustomerCall, RxWatch
 
 if TYPE_CHECKING:
     from sip.node.callbacks import NodeCallbacks
@@ -83,6 +83,8 @@ class AgentLeg(AgentCall):
     cmd: Bridge
     call: NodeCall | None = None
     stats: tuple[int, int] = (0, 0)
+    #: RTP inactivity once bridged (None until then)
+    rx_watch: RxWatch | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -101,6 +103,8 @@ class CustomerLeg(CustomerCall):
     agent: AgentLeg | None = None
     stats: tuple[int, int] = (0, 0)
     recorder_used: bool = False
+    #: RTP inactivity once answered (None until then)
+    rx_watch: RxWatch | None = None
 
 
 class NodeCall(pj.Call):

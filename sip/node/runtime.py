@@ -24,7 +24,13 @@ import pjsua2 as pj
 from common.vocabulary import AmdVerdict
 from sip.api import DtmfReceived, from_wire
 from sip.config import NodeConfig, TrunkConfig
-from sip.legs import LegState, shutdown_end
+from sip.legs import (
+    LegState,
+    RxWatch,
+    agent_media_timeout_end,
+    media_timeout_end,
+    shutdown_end,
+)
 from sip.node.capacity import probe_capacity
 from sip.node.commands import NodeCommands
 from sip.node.objects import LogWriter, NodeAccount, Waker
@@ -35,6 +41,10 @@ log = logging.getLogger("sip.node")
 #: libHandleEvents wait. Commands and media results do not wait for it: their producers
 #: wake the loop (see Waker); it only bounds timer resolution (ring/answer timeouts).
 POLL_MS = 20
+#: how often answered legs' RTP rx counters are read (the media timeout's resolution)
+MEDIA_POLL_S = 1.0
+#: media states in which the far end legitimately sends no RTP (the watch pauses)
+_HOLD = frozenset({pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD})
 
 
 class Node(NodeCommands):
@@ -131,6 +141,12 @@ class Node(NodeCommands):
                 acfg.sipConfig.proxies.append(
                     _with_transport(trunk.outbound_proxy, trunk.transport)
                 )
+            if self.cfg.session_expires_s:
+                # RFC 4028 session timer on the trunk's calls: refreshed at half the interval;
+                # a refresh the far end no longer answers ends a call whose BYE was lost
+                acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+                acfg.callConfig.timerSessExpiresSec = self.cfg.session_expires_s
+                acfg.callConfig.timerMinSESec = 90
         acfg.mediaConfig.lockCodecEnabled = False
         if self.cfg.rtp_port:
             acfg.mediaConfig.transportConfig.port = self.cfg.rtp_port
@@ -256,10 +272,70 @@ class Node(NodeCommands):
             if leg.held_end is not None and (leg.cancel_final is not None or now >= leg.held_until):
                 self._emit_end(leg, leg.held_end)
         self._flush_recordings(now)
+        if now >= self._next_media_poll:
+            self._next_media_poll = now + MEDIA_POLL_S
+            self._check_media(now)
         # originates waiting for a slot that is still closing its transaction
         for _ in range(len(self.pending_originates)):
             leg = self.pending_originates.popleft()
             self._place(leg)
+
+    _next_media_poll: float = 0.0
+
+    def _check_media(self, now: float) -> None:
+        """Hang up answered legs that received no RTP for ``media_timeout_s`` (dead calls)."""
+        limit = self.cfg.media_timeout_s
+        if not limit:
+            return
+        for leg in list(self.legs.values()):
+            if leg.state != LegState.ANSWERED or leg.local_end is not None or leg.call is None:
+                continue
+            rx = self._rx(leg.call)
+            if rx is None:
+                continue
+            if leg.rx_watch is None:
+                leg.rx_watch = RxWatch(limit)
+            if leg.rx_watch.observe(rx[0], now, receiving=rx[1]):
+                log.warning(
+                    "node %d: call %s: no media for %g s, hanging up",
+                    self.cfg.node_id,
+                    leg.call_id,
+                    limit,
+                )
+                self._hangup_customer(leg, media_timeout_end(limit))
+                continue
+            a = leg.agent
+            if a is None or not a.bridged or a.call is None or a.local_hangup:
+                continue
+            arx = self._rx(a.call)
+            if arx is None:
+                continue
+            if a.rx_watch is None:
+                a.rx_watch = RxWatch(limit)
+            if a.rx_watch.observe(arx[0], now, receiving=arx[1]):
+                log.warning(
+                    "node %d: call %s: agent leg %s has no media for %g s, ending the call",
+                    self.cfg.node_id,
+                    leg.call_id,
+                    a.agent_call_id,
+                    limit,
+                )
+                self._hangup_customer(leg, agent_media_timeout_end(limit))
+                self._hangup_agent(a)
+
+    @staticmethod
+    def _rx(call: Any) -> tuple[int, bool] | None:
+        """(RTP packets received, not on hold) of a call; None when unknown."""
+        try:
+            ci = call.getInfo()
+        except pj.Error:
+            return None
+        try:
+            rx = int(call.getStreamStat(0).rtcp.rxStat.pkt)
+        except pj.Error:
+            rx = 0  # no stream (no media negotiated): nothing is received either
+        held = bool(ci.media) and ci.media[0].status in _HOLD
+        return rx, not held
 
     def _flush_recordings(self, now: float) -> None:
         if not self.awaiting_recording:

@@ -166,13 +166,17 @@ async def test_hopper_refill_claims_the_next_leads(campaign: CampaignFactory) ->
         assert h.runtime.stats.placed == len(users)
 
 
-async def test_rejected_originate_is_recorded_as_cancelled(campaign: CampaignFactory) -> None:
-    # the pool knows no trunk of that name: the Originate comes back as CommandRejected
+async def test_rejected_originate_is_skipped_not_an_attempt(campaign: CampaignFactory) -> None:
+    # the pool knows no trunk of that name: the Originate comes back as CommandRejected;
+    # a call never placed is `skipped` and does not count against the lead's attempts
     async with campaign(["answer_0.2_1"], dial_mode=DialMode.PROGRESSIVE,
                         trunk="nosuch") as h:
         h.ready("a1")
         await h.until("the attempt closed", lambda: _closed(h, 1))
         row = (await h.attempts())[0]
-        assert row.result is AttemptResult.CANCELLED
+        assert row.result is AttemptResult.SKIPPED
         assert row.sip_reason is not None and row.sip_reason.startswith("not placed:")
         assert row.ringing_at is None and row.answered_at is None
+        await h.runtime.flush()
+        lead = (await h.leads())[row.phone_e164]
+        assert lead.attempts == 0 and lead.claimed_by is None

@@ -573,3 +573,25 @@ def test_random_agent_sequences_end_exactly_once(events: list[str], customer_up:
     else:
         assert what is None
         assert (bridged and (local_hangup or not customer_up)) or (not bridged and failed_reported)
+
+
+def test_rx_watch_times_out_only_without_packets() -> None:
+    from sip.legs import RxWatch, agent_media_timeout_end, media_timeout_end
+
+    w = RxWatch(20.0)
+    assert not w.observe(0, 100.0)  # the first look starts the count
+    assert not w.observe(0, 119.0)
+    assert w.observe(0, 120.0)
+    w = RxWatch(20.0)
+    for t in range(0, 60, 1):  # packets keep coming: never
+        assert not w.observe(t * 50, 100.0 + t)
+    w = RxWatch(20.0)
+    w.observe(5, 0.0)
+    assert not w.observe(5, 30.0, receiving=False)  # on hold: the count restarts
+    assert not w.observe(5, 49.0) and w.observe(5, 50.0)
+    assert not RxWatch(0).observe(1, 0.0) and not RxWatch(0).observe(1, 1e9)
+    end = media_timeout_end(20)
+    assert (end.result, end.hangup_by, end.reason, end.before_answer) == (
+        None, "node", "no media for 20 s", False,
+    )
+    assert agent_media_timeout_end(20).reason == "agent leg: no media for 20 s"
