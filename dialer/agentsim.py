@@ -9,6 +9,12 @@ first (`pause` during wrap-up), after which it sends `ready` itself. In preview 
 accepts most leads and skips some. If the dialer pauses it (e.g. its phone did not answer),
 it goes ready again after a while, as a person would.
 
+A disposition is kept until the dialer answers it: when the connection drops before the
+reply (a broker restart, a dialer restart), the agent re-sends it with the same attempt_id
+right after logging in again; `ack`, or `error` with code `already_disposed` (it had landed
+before the drop), both count as done; any other error drops it. At most
+`MAX_DISPOSITION_SENDS` sends per disposition.
+
 All randomness comes from the `rng` given, so a seeded demo run is repeatable in what
 agents decide (not in when the network delivers it).
 """
@@ -16,6 +22,7 @@ agents decide (not in when the network delivers it).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 from collections import Counter
@@ -79,6 +86,9 @@ _NOTES: Mapping[str, tuple[str, ...]] = {
 
 _BREAK_REASONS = ("break", "coffee", "lunch", "training")
 
+#: how many times one disposition is sent at most (first send plus re-sends after reconnects)
+MAX_DISPOSITION_SENDS = 5
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentProfile:
@@ -126,6 +136,10 @@ class AgentSimStats:
     previews_skipped: int = 0
     refused: int = 0  # commands the dialer answered with an error
     reconnects: int = 0
+    #: dispositions sent again after a reconnect (each still counted once when it landed)
+    resent_dispositions: int = 0
+    #: dispositions given up (refused, or unanswered after MAX_DISPOSITION_SENDS sends)
+    lost_dispositions: int = 0
 
 
 class SimulatedAgent:
@@ -154,10 +168,19 @@ class SimulatedAgent:
         self.stats = AgentSimStats()
         self._stopping = asyncio.Event()
         self._client: AgentClient | None = None
+        #: attempts this desktop wrapped up (the last 100)
+        self._wrapped: collections.deque[int] = collections.deque(maxlen=100)
         self._pop: ScreenPopEvt | None = None
         #: pauses we asked for whose `state: paused` event we have not seen yet (that event
         #: is queued before the ack, so it is read only after the break)
         self._own_pauses = 0
+        #: the disposition sent (or about to be) whose reply has not come yet, and its sends
+        self._unacked: DispositionCmd | None = None
+        self._unacked_sends = 0
+        #: the current session got as far as a logged-in desktop (resets the backoff)
+        self._session_ok = False
+        #: the next `state` event answers a (re-)login
+        self._after_login = False
 
     def stop(self) -> None:
         """Ask the agent to log out and return from `run()`."""
@@ -173,6 +196,9 @@ class SimulatedAgent:
             except BusError as e:
                 if self._stopping.is_set():
                     return
+                if self._session_ok:  # it worked for a while: come back quickly
+                    self._session_ok = False
+                    delay = 0.5
                 self.stats.reconnects += 1
                 log.warning("simulated agent %s: %s; reconnecting in %.1f s", self.login, e,
                             delay)
@@ -184,7 +210,14 @@ class SimulatedAgent:
                                reply_timeout_s=self.profile.reply_timeout_s) as client:
             self._client = client
             try:
+                self._after_login = True
                 await self._command(LoginCmd(login=self.login))
+                self._session_ok = True
+                if self._unacked is not None:
+                    self.stats.resent_dispositions += 1
+                    log.info("simulated agent %s: re-sending the disposition of attempt %d",
+                             self.login, self._unacked.attempt_id)
+                    await self._send_disposition()
                 await self._sleep(self._uniform(self.profile.settle_s))
                 await self._command(ReadyCmd(login=self.login))
                 while not self._stopping.is_set():
@@ -210,17 +243,29 @@ class SimulatedAgent:
         match event:
             case StateEvt(state=state, reason=reason):
                 previous, self.state = self.state, state
+                # only the state answering a new login can tell of a call_ended we missed
+                self._after_login, after_login = False, self._after_login
                 if state is AgentState.PAUSED and self._own_pauses > 0:
                     self._own_pauses -= 1
+                elif state is AgentState.WRAP_UP and self._pop is not None and after_login:
+                    # a call_ended missed while offline: the state after a new login says
+                    # the call is over, so wrap up the call of the last screen pop
+                    log.info("simulated agent %s: in wrap-up for attempt %d (call_ended "
+                             "missed)", self.login, self._pop.attempt_id)
+                    await self._wrap_up(self._pop.attempt_id)
                 elif state is AgentState.PAUSED:
                     # the dialer paused us (phone did not answer, ...): come back later
                     log.info("simulated agent %s paused by the dialer (%s)", self.login, reason)
                     await self._sleep(self._uniform(self.profile.auto_resume_s))
                     await self._command(ReadyCmd(login=self.login))
                 log.debug("simulated agent %s: %s -> %s", self.login, previous, state)
-            case ScreenPopEvt():
-                self._pop = event
-                self.stats.calls += 1
+            case ScreenPopEvt(attempt_id=attempt_id):
+                repeated = attempt_id in self._wrapped or (
+                    self._pop is not None and self._pop.attempt_id == attempt_id)
+                if attempt_id not in self._wrapped:
+                    self._pop = event
+                if not repeated:  # the dialer repeats an open call's pop after a re-login
+                    self.stats.calls += 1
             case CallEndedEvt(attempt_id=attempt_id):
                 await self._wrap_up(attempt_id)
             case PreviewEvt(lead=lead):
@@ -240,6 +285,11 @@ class SimulatedAgent:
                 log.debug("simulated agent %s: ignoring %s", self.login, event.type)
 
     async def _wrap_up(self, attempt_id: int) -> None:
+        # after a re-login the dialer repeats an open call's pop and call_ended, and the state
+        # says wrap_up: each call is wrapped up once
+        if attempt_id in self._wrapped:
+            return
+        self._wrapped.append(attempt_id)
         pop, self._pop = self._pop, None
         if pop is None or pop.attempt_id != attempt_id:
             log.warning("simulated agent %s: call_ended for attempt %d without its screen pop",
@@ -257,7 +307,9 @@ class SimulatedAgent:
             reason = self.rng.choice(_BREAK_REASONS)
             if await self._command(PauseCmd(login=self.login, reason=reason)):
                 self._own_pauses += 1
-        await self._command(self.choose_disposition(attempt_id, codes, needs_callback))
+        self._unacked = self.choose_disposition(attempt_id, codes, needs_callback)
+        self._unacked_sends = 0
+        await self._send_disposition()
         if take_break:
             self.stats.breaks += 1
             await self._sleep(self._uniform(self.profile.break_s))
@@ -282,6 +334,40 @@ class SimulatedAgent:
         notes = self.rng.choice(_NOTES.get(code, ("",)))
         return DispositionCmd(login=self.login, attempt_id=attempt_id, code=code, notes=notes,
                               next_contact_at=next_contact, callback_scope=scope)
+
+    async def _send_disposition(self) -> None:
+        """Send the pending disposition; keep it for after a reconnect if no answer came.
+
+        A dropped connection (BusError) propagates: `run()` reconnects and the next session
+        sends it again after its login."""
+        cmd = self._unacked
+        if cmd is None or self._client is None:
+            return
+        if self._unacked_sends >= MAX_DISPOSITION_SENDS:
+            log.warning("simulated agent %s: giving up the disposition of attempt %d after %d "
+                        "sends", self.login, cmd.attempt_id, self._unacked_sends)
+            self._unacked = None
+            self.stats.lost_dispositions += 1
+            return
+        self._unacked_sends += 1
+        try:
+            await self._client.request(cmd)
+        except ProtocolError as e:
+            self._unacked = None
+            if e.code == "already_disposed":  # it landed before the connection dropped
+                self.stats.dispositions[cmd.code] += 1
+                return
+            self.stats.refused += 1
+            self.stats.lost_dispositions += 1
+            log.info("simulated agent %s: disposition of attempt %d refused: %s", self.login,
+                     cmd.attempt_id, e.code)
+            return
+        except TimeoutError:
+            log.warning("simulated agent %s: no reply to the disposition of attempt %d; it is "
+                        "sent again after the next reconnect", self.login, cmd.attempt_id)
+            return
+        self._unacked = None
+        self.stats.dispositions[cmd.code] += 1
 
     async def _command(self, cmd: AgentCommand) -> bool:
         assert self._client is not None

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope
+from dialer.agent_messages import screen_pop_body
 from dialer.core.actions import LeadUpdate
 from dialer.core.errors import (
     AlreadyDisposedError,
@@ -113,8 +115,6 @@ def queue_lead_update(rt: CampaignRuntime, u: LeadUpdate, lead_id: int,
         fields["has_open_complaint"] = False
     callback = u.callback_scope is not None and u.next_contact_at is not None
     rt._write(rt.store.update_lead, lead_id, now=u.at, callback_pending=callback, **fields)
-    if attempt_id is not None and u.disposition is not None:
-        rt._write(_store_disposition, rt, attempt_id, u)
     if callback and u.callback_scope is not None and u.next_contact_at is not None:
         rt._write(rt.store.add_callback, campaign_id=rt.campaign.id, lead_id=lead_id,
                   scope=u.callback_scope,
@@ -123,6 +123,9 @@ def queue_lead_update(rt: CampaignRuntime, u: LeadUpdate, lead_id: int,
                   created_at=u.at)
     if u.dnc:
         rt._write(_store_agent_dnc, rt, lead_id, attempt_id, u.at)
+    if attempt_id is not None and u.disposition is not None:
+        # last: once the disposition is on the attempt, every part of the outcome is saved
+        rt._write(_store_disposition, rt, attempt_id, u)
     rt._write(rt.callability.refresh, campaign_id=rt.campaign.id, now=u.at,
               lead_ids=[lead_id], abandon_lockout=rt.abandon_lockout)
 
@@ -258,7 +261,7 @@ def state_body(rt: CampaignRuntime, login: str, state: AgentState | None = None,
         reason = rec.reason if rec is not None else None
     call = rt.calls.get(rec.call_id) if rec is not None and rec.call_id else None
     busy = state in (AgentState.RESERVED, AgentState.TALKING, AgentState.WRAP_UP)
-    return {"state": state.value, "reason": reason,
+    return {"state": state.value, "reason": reason[:200] if reason else reason,
             "attempt_id": call.attempt_id if call is not None and busy else None}
 
 
@@ -273,6 +276,16 @@ def hang_up(rt: CampaignRuntime, login: str, attempt_id: int) -> None:
         raise IllegalTransitionError(f"attempt {attempt_id}", str(stage), "hangup")
     log.info("campaign %s: agent %s hung up attempt %s", rt.name, login, attempt_id)
     rt._submit(sip.Hangup(call_id=call.call_id, reason="agent hung up"))
+
+
+async def screen_pop_of(rt: CampaignRuntime, call: LiveCall) -> dict[str, object] | None:
+    """The screen pop of a call: the lead's card, its history, the script, the catalog."""
+    card = await rt.store.lead_card(call.lead_id)
+    if card is None:
+        return None
+    history = await rt.store.lead_history(call.lead_id, exclude_attempt_id=call.attempt_id)
+    return dict(screen_pop_body(call.attempt_id, card, history, rt.campaign.script or "",
+                                rt.engine.config.dispositions.values()))
 
 
 async def send_state(rt: CampaignRuntime, login: str, *, catalog: bool = False) -> None:
@@ -290,3 +303,13 @@ async def send_state(rt: CampaignRuntime, login: str, *, catalog: bool = False) 
              "final": s.final}
             for s in rt.engine.config.dispositions.values() if not s.system]
     rt._to_agent(login, "state", body)
+    call = next((c for c in rt.calls.values() if c.attempt_id == body["attempt_id"]), None)
+    if catalog and call is not None:
+        # a desktop that was away (a broker restart) missed the pop and the call's end:
+        # it gets them again, so it can show the lead and send the disposition
+        rt._outbox.put(login, "screen_pop", functools.partial(screen_pop_of, rt, call))
+        if call.engine_done:
+            end = call.sip_end
+            rt._to_agent(login, "call_ended", {
+                "attempt_id": call.attempt_id,
+                "talk_s": float(end.talk_s or 0.0) if end is not None else 0.0})

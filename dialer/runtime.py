@@ -38,7 +38,7 @@ from common.vocabulary import (
     CallbackScope,
 )
 from db.models import Agent, Campaign
-from dialer.agent_messages import AgentOutbox, preview_body, screen_pop_body
+from dialer.agent_messages import AgentOutbox, preview_body
 from dialer.core.actions import (
     Action,
     AgentStateChanged,
@@ -61,6 +61,7 @@ from dialer.dispositions import (
     cut_by_fault,
     queue_lead_update,
     restore_agents,
+    screen_pop_of,
     state_body,
 )
 from dialer.engine_setup import PacingPriors, engine_config, pacing_priors
@@ -174,13 +175,16 @@ class CampaignRuntime:
                     timeout = min(1.0, max(0.0, (wake - self.clock.now()).total_seconds()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                self._wake.clear()
                 # tick even when not dialing: answered calls still have abandon deadlines,
                 # and the engine closes overdue wrap-ups here
                 self._apply(self.engine.tick(self.clock.now()))
                 end_overlong_calls(self)
                 self._publish_gauges()
                 self._renew_claims_if_due()
+                # cleared after the tick: `_apply` sets it for inputs arriving between loops
+                # (so the next wake-up is recomputed), and the tick's own must not make the
+                # loop spin without sleeping
+                self._wake.clear()
         finally:
             await self._records.close()
 
@@ -419,11 +423,12 @@ class CampaignRuntime:
         except Exception:
             log.exception("campaign %s: could not write the attempt row; call not placed",
                           self.name)
-            self._engine(self.engine.call_ended, a.call_id, AttemptResult.CANCELLED)
+            self._engine(self.engine.call_ended, a.call_id, AttemptResult.SKIPPED)
             return
         call = LiveCall(call_id=a.call_id, attempt_id=attempt_id, lead_id=lead_id,
                         agent_login=a.agent_id)
         self.calls[a.call_id] = call
+        self._supervise_call(call, AttemptStage.CREATED)
         self.stats.placed += 1
         amd = sip.AmdSettings(max_analysis_ms=c.amd_max_ms) if c.amd_enabled else None
         record = None
@@ -461,6 +466,7 @@ class CampaignRuntime:
             self._submit(sip.Hangup(call_id=a.call_id, reason="no message"))
         self._write(self.store.update_attempt, call.attempt_id,
                     stage=AttemptStage.MESSAGE, message_started_at=self.clock.now())
+        self._supervise_call(call, AttemptStage.MESSAGE)
 
     def _finished(self, a: AttemptFinished) -> None:
         call = self.calls.get(a.call_id)
@@ -482,9 +488,11 @@ class CampaignRuntime:
             fields["agent_id"] = self.agents[a.agent_id].id
         result = cut_by_fault(self, call, a.result)
         if self.metrics is not None:
+            # talk time is an agent's: an abandoned person heard the message, not an agent
+            talked = a.result is AttemptResult.CONNECTED and end is not None
             self.metrics.attempt_finished(
                 self.name, result, end.sip_code if end else None,
-                ring_s=end.ring_s if end else None, talk_s=end.talk_s if end else None)
+                ring_s=end.ring_s if end else None, talk_s=end.talk_s if talked else None)
         self._write(self.store.finish_attempt, call.attempt_id, result=result,
                     ended_at=a.ended_at, **fields)
         if a.result is AttemptResult.CONNECTED and call.agent_login:
@@ -535,15 +543,7 @@ class CampaignRuntime:
 
     async def _screen_pop(self, a: ScreenPop) -> Body | None:
         call = self.calls.get(a.call_id)
-        if call is None:
-            return None
-        lead_id = int(a.lead.lead_id)
-        card = await self.store.lead_card(lead_id)
-        if card is None:
-            return None
-        history = await self.store.lead_history(lead_id, exclude_attempt_id=call.attempt_id)
-        return screen_pop_body(call.attempt_id, card, history, self.campaign.script or "",
-                               self.engine.config.dispositions.values())
+        return await screen_pop_of(self, call) if call is not None else None
 
     async def _preview(self, a: PreviewOffer) -> None:
         card = await self.store.lead_card(int(a.lead.lead_id))

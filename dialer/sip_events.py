@@ -58,6 +58,7 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     if isinstance(ev, sip.CallTrying):
         rt._write(rt.store.update_attempt, call.attempt_id, stage=AttemptStage.DIALING,
                   dialing_at=ev.wall, node=getattr(ev, "node", None) or None)
+        rt._supervise_call(call, AttemptStage.DIALING)
     elif isinstance(ev, sip.CallRinging):
         # only the first 18x moves the row (early media may send another)
         if rt.engine.call_stage(ev.call_id) in _BEFORE_RINGING:
@@ -89,8 +90,7 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     elif isinstance(ev, sip.AgentLegFailed):
         log.warning("campaign %s: agent phone of %s failed (%s %s)", rt.name,
                     call.agent_login, ev.sip_code, ev.reason)
-        rt._engine(rt.engine.bridge_failed, ev.call_id,
-                   f"{ev.sip_code or ''} {ev.reason}".strip())
+        _agent_leg_failed(rt, call, f"{ev.sip_code or ''} {ev.reason}".strip())
     elif isinstance(ev, sip.CallEnded):
         call.sip_end = ev
         rt._engine(rt.engine.call_ended, ev.call_id, ev.result)
@@ -164,7 +164,17 @@ def _on_rejected(rt: CampaignRuntime, call: LiveCall, ev: sip.CommandRejected) -
             retryable=ev.retryable, mono=ev.mono, wall=ev.wall)
         rt._engine(rt.engine.call_ended, ev.call_id, AttemptResult.SKIPPED)
     elif ev.command == "Bridge":
-        rt._engine(rt.engine.bridge_failed, ev.call_id, ev.error)
+        _agent_leg_failed(rt, call, ev.error)
+
+
+def _agent_leg_failed(rt: CampaignRuntime, call: LiveCall, reason: str) -> None:
+    """The agent's phone did not take the call: the engine pauses that agent and re-routes
+    the customer. The attempt no longer names that agent: an abandon that follows is the
+    campaign's (the report's shared row), not charged to the agent whose phone failed."""
+    if rt.engine.call_stage(call.call_id) is AttemptStage.ANSWERED:  # else not a live bridge
+        call.agent_login = None
+        rt._write(rt.store.update_attempt, call.attempt_id, agent_id=None)
+    rt._engine(rt.engine.bridge_failed, call.call_id, reason)
 
 
 def end_overlong_calls(rt: CampaignRuntime) -> None:

@@ -50,7 +50,7 @@ class DialingStep(EngineState):
             t=t,
             agents_logged_in=self.board.logged_in,
             agents_working=self.board.working,
-            agents_ready=len(self.board.ready),
+            agents_ready=self._ready_staying(),
             talking_elapsed=tuple(talking),
             wrap_elapsed=tuple(wrapping),
             inflight_ages=tuple(t - c.dialed_t for c in self.calls.inflight.values()),
@@ -81,6 +81,7 @@ class DialingStep(EngineState):
     def _after(self, t: float, now: datetime, out: list[Action]) -> None:
         """Common tail of every input: route, cancel surplus calls, pace when due, leads."""
         self._route(now, out)
+        self._settle_leaving(t, now, out)
         if self._ring_checks and t + EPS >= self._ring_checks[0][0]:
             self._cancel_surplus(t, now, out)
         if t + EPS >= self._next_pace_t:

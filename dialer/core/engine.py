@@ -139,8 +139,8 @@ class CampaignEngine(DialingStep):
         rec = self.board.get(agent_id)
         if rec.state is S.PAUSED:
             self._make_available(rec, t, now, out, None)
-        elif rec.state in (S.RESERVED, S.TALKING, S.WRAP_UP):
-            rec.pending = None
+        elif rec.state in (S.READY, S.RESERVED, S.TALKING, S.WRAP_UP):
+            rec.pending = None  # a pause or logout asked for earlier is cancelled
             rec.pending_reason = None
         elif rec.state is S.LOGGED_OUT:
             raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, S.READY.value)
@@ -168,7 +168,9 @@ class CampaignEngine(DialingStep):
         if offer is not None:
             self.hopper.add([offer.lead])  # not attempted: back to the buffer
             self._set(rec, S.READY, t, now, out, "offer_withdrawn")
-        if rec.state in (S.READY, S.PAUSED):
+        if rec.state is S.READY and self._defer_leave(rec, new, reason):
+            pass  # applied once the calls placed for the ready agents no longer need it
+        elif rec.state in (S.READY, S.PAUSED):
             if not (rec.state is S.PAUSED and new is S.PAUSED and rec.reason == reason):
                 self._set(rec, new, t, now, out, reason)
         elif rec.state is S.LOGGED_OUT:
@@ -390,7 +392,9 @@ class CampaignEngine(DialingStep):
             self._set(rec, S.LOGGED_OUT, t, now, out, "logout")
         else:
             rec.pending = None
-            self._set(rec, S.PAUSED, t, now, out, f"bridge_failed:{reason or 'unknown'}")
+            # reasons are short codes (the state log keeps 64 characters, messages 200)
+            why = f"bridge_failed:{reason or 'unknown'}"[:64]
+            self._set(rec, S.PAUSED, t, now, out, why)
         log.warning("call %s: agent %s did not take the bridge (%s)", call_id, rec.agent_id, reason)
         call.waiting = True
         self.calls.waiting[call_id] = call

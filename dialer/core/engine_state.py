@@ -203,6 +203,37 @@ class EngineState:
         self._set(rec, S.READY, t, now, out, reason)
         self._pace_soon(t)
 
+    # leaving safely: a ready agent's pause/logout waits while calls are placed for it
+    def _unassigned_calls(self) -> int:
+        """Calls placed (or answered and waiting) that no agent holds or is reserved for."""
+        return len(self.calls.inflight) - self.calls.reserved_inflight + len(self.calls.waiting)
+
+    def _ready_staying(self) -> int:
+        """Ready agents without a pending pause/logout: the ones new dials are for."""
+        return sum(1 for r in self.board.ready.values() if r.pending is None)
+
+    def _defer_leave(self, rec: AgentRecord, new: AgentState, reason: str) -> bool:
+        """A ready agent asks to pause or log out while the calls already placed outnumber
+        the ready agents who stay: it stays ready, with the request pending, so an answered
+        call still finds it (else that person is abandoned); the request is applied after
+        that call, or as soon as the calls no longer need it (`_settle_leaving`)."""
+        if self.config.mode is DialMode.PREVIEW \
+                or self._unassigned_calls() <= self._ready_staying() - 1:
+            return False
+        rec.pending, rec.pending_reason = new, reason
+        return True
+
+    def _settle_leaving(self, t: float, now: datetime, out: list[Action]) -> None:
+        """Apply the pending pause/logout of ready agents the placed calls no longer need."""
+        leaving = [r for r in self.board.ready.values() if r.pending is not None]
+        for rec in sorted(leaving, key=lambda r: (r.ready_since, r.agent_id)):
+            if self._unassigned_calls() > self._ready_staying():
+                return
+            new, why = rec.pending, rec.pending_reason
+            rec.pending = rec.pending_reason = None
+            assert new is not None
+            self._set(rec, new, t, now, out, why)
+
     def _assign(self, call: CallRecord, rec: AgentRecord, now: datetime, out: list[Action]) -> None:
         """Reserve ``rec`` for ``call`` and ask the driver to bridge (one call per agent)."""
         t = self._t

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import shutil
+import signal
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -191,7 +192,57 @@ def summary_line(summary: RunSummary) -> str:
             f"bridge_p50_ms={percentile(lat, 0.5):.1f} bridge_p99_ms={percentile(lat, 0.99):.1f}")
 
 
+class _StopSignal:
+    """SIGTERM / SIGINT end the demo early, the orderly way: log it, stop the dialer (which
+    drains its calls), the simulated agents and SIPp, and return normally (exit 0)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.name: str | None = None
+        self._installed: list[int] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                continue
+            self._installed.append(sig)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _on_signal(self, sig: int) -> None:
+        if self.name is None:
+            self.name = signal.Signals(sig).name
+            log.warning("demo: %s received: stopping (dialer drains its calls, then the "
+                        "simulated agents and SIPp stop)", self.name)
+        self.event.set()
+
+    @property
+    def set(self) -> bool:
+        return self.event.is_set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once when a stop signal arrives."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+
+
 async def run_demo(opts: DemoOptions, clock: Clock = SYSTEM_CLOCK) -> RunSummary:
+    stop = _StopSignal()
+    stop.install()
+    try:
+        return await _run_demo(opts, clock, stop)
+    finally:
+        stop.remove()
+
+
+async def _run_demo(opts: DemoOptions, clock: Clock, stop: _StopSignal) -> RunSummary:
     if shutil.which("sipp") is None:
         raise RuntimeError("sipp not found: install the Debian package sip-tester "
                            "(scripts/setup does it)")
@@ -212,10 +263,16 @@ async def run_demo(opts: DemoOptions, clock: Clock = SYSTEM_CLOCK) -> RunSummary
         app = DialerApp(settings, clock=clock)
         run = asyncio.create_task(app.run(), name="dialer")
         ready = asyncio.create_task(app.ready.wait())
-        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+        stopped = asyncio.create_task(stop.event.wait())
+        await asyncio.wait({run, ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
         if run.done():
             ready.cancel()
             return run.result()  # start-up failed: re-raises its error
+        if not app.ready.is_set():  # a stop signal during start-up
+            ready.cancel()
+            app.stop()
+            return await run
         assert app.broker is not None
         rng = random.Random(opts.seed)
         profile = AgentProfile(wrapup_s=(3.0, 10.0), break_probability=0.05,
@@ -229,13 +286,13 @@ async def run_demo(opts: DemoOptions, clock: Clock = SYSTEM_CLOCK) -> RunSummary
         if opts.live:
             with Live(_progress(app, started, opts.minutes), console=console,
                       refresh_per_second=2) as live:
-                while clock.monotonic() < end and not run.done():
-                    await asyncio.sleep(0.5)
+                while clock.monotonic() < end and not run.done() and not stop.set:
+                    await stop.sleep(0.5)
                     live.update(_progress(app, started, opts.minutes))
         else:
             last = 0.0
-            while clock.monotonic() < end and not run.done():
-                await asyncio.sleep(0.5)
+            while clock.monotonic() < end and not run.done() and not stop.set:
+                await stop.sleep(0.5)
                 if clock.monotonic() - last >= 15:
                     last = clock.monotonic()
                     console.print(_progress(app, started, opts.minutes))
@@ -246,7 +303,12 @@ async def run_demo(opts: DemoOptions, clock: Clock = SYSTEM_CLOCK) -> RunSummary
         await asyncio.wait(agent_tasks, timeout=10)
         for t in agent_tasks:
             t.cancel()
+        await asyncio.gather(*agent_tasks, return_exceptions=True)
         console.print(Group(_progress(app, started, opts.minutes)))
+    # leaving the ExitStack stopped both SIPp processes
+    if stop.set:
+        log.warning("demo: stopped early by %s: dialer, simulated agents and SIPp stopped",
+                    stop.name)
     await print_report(settings.database.url, now)
     direct = [b - w for b, w in zip(summary.bridge_latencies_ms, summary.queue_waits_ms,
                                     strict=True)]

@@ -180,3 +180,33 @@ async def test_rejected_originate_is_skipped_not_an_attempt(campaign: CampaignFa
         await h.runtime.flush()
         lead = (await h.leads())[row.phone_e164]
         assert lead.attempts == 0 and lead.claimed_by is None
+
+
+async def test_an_abandon_after_an_agent_phone_failed_is_not_charged_to_that_agent(
+    campaign: CampaignFactory,
+) -> None:
+    """docs/domain.md: abandons are the campaign's (the report's shared row); the agent whose
+    phone refused the bridge is paused and the attempt no longer names it."""
+    async with campaign(["answer_0.2_4"], dial_mode=DialMode.PROGRESSIVE,
+                        agents=("status486_0_0",)) as h:
+        if h.backend != "memory":
+            pytest.skip("SIPp's agent phones answer every call; phone failures are in memory")
+        h.ready("status486_0_0")
+        await h.until("the attempt closed", lambda: _closed(h, 1))
+        (row,) = await h.attempts()
+        assert row.result is AttemptResult.ABANDONED
+        assert row.agent_id is None
+
+
+async def test_the_supervisor_stream_shows_every_stage_of_a_call(
+    campaign: CampaignFactory,
+) -> None:
+    async with campaign(["answer_0.2_1"], dial_mode=DialMode.PROGRESSIVE) as h:
+        h.ready("a1")
+        await h.message("a1", "call_ended")
+        stages = [e["stage"] for e in h.bus.supervised if e.get("type") == "call"]
+        assert stages == ["created", "dialing", "ringing", "answered", "bridged", "ended"], \
+            stages
+        talking = [e for e in h.bus.supervised
+                   if e.get("type") == "agent_state" and e["state"] == "talking"]
+        assert talking and talking[0]["attempt_id"] is not None
