@@ -191,9 +191,11 @@ class CampaignRuntime:
     def stop_dialing(self) -> None:
         """Stop starting calls (SIGTERM): agents finish, live calls go on until drained."""
         self._accepting = False
-        for ticket in self.engine.drain_hopper():
-            self._claimed.discard(int(ticket.lead_id))
-        self._write(self._release_all)
+        # the hopper's undialed leads go back: release them (they are in `_claimed`; leads of
+        # calls still live stay claimed until their outcome is written)
+        drained = [int(t.lead_id) for t in self.engine.drain_hopper()]
+        self._write(self.store.release_claims, holder=self.dialer_id, lead_ids=drained)
+        self._claimed.difference_update(drained)
 
     def resume_dialing(self) -> None:
         """The campaign's calendar opened again: start claiming leads."""
@@ -264,11 +266,6 @@ class CampaignRuntime:
         self._claims_renewed = now
         self._write(self.store.renew_claims, holder=self.dialer_id,
                     lead_ids=list(self._claimed), now=self.clock.now(), ttl=self.claim_ttl)
-
-    async def _release_all(self) -> None:
-        ids = list(self._claimed)
-        self._claimed.clear()
-        await self.store.release_claims(holder=self.dialer_id, lead_ids=ids)
 
     async def _seed_abandon_ledger(self) -> None:
         """Live answers and abandons of the regulatory window, from the attempt rows."""

@@ -204,9 +204,52 @@ async def test_the_supervisor_stream_shows_every_stage_of_a_call(
     async with campaign(["answer_0.2_1"], dial_mode=DialMode.PROGRESSIVE) as h:
         h.ready("a1")
         await h.message("a1", "call_ended")
+
+        async def ended() -> bool:  # supervisor events are sent by background tasks
+            return any(e.get("stage") == "ended" for e in h.bus.supervised)
+
+        await h.until("the supervisor's ended event", ended)
         stages = [e["stage"] for e in h.bus.supervised if e.get("type") == "call"]
         assert stages == ["created", "dialing", "ringing", "answered", "bridged", "ended"], \
             stages
         talking = [e for e in h.bus.supervised
                    if e.get("type") == "agent_state" and e["state"] == "talking"]
         assert talking and talking[0]["attempt_id"] is not None
+
+
+async def test_the_agent_hangs_up_a_call_that_would_go_on(campaign: CampaignFactory) -> None:
+    """`hangup`: the agent ends a call whose callee would talk for a minute; the attempt is
+    connected, ended by the dialer, and names the node that carried it."""
+    from dialer.dispositions import hang_up
+
+    async with campaign(["answer_0.2_60"], dial_mode=DialMode.PROGRESSIVE) as h:
+        h.ready("a1")
+        pop = await h.message("a1", "screen_pop")
+        attempt_id = int(str(pop["attempt_id"]))
+        await h.until("the bridge", lambda: _stage(h, AttemptStage.BRIDGED))
+        hang_up(h.runtime, "a1", attempt_id)
+        ended = await h.message("a1", "call_ended", seconds=20)
+        assert ended["attempt_id"] == attempt_id
+        await h.runtime.flush()
+        (row,) = await h.attempts()
+        assert row.result is AttemptResult.CONNECTED and row.hangup_by == "local"
+        assert row.talk_s is not None and row.talk_s < 30
+        assert row.node  # attempts.node: the SIP node that carried the call
+
+
+async def _stage(h: Harness, stage: AttemptStage) -> bool:
+    rows = await h.attempts()
+    return bool(rows) and rows[0].stage is stage
+
+
+async def test_a_stop_releases_the_hoppers_claims(campaign: CampaignFactory) -> None:
+    """Leads claimed into the hopper but not dialed are free for other dialers at the stop."""
+    async with campaign(["status486_5_0"] * 6, dial_mode=DialMode.PROGRESSIVE) as h:
+        h.ready("a1")
+        await h.until("a call placed", lambda: _stage(h, AttemptStage.RINGING))
+        h.runtime.stop_dialing()
+        await h.runtime.flush()
+        leads = await h.leads()
+        dialed = {r.phone_e164 for r in await h.attempts()}
+        held = [p for p, lead in leads.items() if lead.claimed_by and p not in dialed]
+        assert held == [], f"leads still claimed after the stop: {len(held)}"
