@@ -181,18 +181,18 @@ class CampaignRuntime:
                 end_overlong_calls(self)
                 self._publish_gauges()
                 self._renew_claims_if_due()
-                # cleared after the tick: `_apply` sets it for inputs arriving between loops
-                # (so the next wake-up is recomputed), and the tick's own must not make the
-                # loop spin without sleeping
-                self._wake.clear()
+                self._wake.clear()  # after the tick: its own `_apply` must not make us spin
         finally:
             await self._records.close()
 
     def stop_dialing(self) -> None:
         """Stop starting calls (SIGTERM): agents finish, live calls go on until drained."""
         self._accepting = False
-        # the hopper's undialed leads go back: release them (they are in `_claimed`; leads of
-        # calls still live stay claimed until their outcome is written)
+        self._return_hopper()
+
+    def _return_hopper(self) -> None:
+        """The hopper's undialed leads go back: their claims are released (leads of calls
+        still live stay claimed until their outcome is written)."""
         drained = [int(t.lead_id) for t in self.engine.drain_hopper()]
         self._write(self.store.release_claims, holder=self.dialer_id, lead_ids=drained)
         self._claimed.difference_update(drained)
@@ -204,8 +204,10 @@ class CampaignRuntime:
             self._wake.set()
 
     def set_trunk_down(self, down: bool) -> None:
-        """The campaign's trunk circuit opened (no refills) or closed/half-opened again."""
+        """The trunk's circuit opened (no refills; the hopper's leads go back) or closed."""
         self.trunk_down = down
+        if down:
+            self._return_hopper()
         self._wake.set()
 
     @property
