@@ -130,6 +130,26 @@ def queue_lead_update(rt: CampaignRuntime, u: LeadUpdate, lead_id: int,
               lead_ids=[lead_id], abandon_lockout=rt.abandon_lockout)
 
 
+def hold_overdue_wrapup(rt: CampaignRuntime, call: LiveCall, u: LeadUpdate) -> LeadUpdate:
+    """The engine closed a wrap-up that got no disposition within the campaign's limit (and
+    made the agent ready). No outcome was given, so none is made up: the call waits as "needs
+    outcome" (its lead is not called) and the agent's desktop is told, so a late disposition
+    closes it. Returns the lead update to queue after the hold: counters and last result, no
+    disposition."""
+    log.warning("campaign %s: agent %s gave no disposition within %.0f s; attempt %s waits "
+                "as 'needs outcome'", rt.name, call.agent_login, rt.campaign.max_wrapup_s,
+                call.attempt_id)
+    # first, so the lead's callability refresh queued after it already sees the hold
+    rt._write(_hold_and_tell, rt, call.attempt_id, call.agent_login)
+    return dataclasses.replace(u, disposition=None)
+
+
+async def _hold_and_tell(rt: CampaignRuntime, attempt_id: int, login: str | None) -> None:
+    await rt.store.hold_for_outcome([attempt_id])
+    if login is not None:
+        await send_state(rt, login)
+
+
 async def _store_disposition(rt: CampaignRuntime, attempt_id: int, u: LeadUpdate) -> None:
     await rt.store.update_attempt(attempt_id, disposition=u.disposition, notes=u.notes,
                                   next_contact_at=u.next_contact_at, wrapup_ended_at=u.at)

@@ -59,6 +59,7 @@ from dialer.dispositions import (
     SaveMarks,
     call_back_after_a_cut,
     cut_by_fault,
+    hold_overdue_wrapup,
     queue_lead_update,
     restore_agents,
     screen_pop_of,
@@ -510,10 +511,7 @@ class CampaignRuntime:
         attempt_id = call.attempt_id if call else None
         lead_id = int(u.lead_id)
         if u.disposition == WRAPUP_TIMEOUT and call is not None:
-            # the engine closed an overdue wrap-up (and logged it); name the attempt for ops
-            log.warning("campaign %s: agent %s gave no disposition within %.0f s; closing "
-                        "attempt %s as %s", self.name, call.agent_login,
-                        self.campaign.max_wrapup_s, attempt_id, WRAPUP_TIMEOUT)
+            u = hold_overdue_wrapup(self, call, u)
         self._claimed.discard(lead_id)
         if call is not None and call.cut_by_fault:
             u = call_back_after_a_cut(self, call, u)

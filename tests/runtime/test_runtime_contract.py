@@ -22,6 +22,7 @@ from common.vocabulary import (
     LeadStatus,
 )
 from dialer.core.errors import InvalidDispositionError
+from dialer.dispositions import disposition
 
 if TYPE_CHECKING:  # the fixtures come from conftest.py; only their types are imported
     from runtime.conftest import CampaignFactory, Harness
@@ -129,27 +130,47 @@ async def _opted_out(h: Harness) -> bool:
     return any(r.opted_out for r in await h.attempts()) and bool(await h.dnc())
 
 
-async def test_wrapup_timeout_closes_the_attempt(campaign: CampaignFactory) -> None:
+async def test_wrapup_timeout_holds_the_call_for_its_outcome(campaign: CampaignFactory) -> None:
     async with campaign(["answer_0.2_0.5"], dial_mode=DialMode.PROGRESSIVE,
                         max_wrapup_s=1.0) as h:
         h.ready("a1")
         pop = await h.message("a1", "screen_pop")
+        attempt_id = int(str(pop["attempt_id"]))
         offered = pop["dispositions"]
         assert isinstance(offered, list)
         assert WRAPUP_TIMEOUT not in {d["code"] for d in offered}  # never offered ...
         await h.message("a1", "call_ended")
         with pytest.raises(InvalidDispositionError):  # ... and refused from an agent
-            h.runtime.agent_disposition("a1", int(str(pop["attempt_id"])), WRAPUP_TIMEOUT, "",
+            h.runtime.agent_disposition("a1", attempt_id, WRAPUP_TIMEOUT, "",
                                         None, CallbackScope.CAMPAIGN)
-        # ... and the agent gives no disposition: the engine closes the wrap-up
-        await h.until("the wrap-up timeout", lambda: _disposed(h), 60)
+        phone = next(iter(h.numbers))
+
+        async def held() -> bool:
+            return (await h.leads())[phone].needs_outcome_attempt_id == attempt_id
+
+        # ... and the agent gives no disposition: the engine ends the wrap-up, and no outcome
+        # is made up: the call waits as "needs outcome" and its lead is not callable
+        await h.until("the wrap-up timeout", held, 60)
+        await h.until("the desktop told", lambda: _told_needs_outcome(h, attempt_id), 10)
         (row,) = await h.attempts()
-        assert row.result is AttemptResult.CONNECTED and row.disposition == WRAPUP_TIMEOUT
+        assert row.result is AttemptResult.CONNECTED and row.disposition is None
+        lead = (await h.leads())[phone]
+        assert lead.next_call_at is None and lead.attempts == 1
         states = [b["state"] for b in h.bus.of("a1", "state")]
-        assert states[-1] == AgentState.READY.value and AgentState.WRAP_UP.value in states
+        assert AgentState.READY.value in states and AgentState.WRAP_UP.value in states
         # the wrap-up duration was measured (about the limit, on the monotonic clock)
         text = h.metrics.render().decode()
         assert 'dialer_wrapup_seconds_count{campaign="contract"} 1.0' in text
+        # the late disposition closes it and frees the lead
+        await disposition(h.runtime, "a1", attempt_id, "no_need", "late", None,
+                          CallbackScope.CAMPAIGN)
+        (row,) = await h.attempts()
+        assert row.disposition == "no_need"
+        assert (await h.leads())[phone].needs_outcome_attempt_id is None
+
+
+async def _told_needs_outcome(h: Harness, attempt_id: int) -> bool:
+    return any(b.get("needs_outcome") == [attempt_id] for b in h.bus.of("a1", "state"))
 
 
 async def test_hopper_refill_claims_the_next_leads(campaign: CampaignFactory) -> None:
