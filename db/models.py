@@ -137,6 +137,10 @@ class Agent(Base):
     #: where the agent's phone is reached: sip:alice@pbx.example.com or sip:127.0.0.1:5070
     sip_uri: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the campaign of an agent added with `dialer agents add` (config agents name theirs in
+    #: the config file); NULL: none
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -375,3 +379,38 @@ class JobLease(Base):
     occurrence: Mapped[str] = mapped_column(String(64))
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime]
+
+
+class WebUser(Base):
+    """An account of the web server (docs/web.md): an agent, a supervisor or an admin."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # agent | supervisor | admin
+    #: "$argon2id$..." (or an older "scrypt$..."): never the password itself
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    #: role agent: the agents row of the same login
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the SHA-256 of its cookie's random token, never the token."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: last use + the idle limit: the session ends then unless used again
+    expires_at: Mapped[datetime]
+    #: a short description of the browser (its User-Agent, cut), for `users list`
+    client: Mapped[str] = mapped_column(String(120), default="")

@@ -1,8 +1,11 @@
 """`dialer run`: the whole dialer in one process, with SIP nodes as child processes.
 
 Start order: database (migrated) -> close attempts a previous crash left open -> campaigns
-and agents from the config -> metrics endpoint -> MQTT (embedded broker when none is
-configured) -> SIP node pool -> scheduling jobs -> one CampaignRuntime per campaign.
+and agents from the config (plus the database's agents, dialer/app_web.py) -> metrics
+endpoint -> SIP node pool -> campaign runtimes -> MQTT (embedded broker when none is
+configured) -> web server -> scheduling jobs. Agent commands from MQTT and from the web
+desktop's WebSocket go through one `AgentCommandRunner` to `_on_agent_command`; messages to
+an agent (`send_agent`) go out on both.
 Stop (SIGTERM/SIGINT or `stop()`): stop starting calls, let live calls finish up to the
 drain deadline, hang up the rest, close every attempt with an honest final state, exit 0.
 """
@@ -27,6 +30,7 @@ from db.migrate import upgrade
 from db.models import Agent, Campaign
 from db.session import create_engine, session_factory
 from db.store import SqlStore
+from dialer import app_web
 from dialer.agent_commands import AgentCommands
 from dialer.bus import AgentBus as MqttAgentBus
 from dialer.bus import AgentCommand
@@ -36,16 +40,20 @@ from dialer.bus.messages import (
     SUPERVISOR_EVENTS,
     CallbackReminderEvt,
     CallEndedEvt,
+    DialerMessage,
     PreviewEvt,
     ScreenPopEvt,
     StateEvt,
 )
+from dialer.bus.runner import AgentCommandRunner
 from dialer.config import ConfigError, Settings
 from dialer.dispositions import hold_open_wrapups
 from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
 from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool
 from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
+from dialer.web.agent_ws import AgentSocketHub
+from dialer.web.server import WebServer
 from scheduling.callbacks import CallbackReminder
 from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
 from sip.api import TrunkHealthChanged
@@ -120,6 +128,10 @@ class DialerApp:
         self.runtimes: dict[str, CampaignRuntime] = {}
         self.agent_campaign: dict[str, str] = {}
         self.commands = AgentCommands()
+        #: one command at a time per agent, whether it came over MQTT or a WebSocket
+        self.runner = AgentCommandRunner(self._on_agent_command)
+        self.hub = AgentSocketHub(self.runner, self.metrics)
+        self.web: WebServer | None = None
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.summary = RunSummary()
@@ -171,6 +183,7 @@ class DialerApp:
                       for a in s.agents}
             for a in s.agents:
                 self.agent_campaign[a.login] = a.campaign or campaigns[0].name
+            db_secrets = await app_web.take_on_agents(self, sessions, campaigns, agents)
             message = str(ensure_default_message(data_dir / "message.wav"))
             async with contextlib.AsyncExitStack() as stack:
                 if s.metrics.enabled:
@@ -182,8 +195,10 @@ class DialerApp:
                     self.metrics.add_campaign(c.name)
                     priors = await pacing_priors(store, c.id, self.clock.now())
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
-                # MQTT last: an agent's first command must find its campaign runtime
-                await self._start_bus(stack)
+                # MQTT and web last: an agent's first command must find its campaign runtime
+                stack.push_async_callback(self.runner.close)
+                await self._start_bus(stack, db_secrets)
+                self.web = await app_web.start_web(self, stack, sessions)
                 jobs = SchedulingJobs(
                     sessions, holder=s.dialer.id, clock=self.clock,
                     settings=JobSettings.from_section(s.scheduling),
@@ -248,21 +263,22 @@ class DialerApp:
             max_lines=capacity, priors=priors,
         )
 
-    async def _start_bus(self, stack: contextlib.AsyncExitStack) -> None:
+    async def _start_bus(self, stack: contextlib.AsyncExitStack,
+                         db_secrets: dict[str, str]) -> None:
         s = self.settings
         url = s.mqtt.url
         creds = None
         if not url:
+            secrets = {a.login: a.mqtt_secret for a in s.agents if a.mqtt_secret}
             broker = EmbeddedBroker(
-                {a.login: a.password for a in s.agents if a.password},
+                {**db_secrets, **secrets},
                 host=s.mqtt.embedded_host, port=s.mqtt.embedded_port, prefix=s.mqtt.topic_prefix,
                 supervisors=s.mqtt.supervisors)
             await stack.enter_async_context(broker)
             self.broker = broker
             url, creds = broker.url, broker.dialer_credentials
             log.info("embedded MQTT broker on %s", broker.url)
-        bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds)
-        bus.set_handler(self._on_agent_command)
+        bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds, runner=self.runner)
         await stack.enter_async_context(bus)
         self.bus = bus
 
@@ -318,8 +334,11 @@ class DialerApp:
                     *(rt.wait_wrapups() for rt in self.runtimes.values())), wait_s)
         for rt in self.runtimes.values():
             self.summary.held_for_outcome += await hold_open_wrapups(rt)
+        # the last acks (a disposition's) reach the desktops
         if self.bus is not None:
-            await self.bus.settle()  # the last acks (a disposition's) reach the desktops
+            await self.bus.settle()
+        else:
+            await self.runner.settle(3.0)
         log.info("stopping: calls drained in %.1f s", self.clock.monotonic() - started)
         for rt in self.runtimes.values():
             await rt.flush()
@@ -358,10 +377,22 @@ class DialerApp:
 
     # the runtime's AgentBus port (dialer.ports.AgentBus) ----------------------------------
     async def send_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:
+        # through JSON: the message models are strict about enums and times in Python mode
+        message: DialerMessage = _AGENT_MESSAGES[kind].model_validate_json(
+            json.dumps(body, default=str))
         if self.bus is not None:
-            # through JSON: the message models are strict about enums and times in Python mode
-            message = _AGENT_MESSAGES[kind].model_validate_json(json.dumps(body, default=str))
             await self.bus.send(login, message)
+        await self.hub.send(login, message)
+
+    # what the web server asks (dialer.web.deps.AgentDesk) ----------------------------------
+    def campaign_of(self, login: str) -> Campaign | None:
+        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        return rt.campaign if rt is not None and login in rt.agents else None
+
+    def holds_call(self, login: str, attempt_id: int) -> bool:
+        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        return rt is not None and any(c.attempt_id == attempt_id and c.agent_login == login
+                                      for c in rt.calls.values())
 
     async def supervisor(self, event: Body) -> None:
         if self.bus is not None:

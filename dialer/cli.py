@@ -21,7 +21,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration file checks.", no_args_is_help=True)
-agents_app = typer.Typer(help="Agents: password hashes for the config's agent entries.",
+agents_app = typer.Typer(help="Agents: add agents with web accounts, set their passwords, "
+                              "hash passwords for the config's agent entries.",
                          no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
@@ -95,7 +96,7 @@ def agents_hash_password(
     stdin: Annotated[bool, typer.Option(
         "--stdin", help="Read the password from the first line of stdin (no prompt)")] = False,
 ) -> None:
-    """Print a password hash for an agent's `password_hash = "scrypt$..."` config key.
+    """Print a password hash (argon2id) for an agent's `password_hash = "..."` config key.
 
     Prompts twice (input hidden) unless --stdin; prints only the hash, on stdout.
     """
@@ -145,6 +146,8 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the generated leads and agents")] = 7,
     amd: Annotated[bool, typer.Option(help="Answering-machine detection on (adds its ~1.5 s "
                                            "analysis to answer-to-agent)")] = False,
+    web_port: Annotated[int, typer.Option(help="Port of the web desktop, where a seat for "
+                                               "you waits (0: any free)")] = 8080,
     db: DbOpt = None,
 ) -> None:
     """A predictive campaign on loopback: SQLite, embedded MQTT, SIPp callees and phones."""
@@ -153,7 +156,7 @@ def demo_cmd(
     from dialer.demo.run import DemoOptions, run_demo
 
     opts = DemoOptions(minutes=minutes, agents=agents, metrics_port=metrics_port, live=live,
-                       seed=seed, database_url=db, amd=amd)
+                       seed=seed, database_url=db, amd=amd, web_port=web_port)
     asyncio.run(run_demo(opts))
 
 
@@ -165,6 +168,7 @@ _SUBAPPS: list[tuple[str, str, str]] = [
     ("dialer.sim.cli", "app", "simulate"),
     ("dialer.cli_schedule", "plan_app", "plan"),
     ("dialer.cli_schedule", "report_app", "report"),
+    ("dialer.cli_accounts", "users_app", "users"),
 ]
 
 
@@ -175,7 +179,9 @@ def _mount_subapps() -> None:
 
 
 def _mount_commands() -> None:
-    """Single commands defined elsewhere: (module, function, command name)."""
+    """Commands defined elsewhere on this module's sub-apps (`agents add`, `agents passwd`:
+    dialer/cli_accounts.py registers them on `agents_app` when imported)."""
+    importlib.import_module("dialer.cli_accounts")
 
 
 def main() -> None:
@@ -185,7 +191,7 @@ def main() -> None:
         stream=sys.stderr,
     )
     # third-party chatter at INFO drowns the dialer's own lines
-    for noisy in ("alembic", "amqtt", "transitions", "apscheduler", "aiomqtt"):
+    for noisy in ("alembic", "amqtt", "transitions", "apscheduler", "aiomqtt", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _mount_subapps()
     _mount_commands()

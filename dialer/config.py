@@ -7,8 +7,9 @@ deploy/dialer.example.toml. A bad value stops the program at start with the key,
 given and the expected form (`ConfigError`); the value is left out when the key holds a
 secret (`is_secret_key`), and `redact_secrets` hides secrets from anything printed.
 
-Agent passwords: `password_hash = "scrypt$..."` (dialer/passwords.py; print one with
-`dialer agents hash-password`). A plain `password` still works but is deprecated: loading
+Agent passwords: `password_hash = "$argon2id$..."` (dialer/passwords.py; print one with
+`dialer agents hash-password`; `scrypt$...` hashes of older versions still work). A plain
+`password` still works but is deprecated: loading
 such a config logs a WARNING naming the key (never the password).
 """
 
@@ -138,12 +139,40 @@ class SipSection(_Section):
     trunks: dict[str, TrunkSection] = {}
 
 
+class WebSection(_Section):
+    """The web server: agent desktop, supervisor console, CRM API (docs/web.md)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (logged at start)
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: mark the session cookie `Secure`: set it when a TLS proxy serves the pages
+    secure_cookies: bool = False
+    #: a session unused for this long ends (the person signs in again)
+    session_idle_s: float = Field(default=43200.0, ge=60, le=90 * 86400)
+    #: the reasons the desktop offers for a pause (the protocol takes any 1-64 chars)
+    pause_reasons: list[str] = Field(
+        default=["break", "lunch", "training", "meeting", "technical"], min_length=1)
+
+    @field_validator("pause_reasons")
+    @classmethod
+    def _reasons(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if not 1 <= len(r) <= 64]
+        if bad:
+            raise ValueError("expected reasons of 1 to 64 characters")
+        if len(set(v)) != len(v):
+            raise ValueError("expected each reason once")
+        return v
+
+
 class AgentConfig(_Section):
     login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     sip_uri: str
     display_name: str = ""
-    #: the MQTT password's hash for the embedded broker, "scrypt$..." as printed by
-    #: `dialer agents hash-password` (Mosquitto keeps its own password file)
+    #: the password's hash, "$argon2id$..." as printed by `dialer agents hash-password`
+    #: ("scrypt$..." of older versions still works): the embedded MQTT broker checks it
+    #: (Mosquitto keeps its own password file), and it creates the agent's web account at
+    #: start when the database has none (docs/web.md)
     password_hash: str = ""
     #: deprecated: the MQTT password in plain text (use password_hash)
     password: str = ""
@@ -241,6 +270,7 @@ class Settings(BaseSettings):
     metrics: MetricsSection = MetricsSection()
     sip: SipSection = SipSection()
     scheduling: SchedulingSection = SchedulingSection()
+    web: WebSection = WebSection()
     agents: list[AgentConfig] = []
     campaigns: list[CampaignConfig] = []
 
@@ -408,7 +438,7 @@ def _check_cross_references(s: Settings) -> None:
         if a.password and a.password_hash:
             problems.append(f"agents.{i}.password: set either password_hash or the deprecated "
                             "password, not both")
-        elif a.password.startswith("scrypt$"):
+        elif a.password.startswith(("scrypt$", "$argon2")):
             problems.append(f"agents.{i}.password: holds a hash; expected it under "
                             "password_hash (password is the deprecated plain-text form)")
     if problems:
@@ -420,5 +450,5 @@ def _warn_deprecated(s: Settings) -> None:
         if a.password:
             log.warning(
                 "agents.%d.password (agent %s): a plain-text password is deprecated; replace "
-                "it with password_hash = \"scrypt$...\" as printed by `dialer agents "
+                "it with password_hash = \"$argon2id$...\" as printed by `dialer agents "
                 "hash-password`", i, a.login)

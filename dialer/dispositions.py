@@ -37,9 +37,15 @@ log = logging.getLogger(__name__)
 #: how long an agent's `disposition` waits for its commit before the reply says `not_saved`
 SAVE_WAIT_S = 10.0
 
+#: the pause reason of an agent restored after a restart while a call of theirs waits for its
+#: outcome: they finish that outcome before the next call, as in a wrap-up (a restart cannot
+#: keep the wrap-up itself: the call is gone); their late disposition makes them ready again
+OUTCOME_PAUSE = "outcome"
+
 #: a state restored after a restart: where the agent was (the last logged state) -> where it
 #: goes. A call in progress did not survive the restart, so reserved/talking/wrap_up agents are
-#: free; their lost outcomes wait in the needs-outcome queue instead of blocking them.
+#: free of it; a talking or wrapping-up agent whose call waits for its outcome is paused
+#: (OUTCOME_PAUSE) until it is given, the others are ready.
 RESTORED_STATE = {
     AgentState.READY: AgentState.READY,
     AgentState.RESERVED: AgentState.READY,
@@ -236,6 +242,14 @@ async def _late_disposition(
     log.info("campaign %s: agent %s recorded the lost outcome of attempt %s", rt.name, login,
              attempt_id)
     queue_lead_update(rt, update, facts.lead_id, attempt_id)
+    rec = rt.engine.board.get(login)
+    if rec.state is AgentState.PAUSED and rec.reason == OUTCOME_PAUSE:
+        # restored to finish this outcome: the last one done ends that "wrap-up"
+        left = [o for o in await rt.store.open_outcomes(campaign_id=rt.campaign.id,
+                                                         agent_id=agent.id)
+                if o.attempt_id != attempt_id]
+        if not left:
+            rt._engine(rt.engine.agent_ready, login)
 
 
 async def hold_open_wrapups(rt: CampaignRuntime) -> int:
@@ -255,17 +269,21 @@ async def restore_agents(rt: CampaignRuntime) -> None:
     """At start: put each agent back where the agent state log says it was (see
     RESTORED_STATE), and tell its desktop, with its calls waiting for an outcome."""
     by_id = {a.id: login for login, a in rt.agents.items()}
+    owing = {o.agent_id for o in await rt.store.open_outcomes(campaign_id=rt.campaign.id)}
     for last in await rt.store.last_agent_states(rt.campaign.id):
         login = by_id.get(last.agent_id)
         target = RESTORED_STATE.get(last.state, AgentState.LOGGED_OUT)
+        reason = last.reason
+        if last.state in (AgentState.TALKING, AgentState.WRAP_UP) and last.agent_id in owing:
+            target, reason = AgentState.PAUSED, OUTCOME_PAUSE
         if login is None or target is AgentState.LOGGED_OUT:
             continue
         if target is AgentState.READY:
             rt._engine(rt.engine.agent_login, login, ready=True)
         else:
             rt._engine(rt.engine.agent_login, login)
-            if last.reason and last.reason != "login":
-                rt._engine(rt.engine.agent_pause, login, last.reason)
+            if reason and reason != "login":
+                rt._engine(rt.engine.agent_pause, login, reason)
         log.info("campaign %s: agent %s restored as %s (was %s)", rt.name, login,
                  target.value, last.state.value)
         await send_state(rt, login)

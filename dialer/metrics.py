@@ -19,7 +19,8 @@ prometheus-client's instruments are thread-safe, so the methods may be called fr
 loop and from other threads alike; the HTTP endpoint runs in its own daemon thread.
 
 Size: one class holds every metric so names, labels and pre-created series are reviewed in one
-place; the trunk-health pair (``trunk`` / ``to`` labels, docs/trunks.md) took it past 600 lines.
+place; the trunk-health pair (``trunk`` / ``to`` labels, docs/trunks.md) took it past 600 lines,
+and the web server's three (``role`` label, docs/web.md) went with them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "RING_BUCKETS",
     "TALK_BUCKETS",
     "TRUNK_UP",
+    "WEB_ROLES",
     "WRAPUP_BUCKETS",
     "DialerMetrics",
     "MetricsLabelError",
@@ -100,6 +102,8 @@ IN_FLIGHT_STAGES: Final[tuple[str, ...]] = tuple(
 #: the others are the remaining gates of scheduling.callable.Gate.
 #: the `dialer_trunk_up` value of each circuit-breaker state (sip/trunk_health.py)
 TRUNK_UP: Final[Mapping[str, float]] = {"closed": 1.0, "half_open": 0.5, "open": 0.0}
+#: the `role` label of `dialer_web_sessions`: the web accounts' roles (docs/web.md)
+WEB_ROLES: Final[tuple[str, ...]] = ("agent", "supervisor", "admin")
 HELD_BACK_REASONS: Final[tuple[str, ...]] = (
     "callee_window",
     "company_hours",
@@ -253,6 +257,10 @@ class DialerMetrics:
         self._windows: dict[str, set[str]] = {}
         self._generations: dict[str, int] = {}
         self._trunks: set[str] = set()
+        #: the web server's metrics, registered when it starts (`add_web`)
+        self.web_sessions: Gauge | None = None
+        self.web_sign_in_failures: Counter | None = None
+        self.web_agent_sockets: Gauge | None = None
 
         # --- attempts and SIP -------------------------------------------------------------
         self.attempts = Counter(
@@ -627,6 +635,42 @@ class DialerMetrics:
         for s in TRUNK_UP:
             self.trunk_transitions.labels(t, s)
         return t
+
+    # ------------------------------------------------------------------ web server
+    def add_web(self) -> None:
+        """Register the web server's metrics (docs/web.md); a dialer without the web server
+        exposes none of them. Roles are the three account roles, never a login."""
+        with self._lock:
+            if self.web_sessions is not None:
+                return
+            self.web_sessions = Gauge(
+                "dialer_web_sessions", "Signed-in web sessions (not expired), by account role.",
+                ["role"], registry=self.registry)
+            self.web_sign_in_failures = Counter(
+                "dialer_web_sign_in_failures",
+                "Refused web sign-ins: wrong login or password, or rate limited.",
+                registry=self.registry)
+            self.web_agent_sockets = Gauge(
+                "dialer_web_agent_sockets", "Open agent desktop WebSockets.",
+                registry=self.registry)
+        for role in WEB_ROLES:
+            self.web_sessions.labels(role).set(0)
+
+    def set_web_sessions(self, by_role: Mapping[str, int]) -> None:
+        self.add_web()
+        assert self.web_sessions is not None
+        for role in WEB_ROLES:
+            self.web_sessions.labels(role).set(_count("web sessions", by_role.get(role, 0)))
+
+    def web_sign_in_failed(self) -> None:
+        self.add_web()
+        assert self.web_sign_in_failures is not None
+        self.web_sign_in_failures.inc()
+
+    def set_web_agent_sockets(self, n: int) -> None:
+        self.add_web()
+        assert self.web_agent_sockets is not None
+        self.web_agent_sockets.set(_count("agent sockets", n))
 
     # ------------------------------------------------------------------ exposition
     def render(self) -> bytes:

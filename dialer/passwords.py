@@ -1,17 +1,20 @@
-"""Agent password hashes: scrypt (Python's stdlib `hashlib.scrypt`), no extra dependency.
+"""Password hashes for agents' and web users' passwords: argon2id for new hashes; scrypt
+hashes written by older versions (stdlib `hashlib.scrypt`) still verify.
 
-Stored form (one string, safe in TOML; `dialer agents hash-password` prints one):
+Stored forms (one string each, safe in TOML; `dialer agents hash-password` prints the first):
 
-    scrypt$<log2 N>$<r>$<p>$<salt>$<key>
+    $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<key>      (argon2-cffi's PHC string)
+    scrypt$<log2 N>$<r>$<p>$<salt>$<key>                         (older versions)
 
-* `log2 N`, `r`, `p` - the scrypt cost parameters (we write 15, 8, 1: N = 32768, 32 MiB of
-  memory and some 50-100 ms per check; accepted: log2 N 10-20, r 1-16, p 1-16, N*r*128 at
-  most 256 MiB);
-* `salt` - at least 16 random bytes, `key` - the derived key, at least 16 bytes (we write
-  32), both base64 (standard alphabet, padding optional).
+* argon2id with argon2-cffi's defaults (RFC 9106's second recommended set: 64 MiB, 3 passes,
+  4 lanes; some 50-100 ms per check on a small server); only the `id` variant is accepted;
+* scrypt: `log2 N`, `r`, `p` - the cost parameters (accepted: log2 N 10-20, r 1-16, p 1-16,
+  N*r*128 at most 256 MiB); `salt` and `key` at least 16 bytes each, base64 (standard
+  alphabet, padding optional).
 
-`verify_password(candidate, stored)` checks a candidate against such a hash, or against a
-legacy plain-text password (deprecated; compared in constant time).
+`verify_password(candidate, stored)` checks a candidate against either form, or against a
+legacy plain-text password (deprecated, MQTT config only; compared in constant time).
+Checking costs real CPU: async callers run it in a thread (`asyncio.to_thread`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
+
+from argon2 import PasswordHasher, extract_parameters
+from argon2 import Type as Argon2Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = [
     "FORM",
@@ -32,12 +38,16 @@ __all__ = [
 ]
 
 PREFIX = "scrypt$"
+ARGON2_PREFIX = "$argon2id$"
 #: the expected form, as config errors word it
-FORM = "scrypt$LOG2N$R$P$SALT$KEY as printed by `dialer agents hash-password`"
+FORM = ("$argon2id$... (or the older scrypt$LOG2N$R$P$SALT$KEY) as printed by "
+        "`dialer agents hash-password`")
 
-_LOG2_N, _R, _P = 15, 8, 1
-_SALT_BYTES, _KEY_BYTES = 16, 32
+_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory defaults
 _MAX_MEM = 256 * 1024 * 1024
+#: refuse argon2 parameters that would let a config file make every check take seconds
+_ARGON2_MAX_KIB = 1024 * 1024
+_ARGON2_MAX_T = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +65,12 @@ class _Scrypt:
                               maxmem=2 * 128 * self.r * n + 1024 * 1024)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii").rstrip("=")
-
-
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
-def _parse(stored: str) -> _Scrypt:
-    """The parts of a stored hash; ValueError (never quoting the value) if malformed."""
+def _parse_scrypt(stored: str) -> _Scrypt:
+    """The parts of a stored scrypt hash; ValueError (never quoting the value) if malformed."""
     bad = ValueError(f"expected {FORM}")
     if not isinstance(stored, str) or not stored.startswith(PREFIX):
         raise bad
@@ -83,42 +89,62 @@ def _parse(stored: str) -> _Scrypt:
     return _Scrypt(log2_n, r, p, salt, key)
 
 
+def _check_argon2(stored: str) -> None:
+    bad = ValueError(f"expected {FORM}")
+    if not isinstance(stored, str) or not stored.startswith(ARGON2_PREFIX):
+        raise bad
+    try:
+        params = extract_parameters(stored)
+    except (InvalidHashError, ValueError):
+        raise bad from None
+    if params.type is not Argon2Type.ID or params.memory_cost > _ARGON2_MAX_KIB \
+            or params.time_cost > _ARGON2_MAX_T or params.salt_len < 8 \
+            or params.hash_len < 16:
+        raise bad
+
+
 def check_password_hash(stored: str) -> str:
     """`stored` if it is a well-formed hash; ValueError naming the expected form if not."""
-    _parse(stored)
+    if isinstance(stored, str) and stored.startswith(ARGON2_PREFIX):
+        _check_argon2(stored)
+    else:
+        _parse_scrypt(stored)
     return stored
 
 
 def is_password_hash(stored: str) -> bool:
     try:
-        _parse(stored)
+        check_password_hash(stored)
     except ValueError:
         return False
     return True
 
 
 def hash_password(password: str) -> str:
-    """A new salted scrypt hash of `password`, in the stored form above."""
+    """A new salted argon2id hash of `password`, in the stored form above."""
     if not password:
         raise ValueError("empty password")
-    params = _Scrypt(_LOG2_N, _R, _P, secrets.token_bytes(_SALT_BYTES), b"\0" * _KEY_BYTES)
-    key = params.derive(password)
-    return f"{PREFIX}{_LOG2_N}${_R}${_P}${_b64(params.salt)}${_b64(key)}"
+    return _HASHER.hash(password)
 
 
 def verify_password(candidate: str, stored: str) -> bool:
-    """Whether `candidate` matches `stored`: a scrypt hash, or (deprecated) a plain password.
-
-    A `stored` value that starts like a hash but is malformed never matches.
+    """Whether `candidate` matches `stored`: an argon2id or scrypt hash, or (deprecated) a
+    plain password. A `stored` value that starts like a hash but is malformed never matches.
     """
+    if stored.startswith(ARGON2_PREFIX):
+        try:
+            _check_argon2(stored)
+            return _HASHER.verify(stored, candidate)
+        except (ValueError, VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
     if stored.startswith(PREFIX):
         try:
-            params = _parse(stored)
+            params = _parse_scrypt(stored)
         except ValueError:
             return False
         return hmac.compare_digest(params.derive(candidate), params.key)
-    if not stored:
-        return False
+    if not stored or stored.startswith("$argon2"):
+        return False  # argon2i / argon2d are not accepted (and are never a plain password)
     # fixed-length digests: the comparison takes the same time whatever the lengths
     return hmac.compare_digest(hashlib.sha256(candidate.encode("utf-8")).digest(),
                                hashlib.sha256(stored.encode("utf-8")).digest())

@@ -1,4 +1,5 @@
-"""Hashed agent passwords (issue #12): the scrypt format, `dialer agents hash-password`."""
+"""Hashed passwords (issues #12, #13): argon2id for new hashes, older scrypt hashes still
+verify, `dialer agents hash-password`."""
 
 from __future__ import annotations
 
@@ -12,13 +13,34 @@ def test_hash_and_verify_round_trip() -> None:
     from dialer.passwords import hash_password, is_password_hash, verify_password
 
     stored = hash_password("correct horse")
-    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
     assert is_password_hash(stored)
     assert verify_password("correct horse", stored)
     assert not verify_password("correct hors", stored)
     assert hash_password("correct horse") != stored  # salted
     # a legacy plain password is compared as it is (constant time)
     assert verify_password("pw", "pw") and not verify_password("pw", "pW")
+
+
+def test_older_scrypt_hashes_still_verify() -> None:
+    from dialer.passwords import check_password_hash, verify_password
+
+    # made by the previous version's hash_password("change-me")
+    old = "scrypt$15$8$1$YNHQNgZ4xa5WaQLHf7YA/Q$IBCoPPTysNXqhmrlOEEFFT/61SZzaW2qSLewrqpv0YA"
+    assert check_password_hash(old) == old
+    assert verify_password("change-me", old) and not verify_password("change-mE", old)
+
+
+@pytest.mark.parametrize("bad", ["$argon2i$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5",
+                                 "$argon2id$v=19$m=65536,t=3,p=4$!!$a2V5",
+                                 "$argon2id$v=19$m=9999999,t=3,p=4$c2FsdHNhbHRzYWx0$"
+                                 "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5"])
+def test_malformed_or_foreign_argon2_hashes_are_rejected(bad: str) -> None:
+    from dialer.passwords import check_password_hash, verify_password
+
+    with pytest.raises(ValueError, match=r"argon2id"):
+        check_password_hash(bad)
+    assert not verify_password("x", bad)
 
 
 @pytest.mark.parametrize("bad", ["", "scrypt$", "scrypt$15$8$1$c2FsdA$", "bcrypt$x",

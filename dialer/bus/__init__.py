@@ -35,6 +35,7 @@ from dialer.bus.messages import (
     SupervisorCallEvent,
     SupervisorEvent,
 )
+from dialer.bus.runner import AgentCommandRunner
 from dialer.bus.service import AgentBusRuntime, open_agent_bus
 from dialer.bus.topics import Topics
 
@@ -45,6 +46,7 @@ __all__ = [
     "AgentBusRuntime",
     "AgentClient",
     "AgentCommand",
+    "AgentCommandRunner",
     "BrokerAddress",
     "BusError",
     "BusStats",

@@ -10,8 +10,10 @@ Incoming: the bus subscribes to `<prefix>/agents/+/cmd`, decodes and validates e
 (messages.parse_command) and checks that the payload's login is the topic's login. A bad
 message gets an `error` reply on that agent's `evt` topic and never reaches the handler.
 Good commands are handed to the handler one at a time per agent (so an agent's `ready`
-cannot overtake its `disposition`), concurrently across agents. The handler's verdict is
-sent back: `ack {ref_id}` for None, `error {ref_id, code, message}` for a ProtocolError.
+cannot overtake its `disposition`), concurrently across agents, by an `AgentCommandRunner`
+(dialer/bus/runner.py) - the bus's own, or one it shares with the web server's WebSocket so
+the order holds across both transports. The handler's verdict is sent back: `ack {ref_id}`
+for None, `error {ref_id, code, message}` for a ProtocolError.
 
 Outgoing: `send` and `supervisor` queue the message and return at once, so the call path
 never waits for the network. A sender task publishes the queue with QoS 1; a message whose
@@ -28,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import random
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -41,7 +44,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 from pydantic import ValidationError
 
-from dialer.bus.errors import BusError, ErrorCode, ProtocolError
+from dialer.bus.errors import BusError, ProtocolError
 from dialer.bus.messages import (
     DIALER_MESSAGE_TYPES,
     SUPERVISOR_EVENT_TYPES,
@@ -53,11 +56,12 @@ from dialer.bus.messages import (
     SupervisorEvent,
     parse_command,
 )
+from dialer.bus.runner import AgentCommandRunner, CommandHandler
 from dialer.bus.topics import Topics
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, AgentCommand], Awaitable[ProtocolError | None]]
+__all__ = ["AgentBus", "BrokerAddress", "BusStats", "CommandHandler"]
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 #: paho leaves Nagle's algorithm on: a small PUBLISH then waits for the peer's delayed ACK
@@ -156,6 +160,7 @@ class AgentBus:
         max_pending_per_agent: int = 100,
         keepalive_s: int = 30,
         tls_context: ssl.SSLContext | None = None,
+        runner: AgentCommandRunner | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(url or DEFAULT_URL)
         self._url_shown = _redact(url or DEFAULT_URL)
@@ -181,11 +186,12 @@ class AgentBus:
         if self.address.tls and tls_context is None:
             self._tls_context = ssl.create_default_context()
 
-        self._handler: CommandHandler | None = None
+        #: runs the commands one at a time per agent; shared with the web server in the app
+        self._owns_runner = runner is None
+        self._runner = runner or AgentCommandRunner(max_pending_per_agent=max_pending_per_agent)
         self._outbox: collections.deque[_Item] = collections.deque()
         self._sup_outbox: collections.deque[_Item] = collections.deque()
         self._outbox_ready = asyncio.Event()
-        self._workers: dict[str, asyncio.Queue[AgentCommand]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
         self._first_connect: asyncio.Future[None] | None = None
@@ -197,7 +203,7 @@ class AgentBus:
 
     def set_handler(self, handler: CommandHandler) -> None:
         """Install the runtime's command handler (before or after `async with`)."""
-        self._handler = handler
+        self._runner.set_handler(handler)
 
     @property
     def connected(self) -> bool:
@@ -212,7 +218,7 @@ class AgentBus:
         desktops). False when that did not happen within `within_s`."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within_s
-        while self._workers or self._outbox:
+        while self._runner.busy or self._outbox:
             if loop.time() >= until or not self.connected:
                 return False
             await asyncio.sleep(0.02)
@@ -294,6 +300,8 @@ class AgentBus:
             (outcome,) = await asyncio.gather(main, return_exceptions=True)
             if isinstance(outcome, Exception):
                 log.error("agent bus: stopped after a failure: %r", outcome)
+        if self._owns_runner:
+            await self._runner.close()
         self._connected.clear()
         self.stats.connected = False
 
@@ -422,20 +430,9 @@ class AgentBus:
         except ProtocolError as e:
             self._reject(login, e)
             return
-        queue = self._workers.get(login)
-        if queue is None:
-            queue = asyncio.Queue(maxsize=self._max_pending)
-            self._workers[login] = queue
-            assert self._tg is not None
-            self._tg.create_task(self._agent_worker(login, queue), name=f"agentbus-{login}")
-        try:
-            queue.put_nowait(cmd)
-        except asyncio.QueueFull:
-            self._reject(login, ProtocolError(
-                ErrorCode.OVERLOADED,
-                f"more than {self._max_pending} of your commands are waiting; retry later",
-                ref_id=cmd.id,
-            ))
+        refused = self._runner.submit(login, cmd, functools.partial(self._verdict, login))
+        if refused is not None:
+            self._reject(login, refused)
 
     def _reject(self, login: str, err: ProtocolError) -> None:
         self.stats.rejected += 1
@@ -447,47 +444,16 @@ class AgentBus:
         reply = ErrorEvt(ref_id=err.ref_id, code=err.code, message=err.message[:1000])
         self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), reply.to_json()))
 
-    async def _agent_worker(self, login: str, queue: asyncio.Queue[AgentCommand]) -> None:
-        """Run one agent's commands in order; exit when its queue is empty."""
-        try:
-            while not queue.empty():
-                cmd = queue.get_nowait()
-                await self._handle(login, cmd)
-        finally:
-            # no await between the empty check and this: a new command starts a new worker
-            if self._workers.get(login) is queue:
-                del self._workers[login]
-
-    async def _handle(self, login: str, cmd: AgentCommand) -> None:
-        handler = self._handler
+    def _verdict(self, login: str, cmd: AgentCommand, result: ProtocolError | None,
+                 fault: bool) -> None:
+        """The handler's verdict on `cmd` (from the runner): ack, or the error reply."""
         self.stats.handled += 1
-        if handler is None:
-            result: ProtocolError | None = ProtocolError(
-                ErrorCode.INTERNAL, "the dialer is starting and takes no commands yet; retry")
-        else:
-            try:
-                result = await handler(login, cmd)
-            except ProtocolError as e:
-                result = e
-            except Exception:
-                self.stats.handler_failures += 1
-                log.exception("agent bus: handler failed on %s from agent %s", cmd.type, login)
-                result = ProtocolError(
-                    ErrorCode.INTERNAL,
-                    "the dialer failed while processing this command; it is logged there",
-                )
+        if fault:
+            self.stats.handler_failures += 1
         if result is None:
             reply = AckEvt(ref_id=cmd.id).to_json()
             self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), reply))
             return
-        if not isinstance(result, ProtocolError):
-            self.stats.handler_failures += 1
-            log.error("agent bus: handler returned %s for %s; expected None or ProtocolError",
-                      type(result).__name__, cmd.type)
-            result = ProtocolError(
-                ErrorCode.INTERNAL,
-                "the dialer failed while processing this command; it is logged there",
-            )
         self.stats.refused += 1
         log.info("agent bus: %s from agent %s refused: %s", cmd.type, login, result.code)
         self._reply_error(login, ProtocolError(result.code, result.message, ref_id=cmd.id))

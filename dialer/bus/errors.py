@@ -25,6 +25,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_TYPE = "unknown_type"  # `type` names no agent command
     INVALID_MESSAGE = "invalid_message"  # a field is missing, extra or of the wrong form
     LOGIN_MISMATCH = "login_mismatch"  # payload `login` differs from the topic's login
+    #: over the web desktop's WebSocket: the command's login is not the signed-in agent's
+    FORBIDDEN = "forbidden"
     # the dialer refuses it (returned by the runtime's handler)
     UNKNOWN_AGENT = "unknown_agent"  # no such agent configured
     NOT_LOGGED_IN = "not_logged_in"  # the command needs a logged-in agent

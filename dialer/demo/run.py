@@ -6,7 +6,11 @@ What runs (docs/demo.md):
   agents' auto-answering phones (RTP echo);
 * the real dialer (DialerApp): pjsua2 node processes, the sans-IO engine, the embedded
   MQTT broker, scheduling jobs and /metrics;
-* simulated agents: MQTT clients speaking the agent protocol (dialer.agentsim).
+* simulated agents: MQTT clients speaking the agent protocol (dialer.agentsim);
+* the web server with one more seat for a person (`HUMAN_LOGIN`, a password made at each
+  start and printed once): its phone is the same SIPp auto-answering phone the simulated
+  agents have, so the person sees screen pops in the browser, hears nothing, and
+  dispositions the calls.
 It shows live progress, then writes the end-of-day report and prints one summary line.
 """
 
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import shutil
 import signal
 import statistics
@@ -30,6 +35,7 @@ from rich.table import Table
 
 from common.clock import SYSTEM_CLOCK, Clock
 from common.vocabulary import AbandonClockStart, AgentState, AttemptResult, DialMode
+from db import web_accounts
 from db.migrate import upgrade
 from db.seed import CompanySeed, LeadSeed, seed_campaign
 from db.session import create_engine, session_factory
@@ -46,8 +52,10 @@ from dialer.config import (
     Settings,
     SipSection,
     TrunkSection,
+    WebSection,
 )
 from dialer.demo.data import demo_behaviour, generate
+from dialer.passwords import hash_password
 from scheduling.days import local_date
 from scheduling.plan import build_daily_plan
 from sip.sipp import SippProcess
@@ -66,6 +74,12 @@ class DemoOptions:
     workdir: Path = Path("var/demo")
     database_url: str | None = None
     amd: bool = False
+    #: the web server's port (the person's seat signs in there); 0 picks a free one
+    web_port: int = 8080
+
+
+#: the login of the seat for a person at the web desktop
+HUMAN_LOGIN = "you"
 
 
 def sipp_user(e164: str) -> str:
@@ -91,6 +105,7 @@ def settings_for(opts: DemoOptions, callee_port: int, agent_uris: list[str]) -> 
         database=DatabaseSection(url=db),
         mqtt=MqttSection(url="", embedded_port=0),
         metrics=MetricsSection(enabled=True, port=opts.metrics_port),
+        web=WebSection(enabled=True, port=opts.web_port),
         sip=SipSection(nodes="auto", base_port=0, trunks={
             "demo-pstn": TrunkSection(uri=f"sip:127.0.0.1:{callee_port}",
                                       dial_plan="dialer.demo.run:sipp_user")}),
@@ -111,6 +126,26 @@ def settings_for(opts: DemoOptions, callee_port: int, agent_uris: list[str]) -> 
                    "about your office connectivity?",
         )],
     )
+
+
+async def seed_human_seat(url: str, now: datetime, sip_uri: str) -> str:
+    """The person's seat: an agent kept in the database (as `dialer agents add` makes it)
+    with a random password, new at each start; returns the password (shown once)."""
+    password = secrets.token_urlsafe(9)
+    hashed = await asyncio.to_thread(hash_password, password)
+    engine = create_engine(url)
+    try:
+        sessions = session_factory(engine)
+        try:
+            await web_accounts.add_agent(sessions, login=HUMAN_LOGIN, sip_uri=sip_uri,
+                                         password_hash=hashed, now=now,
+                                         display_name="You", campaign="demo")
+        except web_accounts.AccountError:  # a kept database (--db): a new password
+            await web_accounts.set_password(sessions, login=HUMAN_LOGIN, password_hash=hashed,
+                                            now=now, role="agent")
+    finally:
+        await engine.dispose()
+    return password
 
 
 async def seed_database(url: str, now: datetime, seed: int) -> tuple[int, int]:
@@ -260,6 +295,8 @@ async def _run_demo(opts: DemoOptions, clock: Clock, stop: _StopSignal) -> RunSu
         console.print(f"demo: {n_companies} companies in several time zones, {n_leads} leads; "
                       f"SIPp callees on 127.0.0.1:{callee.port}, agent phones on "
                       f"127.0.0.1:{phones.port}")
+        human_password = await seed_human_seat(settings.database.url, now,
+                                               phones.uri(HUMAN_LOGIN))
         app = DialerApp(settings, clock=clock)
         run = asyncio.create_task(app.run(), name="dialer")
         ready = asyncio.create_task(app.ready.wait())
@@ -274,6 +311,11 @@ async def _run_demo(opts: DemoOptions, clock: Clock, stop: _StopSignal) -> RunSu
             app.stop()
             return await run
         assert app.broker is not None
+        if app.web is not None:
+            # the terminal only (never a log): the person's one-time credentials
+            console.print(f"web desktop for you: {app.web.url}/login  login: {HUMAN_LOGIN}  "
+                          f"password: {human_password}  (your phone answers by itself)",
+                          highlight=False)
         rng = random.Random(opts.seed)
         profile = AgentProfile(wrapup_s=(3.0, 10.0), break_probability=0.05,
                                break_s=(10.0, 30.0))

@@ -3,8 +3,9 @@ MQTT broker and a desktop speaking the agent protocol (dialer.bus.client.AgentCl
 
 * a stop waits for the agent's disposition, which is acknowledged once it is committed;
 * a stop that outlasts the agent's wrap-up leaves the call "needs outcome": the lead is not
-  called again; the next start restores the agent (no login needed: a second lead is dialed
-  and bridged to it), its `state` lists the open call, and the late disposition frees the lead;
+  called again; the next start restores the agent paused to finish that outcome (no login
+  needed), its `state` lists the open call, and the late disposition frees the lead and makes
+  the agent ready (a second lead is dialed and bridged to it);
 * a re-sent disposition is answered `already_disposed`; the state names its attempt;
 * one session per login: a stale session cannot log the live one out.
 """
@@ -21,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from common.clock import SYSTEM_CLOCK
-from common.vocabulary import AttemptResult, DialMode
+from common.vocabulary import AgentState, AttemptResult, DialMode
 from db.models import Attempt, Lead
 from db.session import create_engine, session_factory
 from dialer.app import DialerApp, RunSummary
@@ -39,6 +40,7 @@ from dialer.bus.messages import (
     StateEvt,
 )
 from dialer.config import AgentConfig, CampaignConfig, Settings
+from dialer.dispositions import OUTCOME_PAUSE
 from dialer.ports import SipEventHandler
 from sip.memory import MemoryPool
 from support.leads import loopback_settings, make_numbers, seed_campaign
@@ -172,10 +174,22 @@ async def test_a_lost_disposition_holds_the_lead_until_recorded_after_the_restar
     held = await _lead(url, row.lead_id)
     assert held.needs_outcome_attempt_id == first and held.next_call_at is None
 
-    # run 2: nobody logs in; the agent is restored ready and takes the other lead's call
+    # run 2: nobody logs in; the agent, stopped in wrap-up, is restored paused to finish that
+    # call's outcome; once given, the dialer makes it ready and dials the other lead for it
     async with _running(_settings(tmp_path, url, port, wrapup_deadline_s=5)) as (app, task):
         assert app.broker is not None
         async with AgentClient(LOGIN, PASSWORD, app.broker.url) as agent:
+            await agent.request(GetStateCmd(login=LOGIN))
+            state = await _event(agent, lambda e: isinstance(e, StateEvt)
+                                 and e.needs_outcome is not None)
+            assert isinstance(state, StateEvt) and state.needs_outcome == [first]
+            assert state.state is AgentState.PAUSED and state.reason == OUTCOME_PAUSE
+            await asyncio.sleep(1.0)
+            assert len(await _attempts(url)) == 1, "no call for an agent owing an outcome"
+            await agent.request(_disposition(first))  # the lost outcome, recorded late
+            with pytest.raises(ProtocolError) as again:
+                await agent.request(_disposition(first))
+            assert again.value.code is ErrorCode.ALREADY_DISPOSED
             for _ in range(100):
                 rows = await _attempts(url)
                 if len(rows) == 2 and rows[1].bridged_at is not None:
@@ -184,14 +198,6 @@ async def test_a_lost_disposition_holds_the_lead_until_recorded_after_the_restar
             assert len(rows) == 2, "dialing resumed without a login"
             assert rows[1].lead_id != row.lead_id, "the held lead was called again"
             assert rows[1].bridged_at is not None
-            await agent.request(GetStateCmd(login=LOGIN))
-            state = await _event(agent, lambda e: isinstance(e, StateEvt)
-                                 and e.needs_outcome is not None)
-            assert isinstance(state, StateEvt) and state.needs_outcome == [first]
-            await agent.request(_disposition(first))  # the lost outcome, recorded late
-            with pytest.raises(ProtocolError) as again:
-                await agent.request(_disposition(first))
-            assert again.value.code is ErrorCode.ALREADY_DISPOSED
             await _event(agent, lambda e: isinstance(e, CallEndedEvt)
                          and e.attempt_id == rows[1].id)
             await agent.request(_disposition(rows[1].id))

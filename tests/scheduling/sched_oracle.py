@@ -149,9 +149,11 @@ def rules_hold(lead: LeadFacts, rules: CallingRules, t: datetime) -> bool:
         return False
     if lead.attempts >= rules.retry.max_attempts:
         return False
+    # an agreed callback is not pushed back by the retry delay of the call that agreed it
     if (
         lead.last_attempt_at is not None
         and lead.last_result is not None
+        and lead.callback_at is None
         and t < lead.last_attempt_at + rules.retry.delay_after(lead.last_result)
     ):
         return False

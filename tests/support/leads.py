@@ -22,6 +22,7 @@ from dialer.config import (
     Settings,
     SipSection,
     TrunkSection,
+    WebSection,
 )
 from dialer.demo.data import business_zones, valid_number
 
@@ -58,12 +59,14 @@ def loopback_settings(
     campaign: CampaignConfig, *, nodes: int = 1,
     dial_plan: str = "dialer.demo.run:sipp_user",
 ) -> Settings:
-    """One dialer on loopback: embedded broker, no /metrics, one trunk to the SIPp callee."""
+    """One dialer on loopback: embedded broker, no /metrics, no web server (a test that wants
+    one sets `web`), one trunk to the SIPp callee."""
     return Settings(
         dialer=DialerSection(id=name, drain_deadline_s=2.0, data_dir=data_dir),
         database=DatabaseSection(url=url),
         mqtt=MqttSection(embedded_port=0),
         metrics=MetricsSection(enabled=False),
+        web=WebSection(enabled=False),
         sip=SipSection(nodes=nodes, base_port=0, trunks={"pstn": TrunkSection(
             uri=f"sip:127.0.0.1:{callee_port}", dial_plan=dial_plan)}),
         agents=agents,

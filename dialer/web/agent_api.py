@@ -1,0 +1,117 @@
+"""The agent desktop's HTTP reads (docs/web.md): `/api/agent/context/{attempt_id}`,
+`/api/agent/check-contact`, `/api/agent/callbacks`, `/api/agent/day`.
+
+An agent sees its own calls only: an attempt of another agent answers 404, exactly like one
+that does not exist. The day's figures are the end-of-day report's (scheduling/report.py),
+computed for the agent's campaign and cut to the agent's row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from db import web_accounts as accounts
+from db.models import Campaign
+from db.web_accounts import AttemptContext
+from dialer.web.auth import AgentSession
+from dialer.web.contact_rules import check_contact, describe
+from dialer.web.deps import WebDeps, deps
+from scheduling.calendar import zone
+from scheduling.days import local_date, local_day_bounds
+from scheduling.report import ReportRow, compute_day_report
+
+router = APIRouter(prefix="/api/agent")
+
+Deps = Annotated[WebDeps, Depends(deps)]
+
+#: the day's report is computed over the whole campaign: desktops polling it share one
+#: reading for this long
+_DAY_CACHE_S = 5.0
+
+
+async def _own_attempt(d: WebDeps, s: Any, attempt_id: int) -> AttemptContext:
+    login = s.login
+    live = d.desk.holds_call(login, attempt_id) if d.desk is not None else False
+    ctx = await accounts.attempt_context(d.sessions, attempt_id,
+                                         agent_id=s.session.user.agent_id, live_call=live)
+    if ctx is None:
+        raise HTTPException(404, f"attempt {attempt_id} not found among your calls")
+    return ctx
+
+
+async def _campaign(d: WebDeps, s: Any) -> Campaign:
+    c = await d.agent_campaign(s.session.user)
+    if c is None:
+        raise HTTPException(404, "you take calls for no campaign on this dialer")
+    return c
+
+
+@router.get("/context/{attempt_id}")
+async def context(attempt_id: int, s: AgentSession, d: Deps) -> dict[str, Any]:
+    ctx = await _own_attempt(d, s, attempt_id)
+    return describe(ctx, d.clock.now())
+
+
+@router.get("/check-contact")
+async def contact_check(
+    s: AgentSession, d: Deps,
+    attempt_id: Annotated[int, Query(gt=0)],
+    at: Annotated[str, Query(min_length=10, max_length=40)],
+) -> dict[str, Any]:
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise HTTPException(422, "at: expected an ISO 8601 time such as "
+                                 "2026-12-01T15:00:00+02:00") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise HTTPException(422, "at: give the time with its UTC offset "
+                                 "(2026-12-01T15:00:00+02:00)")
+    ctx = await _own_attempt(d, s, attempt_id)
+    return check_contact(ctx, when, d.clock.now())
+
+
+@router.get("/callbacks")
+async def callbacks(s: AgentSession, d: Deps) -> dict[str, Any]:
+    """Pending callbacks due by the end of the campaign's day (overdue ones included): the
+    agent's own first, then the campaign's "anyone" ones."""
+    c = await _campaign(d, s)
+    now = d.clock.now()
+    day = local_date(now, c.timezone)
+    _, end = local_day_bounds(day, c.timezone)
+    agent_id = s.session.user.agent_id
+    assert agent_id is not None, "role('agent') guarantees an agents row"
+    rows = await accounts.callbacks_due(d.sessions, agent_id=agent_id, campaign_id=c.id,
+                                        until=end)
+    return {"date": day.isoformat(), "campaign": c.name, "callbacks": [
+        {"callback_id": cb.callback_id, "lead_id": cb.lead_id, "lead_name": cb.lead_name,
+         "company": cb.company, "due_at": cb.due_at.isoformat(),
+         "due_local": cb.due_at.astimezone(zone(cb.timezone)).isoformat(),
+         "timezone": cb.timezone, "scope": cb.scope.value, "mine": cb.mine,
+         "overdue": cb.due_at < now, "notes": cb.notes}
+        for cb in rows]}
+
+
+@router.get("/day")
+async def day(s: AgentSession, d: Deps) -> dict[str, Any]:
+    """The agent's day so far: its row of the end-of-day report (campaign-local day)."""
+    c = await _campaign(d, s)
+    today = local_date(d.clock.now(), c.timezone)
+    key = (c.id, today.isoformat())
+    cache: dict[tuple[int, str], tuple[float, list[ReportRow]]] = d.day_cache
+    cached = cache.get(key)
+    if cached is not None and d.clock.monotonic() - cached[0] < _DAY_CACHE_S:
+        rows = cached[1]
+    else:
+        rows = await compute_day_report(d.sessions, campaign_id=c.id, report_date=today)
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = (d.clock.monotonic(), rows)
+    mine = next((r for r in rows if r.agent_id == s.session.user.agent_id), None)
+    figures = ("planned", "called", "reached", "meetings", "contracts", "callbacks", "talk_s")
+    out: dict[str, Any] = {"date": today.isoformat(), "campaign": c.name,
+                           "agent": s.login}
+    out.update({f: (getattr(mine, f) if mine is not None else 0) for f in figures})
+    return out

@@ -1,0 +1,87 @@
+"""What the web server's routes share: the database, the settings, the clock, the agent
+socket hub, the sign-in limiter and the running dialer (`WebDeps`, one per app)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastapi import Request
+
+from common.clock import Clock
+from db import web_accounts as accounts
+from db.models import Campaign
+from db.repositories import Sessions, campaign_by_name
+from db.web_accounts import Account
+from dialer.config import WebSection
+from dialer.metrics import DialerMetrics
+
+if TYPE_CHECKING:
+    from dialer.web.agent_ws import AgentSocketHub
+    from dialer.web.auth import SignInLimiter
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class AgentDesk(Protocol):
+    """What the web server asks the running dialer (DialerApp) about its agents."""
+
+    def campaign_of(self, login: str) -> Campaign | None:
+        """The running campaign agent `login` takes calls for (None: not on this dialer)."""
+
+    def holds_call(self, login: str, attempt_id: int) -> bool:
+        """Whether agent `login` is on (or wrapping up) the live call of `attempt_id`."""
+
+
+@dataclass(eq=False)
+class WebDeps:
+    sessions: Sessions
+    web: WebSection
+    clock: Clock
+    hub: AgentSocketHub
+    limiter: SignInLimiter
+    metrics: DialerMetrics | None = None
+    #: None: a web server without a dialer (tests): campaigns come from the database
+    desk: AgentDesk | None = None
+    static_dir: Path = STATIC_DIR
+    #: (campaign id, local date) -> (when read, the day's report rows): /api/agent/day
+    day_cache: dict[tuple[int, str], tuple[float, Any]] = field(default_factory=dict)
+    _refresh: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def count_sign_in_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.web_sign_in_failed()
+
+    def sessions_changed(self) -> None:
+        """Refresh the sessions gauge soon (a sign-in or sign-out changed it)."""
+        if self.metrics is not None and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self.refresh_gauges(), name="web-gauges")
+
+    async def refresh_gauges(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.set_web_sessions(
+                await accounts.sessions_by_role(self.sessions, self.clock.now()))
+        except Exception:
+            log.exception("web: refreshing the sessions gauge failed")
+
+    async def agent_campaign(self, user: Account) -> Campaign | None:
+        """The campaign an agent account takes calls for: the running dialer's word, else
+        (no dialer) the agents row's campaign."""
+        if self.desk is not None:
+            return self.desk.campaign_of(user.login)
+        if user.campaign:
+            return await campaign_by_name(self.sessions, user.campaign)
+        return None
+
+
+def deps(request: Request) -> WebDeps:
+    """FastAPI dependency: the app's WebDeps."""
+    d: WebDeps = request.app.state.deps
+    return d
