@@ -316,6 +316,28 @@ def hang_up(rt: CampaignRuntime, login: str, attempt_id: int) -> None:
     rt._submit(sip.Hangup(call_id=call.call_id, reason="agent hung up"))
 
 
+def prefetch_screen_pop(rt: CampaignRuntime, call: LiveCall) -> None:
+    """Read the lead's card and history while the call rings, so its screen pop goes out the
+    moment an agent is chosen instead of after two database reads on a busy dialer (most
+    dials never need them; two small indexed reads per dial cost less than a late pop)."""
+    task = asyncio.ensure_future(screen_pop_of(rt, call))
+    # a call that is never bridged drops its task: retrieve a failure so none is left unread
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    call.pop_prefetch = task
+
+
+async def prefetched_screen_pop(rt: CampaignRuntime, call: LiveCall) -> dict[str, object] | None:
+    """The call's screen pop: the one read while it rang, else read now."""
+    task, call.pop_prefetch = call.pop_prefetch, None
+    if task is not None:
+        try:
+            return await task
+        except Exception as e:  # the database failed then: it may be back now
+            log.debug("campaign %s: prefetched screen pop failed (%s); reading again",
+                      rt.name, e)
+    return await screen_pop_of(rt, call)
+
+
 async def screen_pop_of(rt: CampaignRuntime, call: LiveCall) -> dict[str, object] | None:
     """The screen pop of a call: the lead's card, its history, the script, the catalog."""
     card = await rt.store.lead_card(call.lead_id)

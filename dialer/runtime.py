@@ -60,9 +60,10 @@ from dialer.dispositions import (
     call_back_after_a_cut,
     cut_by_fault,
     hold_overdue_wrapup,
+    prefetch_screen_pop,
+    prefetched_screen_pop,
     queue_lead_update,
     restore_agents,
-    screen_pop_of,
     state_body,
 )
 from dialer.engine_setup import PacingPriors, engine_config, pacing_priors
@@ -428,6 +429,7 @@ class CampaignRuntime:
         call = LiveCall(call_id=a.call_id, attempt_id=attempt_id, lead_id=lead_id,
                         agent_login=a.agent_id)
         self.calls[a.call_id] = call
+        prefetch_screen_pop(self, call)
         self._supervise_call(call, AttemptStage.CREATED)
         self.stats.placed += 1
         amd = sip.AmdSettings(max_analysis_ms=c.amd_max_ms) if c.amd_enabled else None
@@ -540,7 +542,7 @@ class CampaignRuntime:
 
     async def _screen_pop(self, a: ScreenPop) -> Body | None:
         call = self.calls.get(a.call_id)
-        return await screen_pop_of(self, call) if call is not None else None
+        return await prefetched_screen_pop(self, call) if call is not None else None
 
     async def _preview(self, a: PreviewOffer) -> None:
         card = await self.store.lead_card(int(a.lead.lead_id))

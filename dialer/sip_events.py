@@ -8,6 +8,7 @@ the call's stage; this side keeps the SIP facts the records need (`LiveCall`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +49,8 @@ class LiveCall:
     cut_by_fault: bool = False
     #: hung up for reaching the campaign's max_call_s (asked once)
     hung_up_long: bool = False
+    #: the screen pop being read while the call rings (dispositions.prefetch_screen_pop)
+    pop_prefetch: asyncio.Future[dict[str, object] | None] | None = None
 
 
 def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
