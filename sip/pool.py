@@ -7,7 +7,11 @@ pool talks to it over a loopback TCP connection with length-prefixed JSON frames
 Slot accounting: a node reports its measured capacity at start. An ``Originate`` reserves one
 slot for the customer leg plus (by default) one for the agent leg on the *same* node - the two
 legs must share a conference bridge to be connected. Slots come back when the call's final
-event (``CallEnded``, ``CallLost``, or ``CommandRejected`` of the Originate) arrives.
+event (``CallEnded``, ``CallLost``, or ``CommandRejected`` of the Originate) arrives. A node
+also reports the slots pjsua still holds for calls already ended (``slots`` frames: a BYE
+waiting for a dead far end holds its slot up to 32 s); those are not offered either. A node
+that still finds no slot (PJ_ETOOMANY) hands the Originate back and the pool places it on
+another node, or refuses it as retryable "pool full" (docs/trunks.md).
 
 Setup pacing: each node gets a token bucket at ``setup_rate_per_node`` INVITEs/s (the PyPI
 wheel aborts under unpaced bursts). ``submit`` waits for the chosen node's next token (a few
@@ -29,13 +33,9 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
 import logging
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from common.clock import SYSTEM_CLOCK
@@ -56,7 +56,7 @@ from sip.api import (
 from sip.config import PoolConfig
 from sip.options_probe import probe, probe_target
 from sip.pool_calls import CallBook
-from sip.pool_nodes import NodeHandle, SetupPacer
+from sip.pool_nodes import NodeHandle, SetupPacer, start_node_process
 from sip.protocol import ProtocolError, encode_frame, read_frame
 from sip.trunk_monitor import TrunkMonitor
 
@@ -66,8 +66,6 @@ EventCallback = Callable[[Any], None]
 _EVENT_QUEUE_MAX = 100_000
 #: nodes started concurrently at pool start
 _START_BATCH = 8
-#: the directory holding the ``sip`` package, put on the nodes' PYTHONPATH
-_PKG_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class PoolError(RuntimeError):
@@ -99,6 +97,8 @@ class NodePool:
         self._trunk_calls: collections.Counter[str] = collections.Counter()
         self._trunk_of: dict[str, str] = {}
         self._book = CallBook()
+        #: Originates sent to a node and not yet heard of (placed again if the node is full)
+        self._originates: dict[str, Originate] = {}
         self.trunks = TrunkMonitor(
             config.trunks,
             config.breaker,
@@ -190,35 +190,10 @@ class NodePool:
         )
 
     async def _spawn(self, node: NodeHandle) -> None:
-        cfg = self.config.node_config(node.index)
         loop = asyncio.get_running_loop()
         node.hello = loop.create_future()
         self._pending_hello[(node.index, node.generation)] = node
-        env = dict(os.environ)
-        pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = _PKG_ROOT + (os.pathsep + pp if pp else "")
-        logf = None
-        if self.config.node_log_dir:
-            logf = open(  # noqa: SIM115, ASYNC230 (a local file open, handed to the child)
-                os.path.join(self.config.node_log_dir, f"node-{node.index}.log"), "ab"
-            )
-        cfg_json = cfg.to_json()
-        cfg_json["node_id"] = node.index
-        node.proc = await asyncio.create_subprocess_exec(
-            self.config.python or sys.executable,
-            "-m",
-            "sip.node",
-            "--connect",
-            f"127.0.0.1:{self._server_port}",
-            "--config",
-            json.dumps(cfg_json),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=logf if logf is not None else asyncio.subprocess.DEVNULL,
-            stderr=logf,
-            env=env,
-        )
-        if logf is not None:
-            logf.close()  # the child holds its own descriptor
+        node.proc = await start_node_process(self.config, node.index, self._server_port)
         node.pid = node.proc.pid
         try:
             hello = await asyncio.wait_for(
@@ -302,6 +277,10 @@ class NodePool:
                 except (SipApiError, KeyError) as exc:
                     log.warning("sip node %d sent a bad event: %s", node.index, exc)
                     continue
+                cmd = self._originates.pop(getattr(ev, "call_id", ""), None)
+                if msg.get("full") and cmd is not None and isinstance(ev, CommandRejected):
+                    await self._place_elsewhere(node, cmd)
+                    continue
                 if not self._book.note(ev):
                     log.warning(
                         "sip node %d: dropped a second final event %s of call %s",
@@ -315,6 +294,8 @@ class NodePool:
                 if isinstance(ev, TrunkStatus):
                     self._trunk_changed(node, ev)
                 await self._deliver(ev)
+            elif kind == "slots":
+                node.held = max(0, int(msg.get("held", 0)))
             elif kind == "bye":
                 return
             else:
@@ -340,11 +321,28 @@ class NodePool:
         )
         if not release:
             return
-        slots = node.calls.pop(ev.call_id, 0)
-        node.in_use -= slots
+        node.release(ev.call_id)
         if self._by_call.get(ev.call_id) is node:
             del self._by_call[ev.call_id]
         self._release_trunk(ev.call_id)
+        if self.in_use == 0:
+            self._idle.set()
+
+    async def _place_elsewhere(self, node: NodeHandle, cmd: Originate) -> None:
+        """The node had no pjsua slot for the call (PJ_ETOOMANY): not the trunk's fault nor
+        the lead's, so the pool places it again on another node (or refuses it as retryable
+        "pool full" when none has room) instead of reporting a failed call."""
+        log.warning(
+            "sip node %d: no free pjsua slot for call %s; placing it elsewhere",
+            node.index,
+            cmd.call_id,
+        )
+        node.release(cmd.call_id)
+        if self._by_call.get(cmd.call_id) is node:
+            del self._by_call[cmd.call_id]
+        self._release_trunk(cmd.call_id)
+        self._book.closed(cmd.call_id)
+        await self._submit_originate(cmd, avoid=node)
         if self.in_use == 0:
             self._idle.set()
 
@@ -395,6 +393,7 @@ class NodePool:
         now = time.monotonic()
         for call_id in lost:
             node.calls.pop(call_id, None)
+            self._originates.pop(call_id, None)
             if self._by_call.get(call_id) is node:
                 del self._by_call[call_id]
             self._release_trunk(call_id)
@@ -502,7 +501,7 @@ class NodePool:
             self._take_token(node, wait=False)
         self._send(node, cmd)
 
-    async def _submit_originate(self, cmd: Originate) -> None:
+    async def _submit_originate(self, cmd: Originate, avoid: NodeHandle | None = None) -> None:
         if not self._accepting:
             await self._reject(cmd, "pool is not accepting calls (starting or closing)", True)
             return
@@ -523,7 +522,9 @@ class NodePool:
             )
             return
         need = 2 if cmd.reserve_agent_slot else 1
-        candidates = [n for n in self._nodes if n.free >= need and n.writer is not None]
+        candidates = [
+            n for n in self._nodes if n.free >= need and n.writer is not None and n is not avoid
+        ]
         if not candidates:
             await self._reject(cmd, f"pool full ({self.in_use}/{self.capacity} slots in use)", True)
             return
@@ -547,14 +548,15 @@ class NodePool:
         if not node.alive or cmd.call_id not in node.calls:
             # the node died while we waited for its token. If its watcher already closed the
             # call with CallLost, that was the call's final event; otherwise reject it here.
-            if node.calls.pop(cmd.call_id, None) is not None:
-                node.in_use = max(0, node.in_use - need)
+            if cmd.call_id in node.calls:
+                node.release(cmd.call_id)
                 if self._by_call.get(cmd.call_id) is node:
                     del self._by_call[cmd.call_id]
                 self._release_trunk(cmd.call_id)
                 self._book.closed(cmd.call_id)
                 await self._reject(cmd, "node died before the call was placed", True)
             return
+        self._originates[cmd.call_id] = cmd
         self._send(node, cmd)
 
     def _take_token(self, node: NodeHandle, *, wait: bool) -> float:

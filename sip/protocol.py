@@ -5,7 +5,10 @@ Frame = 4-byte big-endian length + UTF-8 JSON object with a ``kind`` field. A st
 machine. Kinds:
 
 node -> pool: ``hello`` {node_id, pid, capacity, sip_port, pjsip}, ``error`` {error} (start
-failed), ``event`` {event} (a :mod:`sip.api` event via ``to_wire``), ``bye`` {}.
+failed), ``event`` {event} (a :mod:`sip.api` event via ``to_wire``; ``full: true`` on the
+``CommandRejected`` of an Originate that found no pjsua slot), ``slots`` {held} (call slots
+pjsua still holds for calls already ended, sent when it changes and always before an event
+that frees slots), ``bye`` {}.
 pool -> node: ``cmd`` {cmd}, ``shutdown`` {deadline_s}.
 """
 

@@ -8,11 +8,13 @@ from the owner loop or are deferred to it when a pjsua2 callback triggers them.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +36,13 @@ from sip.node.objects import (
     NodeCall,
     Waker,
 )
+from sip.node.slots import HeldSlots, PjsuaSlots
 from sip.protocol import encode_frame
 
 log = logging.getLogger("sip.node")
+
+#: events on which the pool frees a call's slots (a call's end, an Originate not placed)
+_RELEASING = (CallEnded, CommandRejected)
 
 
 class NodeBase:
@@ -67,6 +73,11 @@ class NodeBase:
         self.incoming: set[IncomingCall] = set()
         #: frames produced before hello (during start), sent right after it
         self._early: list[dict[str, Any]] | None = []
+        #: pjsua's live calls (docs/trunks.md, "Call slots after an outage")
+        self.slots = PjsuaSlots()
+        self.slot_watch = HeldSlots()
+        #: the last ``held`` sent to the pool (None: nothing sent yet)
+        self._held_sent: int | None = None
 
     # ------------------------------------------------------------------ plumbing
     def send(self, msg: dict[str, Any]) -> None:
@@ -83,16 +94,98 @@ class NodeBase:
                 # the pool is gone: stop; calls are hung up by the shutdown sequence
                 self.stopping = True
 
-    def emit(self, ev: Any) -> None:
-        self.send({"kind": "event", "event": to_wire(ev)})
+    def emit(self, ev: Any, **extra: Any) -> None:
+        if isinstance(ev, _RELEASING):
+            # the pool frees slots on these: first tell it which ones pjsua still holds, on
+            # the same ordered channel, so it never offers a slot in between
+            self.report_slots()
+        self.send({"kind": "event", "event": to_wire(ev), **extra})
 
-    def reject(self, call_id: str, error: str, retryable: bool, command: str) -> None:
-        self.emit(
-            CommandRejected(call_id=call_id, error=error, retryable=retryable, command=command)
+    def reject(
+        self, call_id: str, error: str, retryable: bool, command: str, *, full: bool = False
+    ) -> None:
+        """``full``: pjsua had no free slot (PJ_ETOOMANY) - the pool places the call elsewhere."""
+        ev = CommandRejected(call_id=call_id, error=error, retryable=retryable, command=command)
+        if full:
+            self.emit(ev, full=True)
+        else:
+            self.emit(ev)
+
+    # ------------------------------------------------------------------ slots
+    def _live_ids(self) -> set[int]:
+        """pjsua ids of the calls the pool still counts (legs not yet ended).
+
+        A customer leg counts until its CallEnded (it leaves ``legs`` then); an agent leg only
+        while its customer leg does, since the pool frees both slots at the CallEnded.
+        """
+        ids: set[int] = set()
+        for leg in self.legs.values():
+            for call in (leg.call, leg.agent.call if leg.agent is not None else None):
+                if call is not None:
+                    ids.add(call.getId())
+        return ids
+
+    def _live_count(self) -> int:
+        return sum(
+            (leg.call is not None) + (leg.agent is not None and leg.agent.call is not None)
+            for leg in self.legs.values()
         )
 
+    def held_slots(self) -> int | None:
+        """Slots pjsua holds for calls the node has let go of (None: unknown on this build).
+
+        A BYE or CANCEL still waiting for its answer, an agent leg hanging up after its call
+        ended, a declined incoming call: pjsua keeps their slots although no live call needs
+        them (sip.node.slots.HeldSlots says which of them count and from when).
+        """
+        count = self.slots.live_calls()
+        if count is None:
+            return None
+        if count <= self._live_count():
+            # the usual case, checked without pjsua's lock: nothing let go of is left
+            return self.slot_watch.count(set(), set(), 0.0)
+        ids = self.slots.call_ids()
+        if ids is None:
+            return None
+        return self.slot_watch.count(ids, self._live_ids(), time.monotonic())
+
+    def report_slots(self) -> None:
+        """Send ``{"kind": "slots", "held": n}`` when ``n`` changed (sip/protocol.py)."""
+        held = self.held_slots()
+        if held is None or held == self._held_sent:
+            return
+        self._held_sent = held
+        self.send({"kind": "slots", "held": held})
+
+    def room_for(self, leg: CustomerLeg) -> bool:
+        """Whether pjsua has a slot for this customer leg and the agent slot it reserves.
+
+        The pool reserved both, but its view lags pjsua's by a frame; a customer leg placed
+        without its agent's slot would answer and then fail to reach any agent. Counted:
+        pjsua's calls, plus one per other leg whose reserved agent slot is not in use.
+        """
+        count = self.slots.live_calls()
+        if count is None:
+            return True  # unknown on this build: makeCall's PJ_ETOOMANY is the only check
+        reserved = sum(
+            1
+            for other in self.legs.values()
+            if other is not leg
+            and other.cmd.reserve_agent_slot
+            and (other.agent is None or other.agent.call is None)
+        )
+        need = 2 if leg.cmd.reserve_agent_slot else 1
+        return count + reserved + need <= self.capacity
+
+    def _mark_dead(self, call: NodeCall | None) -> None:
+        """Its far end is gone: its slot counts as held from the hangup on (sip.node.slots)."""
+        if call is not None:
+            self.slot_watch.mark_dead(call.getId())
+
     # ------------------------------------------------------------------ actions
-    def _hangup_customer(self, leg: CustomerLeg, why: LocalEnd) -> None:
+    def _hangup_customer(self, leg: CustomerLeg, why: LocalEnd, *, dead: bool = False) -> None:
+        """Hang the customer leg up; ``dead``: its far end is gone (no media), so its BYE
+        gets a short transaction timeout and pjsua frees the slot soon (sip.node.slots)."""
         leg.mark_local_end(why)
         call = leg.call
         if call is None:
@@ -105,18 +198,24 @@ class NodeBase:
             if leg.sip_call_id:
                 self.cancelling[leg.sip_call_id] = leg
         prm = pj.CallOpParam(True)
+        if dead:
+            self._mark_dead(call)
         try:
-            call.hangup(prm)
+            with self.slots.short_transactions() if dead else contextlib.nullcontext():
+                call.hangup(prm)
         except pj.Error as exc:
             log.debug("node %d: hangup %s: %s", self.cfg.node_id, leg.call_id, exc.info())
 
-    def _hangup_agent(self, a: AgentLeg) -> None:
+    def _hangup_agent(self, a: AgentLeg, *, dead: bool = False) -> None:
         a.local_hangup = True
         call = a.call
         if call is None:
             return
+        if dead:
+            self._mark_dead(call)
         try:
-            call.hangup(pj.CallOpParam(True))
+            with self.slots.short_transactions() if dead else contextlib.nullcontext():
+                call.hangup(pj.CallOpParam(True))
         except pj.Error as exc:
             log.debug("node %d: agent hangup %s: %s", self.cfg.node_id, a.agent_call_id, exc.info())
 

@@ -15,7 +15,13 @@ import pjsua2 as pj
 
 from sip.api import Bridge, CallTrying, Originate, Play, StartRecording
 from sip.api import Hangup as HangupCmd
-from sip.legs import LegState, dialer_hangup_end, makecall_retryable, retry_makecall
+from sip.legs import (
+    PJ_ETOOMANY,
+    LegState,
+    dialer_hangup_end,
+    makecall_retryable,
+    retry_makecall,
+)
 from sip.node.callbacks import NodeCallbacks
 from sip.node.objects import AgentLeg, CustomerLeg, NodeCall, Player, pj_status
 
@@ -72,6 +78,10 @@ class NodeCommands(NodeCallbacks):
             self.legs.pop(leg.call_id, None)
             self.emit(leg.cancelled_before_invite())
             return
+        if not self.room_for(leg):
+            # no pjsua slot for this call and its agent yet: wait as for PJ_ETOOMANY
+            self._no_slot(leg, PJ_ETOOMANY)
+            return
         acc = self.accounts[cmd.trunk]
         call = NodeCall(self, acc, leg)
         prm = pj.CallOpParam(True)
@@ -97,8 +107,8 @@ class NodeCommands(NodeCallbacks):
                 self.legs.pop(leg.call_id, None)
                 return
             status = pj_status(exc)
-            if retry_makecall(status, time.monotonic(), leg.retry_until, self.stopping):
-                self.pending_originates.append(leg)
+            if status == PJ_ETOOMANY:
+                self._no_slot(leg, status)
                 return
             self.legs.pop(leg.call_id, None)
             self.reject(
@@ -110,6 +120,23 @@ class NodeCommands(NodeCallbacks):
             return
         if leg.state == LegState.DIALING and leg.call is not None:
             self.emit(CallTrying(call_id=leg.call_id, node=f"node-{self.cfg.node_id}"))
+
+    def _no_slot(self, leg: CustomerLeg, status: int) -> None:
+        """No pjsua slot for the call yet: try again for ``ETOOMANY_RETRY_S`` (a slot closing
+        its transaction), then hand the Originate back as ``full``."""
+        if retry_makecall(status, time.monotonic(), leg.retry_until, self.stopping):
+            self.pending_originates.append(leg)
+            return
+        self.legs.pop(leg.call_id, None)
+        # the node is full, neither the trunk nor the lead is at fault: ``full`` lets the pool
+        # place the call on another node (or refuse it as retryable "pool full")
+        self.reject(
+            leg.call_id,
+            f"node-{self.cfg.node_id} full: no free pjsua call slot (PJ_ETOOMANY)",
+            True,
+            "Originate",
+            full=True,
+        )
 
     def _bridge(self, cmd: Bridge) -> None:
         leg = self.legs.get(cmd.call_id)
@@ -158,6 +185,13 @@ class NodeCommands(NodeCallbacks):
                 self.deferred.append(lambda: self._place_agent(a, retry_until))
                 return
             self.agents.pop(a.agent_call_id, None)
+            status = pj_status(exc)
+            if status == PJ_ETOOMANY:
+                # the agent leg must share the customer's conference bridge, so it cannot go
+                # to another node; the pool's slot accounting (docs/trunks.md) prevents this
+                self.report_slots()
+                self._agent_failed(a, None, "no free pjsua call slot on the node (PJ_ETOOMANY)")
+                return
             self._agent_failed(a, None, f"agent makeCall failed: {exc.info()}")
 
     def _play(self, cmd: Play) -> None:

@@ -196,6 +196,8 @@ class Node(NodeCommands):
             self._drain_media()
             self._run_deferred()
             self._timers()
+            # after callbacks and deferred hangups: pjsua has destroyed what it will destroy now
+            self.report_slots()
             if self.stopping:
                 break
         self.shutdown()
@@ -302,7 +304,9 @@ class Node(NodeCommands):
                     leg.call_id,
                     limit,
                 )
-                self._hangup_customer(leg, media_timeout_end(limit))
+                # a dialog without media for this long is dead: its BYE most likely goes
+                # unanswered, so it gets a short transaction timeout (sip.node.slots)
+                self._hangup_customer(leg, media_timeout_end(limit), dead=True)
                 continue
             a = leg.agent
             if a is None or not a.bridged or a.call is None or a.local_hangup:
@@ -320,8 +324,11 @@ class Node(NodeCommands):
                     a.agent_call_id,
                     limit,
                 )
+                # marked first: the customer's CallEnded (sent inside its hangup) must
+                # already count the dead agent leg's slot as held
+                self._mark_dead(a.call)
                 self._hangup_customer(leg, agent_media_timeout_end(limit))
-                self._hangup_agent(a)
+                self._hangup_agent(a, dead=True)
 
     @staticmethod
     def _rx(call: Any) -> tuple[int, bool] | None:

@@ -313,6 +313,9 @@ url = "{self.db_url}"
 [metrics]
 enabled = false
 
+[web]
+enabled = false
+
 [sip]
 nodes = {s.nodes}
 base_port = 0

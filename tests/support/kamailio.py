@@ -2,10 +2,12 @@
 
 The dialer's trunk points at the proxy (``sip:127.0.0.1:<proxy port>``); the proxy relays every
 new request to the callee's port, statefully (``t_relay``), so replies come back through it.
-It does not record-route: the dialer's in-dialog requests (ACK for a 2xx, BYE) go straight
-to the callee; the SIPp callee sends its own in-dialog requests (BYE, INFO) to the peer it
-heard from, the proxy, which relays them by Request-URI to the dialer's node. So stopping the
-proxy cuts new calls, CANCELs and the callee's hang-ups, as a dead trunk does.
+By default it does not record-route: the dialer's in-dialog requests (ACK for a 2xx, BYE) go
+straight to the callee; the SIPp callee sends its own in-dialog requests (BYE, INFO) to the
+peer it heard from, the proxy, which relays them by Request-URI to the dialer's node. So
+stopping the proxy cuts new calls, CANCELs and the callee's hang-ups, as a dead trunk does.
+With ``record_route=True`` it stays in the dialog as a carrier's SBC does: the dialer's BYE
+goes through it too, so a BYE sent during an outage gets no answer at all.
 
     with KamailioProxy(target_port=callee.port) as proxy:
         trunk_uri = proxy.uri          # sip:127.0.0.1:<port>
@@ -52,6 +54,7 @@ loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "siputils.so"
 loadmodule "textops.so"
+{rr_load}
 # an unanswered INVITE branch gives up after 30 s (the dialer CANCELs long before)
 modparam("tm", "fr_timer", 5000)
 modparam("tm", "fr_inv_timer", 30000)
@@ -74,9 +77,11 @@ request_route {{
     if (has_totag()) {{
         # in-dialog requests go where their Request-URI says (a SIPp UAS sends its BYE to
         # the peer it heard from, us, addressed to the dialer node's Contact)
+        {rr_loose}
         t_relay();
         exit;
     }}
+    {rr_record}
     $du = "sip:{target_host}:{target_port}";
     if (!t_relay()) {{
         sl_reply_error();
@@ -96,6 +101,14 @@ def _module_dir() -> str:
     raise KamailioError(f"Kamailio modules not found in {_MODULE_DIRS}")
 
 
+def _rr_parts(record_route: bool) -> dict[str, str]:
+    """The config lines that keep the proxy in the dialog (Record-Route / loose routing)."""
+    if not record_route:
+        return {"rr_load": "", "rr_loose": "", "rr_record": ""}
+    return {"rr_load": 'loadmodule "rr.so"', "rr_loose": "loose_route();",
+            "rr_record": "record_route();"}
+
+
 def available() -> bool:
     return os.path.exists(KAMAILIO)
 
@@ -104,7 +117,7 @@ class KamailioProxy:
     """A stateful forwarding proxy ``host:port`` -> ``target_host:target_port`` (UDP)."""
 
     def __init__(self, workdir: Path, target_port: int, *, target_host: str = "127.0.0.1",
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, record_route: bool = False) -> None:
         if not available():
             raise KamailioError("kamailio not found (Debian package kamailio)")
         self.dir = Path(workdir)
@@ -113,6 +126,7 @@ class KamailioProxy:
         self.port = port or free_udp_port(host)
         self.target_host = target_host
         self.target_port = target_port
+        self.record_route = record_route
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -134,7 +148,8 @@ class KamailioProxy:
         cfg = self.dir / "kamailio.cfg"
         cfg.write_text(_CONFIG.format(host=self.host, port=self.port, mpath=_module_dir(),
                                       target_host=self.target_host,
-                                      target_port=self.target_port))
+                                      target_port=self.target_port,
+                                      **_rr_parts(self.record_route)))
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "8",

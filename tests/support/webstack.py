@@ -49,5 +49,7 @@ class WebStack(FaultStack):
         # the agents go before the first campaign table (TOML: arrays of tables may interleave,
         # but keeping them together reads better in a failing test's artefacts)
         text = re.sub(r"(?m)^\[\[campaigns\]\]", lambda m: people + m.group(0), text, count=1)
-        text += f'\n[web]\nhost = "127.0.0.1"\nport = {self.web_port}\n'
+        web = f'[web]\nhost = "127.0.0.1"\nport = {self.web_port}\n'
+        assert "[web]\nenabled = false\n" in text, "the fault stack's [web] table moved"
+        text = text.replace("[web]\nenabled = false\n", web)
         self.config_path.write_text(text)
