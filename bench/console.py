@@ -12,12 +12,15 @@ calls, so 200 agents on real SIP would need a hundred node processes on this 2-c
 (bench/sip.py measures SIP).
 
 Measured:
-* bridge -> screen pop: from the screen pop's `ts` (stamped by the dialer when the bridge is
-  reported) to the client having the whole message parsed (same host, same clock);
+* bridge -> screen pop: from the attempt's `bridged_at` (the database row: the moment the
+  SIP layer reported both legs bridged) to the client having the screen pop parsed (same
+  host, same wall clock). The dialer sends the pop when it places the agent's leg, so a pop
+  usually arrives *before* the bridge completes: negative values are real and counted as
+  such. The message's own `ts` -> client time is shown too (the web path alone);
 * server CPU per connected agent: the dialer process's CPU time over the measured window
   (after every agent signed in and went ready), in % of one core, divided by the agents.
 
-    .venv/bin/python bench/console.py [--agents 200] [--seconds 60] [--talk-s 6]
+    .venv/bin/python bench/console.py [--agents 200] [--seconds 60] [--talk-s 30]
 
 Bounded: N agents, `--seconds` of calls, loopback only. Prints a table and ends with
 `console: agents=<n> pop_p99_ms=<..> cpu_pct_per_agent=<..>` (target: pop p99 < 100 ms).
@@ -132,10 +135,29 @@ async def seed(db_url: str, leads: int) -> None:
     await seed_campaign(db_url, CAMPAIGN, make_numbers(now, codes), now)
 
 
+async def bridged_at(db_url: str, attempt_ids: list[int]) -> dict[int, float]:
+    """attempt id -> its bridged_at as a POSIX time, from the dialer's database."""
+    from sqlalchemy import select
+
+    from db.models import Attempt
+    from db.session import create_engine, session_factory
+
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s:
+            rows = (await s.execute(select(Attempt.id, Attempt.bridged_at).where(
+                Attempt.id.in_(attempt_ids), Attempt.bridged_at.is_not(None)))).all()
+    finally:
+        await engine.dispose()
+    return {i: (b if b.tzinfo else b.replace(tzinfo=UTC)).timestamp() for i, b in rows}
+
+
 # ---------------------------------------------------------------------------- the desktops
 @dataclass
 class DesktopStats:
     pops_ms: list[float] = field(default_factory=list)
+    #: attempt id -> wall-clock time the client had its screen pop (measured window only)
+    received: dict[int, float] = field(default_factory=dict)
     calls: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -176,6 +198,7 @@ async def desktop(base: str, login: str, stats: DesktopStats, ready: asyncio.Eve
                 sent = datetime.fromisoformat(msg["ts"]).timestamp()
                 if measuring.is_set():
                     stats.pops_ms.append((got - sent) * 1000)
+                    stats.received[msg["attempt_id"]] = got
                 pops[msg["attempt_id"]] = [d["code"] for d in msg["dispositions"]
                                            if not d.get("needs_callback")]
             elif kind == "call_ended":
@@ -255,7 +278,10 @@ async def run(agents: int, seconds: float, talk_s: float) -> int:
 
         busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         cpu_pct = 100 * busy / (t1 - t0)
-        pops = [p for s in stats for p in s.pops_ms]
+        sent_to_client = [p for s in stats for p in s.pops_ms]
+        received = {a: t for s in stats for a, t in s.received.items()}
+        bridged = await bridged_at(f"sqlite:///{tmp / 'console.db'}", list(received))
+        pops = [(received[a] - b) * 1000 for a, b in bridged.items()]
         calls = sum(s.calls for s in stats)
         errors = [e for s in stats for e in s.errors]
         print(f"{'measure':34} {'value':>12}")
@@ -269,6 +295,8 @@ async def run(agents: int, seconds: float, talk_s: float) -> int:
             ("pop latency p99 (ms)", f"{pct(pops, 0.99):.1f}"),
             ("pop latency max (ms)", f"{max(pops) if pops else float('nan'):.1f}"),
             ("pop latency mean (ms)", f"{statistics.fmean(pops) if pops else float('nan'):.1f}"),
+            ("pops on screen before the bridge", f"{sum(1 for x in pops if x < 0)}"),
+            ("  of which message ts -> client p99", f"{pct(sent_to_client, 0.99):.1f}"),
             ("dialer CPU (% of one core)", f"{cpu_pct:.1f}"),
             ("dialer CPU per agent (%)", f"{cpu_pct / agents:.3f}"),
             ("desktop failures", f"{len(failed)}"),
@@ -287,7 +315,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=200)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--talk-s", type=float, default=6.0)
+    p.add_argument("--talk-s", type=float, default=30.0)
     p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.serve:

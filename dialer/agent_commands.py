@@ -83,7 +83,7 @@ class AgentCommands:
             if isinstance(cmd, LoginCmd):
                 self.sessions.begin(login, cmd.session, takeover=cmd.takeover)
                 rt.agent_login(login)
-                await rt.flush_agent_messages()
+                await rt.flush_agent_messages(login)
                 await send_state(rt, login, catalog=True)
                 return None
             self.sessions.check(login, cmd.session)
@@ -108,5 +108,5 @@ class AgentCommands:
         except DispositionNotSavedError as e:
             return ProtocolError(ErrorCode.NOT_SAVED, str(e))
         finally:
-            await rt.flush_agent_messages()  # state changes go out before the ack
+            await rt.flush_agent_messages(login)  # its state changes go out before the ack
         return None

@@ -21,32 +21,43 @@ BodyLater = Callable[[], Awaitable[Body | None]]
 
 
 class AgentOutbox:
-    """Agent messages, handed to the bus in the order they were queued."""
+    """Agent messages, handed to the bus in the order they were queued for each agent.
+
+    Each agent has its own queue and sender, so one agent's screen pop, built from the store,
+    never holds back another agent's messages (with one queue for the whole campaign, 200
+    agents' pops and states waited in one line); an agent's own messages keep their order."""
 
     def __init__(self, name: str, bus: AgentBus, spawn: Spawn) -> None:
         self.name = name
         self.bus = bus
         self._spawn = spawn
-        self._queue: deque[tuple[str, AgentMessageKind, Body | BodyLater]] = deque()
-        self._flush_scheduled = False
-        self._sending = asyncio.Lock()
+        self._queues: dict[str, deque[tuple[AgentMessageKind, Body | BodyLater]]] = {}
+        self._scheduled: set[str] = set()
+        self._sending: dict[str, asyncio.Lock] = {}
 
     def put(self, login: str, kind: AgentMessageKind, body: Body | BodyLater) -> None:
         """Queue a message for an agent; sent in order by flush(). A `BodyLater` (e.g. the
         screen pop, read from the store) is built when its turn comes, so the messages queued
         after it (the agent's `talking` state) still follow it; None drops it."""
-        self._queue.append((login, kind, body))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._spawn(self.flush(), "agent-messages")
+        self._queues.setdefault(login, deque()).append((kind, body))
+        if login not in self._scheduled:
+            self._scheduled.add(login)
+            self._spawn(self._flush_agent(login), "agent-messages")
 
-    async def flush(self) -> None:
-        """Hand queued messages to the bus, in order. The agent command handler awaits this
-        before it returns, so a state change reaches the agent before the command's ack."""
-        self._flush_scheduled = False
-        async with self._sending:  # one sender at a time, or a later message could overtake
-            while self._queue:
-                login, kind, body = self._queue.popleft()
+    async def flush(self, login: str | None = None) -> None:
+        """Hand queued messages to the bus, in order: one agent's, or everyone's. The agent
+        command handler awaits this before it returns, so a state change reaches the agent
+        before the command's ack."""
+        for who in [login] if login is not None else list(self._queues):
+            await self._flush_agent(who)
+
+    async def _flush_agent(self, login: str) -> None:
+        self._scheduled.discard(login)
+        lock = self._sending.setdefault(login, asyncio.Lock())
+        async with lock:  # one sender per agent at a time, or a later message could overtake
+            queue = self._queues.get(login)
+            while queue:
+                kind, body = queue.popleft()
                 try:
                     ready = await body() if callable(body) else body
                     if ready is not None:

@@ -202,8 +202,9 @@ async def _wait_saved(rt: CampaignRuntime, attempt_id: int) -> None:
         pass
     if not rt.dispositions.saved.get(attempt_id):
         raise DispositionNotSavedError(
-            f"the disposition of attempt {attempt_id} is applied but not yet saved (the "
-            "database is unavailable); send the same disposition again in a while")
+            f"the disposition of attempt {attempt_id} is applied but not saved within "
+            f"{SAVE_WAIT_S:.0f} s (the database is down or behind); send the same disposition "
+            "again in a while")
 
 
 async def _late_disposition(

@@ -361,9 +361,9 @@ class CampaignRuntime:
     def _to_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:
         self._outbox.put(login, kind, body)
 
-    async def flush_agent_messages(self) -> None:
-        """Hand queued agent messages to the bus, in order (before a command's ack)."""
-        await self._outbox.flush()
+    async def flush_agent_messages(self, login: str | None = None) -> None:
+        """Hand an agent's (or all) queued messages to the bus, in order (before an ack)."""
+        await self._outbox.flush(login)
 
     def _supervise(self, event: Body) -> None:
         self._spawn(self.bus.supervisor(event), "supervisor")
