@@ -145,6 +145,8 @@ def leads_import(
 
 
 def _print_import(summary: Any, report_path: Path) -> None:
+    from dialer.importer import issue_tables
+
     sep = "tab" if summary.delimiter == "\t" else summary.delimiter
     out.print(
         f"campaign {summary.campaign}: {summary.rows} rows read "
@@ -155,17 +157,8 @@ def _print_import(summary: Any, report_path: Path) -> None:
     if summary.companies_created:
         out.print(f"  companies created: {', '.join(summary.companies_created)}",
                   highlight=False)
-    if summary.by_reason:
-        table = Table("reason", "rows", title="not imported, by reason")
-        for reason, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
-            table.add_row(reason, str(n))
+    for table in issue_tables(summary, SHOWN_ISSUES):
         out.print(table)
-        shown = Table("line", "outcome", "reason", "detail",
-                      title=f"first {min(SHOWN_ISSUES, len(summary.issues))} of "
-                            f"{summary.rejected + summary.skipped}")
-        for issue in summary.issues[:SHOWN_ISSUES]:
-            shown.add_row(str(issue.line), issue.outcome.value, issue.reason.value, issue.detail)
-        out.print(shown)
     out.print(f"report: {report_path}", highlight=False)
 
 

@@ -27,12 +27,11 @@ import csv
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from common.vocabulary import DIALABLE_STATUSES
 from db.bulk import analyze
@@ -41,11 +40,13 @@ from db.models import Campaign, hopper_tier
 from db.repositories import RepositoryError, Sessions
 from dialer.lead_csv import (
     DELIMITERS,
+    KEPT_ISSUES,
     LeadImportError,
     Outcome,
     Reason,
     Records,
     RowIssue,
+    RowTally,
     check_encoding,
     is_blank,
     sniff_delimiter,
@@ -67,6 +68,9 @@ from dialer.lead_rows import (
     norm_header,
     parse_when,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +95,14 @@ __all__ = [
     "Outcome",
     "Reason",
     "RowIssue",
+    "RowTally",
     "build_mapping",
     "canonical_zone",
     "check_encoding",
     "check_region",
     "db_error_hint",
     "import_leads",
+    "issue_tables",
     "parse_when",
     "read_dnc_file",
     "sniff_delimiter",
@@ -108,34 +114,18 @@ DEFAULT_COMPANY_HOURS: dict[str, list[list[str]]] = {
 }
 #: after importing this many rows, refresh PostgreSQL's planner statistics (ANALYZE)
 ANALYZE_AFTER = 1000
-#: issues kept in memory on the summary (all of them go to the `on_issue` sink / report file)
-KEPT_ISSUES = 1000
 
 
 @dataclass
-class ImportSummary:
+class ImportSummary(RowTally):
+    """A lead import's outcome: the shared row counts and issues (RowTally) and the lead
+    import's own figures."""
+
     campaign: str
     delimiter: str = ","
     encoding: str = "utf-8"
-    #: data rows (non-blank records after the header)
-    rows: int = 0
     imported: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    blank_lines: int = 0
     companies_created: list[str] = field(default_factory=list)
-    by_reason: Counter[str] = field(default_factory=Counter)
-    #: the first KEPT_ISSUES issues, in line order
-    issues: list[RowIssue] = field(default_factory=list)
-
-    def add_issue(self, issue: RowIssue) -> None:
-        if issue.outcome is Outcome.REJECTED:
-            self.rejected += 1
-        else:
-            self.skipped += 1
-        self.by_reason[issue.reason.value] += 1
-        if len(self.issues) < KEPT_ISSUES:
-            self.issues.append(issue)
 
 
 # ----------------------------------------------------------------------------- the import
@@ -343,6 +333,25 @@ class CsvReport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def issue_tables(tally: RowTally, shown: int) -> list[Table]:
+    """The terminal's view of a run's problem rows (rich Tables): rows per reason, then the
+    first `shown` issues (line, outcome, reason, detail; never the raw record). Empty when
+    every row went in."""
+    from rich.table import Table
+
+    if not tally.by_reason:
+        return []
+    reasons = Table("reason", "rows", title="not imported, by reason")
+    for reason, n in sorted(tally.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
+        reasons.add_row(reason, str(n))
+    first = Table("line", "outcome", "reason", "detail",
+                  title=f"first {min(shown, len(tally.issues))} of "
+                        f"{tally.rejected + tally.skipped}")
+    for issue in tally.issues[:shown]:
+        first.add_row(str(issue.line), issue.outcome.value, issue.reason.value, issue.detail)
+    return [reasons, first]
 
 
 # ----------------------------------------------------------------------------- DNC files

@@ -15,16 +15,20 @@ The reading rules (docs/import.md has the user's version):
   reported at its first line. Lines end with LF or CRLF.
 
 Also here, because every later step speaks them: `LeadImportError` (nothing can be imported)
-and `RowIssue` (one row that was not), with its `Outcome` and `Reason`. Pure code, no I/O but
-the file handle it is given; dialer/importer.py drives it.
+and `RowIssue` (one row that was not), with its `Outcome` and `Reason`, and `RowTally` (the
+counts and kept issues of a run). They are shared by every row-by-row import: the lead import
+(dialer/importer.py drives it) and the company import (dialer/cli_companies.py), which also
+share `header_record` and `record_fields` (a record's fields, or the issue that rejects it).
+Pure code, no I/O but the file handle it is given.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO
 
@@ -37,10 +41,16 @@ __all__ = [
     "Record",
     "Records",
     "RowIssue",
+    "RowTally",
     "check_encoding",
+    "header_record",
     "is_blank",
+    "record_fields",
     "sniff_delimiter",
 ]
+
+#: issues kept in memory on a RowTally (all of them go to the run's report sink)
+KEPT_ISSUES = 1000
 
 #: separator option -> character ("auto": sniffed from the header line)
 DELIMITERS = {"auto": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
@@ -72,6 +82,12 @@ class Reason(StrEnum):
     DUPLICATE_IN_FILE = "duplicate_in_file"
     DUPLICATE_IN_DB = "duplicate_in_db"
     DNC = "dnc"
+    # the company import's (docs/import.md, "Company files")
+    BAD_HOURS = "bad_hours"
+    BAD_HOLIDAYS = "bad_holidays"
+    BAD_CLOSURES = "bad_closures"
+    BAD_SPECIAL_DAYS = "bad_special_days"
+    BAD_CALENDAR = "bad_calendar"  # each field is fine, but the calendar never opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,28 @@ class RowIssue:
     reason: Reason
     detail: str
     record: str
+
+
+@dataclass(kw_only=True)
+class RowTally:
+    """The counts of a row-by-row import and its first KEPT_ISSUES issues, in line order."""
+
+    #: data rows (non-blank records after the header)
+    rows: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    blank_lines: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    issues: list[RowIssue] = field(default_factory=list)
+
+    def add_issue(self, issue: RowIssue) -> None:
+        if issue.outcome is Outcome.REJECTED:
+            self.rejected += 1
+        else:
+            self.skipped += 1
+        self.by_reason[issue.reason.value] += 1
+        if len(self.issues) < KEPT_ISSUES:
+            self.issues.append(issue)
 
 
 def check_encoding(encoding: str) -> str:
@@ -246,3 +284,38 @@ def is_blank(rec: Record) -> bool:
     """A record with no data at all (an empty line, or only separators)."""
     return (rec.encoding_error is None and rec.parse_error is None
             and not any(f.strip() for f in rec.fields))
+
+
+def header_record(records: Iterator[Record]) -> tuple[Record, int]:
+    """The header (the first non-blank record) and the number of blank lines before it."""
+    blank = 0
+    for rec in records:
+        if rec.encoding_error or rec.parse_error:
+            raise LeadImportError(f"header: {rec.encoding_error or rec.parse_error}")
+        if is_blank(rec):
+            blank += 1
+            continue
+        return rec, blank
+    raise LeadImportError("the file is empty (no header line)")
+
+
+def record_fields(records: Records, rec: Record, width: int) -> list[str] | RowIssue:
+    """A data record's `width` fields, or the issue rejecting it (`bad_encoding`, `bad_row`:
+    unreadable, a NUL byte, a wrong number of fields with every separator)."""
+
+    def issue(reason: Reason, detail: str) -> RowIssue:
+        return RowIssue(line=rec.line, outcome=Outcome.REJECTED, reason=reason, detail=detail,
+                        record=rec.text)
+
+    if rec.encoding_error:
+        return issue(Reason.BAD_ENCODING, rec.encoding_error)
+    if rec.parse_error:
+        return issue(Reason.BAD_ROW, rec.parse_error)
+    if "\x00" in rec.text:
+        return issue(Reason.BAD_ROW, "contains a NUL byte (is this a binary file?)")
+    fields = records.realign(rec, width)
+    if fields is None:
+        sep = "tab" if records.delimiter == "\t" else repr(records.delimiter)
+        return issue(Reason.BAD_ROW, f"expected {width} fields, found {len(rec.fields)} "
+                                     f"(separator {sep})")
+    return fields

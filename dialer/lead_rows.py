@@ -35,7 +35,9 @@ from dialer.lead_csv import (
     Records,
     RowIssue,
     check_encoding,
+    header_record,
     is_blank,
+    record_fields,
 )
 
 __all__ = [
@@ -291,18 +293,10 @@ class LeadParser:
         self.fields: dict[str, int] = {}
         self.custom: dict[str, int] = {}
         self.width = 0
-        for rec in self._it:
-            if rec.encoding_error or rec.parse_error:
-                raise LeadImportError(f"header: {rec.encoding_error or rec.parse_error}")
-            if is_blank(rec):
-                self.blank_lines += 1
-                continue
-            self.header_line = rec.line
-            self.width = len(rec.fields)
-            self.fields, self.custom = build_mapping(rec.fields, opts.mapping)
-            break
-        else:
-            raise LeadImportError("the file is empty (no header line)")
+        header, self.blank_lines = header_record(self._it)
+        self.header_line = header.line
+        self.width = len(header.fields)
+        self.fields, self.custom = build_mapping(header.fields, opts.mapping)
 
     @property
     def bytes_read(self) -> int:
@@ -331,18 +325,9 @@ class LeadParser:
                         record=rec.text)
 
     def _validate(self, rec: Record) -> Row | RowIssue:
-        if rec.encoding_error:
-            return self._issue(rec, Reason.BAD_ENCODING, rec.encoding_error)
-        if rec.parse_error:
-            return self._issue(rec, Reason.BAD_ROW, rec.parse_error)
-        if "\x00" in rec.text:
-            return self._issue(rec, Reason.BAD_ROW, "contains a NUL byte (is this a binary file?)")
-        fields = self.records.realign(rec, self.width)
-        if fields is None:
-            return self._issue(
-                rec, Reason.BAD_ROW,
-                f"expected {self.width} fields, found {len(rec.fields)} (separator "
-                f"{'tab' if self.records.delimiter == chr(9) else self.records.delimiter!r})")
+        fields = record_fields(self.records, rec, self.width)
+        if isinstance(fields, RowIssue):
+            return fields
 
         def get(f: str) -> str:
             idx = self.fields.get(f)
