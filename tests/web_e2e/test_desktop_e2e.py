@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -102,6 +102,22 @@ async def disposition_of(st: WebStack, attempt_id: int) -> tuple[str | None, Any
     return rows[0][0], rows[0][1]
 
 
+async def wait_bridged_at(st: WebStack, attempt_id: int) -> float:
+    """The attempt's bridged_at (POSIX seconds), once the record writer has stored it."""
+    found: list[float] = []
+
+    async def stored() -> bool:
+        rows = await st.query("SELECT bridged_at FROM attempts WHERE id = :i", i=attempt_id)
+        if rows and rows[0][0] is not None:
+            at = rows[0][0]
+            at = datetime.fromisoformat(at) if isinstance(at, str) else at
+            found.append((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
+        return bool(found)
+
+    await wait_for(stored, 15, f"attempt {attempt_id}'s bridged_at")
+    return found[0]
+
+
 async def wait_disposed(st: WebStack, attempt_id: int, seconds: float = 30) -> None:
     async def done() -> bool:
         return (await disposition_of(st, attempt_id))[0] is not None
@@ -124,8 +140,14 @@ async def test_two_agents_work_calls_in_the_browser_through_faults_production(
         await p2.click("#btn-ready")
         (a1, pop1_ms), (a2, pop2_ms) = await wait_pop(p1), await wait_pop(p2)
         assert a1 != a2
-        # the screen pop is on the screen well within a second of the bridge
+        # the screen pop is on the screen well within a second of the message being sent ...
         assert 0 <= pop1_ms < 1000 and 0 <= pop2_ms < 1000, (pop1_ms, pop2_ms)
+        # ... and of the bridge (the attempt's bridged_at; the pop may even come first, as
+        # the dialer sends it when it places the agent's leg)
+        for page, attempt in ((p1, a1), (p2, a2)):
+            shown = float(await page.get_attribute("#call-card", "data-pop-shown-ms"))
+            bridged = await wait_bridged_at(st, attempt)
+            assert shown / 1000 - bridged < 1.0, (attempt, shown / 1000 - bridged)
         await p1.screenshot(path=str(artifacts / "desktop-on-call.png"))
         assert await p1.text_content("#lead-name")
 
@@ -153,6 +175,13 @@ async def test_two_agents_work_calls_in_the_browser_through_faults_production(
         assert (await st.query("SELECT ended_at FROM attempts WHERE id = :i", i=a2))[0][0] \
             is None
 
+        # ---- a second tab of web1 is refused (it may take over explicitly); web1 goes on
+        tab = await p1.context.new_page()
+        await tab.goto(f"{base}/agent")
+        await tab.wait_for_selector("#btn-takeover:not([hidden])")
+        await tab.close()
+        assert await state_of(p1) == "talking"
+
         # ---- web1 ends the call and saves an outcome with a next contact
         await p1.click("#btn-hangup")
         await wait_state(p1, "wrap_up")
@@ -167,9 +196,10 @@ async def test_two_agents_work_calls_in_the_browser_through_faults_production(
         await p2.click("#btn-hangup")
         await wait_state(p2, "wrap_up")
         await st.restart_broker(down_s=2.0)
-        await dispose(p2, "no_need", "no need now", None)
+        await dispose(p2, "callback", "send the offer first", when)
         await wait_disposed(st, a2)
-        assert (await disposition_of(st, a2))[0] == "no_need"
+        code, next_at = await disposition_of(st, a2)
+        assert code == "callback" and next_at is not None
 
         # ---- dialer crash during a wrap-up, then a restart: same pages, no new sign-in
         (a3, _ms) = await wait_pop(p1)
