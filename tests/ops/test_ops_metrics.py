@@ -29,7 +29,7 @@ from dialer.metrics import (
 
 # bounded label names only (enums and configured names): never a number or a person
 ALLOWED_LABELS = {"campaign", "result", "state", "stage", "window", "code", "node", "reason",
-                  "verdict", "trunk", "to"}
+                  "verdict", "trunk", "to", "role"}  # role: agent / supervisor / admin
 C = "spring-offer"
 
 
