@@ -189,6 +189,9 @@ DEFAULT_DISPOSITIONS: tuple[DispositionSpec, ...] = (
     DispositionSpec(code="complaint_resolved", label="Complaint resolved",
                     closes_complaint=True, default_next_contact=timedelta(days=30)),
     DispositionSpec(code="not_reached", label="Wrong person / not reached", reached=False),
+    # a machine the AMD missed (or AMD off) that the agent heard: nobody was reached, so the
+    # lead is retried like an unanswered call, not closed
+    DispositionSpec(code="answering_machine", label="Answering machine", reached=False),
     DispositionSpec(code="wrong_number", label="Wrong number", new_status=LeadStatus.INVALID,
                     reached=False, final=True),
     DispositionSpec(code="do_not_call", label="Do not call", new_status=LeadStatus.DNC,
