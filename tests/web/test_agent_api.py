@@ -44,17 +44,21 @@ async def test_another_agents_call_is_not_found(alice: httpx.AsyncClient, web_db
         assert r.status_code == 404
 
 
-@pytest.mark.parametrize(("at", "allowed", "reason"), [
-    ("2026-12-03T14:00:00+00:00", True, None),
-    ("2026-12-03T09:00:00+00:00", False, "outside the callee's calling hours 08:00-21:00"),
-    ("2026-12-05T14:00:00+00:00", False, "company closed on Saturdays"),
-    ("2026-12-25T14:00:00+00:00", False, "company closed: public holiday (LV)"),
-    ("2026-12-03T10:30:00+00:00", False, "company closed 12:00-13:00"),
-    ("2026-12-01T14:00:00+00:00", False, "that time has passed"),
+@pytest.mark.parametrize(("at", "allowed", "reason", "code", "params"), [
+    ("2026-12-03T14:00:00+00:00", True, None, None, None),
+    ("2026-12-03T09:00:00+00:00", False, "outside the callee's calling hours 08:00-21:00",
+     "callee_outside_hours", {"hours": "08:00-21:00", "zone": "America/New_York"}),
+    ("2026-12-05T14:00:00+00:00", False, "company closed on Saturdays",
+     "company_closed_weekday", {"weekday": "saturday"}),
+    ("2026-12-25T14:00:00+00:00", False, "company closed: public holiday (LV)",
+     "company_holiday", {"country": "LV"}),
+    ("2026-12-03T10:30:00+00:00", False, "company closed 12:00-13:00",
+     "company_lunch", None),
+    ("2026-12-01T14:00:00+00:00", False, "that time has passed", "time_passed", {}),
 ])
 async def test_check_contact_words_the_calling_rules(
         alice: httpx.AsyncClient, web_db: WebDb, at: str, allowed: bool,
-        reason: str | None) -> None:
+        reason: str | None, code: str | None, params: dict[str, str] | None) -> None:
     r = await alice.get("/api/agent/check-contact",
                         params={"attempt_id": web_db.attempts["alice"], "at": at})
     assert r.status_code == 200, r.text
@@ -65,6 +69,11 @@ async def test_check_contact_words_the_calling_rules(
     else:
         assert reason in body["reason"]
         assert body["next_allowed"] is not None and body["next_allowed"] > at
+        # the same, as codes a page translates (with the words kept for API users)
+        why = next(w for w in body["reasons"] if w["code"] == code)
+        assert reason in why["text"]
+        if params is not None:
+            assert why["params"] == params
 
 
 async def test_check_contact_needs_an_offset(alice: httpx.AsyncClient, web_db: WebDb) -> None:

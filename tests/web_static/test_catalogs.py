@@ -113,3 +113,13 @@ def test_pages_show_no_text_of_their_own(page: str) -> None:
     p.feed((STATIC / page).read_text("utf-8"))
     # a timer's starting value, a close cross and a range dash are not words
     assert [t for t in p.found if t not in {"0:00", "\u2715", "\u2013"}] == []
+
+
+def test_every_refusal_code_of_the_server_has_wording() -> None:
+    from dialer.web.contact_rules import WEEKDAY_KEYS, WHY_CODES
+
+    for lang in ("en", "sv"):
+        cat = _catalog(lang)
+        missing = [c for c in WHY_CODES if f"contact_reasons.{c}" not in cat]
+        missing += [d for d in WEEKDAY_KEYS if f"weekdays.{d}" not in cat]
+        assert not missing, f"{lang}.json lacks wording for {missing}"

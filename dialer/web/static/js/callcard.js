@@ -2,7 +2,7 @@
 // the lead's fields filled in, and the local times of the company and the callee.
 
 import { $, clear, h } from "./dom.js";
-import { formatDateTime, formatNumber, has, locale, t } from "./i18n.js";
+import { explainWhy, formatDateTime, formatNumber, has, locale, t } from "./i18n.js";
 import { fillScript, formatDuration } from "./util.js";
 
 /** A catalog label, else the code. */
@@ -92,8 +92,7 @@ export function renderContext(ctx) {
     open.textContent = t("call.open_now");
     open.dataset.open = "yes";
   } else if (ctx.openNow === false) {
-    const why = ctx.closedReason
-      ? (has(`closed.${ctx.closedReason}`) ? t(`closed.${ctx.closedReason}`) : ctx.closedReason) : "";
+    const why = ctx.closedWhy ? explainWhy(ctx.closedWhy) : (ctx.closedReason ?? "");
     open.textContent = why ? t("call.closed_because", { reason: why }) : t("call.closed_now");
     open.dataset.open = "no";
   } else {
@@ -105,7 +104,8 @@ export function renderContext(ctx) {
     callee.textContent = t("call.callable_now");
     callee.dataset.open = "yes";
   } else if (ctx.calleeCallable === false) {
-    callee.textContent = ctx.calleeReason ? t("call.not_callable_because", { reason: ctx.calleeReason })
+    const calleeWhy = ctx.calleeWhy ? explainWhy(ctx.calleeWhy) : ctx.calleeReason;
+    callee.textContent = calleeWhy ? t("call.not_callable_because", { reason: calleeWhy })
       : t("call.not_callable");
     callee.dataset.open = "no";
   }

@@ -4,7 +4,7 @@
 // the ack.
 
 import { $, clear, h } from "./dom.js";
-import { formatDateTime, has, t } from "./i18n.js";
+import { explainWhy, formatDateTime, has, t } from "./i18n.js";
 import { dispositionChoices, quickCode, wallClock, zoneDate, zonedWallTimeToIso } from "./util.js";
 
 const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -291,9 +291,9 @@ export class DispositionForm {
       out.dataset.kind = "ok";
     } else {
       this.check = { status: "refused", iso, reason: result.reason };
-      const reason = result.reason
-        ? (has(`contact_reasons.${result.reason}`) ? t(`contact_reasons.${result.reason}`) : result.reason)
-        : t("dispo.refused_no_reason");
+      const reason = result.reasons && result.reasons.length
+        ? result.reasons.map(explainWhy).join("; ")
+        : (result.reason ?? t("dispo.refused_no_reason"));
       out.textContent = t("dispo.refused", { reason });
       out.dataset.kind = "error";
       if (result.next_allowed && result.next_allowed !== iso) this.showSuggestion(result.next_allowed);

@@ -111,3 +111,17 @@ export function formatTime(value, timeZone) {
   if (timeZone) opts.timeZone = timeZone;
   return new Intl.DateTimeFormat(locale, opts).format(d);
 }
+
+/**
+ * A refusal from the server (`{code, params, text}`: a closed company, a callee outside their
+ * calling hours ...) in the page's language; the server's English `text` when the catalog has
+ * no wording for its code.
+ */
+export function explainWhy(why) {
+  if (!why) return "";
+  const key = `contact_reasons.${why.code}`;
+  if (!has(key)) return why.text ?? "";
+  const params = { ...(why.params ?? {}) };
+  if (params.weekday && has(`weekdays.${params.weekday}`)) params.weekday = t(`weekdays.${params.weekday}`);
+  return t(key, params);
+}

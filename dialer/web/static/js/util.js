@@ -270,6 +270,7 @@ export function normalizeContext(ctx) {
   return {
     calleeCallable: typeof callable === "boolean" ? callable : null,
     calleeReason: firstDefined(callee.reason, c.callee_reason) ?? null,
+    calleeWhy: callee.why ?? null,
     calleeHours: normalizeHours(firstDefined(callee.hours_today, c.callee_hours_today)),
     calleeZone: firstDefined(callee.zone, callee.timezone, callee.tz, c.callee_zone, c.callee_timezone, c.callee_tz) ?? null,
     companyZone: firstDefined(company.zone, company.timezone, company.tz, c.company_zone, c.company_timezone, c.company_tz) ?? null,
@@ -277,6 +278,7 @@ export function normalizeContext(ctx) {
     openNow: typeof openNow === "boolean" ? openNow : null,
     hoursToday: normalizeHours(firstDefined(company.hours_today, company.today, c.hours_today, c.company_hours_today)),
     closedReason: firstDefined(company.closed_reason, company.reason, c.closed_reason, c.company_closed_reason) ?? null,
+    closedWhy: company.closed_why ?? null,
     nextOpen: firstDefined(company.next_open, company.opens_at, c.next_open, c.company_next_open) ?? null,
   };
 }
