@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope
@@ -300,8 +300,12 @@ def state_body(rt: CampaignRuntime, login: str, state: AgentState | None = None,
         reason = rec.reason if rec is not None else None
     call = rt.calls.get(rec.call_id) if rec is not None and rec.call_id else None
     busy = state in (AgentState.RESERVED, AgentState.TALKING, AgentState.WRAP_UP)
+    # the engine's times are POSIX seconds of the campaign clock
+    since = datetime.fromtimestamp(rec.since, UTC).isoformat() \
+        if rec is not None and rec.since > 0 and rec.state is state else None
     return {"state": state.value, "reason": reason[:200] if reason else reason,
-            "attempt_id": call.attempt_id if call is not None and busy else None}
+            "attempt_id": call.attempt_id if call is not None and busy else None,
+            "since": since}
 
 
 def hang_up(rt: CampaignRuntime, login: str, attempt_id: int) -> None:

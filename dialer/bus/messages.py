@@ -278,6 +278,9 @@ class StateEvt(_Message):
     dispositions: list[DispositionOption] | None = Field(
         default=None, max_length=200,
         description="on replies to login/get_state: the campaign's disposition catalog")
+    since: AwareDatetime | None = Field(
+        default=None, description="when the agent entered this state (a desktop that "
+        "reloads shows the right time in state)")
 
     @classmethod
     def from_change(cls, change: StateChange) -> StateEvt:

@@ -8,6 +8,7 @@ same calls must leave the same records.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -158,6 +159,10 @@ async def test_wrapup_timeout_holds_the_call_for_its_outcome(campaign: CampaignF
         assert lead.next_call_at is None and lead.attempts == 1
         states = [b["state"] for b in h.bus.of("a1", "state")]
         assert AgentState.READY.value in states and AgentState.WRAP_UP.value in states
+        # each state says when it began (a reloaded desktop shows the real time in state)
+        began = [datetime.fromisoformat(str(b["since"])) for b in h.bus.of("a1", "state")
+                 if b["state"] == AgentState.WRAP_UP.value]
+        assert began and all(b.tzinfo is not None for b in began)
         # the wrap-up duration was measured (about the limit, on the monotonic clock)
         text = h.metrics.render().decode()
         assert 'dialer_wrapup_seconds_count{campaign="contract"} 1.0' in text

@@ -214,7 +214,10 @@ function onEvent(m) {
 function onState(m) {
   const reason = m.reason ?? null;
   const changed = m.state !== S.state;
-  if (changed || reason !== S.reason) S.stateSince = Date.now();
+  // the dialer says when the state began (`since`), so a reloaded page shows the real time
+  const since = m.since ? Date.parse(m.since) : NaN;
+  if (Number.isFinite(since)) S.stateSince = Math.min(since, Date.now());
+  else if (changed || reason !== S.reason) S.stateSince = Date.now();
   S.state = m.state;
   S.reason = reason;
   S.stateAttempt = m.attempt_id ?? null;
