@@ -190,8 +190,11 @@ DEFAULT_DISPOSITIONS: tuple[DispositionSpec, ...] = (
                     closes_complaint=True, default_next_contact=timedelta(days=30)),
     DispositionSpec(code="not_reached", label="Wrong person / not reached", reached=False),
     # a machine the AMD missed (or AMD off) that the agent heard: nobody was reached, so the
-    # lead is retried like an unanswered call, not closed
-    DispositionSpec(code="answering_machine", label="Answering machine", reached=False),
+    # lead is retried (not closed; the try counts toward max_attempts) after 4 hours, the
+    # RetryPolicy's delay after a machine the AMD caught: the same machine gets the same
+    # retry whoever spotted it (with no default it would get a connected call's 1 day)
+    DispositionSpec(code="answering_machine", label="Answering machine", reached=False,
+                    default_next_contact=timedelta(hours=4)),
     DispositionSpec(code="wrong_number", label="Wrong number", new_status=LeadStatus.INVALID,
                     reached=False, final=True),
     DispositionSpec(code="do_not_call", label="Do not call", new_status=LeadStatus.DNC,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.vocabulary import CallbackScope
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead, WebSession, WebUser
@@ -36,6 +37,7 @@ __all__ = [
     "delete_session",
     "end_sessions",
     "ensure_agent_account",
+    "lead_context",
     "list_users",
     "session_for_token",
     "sessions_by_role",
@@ -86,15 +88,22 @@ class WebAgent:
 
 @dataclass(frozen=True, slots=True)
 class AttemptContext:
-    """What the desktop shows about the zones and hours of one of the agent's calls."""
+    """What the desktop shows about one of the agent's calls (or a lead offered to it): who
+    it is with, and the zones and hours of the callee and the company."""
 
-    attempt_id: int
+    #: None: the context of a lead (a preview offer), not of one call
+    attempt_id: int | None
     lead_id: int
     lead_timezone: str | None
     phone_e164: str
     campaign: Campaign
     #: the lead's company, else the campaign's (whose calendar the calling rules use)
     company: Company | None
+    lead_name: str = ""
+    #: the name of the lead's own company (None: the lead has none)
+    lead_company: str | None = None
+    #: when the call ended (None: still on, or a lead's context)
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +378,19 @@ async def sessions_by_role(sessions: Sessions, now: datetime) -> dict[str, int]:
 # ---------------------------------------------------------------- the agent desktop's reads
 
 
+async def _context(s: AsyncSession, lead: Lead, campaign: Campaign,
+                   attempt: Attempt | None) -> AttemptContext:
+    """The context of `lead` (in `campaign`), of its call `attempt` when one is given."""
+    company_id = lead.company_id or campaign.company_id
+    company = await s.get(Company, company_id) if company_id else None
+    own = company.name if company is not None and lead.company_id == company.id else None
+    return AttemptContext(
+        attempt_id=attempt.id if attempt is not None else None, lead_id=lead.id,
+        lead_timezone=lead.timezone, phone_e164=lead.phone_e164, campaign=campaign,
+        company=company, lead_name=lead.name, lead_company=own,
+        ended_at=attempt.ended_at if attempt is not None else None)
+
+
 @translated
 async def attempt_context(
     sessions: Sessions, attempt_id: int, *, agent_id: int, live_call: bool = False,
@@ -389,10 +411,30 @@ async def attempt_context(
         owner = attempt.agent_id
         if not (owner == agent_id or (owner is None and live_call)):
             return None
-        company_id = lead.company_id or campaign.company_id
-        company = await s.get(Company, company_id) if company_id else None
-    return AttemptContext(attempt_id=attempt.id, lead_id=lead.id, lead_timezone=lead.timezone,
-                          phone_e164=lead.phone_e164, campaign=campaign, company=company)
+        return await _context(s, lead, campaign, attempt)
+
+
+@translated
+async def lead_context(
+    sessions: Sessions, lead_id: int, *, agent_id: int, offered: bool = False,
+) -> AttemptContext | None:
+    """The lead, company and campaign of lead `lead_id` if agent `agent_id` may see it:
+    `offered` (the runtime offers it to this agent in preview now), or one of the agent's
+    attempts called it. None otherwise, exactly as for a lead that does not exist."""
+    async with sessions() as s:
+        row = (await s.execute(
+            select(Lead, Campaign).join(Campaign, Campaign.id == Lead.campaign_id)
+            .where(Lead.id == lead_id))).first()
+        if row is None:
+            return None
+        lead, campaign = row
+        if not offered:
+            mine = (await s.execute(
+                select(Attempt.id).where(Attempt.lead_id == lead_id,
+                                         Attempt.agent_id == agent_id).limit(1))).first()
+            if mine is None:
+                return None
+        return await _context(s, lead, campaign, None)
 
 
 @translated

@@ -1,9 +1,11 @@
 """The agent desktop's HTTP reads (docs/web.md): `/api/agent/context/{attempt_id}`,
-`/api/agent/check-contact`, `/api/agent/callbacks`, `/api/agent/day`.
+`/api/agent/lead-context/{lead_id}`, `/api/agent/check-contact`, `/api/agent/callbacks`,
+`/api/agent/day`.
 
 An agent sees its own calls only: an attempt of another agent answers 404, exactly like one
-that does not exist. The day's figures are the end-of-day report's (scheduling/report.py),
-computed for the agent's campaign and cut to the agent's row.
+that does not exist; a lead likewise unless it is offered to the agent in preview now or one
+of the agent's calls was to it. The day's figures are the end-of-day report's
+(scheduling/report.py), computed for the agent's campaign and cut to the agent's row.
 """
 
 from __future__ import annotations
@@ -52,6 +54,20 @@ async def _campaign(d: WebDeps, s: Any) -> Campaign:
 @router.get("/context/{attempt_id}")
 async def context(attempt_id: int, s: AgentSession, d: Deps) -> dict[str, Any]:
     ctx = await _own_attempt(d, s, attempt_id)
+    return describe(ctx, d.clock.now())
+
+
+@router.get("/lead-context/{lead_id}")
+async def lead_context(lead_id: int, s: AgentSession, d: Deps) -> dict[str, Any]:
+    """The context of a lead offered in preview (a `preview` carries no attempt yet): the
+    same body as an attempt's, with `attempt_id` and `ended_at` null."""
+    offered = d.hub.offered_lead(s.login) == lead_id
+    agent_id = s.session.user.agent_id
+    assert agent_id is not None, "role('agent') guarantees an agents row"
+    ctx = await accounts.lead_context(d.sessions, lead_id, agent_id=agent_id, offered=offered)
+    if ctx is None:
+        raise HTTPException(404, f"lead {lead_id} is not offered to you and none of your "
+                                 "calls was to it")
     return describe(ctx, d.clock.now())
 
 

@@ -25,8 +25,17 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from common.vocabulary import AgentState
 from dialer.bus.errors import ErrorCode, ProtocolError
-from dialer.bus.messages import AckEvt, AgentCommand, DialerMessage, ErrorEvt, parse_command
+from dialer.bus.messages import (
+    AckEvt,
+    AgentCommand,
+    DialerMessage,
+    ErrorEvt,
+    PreviewEvt,
+    StateEvt,
+    parse_command,
+)
 from dialer.bus.runner import AgentCommandRunner
 from dialer.metrics import DialerMetrics
 from dialer.web.auth import COOKIE, csrf_for, same, session_of
@@ -94,6 +103,16 @@ class AgentSocketHub:
         self.metrics = metrics
         self._max_queue = max_queue
         self._sockets: dict[str, set[AgentSocket]] = {}
+        #: login -> the lead offered to it in preview now (`/api/agent/lead-context` lets an
+        #: agent read that lead's context). Learnt from the messages the dialer sends, which
+        #: all pass here, so it needs nothing from the engine: a `preview` offers a lead, a
+        #: `state` other than reserved ends the offer (skipped, withdrawn, or the call is on
+        #: and the page reads its attempt's context instead).
+        self._offered: dict[str, int] = {}
+
+    def offered_lead(self, login: str) -> int | None:
+        """The lead offered to agent `login` in preview now (None: no offer)."""
+        return self._offered.get(login)
 
     def count(self, login: str | None = None) -> int:
         if login is not None:
@@ -102,6 +121,10 @@ class AgentSocketHub:
 
     async def send(self, login: str, message: DialerMessage) -> None:
         """Send one dialer message to every open socket of `login` (none: nothing to do)."""
+        if isinstance(message, PreviewEvt):
+            self._offered[login] = message.lead.id
+        elif isinstance(message, StateEvt) and message.state is not AgentState.RESERVED:
+            self._offered.pop(login, None)
         socks = self._sockets.get(login)
         if not socks:
             return

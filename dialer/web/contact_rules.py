@@ -8,10 +8,12 @@ reads them at one instant and words the result for a person.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from db.web_accounts import AttemptContext
@@ -34,25 +36,75 @@ _DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Satu
               "Sundays")
 
 
+class ReasonCode(StrEnum):
+    """Why a time is refused, as a stable code: the one list of them. A page words each one
+    from its catalogs (`contact_reasons.<code>`, with the `params` of the refusal filled in;
+    tests/web_static checks every catalog has every code), so renaming one is a protocol
+    change."""
+
+    TIME_PASSED = "time_passed"
+    COMPANY_CALENDAR_UNUSABLE = "company_calendar_unusable"
+    #: params: time (HH:MM, company's zone), hours ("09:00-12:00, 13:00-17:00")
+    COMPANY_OPENS_AT = "company_opens_at"
+    #: params: time, hours
+    COMPANY_CLOSED_AFTER = "company_closed_after"
+    #: params: from, to (the break), hours
+    COMPANY_LUNCH = "company_lunch"
+    #: params: hours
+    COMPANY_OUTSIDE_HOURS = "company_outside_hours"
+    #: params: date (ISO)
+    COMPANY_SPECIAL_DAY = "company_special_day"
+    #: params: weekday (a `weekdays.<key>` of the catalogs: "saturday")
+    COMPANY_CLOSED_WEEKDAY = "company_closed_weekday"
+    #: params: from, to (ISO dates)
+    COMPANY_CLOSURE = "company_closure"
+    #: params: country (ISO code), name (the holiday's English name, "" when unknown)
+    COMPANY_HOLIDAY = "company_holiday"
+    COMPANY_CLOSED_DAY = "company_closed_day"
+    CALLEE_ZONE_UNKNOWN = "callee_zone_unknown"
+    #: params: hours ("08:00-21:00"), start, end (the day's first opening and last closing),
+    #: zone
+    CALLEE_OUTSIDE_HOURS = "callee_outside_hours"
+    #: params: country, name, zone
+    CALLEE_HOLIDAY = "callee_holiday"
+    #: params: weekday, zone
+    CALLEE_CLOSED_WEEKDAY = "callee_closed_weekday"
+
+
+#: the codes a company's `closed_reason_code` can carry: the company_* ones (the page words
+#: them as the company's state now, `closed.<code>`, as well as `contact_reasons.<code>`)
+CLOSED_CODES: frozenset[ReasonCode] = frozenset(
+    c for c in ReasonCode if c.value.startswith("company_"))
+
+
 @dataclass(frozen=True, slots=True)
 class Why:
-    """Why a time is refused: a stable `code` and `params` a page translates (its catalogs
-    have `contact_reasons.<code>`), and the same in English words for API users."""
+    """Why a time is refused: a stable `code` and `params` a page translates, and the same in
+    English words (`text`) for API users."""
 
-    code: str
+    code: ReasonCode
     text: str
     params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
-        return {"code": self.code, "params": self.params, "text": self.text}
+        return {"code": self.code.value, "params": self.params, "text": self.text}
 
 
-#: every code a Why may carry (tests/web_static checks both catalogs word each one)
-WHY_CODES = ("time_passed", "company_calendar_unusable", "company_opens_at",
-             "company_closed_after", "company_lunch", "company_outside_hours",
-             "company_special_day", "company_closed_weekday", "company_closure",
-             "company_holiday", "company_closed_day", "callee_zone_unknown",
-             "callee_outside_hours", "callee_holiday", "callee_closed_weekday")
+@functools.lru_cache(maxsize=64)
+def _holiday_names(country: str, subdivision: str | None, year: int) -> dict[date, str]:
+    import holidays  # as scheduling.calendar does: loaded when a holiday is first asked about
+
+    try:
+        return dict(holidays.country_holidays(country, subdiv=subdivision, years=year,
+                                              language="en_US"))
+    except (NotImplementedError, KeyError):
+        return {}
+
+
+def holiday_name(country: str, subdivision: str | None, d: date) -> str:
+    """The public holiday's English name ("" when unknown): the refusal's text is English,
+    and a page shows the name as it is (it has no catalog of every country's holidays)."""
+    return _holiday_names(country, subdivision, d.year).get(d, "")
 
 
 def _hhmm(minutes: int) -> str:
@@ -98,18 +150,18 @@ def company_closed_reason(cal: CompanyCalendar, at: datetime) -> Why | None:
         minute = local.hour * 60 + local.minute
         if minute < iv[0][0]:
             t = _hhmm(iv[0][0])
-            return Why("company_opens_at", f"company opens at {t} (hours {hours})",
+            return Why(ReasonCode.COMPANY_OPENS_AT, f"company opens at {t} (hours {hours})",
                        {"time": t, "hours": hours})
         if minute >= iv[-1][1]:
             t = _hhmm(iv[-1][1])
-            return Why("company_closed_after", f"company closed after {t} (hours {hours})",
+            return Why(ReasonCode.COMPANY_CLOSED_AFTER, f"company closed after {t} (hours {hours})",
                        {"time": t, "hours": hours})
         for (_, end), (start, _) in itertools.pairwise(iv):
             if end <= minute < start:
                 a, b = _hhmm(end), _hhmm(start)
-                return Why("company_lunch", f"company closed {a}-{b} (hours {hours})",
+                return Why(ReasonCode.COMPANY_LUNCH, f"company closed {a}-{b} (hours {hours})",
                            {"from": a, "to": b, "hours": hours})
-        return Why("company_outside_hours", f"outside the company's hours {hours}",
+        return Why(ReasonCode.COMPANY_OUTSIDE_HOURS, f"outside the company's hours {hours}",
                    {"hours": hours})
     return _closed_day(cal, d)
 
@@ -117,29 +169,33 @@ def company_closed_reason(cal: CompanyCalendar, at: datetime) -> Why | None:
 def _closed_day(cal: CompanyCalendar, d: date) -> Why:
     """Why a whole local day is closed (in the order CompanyCalendar.day_intervals decides)."""
     if d in cal.special_days:
-        return Why("company_special_day", f"company closed on {d.isoformat()} (a special day)",
-                   {"date": d.isoformat()})
+        return Why(ReasonCode.COMPANY_SPECIAL_DAY,
+                   f"company closed on {d.isoformat()} (a special day)", {"date": d.isoformat()})
     wd = d.weekday()
     if wd in cal.days_off or not cal.weekly[wd]:
-        return Why("company_closed_weekday", f"company closed on {_DAY_NAMES[wd]}",
+        return Why(ReasonCode.COMPANY_CLOSED_WEEKDAY, f"company closed on {_DAY_NAMES[wd]}",
                    {"weekday": WEEKDAY_KEYS[wd]})
     for a, b in cal.closures:
         if a <= d <= b:
-            return Why("company_closure",
+            return Why(ReasonCode.COMPANY_CLOSURE,
                        f"company closed from {a.isoformat()} to {b.isoformat()}",
                        {"from": a.isoformat(), "to": b.isoformat()})
     if cal.holiday_country and is_public_holiday(cal.holiday_country,
                                                  cal.holiday_subdivision, d):
-        return Why("company_holiday", f"company closed: public holiday ({cal.holiday_country})",
-                   {"country": cal.holiday_country})
-    return Why("company_closed_day", "company closed that day")
+        country = cal.holiday_country
+        name = holiday_name(country, cal.holiday_subdivision, d)
+        named = f"{name}, " if name else ""
+        return Why(ReasonCode.COMPANY_HOLIDAY,
+                   f"company closed: public holiday ({named}{country})",
+                   {"country": country, "name": name})
+    return Why(ReasonCode.COMPANY_CLOSED_DAY, "company closed that day")
 
 
 def window_reason(window: CallingWindow, zones: tuple[str, ...], at: datetime) -> Why | None:
     """Why the callee may not be called at `at` (in any of their candidate zones); None when
     every zone allows it."""
     if not zones:
-        return Why("callee_zone_unknown", "the callee's time zone is unknown")
+        return Why(ReasonCode.CALLEE_ZONE_UNKNOWN, "the callee's time zone is unknown")
     for z in zones:
         sched = window.in_zone(z)
         if sched.is_open(at):
@@ -150,14 +206,18 @@ def window_reason(window: CallingWindow, zones: tuple[str, ...], at: datetime) -
         where = f" in {z}" if len(zones) > 1 else ""
         if iv:
             hours = _spoken(iv)
-            return Why("callee_outside_hours",
+            return Why(ReasonCode.CALLEE_OUTSIDE_HOURS,
                        f"outside the callee's calling hours {hours}{where}",
-                       {"hours": hours, "zone": z})
+                       {"hours": hours, "start": _hhmm(iv[0][0]), "end": _hhmm(iv[-1][1]),
+                        "zone": z})
         if window.weekly[d.weekday()]:
             country = window.holiday_country or ""
-            return Why("callee_holiday", f"public holiday for the callee ({country}){where}",
-                       {"country": country, "zone": z})
-        return Why("callee_closed_weekday",
+            name = holiday_name(country, None, d) if country else ""
+            named = f"{name}, " if name else ""
+            return Why(ReasonCode.CALLEE_HOLIDAY,
+                       f"public holiday for the callee ({named}{country}){where}",
+                       {"country": country, "name": name, "zone": z})
+        return Why(ReasonCode.CALLEE_CLOSED_WEEKDAY,
                    f"the callee may not be called on {_DAY_NAMES[d.weekday()]}{where}",
                    {"weekday": WEEKDAY_KEYS[d.weekday()], "zone": z})
     return None
@@ -176,16 +236,25 @@ def _json(why: Why | None) -> dict[str, Any] | None:
     return why.json() if why is not None else None
 
 
+def _coded(why: Why | None, prefix: str = "reason") -> dict[str, Any]:
+    """`<prefix>` (English words), `<prefix>_code`, `<prefix>_params` of one refusal (all
+    None when there is none): the page translates the code, API users read the words."""
+    return {prefix: _text(why), f"{prefix}_code": why.code.value if why else None,
+            f"{prefix}_params": why.params if why else None}
+
+
 def describe(ctx: AttemptContext, now: datetime) -> dict[str, Any]:
-    """The callee's and the company's zones, local times and hours at `now`. Each refusal is
-    given in words (`reason`, `closed_reason`) and as a code with params (`why`,
+    """Who the call (or offered lead) is with, and the callee's and the company's zones,
+    local times and hours at `now`. Each refusal is given in words (`reason`,
+    `closed_reason`) and as a code with params (`reason_code`/`reason_params`,
+    `closed_reason_code`/`closed_reason_params`; the same again as one object in `why`,
     `closed_why`) for pages that translate it."""
     zones = callee_zones(ctx)
     window = calling_window(ctx)
     why = window_reason(window, zones, now)
     callee: dict[str, Any] = {"zone": zones[0] if zones else None, "zones": list(zones),
                               "local_time": None, "window": window.name, "hours_today": [],
-                              "callable_now": False, "reason": _text(why), "why": _json(why)}
+                              "callable_now": False, **_coded(why), "why": _json(why)}
     if zones:
         local, iv = _day_of(window.in_zone(zones[0]), now)
         callee.update(local_time=local.isoformat(), hours_today=intervals(iv),
@@ -194,7 +263,7 @@ def describe(ctx: AttemptContext, now: datetime) -> dict[str, Any]:
     cal = company_calendar(ctx)
     if ctx.company is not None:
         company = {"name": ctx.company.name, "zone": ctx.company.timezone, "local_time": None,
-                   "open_now": False, "hours_today": [], "closed_reason": None,
+                   "open_now": False, "hours_today": [], **_coded(None, "closed_reason"),
                    "closed_why": None, "next_open": None}
         closed: Why | None
         if cal is not None:
@@ -205,9 +274,13 @@ def describe(ctx: AttemptContext, now: datetime) -> dict[str, Any]:
                            hours_today=intervals(iv),
                            next_open=nxt.isoformat() if nxt else None)
         else:
-            closed = Why("company_calendar_unusable", "the company's calendar is unusable")
-        company.update(closed_reason=_text(closed), closed_why=_json(closed))
+            closed = Why(ReasonCode.COMPANY_CALENDAR_UNUSABLE,
+                         "the company's calendar is unusable")
+        company.update(_coded(closed, "closed_reason"), closed_why=_json(closed))
     return {"attempt_id": ctx.attempt_id, "lead_id": ctx.lead_id,
+            "lead": {"id": ctx.lead_id, "name": ctx.lead_name, "company": ctx.lead_company,
+                     "phone": ctx.phone_e164},
+            "ended_at": ctx.ended_at.isoformat() if ctx.ended_at is not None else None,
             "campaign": {"name": ctx.campaign.name, "zone": ctx.campaign.timezone},
             "callee": callee, "company": company}
 
@@ -221,9 +294,10 @@ def check_contact(ctx: AttemptContext, at: datetime, now: datetime) -> dict[str,
     cal = company_calendar(ctx)
     whys: list[Why] = []
     if at < now:
-        whys.append(Why("time_passed", "that time has passed"))
+        whys.append(Why(ReasonCode.TIME_PASSED, "that time has passed"))
     if ctx.company is not None and cal is None:
-        whys.append(Why("company_calendar_unusable", "the company's calendar is unusable"))
+        whys.append(Why(ReasonCode.COMPANY_CALENDAR_UNUSABLE,
+                        "the company's calendar is unusable"))
     elif cal is not None and (why := company_closed_reason(cal, at)) is not None:
         whys.append(why)
     if (why := window_reason(window, zones, at)) is not None:
@@ -231,7 +305,10 @@ def check_contact(ctx: AttemptContext, at: datetime, now: datetime) -> dict[str,
     nxt = next_callable_at(
         LeadFacts(timezone=ctx.lead_timezone, phone_e164=ctx.phone_e164, calendar=cal),
         max(at, now), CallingRules(window=window)).at
+    first = whys[0] if whys else None
     return {"allowed": not whys, "reason": "; ".join(w.text for w in whys) or None,
+            "reason_code": first.code.value if first else None,
+            "reason_params": first.params if first else None,
             "reasons": [w.json() for w in whys],
             "zone": zones[0] if zones else None,
             "local_time": at.astimezone(zone(zones[0])).isoformat() if zones else None,

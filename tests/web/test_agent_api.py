@@ -8,8 +8,10 @@ import httpx
 import pytest
 from web_harness import NOW, WebDb, sign_in
 
-from common.vocabulary import CallbackScope
-from db.models import Callback
+from common.vocabulary import AgentState, CallbackScope, LeadStatus
+from db.models import Attempt, Callback, Lead
+from dialer.bus.messages import LeadCard, PreviewEvt, StateEvt
+from dialer.web.deps import WebDeps
 
 
 @pytest.fixture
@@ -33,6 +35,79 @@ async def test_context_of_an_own_call(alice: httpx.AsyncClient, web_db: WebDb) -
     assert company["hours_today"] == [["09:00", "12:00"], ["13:00", "17:00"]]
     assert company["closed_reason"].startswith("company closed after 17:00")
     assert company["next_open"] == "2026-12-03T07:00:00+00:00"
+    # the same as a code a page translates, with its params (the words stay for API users)
+    assert company["closed_reason_code"] == "company_closed_after"
+    assert company["closed_reason_params"] == {"time": "17:00",
+                                               "hours": "09:00-12:00, 13:00-17:00"}
+    assert ctx["callee"]["reason"] is None and ctx["callee"]["reason_code"] is None
+    # who the call was with (a call known only by its id after a restart is titled by it)
+    assert ctx["lead"] == {"id": web_db.lead_id, "name": "Test Lead", "company": "Acme SIA",
+                           "phone": "+12125550123"}
+    assert ctx["attempt_id"] == web_db.attempts["alice"] and ctx["ended_at"] is None
+
+
+async def test_context_says_when_the_call_ended(alice: httpx.AsyncClient,
+                                                web_db: WebDb) -> None:
+    async with web_db.sessions.begin() as s:
+        a = await s.get(Attempt, web_db.attempts["alice"])
+        assert a is not None
+        a.ended_at = NOW - timedelta(minutes=3)
+    r = await alice.get(f"/api/agent/context/{web_db.attempts['alice']}")
+    assert r.status_code == 200, r.text
+    assert r.json()["ended_at"] == "2026-12-02T14:57:00+00:00"
+
+
+async def _other_lead(web_db: WebDb) -> int:
+    """A lead of the campaign that no agent has called yet."""
+    async with web_db.sessions.begin() as s:
+        lead = Lead(campaign_id=web_db.campaign_id, phone_e164="+33142685300",
+                    timezone="Europe/Paris", name="Offered Lead", next_call_at=NOW)
+        s.add(lead)
+        await s.flush()
+        return lead.id
+
+
+def _preview(lead_id: int) -> PreviewEvt:
+    return PreviewEvt(lead=LeadCard(id=lead_id, name="Offered Lead", phone="+33142685300",
+                                    status=LeadStatus.POTENTIAL))
+
+
+async def test_lead_context_of_a_preview_offer(client: httpx.AsyncClient, web_db: WebDb,
+                                               deps: WebDeps) -> None:
+    lead_id = await _other_lead(web_db)
+    await sign_in(client, "alice")
+    # not offered, never called by alice: not hers to read
+    assert (await client.get(f"/api/agent/lead-context/{lead_id}")).status_code == 404
+    # the dialer offers it to alice in preview (the message passes the socket hub)
+    await deps.hub.send("alice", StateEvt(state=AgentState.RESERVED))
+    await deps.hub.send("alice", _preview(lead_id))
+    r = await client.get(f"/api/agent/lead-context/{lead_id}")
+    assert r.status_code == 200, r.text
+    ctx = r.json()
+    assert ctx["attempt_id"] is None and ctx["ended_at"] is None
+    assert ctx["lead"] == {"id": lead_id, "name": "Offered Lead", "company": None,
+                           "phone": "+33142685300"}
+    assert ctx["callee"]["zone"] == "Europe/Paris"
+    assert ctx["callee"]["local_time"].startswith("2026-12-02T16:00:00+01:00")
+    # the same body as an attempt's context: the company is the campaign's (none here)
+    own = (await client.get(f"/api/agent/context/{web_db.attempts['alice']}")).json()
+    assert set(ctx) == set(own) and ctx["company"] is None
+    # bob is not offered it (signing in replaces the client's session cookie)
+    await sign_in(client, "bob")
+    assert (await client.get(f"/api/agent/lead-context/{lead_id}")).status_code == 404
+    # alice skips it (she is ready again): the offer is over
+    await deps.hub.send("alice", StateEvt(state=AgentState.READY))
+    await sign_in(client, "alice")
+    assert (await client.get(f"/api/agent/lead-context/{lead_id}")).status_code == 404
+
+
+async def test_lead_context_of_a_lead_the_agent_called(alice: httpx.AsyncClient,
+                                                       web_db: WebDb) -> None:
+    r = await alice.get(f"/api/agent/lead-context/{web_db.lead_id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["lead"]["name"] == "Test Lead" and r.json()["attempt_id"] is None
+    for missing in (999_999, await _other_lead(web_db)):
+        assert (await alice.get(f"/api/agent/lead-context/{missing}")).status_code == 404
 
 
 async def test_another_agents_call_is_not_found(alice: httpx.AsyncClient, web_db: WebDb) -> None:
@@ -47,11 +122,12 @@ async def test_another_agents_call_is_not_found(alice: httpx.AsyncClient, web_db
 @pytest.mark.parametrize(("at", "allowed", "reason", "code", "params"), [
     ("2026-12-03T14:00:00+00:00", True, None, None, None),
     ("2026-12-03T09:00:00+00:00", False, "outside the callee's calling hours 08:00-21:00",
-     "callee_outside_hours", {"hours": "08:00-21:00", "zone": "America/New_York"}),
+     "callee_outside_hours", {"hours": "08:00-21:00", "start": "08:00", "end": "21:00",
+                              "zone": "America/New_York"}),
     ("2026-12-05T14:00:00+00:00", False, "company closed on Saturdays",
      "company_closed_weekday", {"weekday": "saturday"}),
-    ("2026-12-25T14:00:00+00:00", False, "company closed: public holiday (LV)",
-     "company_holiday", {"country": "LV"}),
+    ("2026-12-25T14:00:00+00:00", False, "company closed: public holiday (Christmas Day, LV)",
+     "company_holiday", {"country": "LV", "name": "Christmas Day"}),
     ("2026-12-03T10:30:00+00:00", False, "company closed 12:00-13:00",
      "company_lunch", None),
     ("2026-12-01T14:00:00+00:00", False, "that time has passed", "time_passed", {}),
@@ -66,6 +142,7 @@ async def test_check_contact_words_the_calling_rules(
     assert body["allowed"] is allowed and body["zone"] == "America/New_York"
     if reason is None:
         assert body["reason"] is None and body["next_allowed"] == at
+        assert body["reason_code"] is None and body["reason_params"] is None
     else:
         assert reason in body["reason"]
         assert body["next_allowed"] is not None and body["next_allowed"] > at
@@ -74,6 +151,9 @@ async def test_check_contact_words_the_calling_rules(
         assert reason in why["text"]
         if params is not None:
             assert why["params"] == params
+        # the first refusal also as top-level fields
+        assert body["reason_code"] == body["reasons"][0]["code"]
+        assert body["reason_params"] == body["reasons"][0]["params"]
 
 
 async def test_check_contact_needs_an_offset(alice: httpx.AsyncClient, web_db: WebDb) -> None:

@@ -115,6 +115,24 @@ const ctx = normalizeContext({
 eq("context callee zone", ctx.calleeZone, "America/New_York");
 eq("context company", [ctx.companyZone, ctx.openNow, ctx.hoursToday, ctx.closedReason], ["Europe/Paris", false, [], "company closed on Saturdays"]);
 eq("context callee", [ctx.calleeCallable, ctx.calleeReason, ctx.calleeHours], [false, "outside", [["08:00", "21:00"]]]);
+// the server's codes (reason_code / closed_reason_code with their params) win over `why`
+const coded = normalizeContext({
+  attempt_id: 8000, lead_id: 7, ended_at: "2026-12-02T15:00:00+00:00",
+  lead: { id: 7, name: "Test Lead", company: "Acme SIA", phone: "+12125550123" },
+  callee: { zone: "America/New_York", callable_now: false, reason: "outside the callee's calling hours 08:00-21:00",
+    reason_code: "callee_outside_hours", reason_params: { hours: "08:00-21:00", start: "08:00", end: "21:00" } },
+  company: { zone: "Europe/Riga", open_now: false, closed_reason: "company closed on Saturdays",
+    closed_reason_code: "company_closed_weekday", closed_reason_params: { weekday: "saturday" },
+    closed_why: { code: "company_closure", params: {}, text: "old" } },
+});
+eq("context lead", [coded.leadId, coded.leadName, coded.leadCompany, coded.endedAt],
+  [7, "Test Lead", "Acme SIA", "2026-12-02T15:00:00+00:00"]);
+eq("context callee code", coded.calleeWhy, { code: "callee_outside_hours",
+  params: { hours: "08:00-21:00", start: "08:00", end: "21:00" }, text: "outside the callee's calling hours 08:00-21:00" });
+eq("context closed code", coded.closedWhy, { code: "company_closed_weekday", params: { weekday: "saturday" }, text: "company closed on Saturdays" });
+eq("context why only", normalizeContext({ company: { closed_why: { code: "company_closure", params: {}, text: "t" } } }).closedWhy,
+  { code: "company_closure", params: {}, text: "t" });
+eq("context no codes", [ctx.calleeWhy, ctx.closedWhy, ctx.leadName, ctx.endedAt], [null, null, null, null]);
 const noCompany = normalizeContext({ callee: { zone: "Europe/Stockholm" }, company: null });
 eq("context without company", [noCompany.companyZone, noCompany.openNow, noCompany.hoursToday], [null, null, null]);
 eq("hours shapes", [normalizeHours("08:00-12:00, 13:00-17:00"), normalizeHours([{ start: "08:00:00", end: "12:00:00" }])],

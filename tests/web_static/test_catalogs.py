@@ -115,11 +115,29 @@ def test_pages_show_no_text_of_their_own(page: str) -> None:
     assert [t for t in p.found if t not in {"0:00", "\u2715", "\u2013"}] == []
 
 
-def test_every_refusal_code_of_the_server_has_wording() -> None:
-    from dialer.web.contact_rules import WEEKDAY_KEYS, WHY_CODES
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_refusal_code_of_the_server_has_wording(lang: str) -> None:
+    """Each ReasonCode the server can give (check-contact, context) is worded in the page's
+    language: as a reason (`contact_reasons.<code>`), and, for the company's, as its state
+    now (`closed.<code>`); so is every weekday a refusal may name."""
+    from dialer.web.contact_rules import CLOSED_CODES, WEEKDAY_KEYS, ReasonCode
 
-    for lang in ("en", "sv"):
-        cat = _catalog(lang)
-        missing = [c for c in WHY_CODES if f"contact_reasons.{c}" not in cat]
-        missing += [d for d in WEEKDAY_KEYS if f"weekdays.{d}" not in cat]
-        assert not missing, f"{lang}.json lacks wording for {missing}"
+    cat = _catalog(lang)
+    missing = [f"contact_reasons.{c.value}" for c in ReasonCode]
+    missing += [f"closed.{c.value}" for c in CLOSED_CODES]
+    missing += [f"weekdays.{d}" for d in WEEKDAY_KEYS]
+    assert sorted(k for k in missing if k not in cat) == []
+    # and nothing worded that the server no longer sends (a renamed code)
+    codes = {c.value for c in ReasonCode}
+    stale = [k for k in cat if k.startswith(("contact_reasons.", "closed."))
+             and k.split(".", 1)[1] not in codes]
+    assert stale == []
+    assert CLOSED_CODES and all(c in ReasonCode for c in CLOSED_CODES)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_restart_pause_reason_is_worded(lang: str) -> None:
+    """An agent restored owing an outcome is paused with OUTCOME_PAUSE: the header words it."""
+    from dialer.dispositions import OUTCOME_PAUSE
+
+    assert f"reasons.{OUTCOME_PAUSE}" in _catalog(lang)

@@ -62,6 +62,7 @@ export const api = {
   signOut: () => request("DELETE", "/api/session"),
   me: () => request("GET", "/api/me"),
   context: (attemptId) => request("GET", `/api/agent/context/${encodeURIComponent(attemptId)}`),
+  leadContext: (leadId) => request("GET", `/api/agent/lead-context/${encodeURIComponent(leadId)}`),
   checkContact: (attemptId, at) => request("GET",
     `/api/agent/check-contact?attempt_id=${encodeURIComponent(attemptId)}&at=${encodeURIComponent(at)}`),
   callbacks: () => request("GET", "/api/agent/callbacks"),

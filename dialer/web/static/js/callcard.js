@@ -2,7 +2,7 @@
 // the lead's fields filled in, and the local times of the company and the callee.
 
 import { $, clear, h } from "./dom.js";
-import { explainWhy, formatDateTime, formatNumber, has, locale, t } from "./i18n.js";
+import { explainClosed, explainWhy, formatDateTime, formatNumber, has, locale, t } from "./i18n.js";
 import { fillScript, formatDuration } from "./util.js";
 
 /** A catalog label, else the code. */
@@ -92,8 +92,10 @@ export function renderContext(ctx) {
     open.textContent = t("call.open_now");
     open.dataset.open = "yes";
   } else if (ctx.openNow === false) {
+    // the reason's code in the page's language; the server's English words only without one
+    const state = explainClosed(ctx.closedWhy);
     const why = ctx.closedWhy ? explainWhy(ctx.closedWhy) : (ctx.closedReason ?? "");
-    open.textContent = why ? t("call.closed_because", { reason: why }) : t("call.closed_now");
+    open.textContent = state ?? (why ? t("call.closed_because", { reason: why }) : t("call.closed_now"));
     open.dataset.open = "no";
   } else {
     open.textContent = "";

@@ -35,6 +35,7 @@ const S = {
   outbox: new Map(), // attemptId -> {payload, tries, timer}
   preselect: new Map(), // attemptId -> code (quick outcomes)
   contexts: new Map(), // attemptId -> normalized context | "loading" | "failed"
+  leadLoading: new Set(), // leadIds whose preview context is being read
   conn: { kind: "connecting" },
 };
 
@@ -273,6 +274,27 @@ function onPreview(m) {
   if (!S.call) renderLead({ kind: "preview", lead: m.lead, history: m.history, script: m.script, catalog: S.catalog });
   render();
   if (!S.call) $("btn-accept").focus();
+  loadLeadContext(m.lead.id);
+}
+
+/**
+ * The local times of a lead offered in preview (a `preview` has no attempt id yet). Read at
+ * every offer, not kept: a lead offered again later is open or closed by then.
+ */
+async function loadLeadContext(leadId) {
+  if (S.leadLoading.has(leadId)) return;
+  S.leadLoading.add(leadId);
+  let ctx = "failed";
+  try {
+    ctx = normalizeContext(await api.leadContext(leadId));
+  } catch {
+    // shown as "not available" below
+  } finally {
+    S.leadLoading.delete(leadId);
+  }
+  if (S.call || S.preview?.lead.id !== leadId) return; // the offer is gone or a call is on
+  if (ctx === "failed") contextFailed();
+  else renderContext(ctx);
 }
 
 function onReminder(m) {
@@ -299,7 +321,9 @@ async function loadContext(attemptId, forCard) {
     S.contexts.set(attemptId, "failed");
   }
   const ctx = S.contexts.get(attemptId);
-  if (S.call?.attemptId === attemptId || (S.preview && forCard === false)) {
+  // the card shows its own call's context only (a queued outcome's is for the form's title
+  // and zone)
+  if (S.call?.attemptId === attemptId) {
     if (ctx === "failed") contextFailed();
     else renderContext(ctx);
   }
@@ -327,6 +351,12 @@ function zoneFor(attemptId) {
   return ctx && typeof ctx === "object" ? ctx.calleeZone : null;
 }
 
+/** Who a call was with: its context's lead name (calls known only by id after a restart). */
+function leadNameFor(attemptId) {
+  const ctx = S.contexts.get(attemptId);
+  return ctx && typeof ctx === "object" ? ctx.leadName : null;
+}
+
 function renderForm() {
   const queue = outcomeQueue();
   const onCall = S.call && !S.call.ended && CALL_STATES.has(S.state) && S.state !== "wrap_up";
@@ -337,9 +367,8 @@ function renderForm() {
     return;
   }
   const isCall = S.call && S.call.attemptId === target;
-  const title = isCall
-    ? t("dispo.heading_call", { name: S.call.lead.name })
-    : t("dispo.heading_missing", { id: target });
+  const name = isCall ? S.call.lead.name : leadNameFor(target);
+  const title = name ? t("dispo.heading_call", { name }) : t("dispo.heading_missing", { id: target });
   const entry = S.outbox.get(target);
   const fresh = form.open({
     attemptId: target, title, catalog: S.catalog, preselect: S.preselect.get(target) ?? null,

@@ -12,7 +12,7 @@ const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 export class DispositionForm {
   /**
    * @param {(payload) => void} onSubmit   the disposition's fields (attempt_id, code, ...)
-   * @param {(attemptId, iso) => Promise<{allowed, reason, zone}>} checkContact
+   * @param {(attemptId, iso) => Promise<{allowed, reason, reason_code, reasons, zone}>} checkContact
    */
   constructor({ onSubmit, checkContact }) {
     this.onSubmit = onSubmit;
@@ -291,8 +291,11 @@ export class DispositionForm {
       out.dataset.kind = "ok";
     } else {
       this.check = { status: "refused", iso, reason: result.reason };
-      const reason = result.reasons && result.reasons.length
-        ? result.reasons.map(explainWhy).join("; ")
+      // every refusal by its code, in the page's language (the English `reason` is for
+      // API users, and for a server too old to send codes)
+      const whys = Array.isArray(result.reasons) && result.reasons.length ? result.reasons
+        : result.reason_code ? [{ code: result.reason_code, params: result.reason_params ?? {}, text: result.reason ?? "" }] : [];
+      const reason = whys.length ? whys.map(explainWhy).join("; ")
         : (result.reason ?? t("dispo.refused_no_reason"));
       out.textContent = t("dispo.refused", { reason });
       out.dataset.kind = "error";

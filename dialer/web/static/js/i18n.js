@@ -112,6 +112,21 @@ export function formatTime(value, timeZone) {
   return new Intl.DateTimeFormat(locale, opts).format(d);
 }
 
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** A refusal's params as the page shows them: weekdays and dates in the page's language. */
+function reasonParams(why) {
+  const params = { ...(why.params ?? {}) };
+  for (const [k, v] of Object.entries(params)) {
+    // a calendar date of the company or the callee: the same day wherever the browser is
+    if (typeof v === "string" && ISO_DATE.test(v)) params[k] = formatDateTime(`${v}T12:00:00Z`, { dateStyle: "medium", timeZone: "UTC" });
+  }
+  if (params.weekday && has(`weekdays.${params.weekday}`)) params.weekday = t(`weekdays.${params.weekday}`);
+  // a holiday the server could not name is shown by its country
+  if ("name" in params && !params.name) params.name = params.country ?? "";
+  return params;
+}
+
 /**
  * A refusal from the server (`{code, params, text}`: a closed company, a callee outside their
  * calling hours ...) in the page's language; the server's English `text` when the catalog has
@@ -121,7 +136,14 @@ export function explainWhy(why) {
   if (!why) return "";
   const key = `contact_reasons.${why.code}`;
   if (!has(key)) return why.text ?? "";
-  const params = { ...(why.params ?? {}) };
-  if (params.weekday && has(`weekdays.${params.weekday}`)) params.weekday = t(`weekdays.${params.weekday}`);
-  return t(key, params);
+  return t(key, reasonParams(why));
+}
+
+/**
+ * Why the company is closed now, as its state ("Closed – opens at 09:00"): `closed.<code>`;
+ * null when the catalog has no such wording (the caller then uses explainWhy).
+ */
+export function explainClosed(why) {
+  if (!why || !has(`closed.${why.code}`)) return null;
+  return t(`closed.${why.code}`, reasonParams(why));
 }

@@ -257,20 +257,41 @@ export function normalizeHours(hours) {
 }
 
 /**
- * `/api/agent/context/{attempt_id}` as the desktop uses it, from nested
- * (`{callee: {zone}, company: {zone, open_now, hours_today, closed_reason}}`) or flat
- * (`callee_zone`, `company_zone`, `open_now`, ...) replies.
+ * A refusal of the server as `{code, params, text}`: from `<prefix>_code` /
+ * `<prefix>_params` / `<prefix>` of `obj` (e.g. `closed_reason_code`), else its `why` object
+ * (`whyKey`), else null.
+ */
+function coded(obj, prefix, whyKey) {
+  const code = obj[`${prefix}_code`];
+  if (typeof code === "string" && code) {
+    const params = obj[`${prefix}_params`];
+    return { code, params: params && typeof params === "object" ? params : {}, text: obj[prefix] ?? "" };
+  }
+  const why = obj[whyKey];
+  return why && typeof why === "object" && why.code ? why : null;
+}
+
+/**
+ * `/api/agent/context/{attempt_id}` (or `/api/agent/lead-context/{lead_id}`) as the desktop
+ * uses it, from nested (`{lead: {name}, callee: {zone}, company: {zone, open_now,
+ * hours_today, closed_reason_code}}`) or flat (`callee_zone`, `company_zone`, `open_now`, ...)
+ * replies.
  */
 export function normalizeContext(ctx) {
   const c = ctx ?? {};
   const callee = c.callee && typeof c.callee === "object" ? c.callee : {};
   const company = c.company && typeof c.company === "object" ? c.company : {};
+  const lead = c.lead && typeof c.lead === "object" ? c.lead : {};
   const openNow = firstDefined(company.open_now, company.is_open, c.company_open_now, c.open_now, c.company_open);
   const callable = firstDefined(callee.callable_now, c.callee_callable_now);
   return {
+    leadId: firstDefined(lead.id, c.lead_id) ?? null,
+    leadName: firstDefined(lead.name, c.lead_name) || null,
+    leadCompany: firstDefined(lead.company, c.lead_company) || null,
+    endedAt: c.ended_at ?? null,
     calleeCallable: typeof callable === "boolean" ? callable : null,
     calleeReason: firstDefined(callee.reason, c.callee_reason) ?? null,
-    calleeWhy: callee.why ?? null,
+    calleeWhy: coded(callee, "reason", "why"),
     calleeHours: normalizeHours(firstDefined(callee.hours_today, c.callee_hours_today)),
     calleeZone: firstDefined(callee.zone, callee.timezone, callee.tz, c.callee_zone, c.callee_timezone, c.callee_tz) ?? null,
     companyZone: firstDefined(company.zone, company.timezone, company.tz, c.company_zone, c.company_timezone, c.company_tz) ?? null,
@@ -278,7 +299,7 @@ export function normalizeContext(ctx) {
     openNow: typeof openNow === "boolean" ? openNow : null,
     hoursToday: normalizeHours(firstDefined(company.hours_today, company.today, c.hours_today, c.company_hours_today)),
     closedReason: firstDefined(company.closed_reason, company.reason, c.closed_reason, c.company_closed_reason) ?? null,
-    closedWhy: company.closed_why ?? null,
+    closedWhy: coded(company, "closed_reason", "closed_why"),
     nextOpen: firstDefined(company.next_open, company.opens_at, c.next_open, c.company_next_open) ?? null,
   };
 }
