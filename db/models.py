@@ -414,3 +414,25 @@ class WebSession(Base):
     expires_at: Mapped[datetime]
     #: a short description of the browser (its User-Agent, cut), for `users list`
     client: Mapped[str] = mapped_column(String(120), default="")
+
+
+class AuditEntry(Base):
+    """Who did what, when, through the console, the API or the command line (docs/web.md,
+    "Audit"): one row per control or write, written in the transaction of the change itself
+    where there is one, so an audited change and its row land together or not at all."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: user (a web account) | token (an API token) | cli (the command line) | rule (the dialer)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    #: the account's login or the token's name: never a password, token or phone number
+    actor: Mapped[str] = mapped_column(String(100))
+    #: dotted verb, e.g. campaign.pause, agent.force_pause, leads.upsert, token.create
+    action: Mapped[str] = mapped_column(String(64))
+    #: what it acted on, e.g. campaign:sales, agent:alice, lead:123 ("" for none)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    #: the parameters (new values, counts); no personal data
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
