@@ -1,4 +1,4 @@
-"""reserved for the CRM API: API tokens, webhook subscriptions and their outbox, leads.external_id (filled in by that work; empty until then)
+"""reserved for the CRM API: API tokens, leads.external_id (filled in by that work; empty until then)
 
 Revision ID: 0007
 Revises: 0006

@@ -1,4 +1,4 @@
-"""reserved for the agent's call controls: hold time and call handlers of an attempt (filled in by that work; empty until then)
+"""reserved for outcome webhooks: subscriptions and the delivery outbox (filled in by that work; empty until then)
 
 Revision ID: 0008
 Revises: 0007
