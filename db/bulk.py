@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 __all__ = ["analyze", "insert_ignoring_conflicts"]
 
 
-def insert_ignoring_conflicts(s: AsyncSession, table: Table, conflict: list[str]) -> Any:
-    """INSERT into `table` that skips rows whose `conflict` columns are already taken.
+def insert_ignoring_conflicts(s: AsyncSession, table: Table,
+                              conflict: list[str] | None) -> Any:
+    """INSERT into `table` that skips rows whose `conflict` columns are already taken (None:
+    rows that would break any unique key of the table).
 
     The statement is dialect-specific (SQLite and PostgreSQL spell ON CONFLICT the same but
     SQLAlchemy builds it per dialect), so it is chosen by the session's bind.

@@ -3,7 +3,8 @@
 docs/compliance.md: a national registry list (imported) and the company's own list; numbers are
 compared in E.164, and a listed number is never dialed again from any campaign. So adding a
 number here also stops every lead that has it (status `dnc`, `next_call_at` NULL), in every
-campaign, in the same transaction as the entry itself.
+campaign, in the same transaction as the entry itself, with its webhook events (a lead
+stopped, a number added one at a time: db/webhooks.py `report_dnc`).
 
 Every function takes an `AsyncSession` factory (like db/repositories.py) and an explicit `now`
 where it writes. Numbers must already be E.164 (`normalise_number` parses user input); a
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.vocabulary import LeadStatus
+from db import webhooks
 from db.bulk import analyze, insert_ignoring_conflicts
 from db.models import DncEntry, Lead
 from db.repositories import RepositoryError, Sessions
@@ -85,7 +87,7 @@ async def add(
     """Add one E.164 number to the `source` list (idempotent) and stop its leads."""
     _check_e164(number)
     return await _write(sessions, [(number, reason)], now=now, source=source,
-                        attempt_id=attempt_id)
+                        attempt_id=attempt_id, report_added=True)
 
 
 async def bulk_add(
@@ -117,7 +119,7 @@ async def bulk_add(
 
 async def _write(
     sessions: Sessions, entries: Sequence[tuple[str, str | None]], *, now: datetime,
-    source: str, attempt_id: int | None = None,
+    source: str, attempt_id: int | None = None, report_added: bool = False,
 ) -> DncAddResult:
     if not source or len(source) > 32:
         raise ValueError(f"DNC source must be 1-32 characters, got {source!r}")
@@ -140,14 +142,23 @@ async def _write(
                 # A concurrent writer may add the same number between the SELECT and here:
                 # ON CONFLICT DO NOTHING keeps the unique (phone, source) pair intact.
                 await s.execute(insert_ignoring_conflicts(s, _DNC_TABLE, _DNC_KEY), rows)
-            res = await s.execute(
+            # the leads this stops, with their status before: the webhooks report each
+            # change (db/webhooks.py) in this transaction
+            was = dict((await s.execute(
+                select(Lead.id, Lead.status)
+                .where(Lead.phone_e164.in_(numbers), Lead.status != LeadStatus.DNC))).all())
+            ids = list((await s.scalars(
                 update(Lead)
-                .where(Lead.phone_e164.in_(numbers), Lead.status != LeadStatus.DNC)
+                .where(Lead.id.in_(list(was)), Lead.status != LeadStatus.DNC)
                 .values(status=LeadStatus.DNC, next_call_at=None, never_reason=NEVER_REASON,
                         claimed_by=None, claimed_until=None, updated_at=now)
+                .returning(Lead.id)
                 .execution_options(synchronize_session=False)
-            )
-            stopped = int(res.rowcount or 0)  # type: ignore[attr-defined]
+            )).all()) if was else []
+            stopped = len(ids)
+            await webhooks.report_dnc(s, [r["phone_e164"] for r in rows] if report_added
+                                      else [], {i: was[i] for i in ids}, source=source,
+                                      reason=unique, attempt_id=attempt_id, at=now)
     except SQLAlchemyError as e:
         raise RepositoryError("dnc add", e) from e
     return DncAddResult(added=len(rows), leads_stopped=stopped)

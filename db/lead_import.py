@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,18 +72,35 @@ class LeadImportBatch:
         await self._s.flush()
         return company.id
 
-    async def insert_leads(self, values: Sequence[dict[str, Any]]) -> set[str]:
-        """Insert lead rows (column -> value), skipping numbers the campaign already has;
-        returns the numbers really inserted.
+    async def by_external_id(self, campaign_id: int,
+                             external_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The campaign's leads with these external ids: external id -> the columns an
+        upsert compares (db/models.py `Lead`), with `id`."""
+        cols = [Lead.id, Lead.external_id, Lead.phone_e164, Lead.name, Lead.company_id,
+                Lead.timezone, Lead.priority, Lead.status, Lead.custom_fields,
+                Lead.next_contact_at, Lead.next_call_at, Lead.hopper_tier,
+                Lead.has_open_complaint]
+        rows = await self._s.execute(select(*cols).where(
+            Lead.campaign_id == campaign_id, Lead.external_id.in_(list(external_ids))))
+        return {r.external_id: dict(r._mapping) for r in rows}
+
+    async def update_lead(self, lead_id: int, values: Mapping[str, Any]) -> None:
+        await self._s.execute(update(Lead).where(Lead.id == lead_id).values(**values))
+
+    async def insert_leads(self, values: Sequence[dict[str, Any]], *,
+                           any_conflict: bool = False) -> dict[str, int]:
+        """Insert lead rows (column -> value), skipping numbers the campaign already has (and,
+        with `any_conflict`, external ids it already has); returns number -> lead id of the
+        rows really inserted.
 
         The INSERT itself finds the duplicates (ON CONFLICT DO NOTHING RETURNING), which
         always uses the unique index: a SELECT ... IN (...) pre-check would not, since on
         PostgreSQL a table growing during one import has stale planner statistics and every
         chunk's check becomes a sequential scan.
         """
-        stmt = insert_ignoring_conflicts(self._s, _LEADS, _LEAD_KEY).returning(
-            _LEADS.c.phone_e164)
-        return set((await self._s.scalars(stmt, list(values))).all())
+        stmt = insert_ignoring_conflicts(self._s, _LEADS, None if any_conflict else _LEAD_KEY)
+        stmt = stmt.returning(_LEADS.c.phone_e164, _LEADS.c.id)
+        return {p: i for p, i in (await self._s.execute(stmt, list(values))).all()}
 
 
 @asynccontextmanager

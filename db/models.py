@@ -101,6 +101,9 @@ class Campaign(Base):
     )
     amd_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     amd_max_ms: Mapped[int] = mapped_column(Integer, default=3500)
+    #: the share of people AMD classes as machines, counted as abandons where the preset
+    #: says so (UK); None: the preset's default (docs/compliance.md)
+    amd_false_positive_rate: Mapped[float | None] = mapped_column(Float)
     machine_policy: Mapped[MachinePolicy] = mapped_column(
         str_enum(MachinePolicy), default=MachinePolicy.HANG_UP
     )
@@ -150,6 +153,7 @@ class Lead(Base):
         UniqueConstraint("campaign_id", "phone_e164", name="uq_leads_campaign_phone"),
         Index("ix_leads_next_call", "campaign_id", "next_call_at"),
         Index("ix_leads_claim", "claimed_until"),
+        UniqueConstraint("campaign_id", "external_id", name="uq_leads_campaign_external"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -185,6 +189,9 @@ class Lead(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the CRM's own key of the lead (CRM API, docs/api.md): unique per campaign, NULL for
+    #: leads that did not come through the API with one
+    external_id: Mapped[str | None] = mapped_column(String(100))
 
 
 # The hot query: the hopper's next callable leads of a campaign, best tier first, then highest
@@ -436,3 +443,92 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(200), default="")
     #: the parameters (new values, counts); no personal data
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiToken(Base):
+    """A CRM API token (docs/api.md): the SHA-256 of a random 256-bit secret, never the
+    secret itself, its scopes, and when it stops working."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    #: the token's first characters ("dlr_abcd"), shown by `tokens list` to tell tokens apart
+    prefix: Mapped[str] = mapped_column(String(16), default="")
+    #: scope names, e.g. ["leads:write", "reports:read"]
+    scopes: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class WebhookSubscription(Base):
+    """A receiver of outcome webhooks (docs/webhooks.md): its URL, the events it wants and
+    the secret its deliveries are signed with. The secret is stored as given to the
+    subscriber (it must be usable to sign); the API shows it once, at creation."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    #: event names, e.g. ["disposition.saved", "dnc.added"]
+    events: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    secret: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the API token's name that created it (never the token)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per reported change, written in the transaction of the change
+    itself; fanned out to the subscriptions by the delivery worker (db/webhooks.py)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_fanout", "fanned_out", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))
+    #: makes a re-applied write report its change once (e.g. "attempt.finished:42"); NULL: none
+    key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    #: what deliveries are ordered by: "lead:<id>", "campaign:<id>" or "dnc"
+    order_key: Mapped[str] = mapped_column(String(40))
+    lead_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fanned_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebhookDelivery(Base):
+    """One event to one subscription: pending (with its retry schedule and lease), delivered
+    or dead (a dead letter, re-queued by hand)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id", name="uq_webhook_deliveries_event_sub"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "subscription_id", "order_key", "status",
+              "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the X-Dialer-Delivery header: the same on every retry (receivers dedupe by it)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    order_key: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # |delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    #: past this a failed attempt makes it a dead letter (the retry horizon)
+    give_up_at: Mapped[datetime]
+    #: a worker is posting it until then (another instance skips it; after a crash it expires)
+    lease_until: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]

@@ -87,8 +87,8 @@ def translated(
 _CAMPAIGN_FIELDS = (
     "caller_id", "dial_mode", "trunk", "timezone", "ring_timeout_s", "min_ring_s",
     "lines_per_agent", "max_dial_level", "abandon_cap", "abandon_window", "abandon_grace_s",
-    "abandon_clock_start", "amd_enabled", "amd_max_ms", "machine_policy", "message_wav",
-    "optout_key",
+    "abandon_clock_start", "amd_enabled", "amd_max_ms", "amd_false_positive_rate",
+    "machine_policy", "message_wav", "optout_key",
     "record_calls", "calling_window", "default_region", "callback_grace_s", "max_wrapup_s",
     "max_call_s",
     "script",
@@ -290,10 +290,19 @@ async def attempt_counts(sessions: Sessions, campaign_id: int) -> dict[str, int]
 class AbandonFigures:
     live: int
     abandoned: int
+    #: answers AMD classed as machines (outside both sides, except as the UK's estimate)
+    machines: int = 0
 
     @property
     def rate(self) -> float:
         return self.abandoned / self.live if self.live else 0.0
+
+    def rate_with_false_positives(self, fp_rate: float) -> float:
+        """The UK's rate: `fp_rate` x machine answers added to both sides (people AMD
+        wrongly classed as machines were dropped: abandoned live calls)."""
+        est = fp_rate * self.machines
+        live = self.live + est
+        return (self.abandoned + est) / live if live else 0.0
 
 
 @translated
@@ -305,13 +314,13 @@ async def abandon_figures(
         rows = await s.execute(
             select(Attempt.result, func.count())
             .where(Attempt.campaign_id == campaign_id, Attempt.answered_at >= since,
-                   Attempt.result.in_(LIVE_RESULTS))
+                   Attempt.result.in_([*LIVE_RESULTS, AttemptResult.MACHINE]))
             .group_by(Attempt.result)
         )
         counts = {r: int(n) for r, n in rows.all()}
     abandoned = counts.get(AttemptResult.ABANDONED, 0)
     return AbandonFigures(live=abandoned + counts.get(AttemptResult.CONNECTED, 0),
-                          abandoned=abandoned)
+                          abandoned=abandoned, machines=counts.get(AttemptResult.MACHINE, 0))
 
 
 # ---------------------------------------------------------------- leads and agents

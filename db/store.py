@@ -26,7 +26,7 @@ from common.vocabulary import (
     DialMode,
     LeadStatus,
 )
-from db import dnc, outcomes
+from db import dnc, outcomes, webhooks
 from db import repositories as repo
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
 from db.repositories import Sessions, translated
@@ -238,19 +238,24 @@ class SqlStore:
             agent_id=agent_id)
 
     async def update_attempt(self, attempt_id: int, **fields: object) -> None:
-        await repo.update_attempt(self.sessions, attempt_id, **fields)
+        # a disposition reports `disposition.saved` in its own transaction (db/webhooks.py)
+        sessions = webhooks.reporting(self.sessions, *webhooks.disposition_hooks(attempt_id)) \
+            if fields.get("disposition") is not None else self.sessions
+        await repo.update_attempt(sessions, attempt_id, **fields)
 
     async def finish_attempt(
         self, attempt_id: int, *, result: AttemptResult, ended_at: datetime, **fields: object,
     ) -> bool:
-        return await repo.finish_attempt(self.sessions, attempt_id, result=result,
+        sessions = webhooks.reporting(self.sessions, *webhooks.finished_attempt_hooks(attempt_id))
+        return await repo.finish_attempt(sessions, attempt_id, result=result,
                                          ended_at=ended_at, **fields)
 
     # ------------------------------------------------------------------ leads and agents
     async def update_lead(
         self, lead_id: int, *, now: datetime, callback_pending: bool = False, **fields: object,
     ) -> None:
-        await repo.update_lead(self.sessions, lead_id, now=now,
+        sessions = webhooks.reporting(self.sessions, *webhooks.lead_status_hooks(lead_id, now))
+        await repo.update_lead(sessions, lead_id, now=now,
                                callback_pending=callback_pending, **fields)
 
     @translated

@@ -47,6 +47,7 @@ from dialer.bus.messages import (
 )
 from dialer.bus.runner import AgentCommandRunner
 from dialer.config import ConfigError, Settings
+from dialer.control import Control
 from dialer.dispositions import hold_open_wrapups
 from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
@@ -141,6 +142,8 @@ class DialerApp:
         self.metrics_url: str | None = None
         self.store: SqlStore | None = None
         self.callability: SchedulingCallability | None = None
+        #: the supervisors' controls (dialer/control), once the runtimes exist
+        self.control: Control | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -195,6 +198,11 @@ class DialerApp:
                     self.metrics.add_campaign(c.name)
                     priors = await pacing_priors(store, c.id, self.clock.now())
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
+                # a supervisor's pause or stop outlives a restart (docs/console.md)
+                self.control = Control(sessions=sessions, clock=self.clock,
+                                       runtimes=self.runtimes,
+                                       agent_campaign=self.agent_campaign, runner=self.runner)
+                await self.control.restore()
                 # MQTT and web last: an agent's first command must find its campaign runtime
                 stack.push_async_callback(self.runner.close)
                 await self._start_bus(stack, db_secrets)
@@ -402,12 +410,18 @@ class DialerApp:
     async def _open(self, campaign_id: int) -> None:
         for rt in self.runtimes.values():
             if rt.campaign.id == campaign_id:
-                rt.resume_dialing()
+                if self.control is not None:
+                    self.control.calendar_opened(rt)  # unless a supervisor holds it
+                else:
+                    rt.resume_dialing()
 
     async def _close(self, campaign_id: int) -> None:
         for rt in self.runtimes.values():
             if rt.campaign.id == campaign_id:
-                rt.stop_dialing()
+                if self.control is not None:
+                    self.control.calendar_closed_edge(rt)
+                else:
+                    rt.stop_dialing()
 
     async def _reminder(self, reminder: CallbackReminder) -> None:
         assert self.store is not None, "reminders start after the store"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -153,6 +153,12 @@ class WebSection(_Section):
     #: the reasons the desktop offers for a pause (the protocol takes any 1-64 chars)
     pause_reasons: list[str] = Field(
         default=["break", "lunch", "training", "meeting", "technical"], min_length=1)
+    #: CRM API (docs/api.md): requests per second each token may make on average, and the
+    #: burst it may make at once (a token bucket per token; more gets 429 + Retry-After)
+    api_rate_per_s: float = Field(default=20.0, gt=0, le=10_000)
+    api_burst: int = Field(default=40, ge=1, le=100_000)
+    #: CRM API: the largest request body accepted (413 before it is parsed)
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @field_validator("pause_reasons")
     @classmethod
@@ -215,7 +221,11 @@ class CampaignConfig(_Section):
     #: key pressed during the abandon message that puts the number on the DNC list ("" = off)
     optout_key: str = Field(default="9", pattern=r"^[0-9*#]?$")
     record_calls: bool = False
+    #: the compliance preset (docs/compliance.md): callee hours plus the jurisdiction's limits
     calling_window: str = "us_federal"
+    #: people AMD classes as machines, counted as abandons where the preset says so (UK);
+    #: unset: the preset's default (the AMD benchmark's measured rate)
+    amd_false_positive_rate: float | None = Field(default=None, ge=0, lt=1)
     default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     callback_grace_s: float = Field(default=900.0, ge=0)
     #: an agent still in wrap-up after this is made ready; the call gets "wrapup_timeout"
@@ -246,6 +256,23 @@ class CampaignConfig(_Section):
             raise ValueError("expected an IANA time zone such as Europe/Riga") from e
         return v
 
+    @model_validator(mode="after")
+    def _within_preset(self) -> CampaignConfig:
+        """A campaign may be stricter than its compliance preset, never looser."""
+        from scheduling.calendar import CalendarError
+        from scheduling.compliance import check_campaign, compliance_preset
+
+        try:
+            preset = compliance_preset(self.calling_window)
+        except CalendarError as e:
+            raise ValueError(f"calling_window: {e}") from None
+        problems = check_campaign(
+            preset, abandon_cap=self.abandon_cap, abandon_window=self.abandon_window,
+            abandon_grace_s=self.abandon_grace_s, caller_id=self.caller_id)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class SchedulingSection(_Section):
     #: local time (campaign zone) at which the day's plan is built
@@ -257,6 +284,33 @@ class SchedulingSection(_Section):
     claim_ttl_s: float = Field(default=300.0, gt=0)
     #: lock-out after an abandoned call (UK: 72 h unless an agent is reserved)
     abandon_lockout_s: float = Field(default=72 * 3600.0, ge=0)
+
+
+class WebhooksSection(_Section):
+    """Outcome webhooks' delivery worker (docs/webhooks.md); subscriptions are made over the
+    API. The defaults retry a delivery for 24 h; shorter horizons are for tests."""
+
+    enabled: bool = True
+    #: how often an idle worker looks for new events
+    poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    #: one POST may take this long (connect + response) before it counts as failed
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    #: a failing delivery is retried this long before it becomes a dead letter
+    retry_horizon_s: float = Field(default=24 * 3600.0, gt=0)
+    first_backoff_s: float = Field(default=1.0, gt=0)
+    max_backoff_s: float = Field(default=3600.0, gt=0)
+    #: POSTs in flight at once (one per lead and subscription at a time in any case)
+    max_in_flight: int = Field(default=16, ge=1, le=256)
+    #: delivered deliveries (and their events) are deleted after this many days
+    keep_delivered_days: float = Field(default=7.0, gt=0)
+
+    @field_validator("max_backoff_s")
+    @classmethod
+    def _backoff_order(cls, v: float, info: Any) -> float:
+        first = info.data.get("first_backoff_s")
+        if first is not None and v < first:
+            raise ValueError(f"expected >= webhooks.first_backoff_s ({first})")
+        return v
 
 
 class Settings(BaseSettings):
@@ -271,6 +325,7 @@ class Settings(BaseSettings):
     sip: SipSection = SipSection()
     scheduling: SchedulingSection = SchedulingSection()
     web: WebSection = WebSection()
+    webhooks: WebhooksSection = WebhooksSection()
     agents: list[AgentConfig] = []
     campaigns: list[CampaignConfig] = []
 

@@ -4,6 +4,7 @@ the pacing priors the pacer starts from (the campaign's own recent figures when 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,10 @@ from db.models import Campaign
 from dialer.core.config import EngineConfig
 from dialer.core.pacer import LineLimits
 from dialer.ports import Store
+from scheduling.compliance import compliance_preset, effective_abandon
 from scheduling.facts import retry_policy_from_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +73,29 @@ def engine_config(
     )
     # the dialer's own code for a wrap-up that timed out is in every catalog
     catalog.setdefault(WRAPUP_TIMEOUT, disposition_catalog()[WRAPUP_TIMEOUT])
+    # the preset bounds the campaign's abandon settings even when its row says otherwise
+    # (written by SQL or an older version): never run looser than the jurisdiction allows
+    ab = effective_abandon(
+        compliance_preset(campaign.calling_window), cap=campaign.abandon_cap,
+        window=campaign.abandon_window, grace_s=campaign.abandon_grace_s,
+        amd_false_positive_rate=campaign.amd_false_positive_rate)
+    if ab.clamped:
+        log.warning("campaign %s: settings looser than its %s preset were tightened: %s",
+                    campaign.name, campaign.calling_window, "; ".join(ab.clamped))
     return EngineConfig(
         campaign_id=campaign.name,
         mode=campaign.dial_mode,
         abandon=AbandonPolicy(
-            cap=campaign.abandon_cap, window=campaign.abandon_window,
-            grace_seconds=campaign.abandon_grace_s, clock_start=campaign.abandon_clock_start,
+            cap=ab.cap, window=ab.window, grace_seconds=ab.grace_s,
+            clock_start=campaign.abandon_clock_start,
+            count_amd_false_positives=ab.count_amd_false_positives,
+            amd_false_positive_rate=ab.amd_false_positive_rate,
         ),
         retry=retry_policy_from_json(campaign.retry_rules),
         machine_policy=campaign.machine_policy,
         dispositions=catalog,
         # start the message inside the grace: leave 0.2 s for the node to begin playing
-        agent_wait_seconds=max(0.1, campaign.abandon_grace_s - 0.2),
+        agent_wait_seconds=max(0.1, ab.grace_s - 0.2),
         limits=LineLimits(
             max_lines=max_lines,
             max_lines_per_agent=max(campaign.max_dial_level, campaign.lines_per_agent, 1.0),

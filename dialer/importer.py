@@ -27,7 +27,7 @@ import csv
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +61,10 @@ from dialer.lead_rows import (
     Batch,
     ImportOptions,
     LeadParser,
+    LeadValues,
     Row,
+    RowRules,
+    ValueRows,
     build_mapping,
     canonical_zone,
     check_region,
@@ -92,6 +95,7 @@ __all__ = [
     "ImportOptions",
     "ImportSummary",
     "LeadImportError",
+    "LeadValues",
     "Outcome",
     "Reason",
     "RowIssue",
@@ -102,6 +106,8 @@ __all__ = [
     "check_region",
     "db_error_hint",
     "import_leads",
+    "import_rows",
+    "import_values",
     "issue_tables",
     "parse_when",
     "read_dnc_file",
@@ -125,6 +131,9 @@ class ImportSummary(RowTally):
     delimiter: str = ","
     encoding: str = "utf-8"
     imported: int = 0
+    #: API upserts (rows with an external_id): leads changed, and leads already as sent
+    updated: int = 0
+    unchanged: int = 0
     companies_created: list[str] = field(default_factory=list)
 
 
@@ -146,6 +155,47 @@ async def import_leads(
     header without a phone column, database failure - rows of earlier chunks stay imported,
     and a re-run skips them).
     """
+    campaign, companies, region = await _context(sessions, opts, now)
+    fh, size = await asyncio.to_thread(_open, path)
+    try:
+        parser = await asyncio.to_thread(
+            LeadParser, fh, opts, region=region, campaign_zone=campaign.timezone or "UTC",
+            companies=companies)
+        summary = ImportSummary(
+            campaign=campaign.name, delimiter=parser.records.delimiter,
+            encoding=codecs.lookup(opts.encoding).name)
+        progress = None if on_progress is None else (
+            lambda: on_progress(parser.bytes_read, size))
+        return await import_rows(sessions, campaign, parser, opts, summary, now=now,
+                                 on_issue=on_issue, on_progress=progress)
+    finally:
+        fh.close()
+
+
+async def import_values(
+    sessions: Sessions,
+    items: Sequence[LeadValues],
+    opts: ImportOptions,
+    *,
+    now: datetime,
+    on_issue: Callable[[RowIssue], None] | None = None,
+    on_row: Callable[[Row, str, int], None] | None = None,
+) -> ImportSummary:
+    """Import leads given as field values (the CRM API's bulk upsert) through the same rules
+    and writes as a file: rows are numbered from 0 (`RowIssue.line` is the row's index).
+    A row with an `external_id` is upserted by it: created, updated, or left unchanged when
+    it says what the lead already says; `on_row(row, "created"|"updated"|"unchanged",
+    lead_id)` hears every row that went in."""
+    campaign, companies, region = await _context(sessions, opts, now)
+    rows = ValueRows(items, opts, region=region, campaign_zone=campaign.timezone or "UTC",
+                     companies=companies)
+    summary = ImportSummary(campaign=campaign.name)
+    return await import_rows(sessions, campaign, rows, opts, summary, now=now,
+                             on_issue=on_issue, on_row=on_row)
+
+
+async def _context(sessions: Sessions, opts: ImportOptions,
+                   now: datetime) -> tuple[Campaign, dict[str, int], str]:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     try:
@@ -159,31 +209,41 @@ async def import_leads(
             f"no campaign named {opts.campaign!r}; create it with `dialer campaigns create`")
     region = opts.region or campaign.default_region or "US"
     check_region(region)
-    fh, size = await asyncio.to_thread(_open, path)
+    return campaign, companies, region
+
+
+async def import_rows(
+    sessions: Sessions,
+    campaign: Campaign,
+    source: LeadParser | ValueRows,
+    opts: ImportOptions,
+    summary: ImportSummary,
+    *,
+    now: datetime,
+    on_issue: Callable[[RowIssue], None] | None = None,
+    on_progress: Callable[[], None] | None = None,
+    on_row: Callable[[Row, str, int], None] | None = None,
+) -> ImportSummary:
+    """The one import: validated batches of `source` (a file's rows or the API's values) are
+    written chunk by chunk; every row ends imported or reported to `on_issue`."""
     ahead: asyncio.Future[Batch] | None = None
     try:
-        parser = await asyncio.to_thread(
-            LeadParser, fh, opts, region=region, campaign_zone=campaign.timezone or "UTC",
-            companies=companies)
-        summary = ImportSummary(
-            campaign=campaign.name, delimiter=parser.records.delimiter,
-            encoding=codecs.lookup(opts.encoding).name)
         # Pipeline: the worker thread parses chunk k+1 while chunk k is written, so phone
         # parsing overlaps the database's own work (the SQLite C library and PostgreSQL both
         # run without holding the GIL).
-        ahead = asyncio.ensure_future(asyncio.to_thread(parser.next_batch, opts.chunk_size))
+        ahead = asyncio.ensure_future(asyncio.to_thread(source.next_batch, opts.chunk_size))
         done = False
         while not done:
             batch = await ahead
             done = batch.done
             if not done:
                 ahead = asyncio.ensure_future(
-                    asyncio.to_thread(parser.next_batch, opts.chunk_size))
+                    asyncio.to_thread(source.next_batch, opts.chunk_size))
             issues = list(batch.issues)
             if batch.rows:
                 try:
-                    issues += await _write_batch(sessions, campaign, parser, batch.rows, now,
-                                                 summary)
+                    issues += await _write_batch(sessions, campaign, source, batch.rows, now,
+                                                 summary, on_row)
                 except RepositoryError as e:
                     raise LeadImportError(
                         f"database error while writing lines {batch.rows[0].line}-"
@@ -194,22 +254,22 @@ async def import_leads(
                 if on_issue is not None:
                     on_issue(issue)
             if on_progress is not None:
-                on_progress(parser.bytes_read, size)
+                on_progress()
     finally:
         if ahead is not None and not ahead.done():
             # The worker thread cannot be cancelled: let it finish its chunk before the file
             # it reads is closed (its result is dropped; the error being raised matters).
             with contextlib.suppress(Exception):
                 await asyncio.shield(ahead)
-        fh.close()
-    summary.rows = parser.rows
-    summary.blank_lines = parser.blank_lines
-    if summary.imported >= ANALYZE_AFTER:
+    summary.rows = source.rows
+    summary.blank_lines = source.blank_lines
+    if summary.imported + summary.updated >= ANALYZE_AFTER:
         # fresh PostgreSQL planner statistics, or the hopper's hot query would be planned for
         # the table as it was before the import until autovacuum's next visit
         await analyze(sessions, "leads", after="import")
-    log.info("import into campaign %s: %d rows, %d imported, %d rejected, %d skipped",
-             summary.campaign, summary.rows, summary.imported, summary.rejected, summary.skipped)
+    log.info("import into campaign %s: %d rows, %d imported, %d updated, %d unchanged, "
+             "%d rejected, %d skipped", summary.campaign, summary.rows, summary.imported,
+             summary.updated, summary.unchanged, summary.rejected, summary.skipped)
     return summary
 
 
@@ -222,10 +282,12 @@ def _open(path: Path) -> tuple[IO[bytes], int]:
 
 
 async def _write_batch(
-    sessions: Sessions, campaign: Campaign, parser: LeadParser, rows: list[Row],
+    sessions: Sessions, campaign: Campaign, parser: RowRules, rows: list[Row],
     now: datetime, summary: ImportSummary,
+    on_row: Callable[[Row, str, int], None] | None = None,
 ) -> list[RowIssue]:
-    """Drop DNC numbers, create missing companies, insert the rest; report what was skipped.
+    """Drop DNC numbers, create missing companies, insert the rest (and update the leads
+    that rows with an `external_id` name); report what was skipped.
 
     Numbers already in the campaign are found by the INSERT itself (ON CONFLICT DO NOTHING
     RETURNING the rows it added), which always uses the unique index. A SELECT ... IN (...)
@@ -235,6 +297,7 @@ async def _write_batch(
     """
     issues: list[RowIssue] = []
     dup = f"number already in campaign {campaign.name!r}"
+    updated: list[tuple[Row, int, str]] = []
     async with lead_import_batch(sessions) as tx:
         listed = await tx.dnc_listed([r.phone for r in rows])
         keep: list[Row] = []
@@ -243,6 +306,17 @@ async def _write_batch(
                 issues.append(_skip(r, Reason.DNC, "number is on a do-not-call list"))
             else:
                 keep.append(r)
+        keyed = [r.external_id for r in keep if r.external_id is not None]
+        known = await tx.by_external_id(campaign.id, keyed) if keyed else {}
+        changes = [r for r in keep if r.external_id in known]
+        keep = [r for r in keep if r.external_id not in known]
+        moved = [r for r in changes if r.phone != known[r.external_id]["phone_e164"]]
+        if moved:
+            taken = await tx.in_campaign(campaign.id, [r.phone for r in moved])
+            for r in [r for r in moved if r.phone in taken]:
+                issues.append(_skip(r, Reason.DUPLICATE_IN_DB, dup))
+            changes = [r for r in changes
+                       if r.phone == known[r.external_id]["phone_e164"] or r.phone not in taken]
         founding = [r for r in keep if r.company is not None and r.company not in parser.companies]
         if founding:
             # Only a row that will really be added may create its company.
@@ -250,24 +324,76 @@ async def _write_batch(
             for r in [r for r in keep if r.phone in present]:
                 issues.append(_skip(r, Reason.DUPLICATE_IN_DB, dup))
             keep = [r for r in keep if r.phone not in present]
-            for r in keep:
-                if r.company is not None and r.company not in parser.companies:
-                    company_id = await tx.add_company(
-                        name=r.company, timezone=r.new_company_zone or campaign.timezone or "UTC",
-                        weekly_hours=DEFAULT_COMPANY_HOURS,
-                        holiday_country=r.new_company_country, now=now)
-                    parser.company_created(r.company, company_id)
-                    summary.companies_created.append(r.company)
-        if not keep:
-            return issues
-        values = [_lead_values(r, campaign.id, parser.companies, now) for r in keep]
-        inserted = await tx.insert_leads(values)
+        for r in [*keep, *changes]:
+            if r.company is not None and r.company not in parser.companies:
+                company_id = await tx.add_company(
+                    name=r.company, timezone=r.new_company_zone or campaign.timezone or "UTC",
+                    weekly_hours=DEFAULT_COMPANY_HOURS,
+                    holiday_country=r.new_company_country, now=now)
+                parser.company_created(r.company, company_id)
+                summary.companies_created.append(r.company)
+        for r in changes:
+            old = known[r.external_id]
+            new = _changed_values(r, old, parser.companies, now)
+            if new:
+                updated.append((r, old["id"], "updated"))
+                await tx.update_lead(old["id"], new)
+            else:
+                updated.append((r, old["id"], "unchanged"))
+        inserted: dict[str, int] = {}
+        if keep:
+            values = [_lead_values(r, campaign.id, parser.companies, now) for r in keep]
+            inserted = await tx.insert_leads(values, any_conflict=bool(keyed))
+    for r, lead_id, result in updated:
+        if result == "updated":
+            summary.updated += 1
+        else:
+            summary.unchanged += 1
+        if on_row is not None:
+            on_row(r, result, lead_id)
     for r in keep:
         if r.phone in inserted:
             summary.imported += 1
+            if on_row is not None:
+                on_row(r, "created", inserted[r.phone])
         else:
             issues.append(_skip(r, Reason.DUPLICATE_IN_DB, dup))
     return issues
+
+
+#: the lead columns an import sets, compared by an upsert to tell "unchanged" from "updated"
+_UPSERT_COLUMNS = ("phone_e164", "name", "company_id", "timezone", "priority", "status",
+                   "custom_fields", "next_contact_at")
+
+
+def _changed_values(r: Row, old: Mapping[str, Any], companies: Mapping[str, int],
+                    now: datetime) -> dict[str, Any]:
+    """The columns an upsert row changes on its lead ({} when it changes nothing). A lead
+    that becomes dialable is due now (or at its new next contact); one that stops being
+    dialable is never called; a dialable one keeps the time scheduling gave it (a retry
+    delay is not skipped by an update), unless a later next contact was agreed."""
+    new = {"phone_e164": r.phone, "name": r.name,
+           "company_id": companies[r.company] if r.company is not None else None,
+           "timezone": r.timezone, "priority": r.priority, "status": r.status,
+           "custom_fields": r.custom, "next_contact_at": r.next_contact_at}
+    out = {k: v for k, v in new.items() if old[k] != v}
+    if not out:
+        return out
+    was, dialable = old["status"] in DIALABLE_STATUSES, r.status in DIALABLE_STATUSES
+    if dialable and not was:
+        out["next_call_at"] = max(now, r.next_contact_at) if r.next_contact_at else now
+        out["never_reason"] = None
+    elif was and not dialable:
+        out["next_call_at"] = None
+        out["never_reason"] = f"status set to {r.status.value}"
+    elif dialable and "next_contact_at" in out and r.next_contact_at is not None:
+        out["next_call_at"] = max(r.next_contact_at, old["next_call_at"] or now)
+    if "status" in out:
+        out["hopper_tier"] = hopper_tier(callback_due=old["hopper_tier"] == 0,
+                                         status=r.status,
+                                         open_complaint=old["has_open_complaint"])
+    out["updated_at"] = now
+    return out
 
 
 def _skip(r: Row, reason: Reason, detail: str) -> RowIssue:
@@ -299,6 +425,7 @@ def _lead_values(
         "attempts": 0,
         "created_at": now,
         "updated_at": now,
+        "external_id": r.external_id,
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from functools import lru_cache
@@ -50,7 +50,10 @@ __all__ = [
     "Batch",
     "ImportOptions",
     "LeadParser",
+    "LeadValues",
     "Row",
+    "RowRules",
+    "ValueRows",
     "build_mapping",
     "canonical_zone",
     "check_region",
@@ -260,6 +263,8 @@ class Row:
     custom: dict[str, str]
     new_company_zone: str | None = None
     new_company_country: str | None = None
+    #: the CRM's key of the lead (API upserts); None for file imports
+    external_id: str | None = None
 
 
 @dataclass
@@ -269,13 +274,14 @@ class Batch:
     done: bool
 
 
-class LeadParser:
-    """The synchronous half of an import: file -> validated rows and issues, chunk by chunk."""
+class RowRules:
+    """What makes a lead row valid, whatever it came in (a CSV record, a JSON object of the
+    CRM API): `check` takes the row's field values as text and returns a `Row` or the
+    `RowIssue` that says which field and why. Remembers the numbers (and external ids) seen,
+    so a second row with one is skipped as a duplicate, and the companies the run creates."""
 
-    def __init__(
-        self, fh: IO[bytes], opts: ImportOptions, *, region: str, campaign_zone: str,
-        companies: Mapping[str, int],
-    ) -> None:
+    def __init__(self, opts: ImportOptions, *, region: str, campaign_zone: str,
+                 companies: Mapping[str, int]) -> None:
         self.region = region
         self.campaign_zone = campaign_zone
         self.create_companies = opts.create_companies
@@ -284,55 +290,19 @@ class LeadParser:
         for n in self.companies:
             self._folded.setdefault(n.casefold(), []).append(n)
         self.new_companies: dict[str, tuple[str, str | None]] = {}  # name -> (zone, country)
-        self.records = Records(fh, opts.encoding, opts.delimiter)
-        self._it = iter(self.records)
         self.blank_lines = 0
         self.rows = 0
         self._seen: dict[str, int] = {}  # E.164 -> line of the first valid row with it
-        self.header_line = 0
-        self.fields: dict[str, int] = {}
-        self.custom: dict[str, int] = {}
-        self.width = 0
-        header, self.blank_lines = header_record(self._it)
-        self.header_line = header.line
-        self.width = len(header.fields)
-        self.fields, self.custom = build_mapping(header.fields, opts.mapping)
+        self._seen_ids: dict[str, int] = {}  # external id -> line of the first row with it
 
-    @property
-    def bytes_read(self) -> int:
-        return self.records.lines.bytes_read
-
-    def next_batch(self, n: int) -> Batch:
-        rows: list[Row] = []
-        issues: list[RowIssue] = []
-        for rec in self._it:
-            if is_blank(rec):
-                self.blank_lines += 1
-                continue
-            self.rows += 1
-            got = self._validate(rec)
-            if isinstance(got, RowIssue):
-                issues.append(got)
-            else:
-                rows.append(got)
-            if len(rows) + len(issues) >= n:
-                return Batch(rows, issues, done=False)
-        return Batch(rows, issues, done=True)
-
-    def _issue(self, rec: Record, reason: Reason, detail: str,
+    def _issue(self, line: int, text: str, reason: Reason, detail: str,
                outcome: Outcome = Outcome.REJECTED) -> RowIssue:
-        return RowIssue(line=rec.line, outcome=outcome, reason=reason, detail=detail,
-                        record=rec.text)
+        return RowIssue(line=line, outcome=outcome, reason=reason, detail=detail, record=text)
 
-    def _validate(self, rec: Record) -> Row | RowIssue:
-        fields = record_fields(self.records, rec, self.width)
-        if isinstance(fields, RowIssue):
-            return fields
-
-        def get(f: str) -> str:
-            idx = self.fields.get(f)
-            return fields[idx].strip() if idx is not None else ""
-
+    def check(self, line: int, text: str, get: Callable[[str], str], custom: dict[str, str],
+              external_id: str | None = None) -> Row | RowIssue:
+        """One row: `get(field)` is the stripped text of a LEAD_FIELDS field ("" if none),
+        `custom` the row's custom fields; `line` and `text` are what its issue reports."""
         problems: list[tuple[Reason, str]] = []
         phone_raw = get("phone")
         phone = ""
@@ -398,16 +368,23 @@ class LeadParser:
             except (ValueError, OverflowError) as e:
                 problems.append((Reason.BAD_NEXT_CONTACT, str(e)[:200]))
         if problems:
-            return self._issue(rec, problems[0][0], "; ".join(p[1] for p in problems))
+            return self._issue(line, text, problems[0][0], "; ".join(p[1] for p in problems))
+        if external_id is not None:
+            first_id = self._seen_ids.get(external_id)
+            if first_id is not None:
+                return self._issue(line, text, Reason.DUPLICATE_IN_FILE,
+                                   f"same external_id as row {first_id}", Outcome.SKIPPED)
         first = self._seen.get(phone)
         if first is not None:
-            return self._issue(rec, Reason.DUPLICATE_IN_FILE, f"same number as line {first}",
-                               Outcome.SKIPPED)
-        self._seen[phone] = rec.line
+            return self._issue(line, text, Reason.DUPLICATE_IN_FILE,
+                               f"same number as line {first}", Outcome.SKIPPED)
+        self._seen[phone] = line
+        if external_id is not None:
+            self._seen_ids[external_id] = line
         row = Row(
-            line=rec.line, text=rec.text, phone=phone, name=name, company=company,
+            line=line, text=text, phone=phone, name=name, company=company,
             timezone=tz, priority=priority, status=status, next_contact_at=next_contact,
-            custom={k: fields[i].strip() for k, i in self.custom.items() if fields[i].strip()},
+            custom=custom, external_id=external_id,
         )
         if company is not None and company not in self.companies:
             zone, country = self.new_companies.get(company) or self._zone_country(tz, number)
@@ -452,6 +429,99 @@ class LeadParser:
         # always finds it in one of the two (single dict operations are atomic under the GIL).
         self.companies[name] = company_id
         self._folded.setdefault(name.casefold(), []).append(name)
+
+
+
+
+class LeadParser(RowRules):
+    """The synchronous half of a file import: file -> validated rows and issues, chunk by
+    chunk (the rules are RowRules'; this maps CSV records to field values)."""
+
+    def __init__(
+        self, fh: IO[bytes], opts: ImportOptions, *, region: str, campaign_zone: str,
+        companies: Mapping[str, int],
+    ) -> None:
+        super().__init__(opts, region=region, campaign_zone=campaign_zone, companies=companies)
+        self.records = Records(fh, opts.encoding, opts.delimiter)
+        self._it = iter(self.records)
+        self.header_line = 0
+        self.fields: dict[str, int] = {}
+        self.custom: dict[str, int] = {}
+        self.width = 0
+        header, self.blank_lines = header_record(self._it)
+        self.header_line = header.line
+        self.width = len(header.fields)
+        self.fields, self.custom = build_mapping(header.fields, opts.mapping)
+
+    @property
+    def bytes_read(self) -> int:
+        return self.records.lines.bytes_read
+
+    def next_batch(self, n: int) -> Batch:
+        rows: list[Row] = []
+        issues: list[RowIssue] = []
+        for rec in self._it:
+            if is_blank(rec):
+                self.blank_lines += 1
+                continue
+            self.rows += 1
+            got = self._validate(rec)
+            if isinstance(got, RowIssue):
+                issues.append(got)
+            else:
+                rows.append(got)
+            if len(rows) + len(issues) >= n:
+                return Batch(rows, issues, done=False)
+        return Batch(rows, issues, done=True)
+
+    def _validate(self, rec: Record) -> Row | RowIssue:
+        fields = record_fields(self.records, rec, self.width)
+        if isinstance(fields, RowIssue):
+            return fields
+
+        def get(f: str) -> str:
+            idx = self.fields.get(f)
+            return fields[idx].strip() if idx is not None else ""
+
+        custom = {k: fields[i].strip() for k, i in self.custom.items() if fields[i].strip()}
+        return self.check(rec.line, rec.text, get, custom)
+
+
+class ValueRows(RowRules):
+    """Lead rows given as field values (the CRM API's JSON objects), numbered from 0: the
+    same rules and batches as a file's rows, so both go through one import."""
+
+    def __init__(self, items: Sequence[LeadValues], opts: ImportOptions, *, region: str,
+                 campaign_zone: str, companies: Mapping[str, int]) -> None:
+        super().__init__(opts, region=region, campaign_zone=campaign_zone, companies=companies)
+        self._items = items
+        self._next = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return self._next
+
+    def next_batch(self, n: int) -> Batch:
+        rows: list[Row] = []
+        issues: list[RowIssue] = []
+        while self._next < len(self._items) and len(rows) + len(issues) < n:
+            index = self._next
+            item = self._items[index]
+            self._next += 1
+            self.rows += 1
+            got = self.check(index, "", lambda f, v=item.values: v.get(f, "").strip(),
+                             dict(item.custom), item.external_id)
+            (issues if isinstance(got, RowIssue) else rows).append(got)  # type: ignore[arg-type]
+        return Batch(rows, issues, done=self._next >= len(self._items))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadValues:
+    """One lead as field values: LEAD_FIELDS -> text, custom fields, the CRM's key."""
+
+    values: Mapping[str, str]
+    custom: Mapping[str, str] = field(default_factory=dict)
+    external_id: str | None = None
 
 
 @lru_cache(maxsize=256)

@@ -20,7 +20,8 @@ loop and from other threads alike; the HTTP endpoint runs in its own daemon thre
 
 Size: one class holds every metric so names, labels and pre-created series are reviewed in one
 place; the trunk-health pair (``trunk`` / ``to`` labels, docs/trunks.md) took it past 600 lines,
-and the web server's three (``role`` label, docs/web.md) went with them.
+and the web server's three (``role`` label, docs/web.md) went with them; the outcome
+webhooks' five are a class of their own at the end (`WebhookMetrics`).
 """
 
 from __future__ import annotations
@@ -261,6 +262,9 @@ class DialerMetrics:
         self.web_sessions: Gauge | None = None
         self.web_sign_in_failures: Counter | None = None
         self.web_agent_sockets: Gauge | None = None
+        #: outcome webhooks (docs/webhooks.md): always exposed, so the dead-letter alert
+        #: has a series (0) before the worker's first delivery
+        self.webhooks = WebhookMetrics(r)
 
         # --- attempts and SIP -------------------------------------------------------------
         self.attempts = Counter(
@@ -690,3 +694,44 @@ class DialerMetrics:
         except OSError as e:
             raise OSError(e.errno, f"cannot serve metrics on {addr}:{port}: {e.strerror}") from e
         return MetricsServer(host=addr, port=server.server_port, _server=server, _thread=thread)
+
+
+class WebhookMetrics:
+    """Outcome webhooks: deliveries by result (``delivered``, ``failed``: an attempt to be
+    retried, ``dead``), the backlog, dead letters waiting for a person, and the lag from the
+    outbox row's commit to the receiver's 2xx."""
+
+    RESULTS: Final = ("delivered", "failed", "dead")
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "dialer_webhook_deliveries", "Webhook POST attempts by result.", ["result"],
+            registry=r)
+        self.dead_letters = Gauge(
+            "dialer_webhook_dead_letters",
+            "Webhook deliveries given up after the retry horizon (re-queue over the API).",
+            registry=r)
+        self.pending = Gauge(
+            "dialer_webhook_pending", "Webhook deliveries waiting to be delivered.", registry=r)
+        self.oldest_pending_seconds = Gauge(
+            "dialer_webhook_oldest_pending_seconds",
+            "Age of the oldest event with a pending delivery (0: none).", registry=r)
+        self.lag_seconds = Histogram(
+            "dialer_webhook_delivery_lag_seconds",
+            "From the event's outbox commit to the receiver's 2xx.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+            registry=r)
+        for result in self.RESULTS:
+            self.deliveries.labels(result)
+
+    def delivered(self, lag_s: float) -> None:
+        self.deliveries.labels("delivered").inc()
+        self.lag_seconds.observe(max(0.0, lag_s))
+
+    def failed(self, *, dead: bool) -> None:
+        self.deliveries.labels("dead" if dead else "failed").inc()
+
+    def backlog(self, *, pending: int, dead: int, oldest_s: float) -> None:
+        self.pending.set(_count("webhook pending", pending))
+        self.dead_letters.set(_count("webhook dead letters", dead))
+        self.oldest_pending_seconds.set(max(0.0, oldest_s))

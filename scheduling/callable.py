@@ -121,6 +121,10 @@ class CallingRules:
     #: the campaign's company calendar; None means no company-hours rule (consumer leads)
     calendar: CompanyCalendar | None = None
     abandon_lockout: timedelta = timedelta(hours=72)
+    #: no call for this long after AMD heard a machine, whatever the retry delay or an agreed
+    #: callback says (UK: 24 h unless a live agent is guaranteed; the dialer does not rely on
+    #: such a guarantee, so it always waits)
+    machine_redial_gap: timedelta | None = None
     #: zone for leads whose zone neither the lead nor the number gives
     default_zone: str | None = None
     horizon_days: int = 400
@@ -184,6 +188,12 @@ def next_callable_at(lead: LeadFacts, now: datetime, rules: CallingRules) -> Cal
         x = lock.timestamp()
         if x > best_f:
             best_f, best, gate = x, lock, Gate.ABANDON_LOCKOUT
+    if rules.machine_redial_gap is not None and lead.last_result is AttemptResult.MACHINE \
+            and lead.last_attempt_at is not None:
+        gap_end = lead.last_attempt_at + rules.machine_redial_gap
+        x = gap_end.timestamp()
+        if x > best_f:
+            best_f, best, gate = x, gap_end, Gate.RETRY_DELAY
     if lead.callback_at is not None:
         x = lead.callback_at.timestamp()
         if x > best_f:

@@ -21,6 +21,7 @@ from db.models import Campaign, Company, Lead, hopper_tier
 from db.repositories import Sessions
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.callable import CallingRules, LeadFacts, next_callable_at
+from scheduling.compliance import compliance_preset, regional_windows
 from scheduling.windows import CallingWindow, jurisdiction_for_number
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,20 @@ def rules_for_campaign(
     abandon_lockout: timedelta = timedelta(hours=72),
     windows: Mapping[str, CallingWindow] | None = None,
 ) -> CallingRules:
-    """The campaign's CallingRules (its calling-window preset, retry rules, company calendar)."""
+    """The campaign's CallingRules (its compliance preset: the callee's window, the stricter
+    windows of subdivisions such as Florida, the UK's lock-out and machine gap; its retry
+    rules; its company calendar). `windows` adds or replaces jurisdictions' windows."""
     calendar = CompanyCalendar.from_company(company) if company is not None else None
+    preset = compliance_preset(campaign.calling_window)
+    if preset.abandon_lockout is not None:
+        abandon_lockout = max(abandon_lockout, preset.abandon_lockout)
     return CallingRules(
         retry=retry_policy_from_json(campaign.retry_rules),
-        window=CallingWindow.from_config(campaign.calling_window),
-        windows=dict(windows or {}),
+        window=preset.window,
+        windows={**regional_windows(preset), **(windows or {})},
         calendar=calendar,
         abandon_lockout=abandon_lockout,
+        machine_redial_gap=preset.machine_redial_gap,
     )
 
 
@@ -173,7 +180,8 @@ async def refresh_callability(
                     refused_at=refused.get(lead.id),
                     callback_at=callbacks.get(lead.id),
                     calendar=cal,
-                    jurisdiction=jurisdiction_for_number(lead.phone_e164) if windows else None,
+                    jurisdiction=jurisdiction_for_number(lead.phone_e164)
+                    if rules.windows else None,
                 )
                 res = next_callable_at(facts, now, rules)
                 updates.append({

@@ -49,6 +49,7 @@ from scheduling.callbacks import (
     due_reminders,
     local_to_utc,
 )
+from scheduling.compliance import compliance_preset, effective_abandon
 from scheduling.days import local_date, local_day_bounds
 from scheduling.facts import refresh_callability
 from scheduling.plan import build_daily_plan
@@ -310,11 +311,17 @@ class SchedulingJobs:
         async def body() -> dict[str, Any]:
             rates: dict[int, float] = {}
             for c in await jobs_store.campaigns(self.sessions):
-                since = _window_start(c.abandon_window, c.timezone, now)
+                # the window and the false-positive estimate the campaign runs with
+                ab = effective_abandon(
+                    compliance_preset(c.calling_window), cap=c.abandon_cap,
+                    window=c.abandon_window, grace_s=c.abandon_grace_s,
+                    amd_false_positive_rate=c.amd_false_positive_rate)
+                since = _window_start(ab.window, c.timezone, now)
                 fig = await repo.abandon_figures(self.sessions, c.id, since)
-                rate = fig.abandoned / fig.live if fig.live else 0.0
+                rate = fig.rate_with_false_positives(ab.amd_false_positive_rate) \
+                    if ab.count_amd_false_positives else fig.rate
                 await jobs_store.add_abandon_rollup(
-                    self.sessions, campaign_id=c.id, window=c.abandon_window.value,
+                    self.sessions, campaign_id=c.id, window=ab.window.value,
                     computed_at=now, live=fig.live, abandoned=fig.abandoned, rate=rate)
                 rates[c.id] = rate
             return {"rates": rates}

@@ -13,12 +13,15 @@ All numbers here are defaults a deployment's lawyers may change: presets are dat
 from __future__ import annotations
 
 import functools
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
+from phonenumbers import geocoder as pn_geocoder
 from phonenumbers import timezone as pn_timezone
 
 from scheduling.calendar import (
@@ -55,9 +58,6 @@ class AttemptCap:
             raise CalendarError(
                 f"attempt cap needs a positive period and max_attempts >= 1, got {self!r}"
             )
-
-
-_ALL_DAY: DayIntervals = ((0, 1440),)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -173,34 +173,43 @@ def _hours(**days: str) -> tuple[DayIntervals, ...]:
     )
 
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
-_ALL = (*_WEEKDAYS, "sat", "sun")
+#: the presets' data file (docs/compliance.md): hours, caps and the compliance limits
+PRESETS_FILE = Path(__file__).with_name("presets.toml")
 
-#: docs/compliance.md's presets. Keys are what `Campaign.calling_window` stores.
+
+@functools.cache
+def preset_data() -> Mapping[str, Mapping[str, Any]]:
+    """The presets file, parsed (read once). scheduling/compliance.py reads the rest of it."""
+    with PRESETS_FILE.open("rb") as f:
+        return tomllib.load(f)
+
+
+def _window_from_data(name: str, data: Mapping[str, Any]) -> CallingWindow:
+    hours = dict(data.get("hours") or {})
+    every = hours.pop("all", None)
+    bad = set(hours) - set(WEEKDAY_NAMES)
+    if bad:
+        raise CalendarError(f"preset {name!r}: unknown weekday key(s) {sorted(bad)} in hours")
+    days = {k: hours.get(k, every or "") for k in WEEKDAY_NAMES}
+    try:
+        caps = tuple(AttemptCap(timedelta(hours=float(c["period_h"])), int(c["max_attempts"]))
+                     for c in data.get("caps", ()))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CalendarError(
+            f"preset {name!r}: caps must be [{{period_h = n, max_attempts = n}}]: {e}") from e
+    cooldown = data.get("refusal_cooldown_days")
+    return CallingWindow(
+        name=name,
+        weekly=_hours(**days),
+        holiday_country=data.get("holiday_country"),
+        attempt_caps=caps,
+        refusal_cooldown=None if cooldown is None else timedelta(days=float(cooldown)),
+    )
+
+
+#: the presets by name (the keys `Campaign.calling_window` stores), from presets.toml
 PRESETS: dict[str, CallingWindow] = {
-    "us_federal": CallingWindow(
-        name="us_federal", weekly=_hours(**dict.fromkeys(_ALL, "08:00-21:00"))
-    ),
-    "us_fl": CallingWindow(
-        name="us_fl",
-        weekly=_hours(**dict.fromkeys(_ALL, "08:00-20:00")),
-        attempt_caps=(AttemptCap(timedelta(hours=24), 3),),
-    ),
-    "canada": CallingWindow(
-        name="canada",
-        weekly=_hours(
-            **dict.fromkeys(_WEEKDAYS, "09:00-21:30"), sat="10:00-18:00", sun="10:00-18:00"
-        ),
-    ),
-    "france": CallingWindow(
-        name="france",
-        weekly=_hours(**dict.fromkeys(_WEEKDAYS, "10:00-13:00,14:00-20:00")),
-        holiday_country="FR",
-        attempt_caps=(AttemptCap(timedelta(days=30), 4),),
-        refusal_cooldown=timedelta(days=60),
-    ),
-    #: no legal window (e.g. business-to-business where only company hours apply)
-    "none": CallingWindow(name="none", weekly=tuple(_ALL_DAY for _ in range(7))),
+    name: _window_from_data(name, data) for name, data in preset_data().items()
 }
 
 
@@ -241,13 +250,48 @@ def candidate_zones(
     return (default_zone,) if default_zone else ()
 
 
+#: US states (and DC) by the name phonenumbers' geocoder gives, for "US-XX" jurisdictions
+_US_STATES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Florida": "FL", "Georgia": "GA",
+    "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN", "Iowa": "IA",
+    "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME", "Maryland": "MD",
+    "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN", "Mississippi": "MS",
+    "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV",
+    "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
+    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK",
+    "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC",
+    "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT",
+    "Virginia": "VA", "Washington": "WA", "Washington D.C.": "DC", "West Virginia": "WV",
+    "Wisconsin": "WI", "Wyoming": "WY",
+}
+_US_CODES = frozenset(_US_STATES.values())
+
+
 @functools.lru_cache(maxsize=100_000)
 def jurisdiction_for_number(e164: str) -> str | None:
-    """ISO region of a number (US, CA, FR ...) or None when it cannot be parsed."""
+    """Where a number's rules come from: "US-FL" when phonenumbers' geocoder places a US
+    number in a state ("Florida", "Miami, FL"), else the ISO region ("US", "CA", "GB"), or
+    None when the number cannot be parsed.
+
+    The geocoder knows the area code's state, not where the person is now (a ported or
+    mobile number keeps its area code); the rules assume the person is where the number says,
+    as the state laws themselves do for area codes.
+    """
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+        num = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
+    region = phonenumbers.region_code_for_number(num)
+    if region == "US":
+        place = pn_geocoder.description_for_number(num, "en")
+        code = _US_STATES.get(place)
+        if code is None and ", " in place:
+            tail = place.rsplit(", ", 1)[1]
+            code = tail if tail in _US_CODES else None
+        if code:
+            return f"US-{code}"
+    return region
 
 
 def window_allows(window: CallingWindow, zones: tuple[str, ...], at: datetime) -> bool:

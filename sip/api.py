@@ -538,3 +538,7 @@ def from_wire(data: dict[str, Any]) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise SipApiError(f"bad fields for {cls.__name__}: {exc}") from exc
+
+
+# the call-control messages (hold, DTMF, listen-in) register themselves with the codec above
+from sip import api_controls as _api_controls  # noqa: E402, F401

@@ -56,6 +56,7 @@ from sip.api import (
 from sip.config import PoolConfig
 from sip.options_probe import probe, probe_target
 from sip.pool_calls import CallBook
+from sip.pool_controls import CONTROL_COMMANDS, PoolControls
 from sip.pool_nodes import NodeHandle, SetupPacer, start_node_process
 from sip.protocol import ProtocolError, encode_frame, read_frame
 from sip.trunk_monitor import TrunkMonitor
@@ -72,7 +73,7 @@ class PoolError(RuntimeError):
     """The pool could not start or was used wrongly (e.g. submit before start)."""
 
 
-class NodePool:
+class NodePool(PoolControls):
     """Capacity-aware pool of pjsua2 node processes (see module doc)."""
 
     def __init__(self, config: PoolConfig, *, on_event: EventCallback | None = None) -> None:
@@ -315,7 +316,8 @@ class NodePool:
         )
 
     def _account(self, node: NodeHandle, ev: Any) -> None:
-        """Release slots on a call's final event."""
+        """Release slots on a call's final event (and a listen leg's: sip.pool_controls)."""
+        self._account_control(node, ev)
         release = isinstance(ev, CallEnded) or (
             isinstance(ev, CommandRejected) and ev.command == "Originate"
         )
@@ -475,6 +477,8 @@ class NodePool:
         if isinstance(cmd, Originate):
             await self._submit_originate(cmd)
             return
+        if isinstance(cmd, CONTROL_COMMANDS):  # hold, DTMF, listen-in
+            return await self._submit_control(cmd)
         if not isinstance(cmd, (Bridge, Play, StartRecording, Hangup)):
             raise SipApiError(f"not a sip.api command: {type(cmd).__name__}")
         if isinstance(cmd, Play) and not cmd.wav_path:

@@ -26,6 +26,7 @@ from scheduling.calendar import (
     zone,
 )
 from scheduling.callable import CallingRules, LeadFacts, next_callable_at
+from scheduling.compliance import window_for_number
 from scheduling.windows import CallingWindow, candidate_zones
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ def callee_zones(ctx: AttemptContext) -> tuple[str, ...]:
 
 
 def calling_window(ctx: AttemptContext) -> CallingWindow:
-    return CallingWindow.from_config(ctx.campaign.calling_window)
+    """The callee's window: the campaign's preset, or its stricter regional one (Florida)."""
+    return window_for_number(ctx.campaign.calling_window, ctx.phone_e164)
 
 
 def company_closed_reason(cal: CompanyCalendar, at: datetime) -> Why | None:

@@ -20,6 +20,7 @@ from dialer.config import WebSection
 from dialer.metrics import DialerMetrics
 
 if TYPE_CHECKING:
+    from dialer.control import Control
     from dialer.web.agent_ws import AgentSocketHub
     from dialer.web.auth import SignInLimiter
 
@@ -51,7 +52,14 @@ class WebDeps:
     static_dir: Path = STATIC_DIR
     #: (campaign id, local date) -> (when read, the day's report rows): /api/agent/day
     day_cache: dict[tuple[int, str], tuple[float, Any]] = field(default_factory=dict)
+    #: the supervisor console's controls (dialer/control); None: taken from the desk's
+    #: `control` (DialerApp's), else no console controls (a server without a dialer)
+    console: Control | None = None
     _refresh: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.console is None and self.desk is not None:
+            self.console = getattr(self.desk, "control", None)
 
     def count_sign_in_failure(self) -> None:
         if self.metrics is not None:

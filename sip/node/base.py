@@ -30,6 +30,7 @@ from sip.node.objects import (
     AwaitingRecording,
     CustomerLeg,
     IncomingCall,
+    ListenLeg,
     LogWriter,
     MediaItem,
     NodeAccount,
@@ -58,6 +59,8 @@ class NodeBase:
         self.accounts: dict[str | None, NodeAccount] = {}
         self.legs: dict[str, CustomerLeg] = {}
         self.agents: dict[str, AgentLeg] = {}
+        #: supervisors' listen-in legs by listen_call_id (sip.node.controls)
+        self.listens: dict[str, ListenLeg] = {}
         self.deferred: collections.deque[Callable[[], None]] = collections.deque()
         self.pending_originates: collections.deque[CustomerLeg] = collections.deque()
         self.capacity = 0
@@ -123,11 +126,14 @@ class NodeBase:
             for call in (leg.call, leg.agent.call if leg.agent is not None else None):
                 if call is not None:
                     ids.add(call.getId())
+            ids.update(x.call.getId() for x in leg.listens.values() if x.call is not None)
         return ids
 
     def _live_count(self) -> int:
         return sum(
-            (leg.call is not None) + (leg.agent is not None and leg.agent.call is not None)
+            (leg.call is not None)
+            + (leg.agent is not None and leg.agent.call is not None)
+            + sum(x.call is not None for x in leg.listens.values())
             for leg in self.legs.values()
         )
 

@@ -19,7 +19,14 @@ from sip.amd import make_analyzer
 from sip.api import AgentLegAnswered, CallAnswered, CallBridged, MediaStats
 from sip.legs import CANCEL_GRACE_S, AgentFailure, LegState, LocalEnd
 from sip.node.base import NodeBase
-from sip.node.objects import AgentLeg, AmdPort, CustomerLeg, IncomingCall, NodeCall
+from sip.node.objects import (
+    AgentLeg,
+    AmdPort,
+    CustomerLeg,
+    IncomingCall,
+    ListenLeg,
+    NodeCall,
+)
 
 log = logging.getLogger("sip.node")
 
@@ -49,7 +56,9 @@ class NodeCallbacks(NodeBase):
             ci = call.getInfo()
         except pj.Error:
             return
-        if isinstance(leg, AgentLeg):
+        if isinstance(leg, ListenLeg):
+            self.on_listen_state(call, leg, ci)  # type: ignore[attr-defined]  # node.controls
+        elif isinstance(leg, AgentLeg):
             self._on_agent_state(call, leg, ci)
         else:
             self._on_customer_state(call, leg, ci)
@@ -88,6 +97,7 @@ class NodeCallbacks(NodeBase):
             agent_stats = a.stats if a.stats != (0, 0) or a.call is None else self._stats(a.call)
             if a.call is not None:
                 self.deferred.append(lambda: self._hangup_agent(a))
+        self.controls_ended(leg)  # type: ignore[attr-defined]  # listen legs, hold music
         self._release_media(leg)
         rx, tx = leg.stats
         media = MediaStats(
@@ -143,6 +153,8 @@ class NodeCallbacks(NodeBase):
             ci = call.getInfo()
         except pj.Error:
             return
+        if self.controls_media(call, leg, ci):  # type: ignore[attr-defined]  # node.controls
+            return  # a listen-in leg, or a hold/resume re-INVITE's answer
         active = any(
             m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE
             for m in ci.media

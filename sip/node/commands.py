@@ -15,6 +15,7 @@ import pjsua2 as pj
 
 from sip.api import Bridge, CallTrying, Originate, Play, StartRecording
 from sip.api import Hangup as HangupCmd
+from sip.api_controls import CONTROL_COMMANDS
 from sip.legs import (
     PJ_ETOOMANY,
     LegState,
@@ -22,7 +23,7 @@ from sip.legs import (
     makecall_retryable,
     retry_makecall,
 )
-from sip.node.callbacks import NodeCallbacks
+from sip.node.controls import NodeControls
 from sip.node.objects import AgentLeg, CustomerLeg, NodeCall, Player, pj_status
 
 #: how long the node retries a makeCall that hit PJ_ETOOMANY (slot still closing its transaction)
@@ -31,7 +32,7 @@ ETOOMANY_RETRY_S = 1.0
 AGENT_ETOOMANY_RETRY_S = 0.3
 
 
-class NodeCommands(NodeCallbacks):
+class NodeCommands(NodeControls):
     """The command side of a node (see the module docstring).
 
     It builds on the callback side because every Call it places reports back to it.
@@ -48,6 +49,8 @@ class NodeCommands(NodeCallbacks):
             self._start_recording(cmd)
         elif isinstance(cmd, HangupCmd):
             self._hangup_cmd(cmd)
+        elif isinstance(cmd, CONTROL_COMMANDS):
+            self.handle_control(cmd)  # hold, DTMF, listen-in: sip.node.controls
         else:
             self.reject(
                 getattr(cmd, "call_id", "?"),

@@ -15,13 +15,14 @@ import re
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
 from sip.amd import Analyzer
 from sip.api import Bridge, CallEnded, Play, TrunkStatus
+from sip.api_controls import Listen
 from sip.config import TrunkConfig
 from sip.legs import AgentCall, CustomerCall, RxWatch
 
@@ -105,12 +106,45 @@ class CustomerLeg(CustomerCall):
     recorder_used: bool = False
     #: RTP inactivity once answered (None until then)
     rx_watch: RxWatch | None = None
+    #: call controls (sip.node.controls): hold state and the supervisors' listen-in legs
+    hold: HoldState | None = None
+    listens: dict[str, ListenLeg] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class HoldState:
+    """A customer leg on hold (or being put on / taken off hold): sip.node.controls."""
+
+    t_cmd: float
+    #: "holding" (re-INVITE sent), "held", "resuming"
+    phase: str = "holding"
+    #: what the customer hears meanwhile (a looped player, or an idle tone generator: silence)
+    source: Any = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ListenLeg:
+    """A supervisor's listen-in leg joined to a customer call (sip.node.controls)."""
+
+    listen_call_id: str
+    customer: CustomerLeg
+    cmd: Listen
+    mode: str
+    t_start: float
+    call: NodeCall | None = None
+    answered: bool = False
+    connected: bool = False
+    ended: bool = False
+    local_hangup: bool = False
+    stats: tuple[int, int] = (0, 0)
 
 
 class NodeCall(pj.Call):
     """pjsua2 Call forwarding callbacks to the node (runs on the owner thread)."""
 
-    def __init__(self, node: NodeCallbacks, acc: pj.Account, leg: CustomerLeg | AgentLeg) -> None:
+    def __init__(
+        self, node: NodeCallbacks, acc: pj.Account, leg: CustomerLeg | AgentLeg | ListenLeg
+    ) -> None:
         super().__init__(acc)
         self.node = node
         self.leg = leg

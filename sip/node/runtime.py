@@ -168,17 +168,23 @@ class Node(NodeCommands):
         with contextlib.suppress(pj.Error):
             ep.hangupAllCalls()
         deadline = time.monotonic() + 5
-        while (self.legs or self.agents or self.incoming) and time.monotonic() < deadline:
+        while (
+            self.legs or self.agents or self.listens or self.incoming
+        ) and time.monotonic() < deadline:
             ep.libHandleEvents(10)
             self._run_deferred()
             self._flush_recordings(time.monotonic())
         for leg in list(self.legs.values()):
+            self.controls_ended(leg)
             self._release_media(leg)
             leg.call = None
         self._run_deferred()
         self.incoming.clear()
         for a in self.agents.values():
             a.call = None
+        for x in self.listens.values():
+            x.call = None
+        self.listens.clear()
         self.legs.clear()
         self.agents.clear()
         self.accounts.clear()
@@ -274,6 +280,7 @@ class Node(NodeCommands):
             if leg.held_end is not None and (leg.cancel_final is not None or now >= leg.held_until):
                 self._emit_end(leg, leg.held_end)
         self._flush_recordings(now)
+        self.control_timers(now)  # listen legs' answer timeouts, unanswered re-INVITEs
         if now >= self._next_media_poll:
             self._next_media_poll = now + MEDIA_POLL_S
             self._check_media(now)

@@ -159,6 +159,13 @@ def rules_hold(lead: LeadFacts, rules: CallingRules, t: datetime) -> bool:
         return False
     if lead.last_abandoned_at is not None and t < lead.last_abandoned_at + rules.abandon_lockout:
         return False
+    if (
+        rules.machine_redial_gap is not None
+        and lead.last_result == AttemptResult.MACHINE
+        and lead.last_attempt_at is not None
+        and t < lead.last_attempt_at + rules.machine_redial_gap
+    ):
+        return False
     if lead.callback_at is not None and t < lead.callback_at:
         return False
     if lead.next_contact_at is not None and t < lead.next_contact_at:
@@ -260,6 +267,7 @@ def leads_and_rules(draw: st.DrawFn) -> tuple[LeadFacts, CallingRules, datetime]
         window=draw(windows()),
         calendar=draw(st.one_of(st.none(), calendars(allow_empty=False))),
         abandon_lockout=timedelta(hours=draw(st.sampled_from([0, 24, 72]))),
+        machine_redial_gap=draw(st.sampled_from([None, timedelta(hours=24)])),
         default_zone=default_zone,
         horizon_days=120,
     )

@@ -1,0 +1,517 @@
+"""Outcome webhooks' store: subscriptions, the outbox and its deliveries (docs/webhooks.md).
+
+The outbox (`webhook_events`) is the truth. A change that is reported writes its event row
+**in its own transaction**: `emit` adds the row to the open session, so the change and its
+event commit together or not at all. `reporting` runs an existing repository write (the
+record writer's `finish_attempt`, `update_attempt`, `update_lead`) with hooks inside that
+write's transaction, so the repository code is reused as it is and the event still lands
+with the change.
+
+Fan-out happens at delivery time, not at write time: the write path only INSERTs one event
+row (it never reads the subscriptions, which the API may change at any moment), and the
+worker's `fan_out` makes one `webhook_deliveries` row per matching active subscription. A
+subscription therefore receives the events fanned out after it was created. Each delivery
+keeps its own retry state, so a receiver that is down holds back nobody else.
+
+Order: deliveries of one subscription that share an `order_key` ("lead:<id>": every event of
+a lead) go out one at a time in event order: `claim` never hands out a delivery while an
+earlier one of the same key is still pending (in flight or waiting for its retry); a
+delivered or dead one no longer holds the key.
+
+Several dialer processes may run the worker on one PostgreSQL database: `fan_out` and
+`claim` lock the rows they take with FOR UPDATE SKIP LOCKED, and a claimed delivery carries a
+lease (`lease_until`, `leased_by`); another worker takes it only once the lease has run out
+(its holder died). SQLite has one writer at a time, so the same statements are atomic there.
+
+Errors: like db.repositories, functions raise `RepositoryError` for database errors.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from common.vocabulary import LeadStatus
+from db.bulk import insert_ignoring_conflicts
+from db.models import (
+    Agent,
+    Attempt,
+    Callback,
+    Campaign,
+    Lead,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from db.repositories import Sessions, translated
+from db.types import utcnow
+
+#: every event a subscription may ask for
+EVENTS = ("attempt.finished", "disposition.saved", "lead.status_changed", "dnc.added",
+          "campaign.paused")
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+_EVENTS_TABLE = cast(Table, WebhookEvent.__table__)
+
+
+# ------------------------------------------------------------------ retry policy
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter until the retry horizon.
+
+    The n-th failed attempt waits `first_backoff_s * 2**(n-1)`, capped at `max_backoff_s`,
+    times a random factor in [1 - jitter, 1] (spreads a receiver's recovery load). A failure
+    at or after `give_up_at` (created + `horizon_s`) makes the delivery a dead letter."""
+
+    horizon_s: float = 24 * 3600.0
+    first_backoff_s: float = 1.0
+    max_backoff_s: float = 3600.0
+    jitter: float = 0.5
+
+    def backoff_s(self, failures: int, rng: random.Random | None = None) -> float:
+        base = min(self.max_backoff_s, self.first_backoff_s * 2.0 ** max(0, failures - 1))
+        r = (rng or random).random()
+        return base * (1.0 - self.jitter * r)
+
+
+# ------------------------------------------------------------------ writing events
+def emit(session: AsyncSession, event: str, payload: dict[str, Any], *, order_key: str,
+         lead_id: int | None = None, key: str | None = None) -> Awaitable[Any]:
+    """Add an event to the outbox in `session`'s open transaction (awaited by the caller).
+
+    With a `key`, a second event of the same key is ignored: a write that is applied again
+    (the record writer retries after an outage) reports its change once."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}; known: {EVENTS}")
+    row = {"event": event, "key": key, "order_key": order_key, "lead_id": lead_id,
+           "payload": payload, "fanned_out": False, "created_at": utcnow()}
+    if key is None:
+        return session.execute(_EVENTS_TABLE.insert().values(**row))
+    return session.execute(insert_ignoring_conflicts(session, _EVENTS_TABLE, ["key"])
+                           .values(**row))
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+async def lead_ref(s: AsyncSession, lead_id: int) -> dict[str, Any]:
+    """What identifies a lead to the CRM: its ids and campaign (never its phone number)."""
+    row = (await s.execute(
+        select(Lead.id, Lead.external_id, Lead.campaign_id, Campaign.name, Lead.status)
+        .join(Campaign, Campaign.id == Lead.campaign_id).where(Lead.id == lead_id))).one()
+    return {"lead_id": row[0], "external_id": row[1], "campaign_id": row[2],
+            "campaign": row[3], "status": LeadStatus(row[4]).value}
+
+
+class _Hooked:
+    """A session factory whose `begin()` transactions run `before(s)` first and
+    `after(s, before_result)` last, inside the same transaction (see `reporting`)."""
+
+    def __init__(self, sessions: Sessions, before: Callable[[AsyncSession], Awaitable[Any]],
+                 after: Callable[[AsyncSession, Any], Awaitable[None]]) -> None:
+        self._sessions, self._before, self._after = sessions, before, after
+
+    def __call__(self) -> AsyncSession:
+        return self._sessions()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions.begin() as s:
+            seen = await self._before(s)
+            yield s
+            await self._after(s, seen)
+
+
+def reporting(sessions: Sessions, before: Callable[[AsyncSession], Awaitable[Any]],
+              after: Callable[[AsyncSession, Any], Awaitable[None]]) -> Sessions:
+    """`sessions` for a repository write whose transaction also writes its events."""
+    return cast(Sessions, _Hooked(sessions, before, after))
+
+
+def finished_attempt_hooks(attempt_id: int) -> tuple[
+        Callable[[AsyncSession], Awaitable[Any]], Callable[[AsyncSession, Any], Awaitable[None]]]:
+    """attempt.finished, when the write closed the attempt (an already closed one: none)."""
+
+    async def before(s: AsyncSession) -> object:
+        return await s.scalar(select(Attempt.ended_at).where(Attempt.id == attempt_id))
+
+    async def after(s: AsyncSession, ended_before: object) -> None:
+        if ended_before is not None:
+            return
+        row = (await s.execute(
+            select(Attempt, Agent.login).outerjoin(Agent, Agent.id == Attempt.agent_id)
+            .where(Attempt.id == attempt_id).execution_options(populate_existing=True)
+        )).one_or_none()
+        if row is None or row[0].result is None:
+            return
+        a, login = row
+        payload = {**await lead_ref(s, a.lead_id), "attempt_id": a.id,
+                   "result": a.result.value, "sip_code": a.sip_code,
+                   "created_at": _iso(a.created_at), "answered_at": _iso(a.answered_at),
+                   "ended_at": _iso(a.ended_at), "ring_s": a.ring_s, "talk_s": a.talk_s,
+                   "agent": login, "abandoned": a.abandoned}
+        await emit(s, "attempt.finished", payload, order_key=f"lead:{a.lead_id}",
+                   lead_id=a.lead_id, key=f"attempt.finished:{a.id}")
+
+    return before, after
+
+
+def disposition_hooks(attempt_id: int) -> tuple[
+        Callable[[AsyncSession], Awaitable[Any]], Callable[[AsyncSession, Any], Awaitable[None]]]:
+    """disposition.saved: the attempt's disposition with the lead's status, notes, next
+    contact and the callback booked by it (written before it by the record writer)."""
+
+    async def before(s: AsyncSession) -> None:
+        return None
+
+    async def after(s: AsyncSession, _: object) -> None:
+        row = (await s.execute(
+            select(Attempt, Agent.login).outerjoin(Agent, Agent.id == Attempt.agent_id)
+            .where(Attempt.id == attempt_id).execution_options(populate_existing=True)
+        )).one_or_none()
+        if row is None or row[0].disposition is None:
+            return
+        a, login = row
+        cb = (await s.execute(
+            select(Callback.due_at, Callback.scope, Agent.login)
+            .outerjoin(Agent, Agent.id == Callback.owner_agent_id)
+            .where(Callback.attempt_id == attempt_id).order_by(Callback.id.desc()).limit(1)
+        )).one_or_none()
+        callback = None if cb is None else {
+            "due_at": _iso(cb[0]), "scope": getattr(cb[1], "value", cb[1]), "agent": cb[2]}
+        payload = {**await lead_ref(s, a.lead_id), "attempt_id": a.id,
+                   "disposition": a.disposition, "notes": a.notes,
+                   "next_contact_at": _iso(a.next_contact_at), "callback": callback,
+                   "agent": login, "at": _iso(a.wrapup_ended_at)}
+        await emit(s, "disposition.saved", payload, order_key=f"lead:{a.lead_id}",
+                   lead_id=a.lead_id, key=f"disposition.saved:{a.id}")
+
+    return before, after
+
+
+def lead_status_hooks(lead_id: int, at: datetime) -> tuple[
+        Callable[[AsyncSession], Awaitable[Any]], Callable[[AsyncSession, Any], Awaitable[None]]]:
+    """lead.status_changed, when the write changed the lead's status."""
+
+    async def before(s: AsyncSession) -> object:
+        return await s.scalar(select(Lead.status).where(Lead.id == lead_id))
+
+    async def after(s: AsyncSession, old: object) -> None:
+        lead = await s.get(Lead, lead_id)  # the write's own (modified) instance
+        if lead is None or old is None or lead.status == old:
+            return
+        await s.flush()
+        await emit_status_change(s, lead_id, LeadStatus(cast(str, old)), lead.status, at)
+
+    return before, after
+
+
+async def emit_status_change(s: AsyncSession, lead_id: int, old: LeadStatus | str,
+                             new: LeadStatus | str, at: datetime) -> None:
+    payload = {**await lead_ref(s, lead_id), "from": LeadStatus(old).value,
+               "to": LeadStatus(new).value, "at": _iso(at)}
+    await emit(s, "lead.status_changed", payload, order_key=f"lead:{lead_id}", lead_id=lead_id)
+
+
+async def report_dnc(s: AsyncSession, added: Sequence[str], stopped: dict[int, Any], *,
+                     source: str, reason: dict[str, str | None], attempt_id: int | None,
+                     at: datetime) -> None:
+    """db/dnc.py's events, in its transaction: `dnc.added` for each number it added one at a
+    time (a registry import reports only the leads it stops: not millions of numbers), then
+    `lead.status_changed` for each lead it stopped (`stopped`: lead id -> status before).
+    The number itself is not sent: the leads it stopped identify it to the CRM."""
+    for number in added:
+        leads = (await s.execute(
+            select(Lead.id, Lead.external_id, Lead.campaign_id)
+            .where(Lead.phone_e164 == number).order_by(Lead.id))).all()
+        await emit(s, "dnc.added", {
+            "source": source, "reason": reason.get(number), "attempt_id": attempt_id,
+            "at": _iso(at), "leads": [{"lead_id": i, "external_id": x, "campaign_id": c}
+                                      for i, x, c in leads]}, order_key="dnc")
+    for lead_id, old in stopped.items():
+        await emit_status_change(s, lead_id, old, LeadStatus.DNC, at)
+
+
+@translated
+async def campaign_paused(sessions: Sessions, campaign_id: int, reason: str,
+                          at: datetime) -> None:
+    """campaign.paused: the dialer stopped dialing a campaign by a rule (reason
+    "trunk_down" or "calendar_closed"); a runtime state with no row of its own to change, so
+    the event is the transaction's only write."""
+    async with sessions.begin() as s:
+        name = await s.scalar(select(Campaign.name).where(Campaign.id == campaign_id))
+        await emit(s, "campaign.paused", {"campaign_id": campaign_id, "campaign": name,
+                                          "reason": reason, "at": _iso(at)},
+                   order_key=f"campaign:{campaign_id}")
+
+
+# ------------------------------------------------------------------ subscriptions
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def check_events(events: Sequence[str]) -> list[str]:
+    bad = [e for e in events if e not in EVENTS]
+    if bad or not events:
+        raise ValueError(f"events must be a non-empty list of {list(EVENTS)}; got {list(events)}")
+    return sorted(set(events))
+
+
+def check_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or len(url) > 2000 or " " in url:
+        raise ValueError("url must be an http:// or https:// URL of at most 2000 characters")
+    return url
+
+
+def _sub(r: WebhookSubscription) -> Subscription:
+    return Subscription(r.id, r.url, list(r.events), r.active, r.created_by, r.created_at)
+
+
+@translated
+async def create_subscription(sessions: Sessions, url: str, events: Sequence[str], *,
+                              created_by: str, now: datetime,
+                              secret: str | None = None) -> tuple[Subscription, str]:
+    """A new subscription and its secret (the only time the secret is returned)."""
+    secret = secret or new_secret()
+    async with sessions.begin() as s:
+        row = WebhookSubscription(url=check_url(url), events=check_events(events),
+                                  secret=secret, active=True, created_by=created_by[:100],
+                                  created_at=now)
+        s.add(row)
+        await s.flush()
+        return _sub(row), secret
+
+
+@translated
+async def subscriptions(sessions: Sessions) -> list[Subscription]:
+    async with sessions() as s:
+        rows = await s.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id))
+        return [_sub(r) for r in rows]
+
+
+@translated
+async def delete_subscription(sessions: Sessions, subscription_id: int) -> bool:
+    """Delete a subscription with its deliveries (pending ones are dropped)."""
+    async with sessions.begin() as s:
+        await s.execute(delete(WebhookDelivery)
+                        .where(WebhookDelivery.subscription_id == subscription_id))
+        res = await s.execute(delete(WebhookSubscription)
+                              .where(WebhookSubscription.id == subscription_id))
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ the worker's side
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery to post now: everything the worker needs, read in the claim."""
+
+    id: int
+    uid: str
+    subscription_id: int
+    event_id: int
+    event: str
+    order_key: str
+    payload: dict[str, Any]
+    event_created_at: datetime
+    url: str
+    secret: str
+    attempts: int
+
+
+@translated
+async def fan_out(sessions: Sessions, *, now: datetime, policy: RetryPolicy,
+                  limit: int = 500) -> int:
+    """Make the deliveries of events not fanned out yet (oldest first); returns how many
+    events were fanned out. Events no subscription wants are only marked."""
+    async with sessions.begin() as s:
+        events = list((await s.scalars(
+            select(WebhookEvent).where(WebhookEvent.fanned_out.is_(False))
+            .order_by(WebhookEvent.id).limit(limit).with_for_update(skip_locked=True))).all())
+        if not events:
+            return 0
+        subs = list((await s.scalars(
+            select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))).all())
+        give_up = now + timedelta(seconds=policy.horizon_s)
+        for ev in events:
+            for sub in subs:
+                if ev.event in sub.events:
+                    s.add(WebhookDelivery(
+                        uid=str(uuid.uuid4()), event_id=ev.id, subscription_id=sub.id,
+                        order_key=ev.order_key, status=PENDING, attempts=0,
+                        next_attempt_at=now, give_up_at=give_up, created_at=now))
+            ev.fanned_out = True
+        return len(events)
+
+
+@translated
+async def claim(sessions: Sessions, *, now: datetime, holder: str, lease_s: float,
+                limit: int = 50) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, oldest event first, at most one per subscription
+    and order key, none behind an earlier pending one of its key (see the module doc)."""
+    d = WebhookDelivery
+    earlier = aliased(WebhookDelivery)
+    pick = (
+        select(d.id).where(
+            d.status == PENDING, d.next_attempt_at <= now,
+            or_(d.lease_until.is_(None), d.lease_until < now),
+            ~exists().where(earlier.subscription_id == d.subscription_id,
+                            earlier.order_key == d.order_key, earlier.status == PENDING,
+                            earlier.event_id < d.event_id))
+        .order_by(d.event_id).limit(limit).with_for_update(skip_locked=True)
+    )
+    async with sessions.begin() as s:
+        ids = list((await s.scalars(pick)).all())
+        if not ids:
+            return []
+        await s.execute(update(d).where(d.id.in_(ids))
+                        .values(lease_until=now + timedelta(seconds=lease_s), leased_by=holder)
+                        .execution_options(synchronize_session=False))
+        rows = (await s.execute(
+            select(d.id, d.uid, d.subscription_id, d.event_id, WebhookEvent.event, d.order_key,
+                   WebhookEvent.payload, WebhookEvent.created_at, WebhookSubscription.url,
+                   WebhookSubscription.secret, d.attempts)
+            .join(WebhookEvent, WebhookEvent.id == d.event_id)
+            .join(WebhookSubscription, WebhookSubscription.id == d.subscription_id)
+            .where(d.id.in_(ids)).order_by(d.event_id))).all()
+    return [Claimed(*r) for r in rows]
+
+
+@translated
+async def mark_delivered(sessions: Sessions, delivery_id: int, *, now: datetime) -> None:
+    async with sessions.begin() as s:
+        await s.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                        .values(status=DELIVERED, delivered_at=now, lease_until=None,
+                                leased_by=None, last_error=None,
+                                attempts=WebhookDelivery.attempts + 1))
+
+
+@translated
+async def mark_failed(sessions: Sessions, delivery_id: int, *, now: datetime, error: str,
+                      policy: RetryPolicy, rng: random.Random | None = None) -> bool:
+    """Record a failed attempt: retry after the backoff, or a dead letter once past the
+    retry horizon. Returns True when it became a dead letter."""
+    async with sessions.begin() as s:
+        row = await s.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if row is None or row.status != PENDING:
+            return False
+        row.attempts += 1
+        row.last_error = error[:300]
+        row.lease_until = row.leased_by = None
+        if now >= row.give_up_at:
+            row.status, row.dead_at = DEAD, now
+            return True
+        row.next_attempt_at = now + timedelta(seconds=policy.backoff_s(row.attempts, rng))
+        return False
+
+
+@translated
+async def release_leases(sessions: Sessions, *, holder: str) -> int:
+    """At start: deliveries this process was posting when it stopped are due again now."""
+    async with sessions.begin() as s:
+        res = await s.execute(update(WebhookDelivery)
+                              .where(WebhookDelivery.leased_by == holder,
+                                     WebhookDelivery.status == PENDING)
+                              .values(lease_until=None, leased_by=None))
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    delivery_id: str
+    subscription_id: int
+    event: str
+    event_id: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    dead_at: datetime | None
+    payload: dict[str, Any]
+
+
+@translated
+async def dead_letters(sessions: Sessions, *, limit: int = 100,
+                       subscription_id: int | None = None) -> list[DeadLetter]:
+    d = WebhookDelivery
+    q = (select(d.id, d.uid, d.subscription_id, WebhookEvent.event, d.event_id, d.attempts,
+                d.last_error, d.created_at, d.dead_at, WebhookEvent.payload)
+         .join(WebhookEvent, WebhookEvent.id == d.event_id)
+         .where(d.status == DEAD).order_by(d.id.desc()).limit(max(1, min(limit, 1000))))
+    if subscription_id is not None:
+        q = q.where(d.subscription_id == subscription_id)
+    async with sessions() as s:
+        return [DeadLetter(*r) for r in (await s.execute(q)).all()]
+
+
+@translated
+async def requeue(sessions: Sessions, delivery_id: int, *, now: datetime,
+                  policy: RetryPolicy) -> bool:
+    """A dead letter is pending again, due now, with a fresh retry horizon (same delivery
+    id). It is delivered out of order: later events of its lead went on when it died."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DEAD)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, dead_at=None,
+                    give_up_at=now + timedelta(seconds=policy.horizon_s),
+                    lease_until=None, leased_by=None))
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    dead: int
+    unfanned: int
+    #: created_at of the oldest pending delivery's event (None: nothing pending)
+    oldest_pending_at: datetime | None
+
+
+@translated
+async def backlog(sessions: Sessions) -> Backlog:
+    d = WebhookDelivery
+    async with sessions() as s:
+        counts = dict((await s.execute(
+            select(d.status, func.count()).where(d.status != DELIVERED).group_by(d.status)
+        )).all())
+        unfanned = await s.scalar(select(func.count()).select_from(WebhookEvent)
+                                  .where(WebhookEvent.fanned_out.is_(False)))
+        oldest = await s.scalar(select(func.min(WebhookEvent.created_at))
+                                .join(d, d.event_id == WebhookEvent.id)
+                                .where(d.status == PENDING))
+    return Backlog(int(counts.get(PENDING, 0)), int(counts.get(DEAD, 0)), int(unfanned or 0),
+                   oldest)
+
+
+@translated
+async def prune(sessions: Sessions, *, before: datetime) -> int:
+    """Drop delivered deliveries older than `before`, and fanned-out events older than it
+    with no delivery left (dead letters stay until re-queued or their subscription goes)."""
+    async with sessions.begin() as s:
+        res = await s.execute(delete(WebhookDelivery).where(
+            WebhookDelivery.status == DELIVERED, WebhookDelivery.delivered_at < before))
+        await s.execute(delete(WebhookEvent).where(
+            WebhookEvent.fanned_out.is_(True), WebhookEvent.created_at < before,
+            ~exists().where(WebhookDelivery.event_id == WebhookEvent.id)))
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]

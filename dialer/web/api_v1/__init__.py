@@ -1,0 +1,158 @@
+"""The CRM API under /api/v1 (docs/api.md): token-authenticated JSON for a CRM to create
+campaigns, push leads, read calls and erase people.
+
+    from dialer.web import api_v1
+    app.include_router(api_v1.router)
+    api_v1.install(app)        # problem+json errors, body limit, /openapi.json, /docs
+
+Modules: problems.py (RFC 9457 errors), auth.py (`require_scope`, tokens, rate limit),
+models.py (request and response bodies), campaigns.py, leads.py, resources.py (companies,
+DNC, callbacks, attempts, plan, report), docs_page.py (the reference page), and
+webhooks.py (outcome webhooks: its own router, included here when present).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dialer.web.api_v1 import campaigns, docs_page, leads, problems, resources
+from dialer.web.api_v1.auth import SCOPES
+from dialer.web.api_v1.problems import PREFIX, Problem, problem_response
+
+__all__ = ["PREFIX", "install", "router"]
+
+API_VERSION = "1.0"
+
+router = APIRouter(prefix=PREFIX)
+router.include_router(campaigns.router)
+router.include_router(leads.router)
+router.include_router(resources.router)
+# Outcome webhooks live in their own module (another piece of work): included once it exists.
+if importlib.util.find_spec("dialer.web.api_v1.webhooks") is not None:
+    router.include_router(importlib.import_module("dialer.web.api_v1.webhooks").router)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request body under /api/v1 larger than `limit` bytes gets 413
+    problem+json before anything parses it (by its Content-Length, or counted as it streams
+    when there is none), so nothing is written."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+        too_large = Problem(413, None, f"the request body is larger than {self.limit} bytes; "
+                                       "send fewer rows per request", code="too_large")
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await problem_response(too_large)(scope, receive, send)
+                    return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if started:
+                raise
+            await problem_response(too_large)(scope, receive, send)
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI 3 document of /api/v1, generated from the routes (cached on the app)."""
+    cached: dict[str, Any] | None = getattr(app.state, "api_openapi", None)
+    if cached is not None:
+        return cached
+    routes: list[BaseRoute] = [r for r in app.routes
+                               if getattr(r, "path", "").startswith(PREFIX + "/")
+                               and getattr(r, "include_in_schema", False)]
+    doc = get_openapi(
+        title="dialer CRM API", version=API_VERSION, routes=routes,
+        description=("Token-authenticated JSON API of the predictive dialer for CRMs. "
+                     "Send `Authorization: Bearer <token>` (create one with "
+                     "`dialer tokens create`). Errors are RFC 9457 problem+json. Scopes: "
+                     + ", ".join(f"`{k}` ({v})" for k, v in SCOPES.items()) + "."))
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["apiToken"] = {
+        "type": "http", "scheme": "bearer",
+        "description": "an API token from `dialer tokens create`; scopes: "
+                       + ", ".join(SCOPES)}
+    components.setdefault("schemas", {})["Problem"] = {
+        "type": "object", "description": "RFC 9457 problem details (application/problem+json)",
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"},
+            "status": {"type": "integer"}, "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "properties": {"field": {"type": "string"},
+                                                 "message": {"type": "string"}}}}},
+        "required": ["type", "title", "status"]}
+    doc["security"] = [{"apiToken": []}]
+    problem_ref = {"content": {problems.MEDIA_TYPE: {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            if isinstance(op, dict) and "responses" in op:
+                responses = op["responses"]
+                responses.pop("422", None)
+                for code, what in (("401", "no, unknown, expired or revoked token"),
+                                   ("403", "the token lacks the scope"),
+                                   ("422", "invalid input: `errors` names the fields"),
+                                   ("429", "rate limited: see Retry-After")):
+                    responses.setdefault(code, {"description": what, **problem_ref})
+    app.state.api_openapi = doc
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    """Problem+json error handlers (under /api/v1 only), the body size limit, and the API's
+    own OpenAPI document and reference page. Call once the routers are included."""
+    problems.install(app)
+    limit = app.state.deps.web.api_max_body_bytes
+    app.add_middleware(BodyLimit, limit=limit)
+
+    @app.get(PREFIX + "/openapi.json", include_in_schema=False)
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document(request.app))
+
+    @app.get(PREFIX + "/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(docs_page.render(openapi_document(request.app)),
+                            headers={"Cache-Control": "no-cache"})

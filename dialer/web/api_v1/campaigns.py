@@ -1,0 +1,169 @@
+"""/api/v1/campaigns: create, read, change settings, statistics, start / pause / stop.
+
+A campaign's settings are the config file's (`dialer.config.CampaignConfig`, same names,
+same limits, same validation). Start, pause and stop switch the campaign's `active` flag,
+which the running dialer reads: a paused campaign places no new calls, calls in progress
+go on. (The console's runtime controls would take effect at once; until this API calls
+them, a change reaches the dialer when it next reads the campaign.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from db import api_store
+from db.models import Campaign
+from dialer.config import CampaignConfig
+from dialer.web.api_v1.base import Deps, actor, scope, store_errors
+from dialer.web.api_v1.problems import Problem
+from scheduling.days import local_date, local_day_bounds
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+_SETTINGS = [f for f in CampaignConfig.model_fields if f not in ("name", "max_attempts")]
+
+
+class CampaignCreate(CampaignConfig):
+    """A new campaign: the settings of a `[[campaigns]]` table of the config file."""
+
+    description: str = Field(default="", max_length=2000)
+    active: bool = True
+
+
+CampaignPatch: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "CampaignPatch", __config__=ConfigDict(extra="forbid"),
+    description=(str | None, Field(default=None, max_length=2000)),
+    **{f: (CampaignConfig.model_fields[f].annotation | None, None)
+       for f in [*_SETTINGS, "max_attempts"]})
+
+
+class Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=200)
+
+
+def campaign_json(c: Campaign) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": c.id, "name": c.name, "description": c.description,
+                           "active": c.active,
+                           "max_attempts": (c.retry_rules or {}).get("max_attempts")}
+    for f in _SETTINGS:
+        v = getattr(c, f)
+        out[f] = v.value if hasattr(v, "value") else v
+    out["created_at"] = c.created_at.isoformat() if c.created_at else None
+    return out
+
+
+def _values(cfg: CampaignConfig, retry: dict[str, Any] | None = None) -> dict[str, Any]:
+    values = {f: getattr(cfg, f) for f in _SETTINGS}
+    rules = dict(retry or {})
+    rules["max_attempts"] = cfg.max_attempts
+    values["retry_rules"] = rules
+    return values
+
+
+def _invalid(e: ValidationError) -> Problem:
+    errors = [{"field": ".".join(str(p) for p in x["loc"]) or "body",
+               "message": str(x["msg"]).removeprefix("Value error, ")} for x in e.errors()]
+    return Problem(422, None, "; ".join(f"{x['field']}: {x['message']}" for x in errors),
+                   errors=errors)
+
+
+async def _campaign(d: Any, name: str) -> Campaign:
+    with store_errors():
+        return await api_store.get_campaign(d.sessions, name)
+
+
+@router.get("")
+async def list_campaigns(d: Deps, _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+    from db.lookups import campaigns_by_name
+
+    with store_errors():
+        rows = await campaigns_by_name(d.sessions)
+    return {"campaigns": [campaign_json(c) for c in rows]}
+
+
+@router.post("", status_code=201)
+async def create_campaign(body: CampaignCreate, d: Deps,
+                          caller: scope("campaigns:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+    values = _values(body)
+    values.update(name=body.name, description=body.description, active=body.active)
+    with store_errors():
+        c = await api_store.create_campaign(d.sessions, values, actor=actor(caller),
+                                            now=d.clock.now())
+    return campaign_json(c)
+
+
+@router.get("/{name}")
+async def read_campaign(name: str, d: Deps,
+                        _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+    return campaign_json(await _campaign(d, name))
+
+
+@router.patch("/{name}")
+async def update_campaign(name: str, body: CampaignPatch, d: Deps,  # type: ignore[valid-type]
+                          caller: scope("campaigns:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+    c = await _campaign(d, name)
+    given = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+    current = campaign_json(c)
+    merged = {f: current[f] for f in _SETTINGS}
+    merged["max_attempts"] = current["max_attempts"] or 6
+    merged.update({k: v for k, v in given.items() if k != "description"})
+    try:
+        cfg = CampaignConfig(name=c.name, **merged)
+    except ValidationError as e:
+        raise _invalid(e) from None
+    values = _values(cfg, c.retry_rules)
+    if given.get("description") is not None:
+        values["description"] = given["description"]
+    with store_errors():
+        c = await api_store.update_campaign(d.sessions, name, values, actor=actor(caller),
+                                            now=d.clock.now())
+    return campaign_json(c)
+
+
+@router.get("/{name}/stats")
+async def campaign_stats(name: str, d: Deps,
+                         _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+    """Leads by status, leads due now, and today's calls (the campaign's local day)."""
+    c = await _campaign(d, name)
+    now = d.clock.now()
+    day = local_date(now, c.timezone)
+    start, _ = local_day_bounds(day, c.timezone)
+    with store_errors():
+        stats = await api_store.campaign_stats(d.sessions, c.id, since=start, now=now)
+    return {"campaign": c.name, "active": c.active, "date": day.isoformat(), **stats}
+
+
+async def _switch(name: str, d: Any, caller: Any, active: bool, action: str,
+                  body: Switch | None) -> dict[str, Any]:
+    with store_errors():
+        c = await api_store.set_campaign_active(
+            d.sessions, name, active, actor=actor(caller), action=action,
+            reason=body.reason if body else None, now=d.clock.now())
+    return campaign_json(c)
+
+
+@router.post("/{name}/start")
+async def start(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+                body: Switch | None = None) -> dict[str, Any]:
+    """Switch dialing on (`active: true`)."""
+    return await _switch(name, d, caller, True, "campaign.start", body)
+
+
+@router.post("/{name}/pause")
+async def pause(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+                body: Switch | None = None) -> dict[str, Any]:
+    """Switch dialing off; calls in progress go on."""
+    return await _switch(name, d, caller, False, "campaign.pause", body)
+
+
+@router.post("/{name}/stop")
+async def stop(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+               body: Switch | None = None) -> dict[str, Any]:
+    """Switch dialing off (as pause; audited as a stop)."""
+    return await _switch(name, d, caller, False, "campaign.stop", body)
+

@@ -1,0 +1,415 @@
+"""The node's call controls: hold / resume, DTMF to the customer, supervisors' listen-in legs.
+
+Runs on the owner thread like the other command handlers (docs/sip.md, "Node internals");
+what the commands mean is in :mod:`sip.api_controls` and docs/call-controls.md.
+
+Media: one function, :meth:`NodeControls.wire`, decides every conference-bridge connection a
+call has besides its recorder and AMD port, from the call's state (bridged agent, on hold,
+listen legs and their modes), and makes the bridge match it: it reads each port's listeners
+and starts or stops only what differs. It runs after every change (a command, a leg's media
+coming up, a re-INVITE's answer - PJSIP may rebuild a stream's port on a re-INVITE), so the
+graph never drifts from the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import pjsua2 as pj
+
+from sip.api_controls import (
+    CallHeld,
+    DtmfSent,
+    Hold,
+    Listen,
+    ListenEnded,
+    ListenStarted,
+    Resume,
+    SendDtmf,
+    StopListen,
+)
+from sip.legs import LegState, retry_makecall
+from sip.node.callbacks import NodeCallbacks
+from sip.node.objects import AgentLeg, CustomerLeg, HoldState, ListenLeg, NodeCall, pj_status
+
+log = logging.getLogger("sip.node")
+
+#: a hold / resume re-INVITE not answered this long: the node stops waiting (see below)
+REINVITE_TIMEOUT_S = 8.0
+#: how long a listen leg's makeCall is retried on PJ_ETOOMANY (a slot closing)
+LISTEN_ETOOMANY_RETRY_S = 0.3
+_HOLD_STATUS = frozenset({pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_NONE})
+
+
+class NodeControls(NodeCallbacks):
+    """Call-control commands and their callbacks (see the module docstring)."""
+
+    def handle_control(self, cmd: Any) -> None:
+        if isinstance(cmd, Hold):
+            self._hold(cmd)
+        elif isinstance(cmd, Resume):
+            self._resume(cmd)
+        elif isinstance(cmd, SendDtmf):
+            self._dtmf(cmd)
+        elif isinstance(cmd, Listen):
+            self._listen(cmd)
+        elif isinstance(cmd, StopListen):
+            self._stop_listen(cmd)
+
+    # ------------------------------------------------------------------ helpers
+    def _live_leg(self, call_id: str, command: str) -> CustomerLeg | None:
+        leg = self.legs.get(call_id)
+        if (
+            leg is None
+            or leg.state != LegState.ANSWERED
+            or leg.local_end is not None
+            or leg.call is None
+            or not leg.media_up
+        ):
+            self.reject(call_id, "call not answered, unknown or ending", False, command)
+            return None
+        return leg
+
+    @staticmethod
+    def _agent_of(leg: CustomerLeg) -> AgentLeg | None:
+        a = leg.agent
+        return a if a is not None and a.bridged and a.call is not None else None
+
+    @staticmethod
+    def _port(call: NodeCall | None) -> pj.AudioMedia | None:
+        if call is None:
+            return None
+        try:
+            return call.getAudioMedia(-1)
+        except pj.Error:
+            return None  # no active audio (yet, or on a re-INVITE)
+
+    def wire(self, leg: CustomerLeg) -> None:
+        """Make the bridge connections of ``leg`` match its state (see the module doc)."""
+        cam = self._port(leg.call)
+        if cam is None:
+            return
+        a = self._agent_of(leg)
+        aam = self._port(a.call) if a is not None else None
+        held = leg.hold is not None
+        links: list[tuple[Any, Any, bool]] = []
+        if aam is not None:
+            links += [(cam, aam, not held), (aam, cam, not held)]
+        if leg.hold is not None and leg.hold.source is not None:
+            links.append((leg.hold.source, cam, True))
+        for x in leg.listens.values():
+            sam = self._port(x.call) if x.connected else None
+            if sam is None:
+                continue
+            talks_to_agent = x.mode in ("whisper", "barge")
+            links.append((cam, sam, True))
+            links.append((sam, cam, x.mode == "barge"))
+            if aam is not None:
+                links += [(aam, sam, True), (sam, aam, talks_to_agent)]
+            if leg.recorder is not None:
+                links.append((sam, leg.recorder, x.mode == "barge"))
+        for src, dst, want in links:
+            try:
+                has = dst.getPortId() in src.getPortInfo().listeners
+                if want and not has:
+                    src.startTransmit(dst)
+                elif has and not want:
+                    src.stopTransmit(dst)
+            except pj.Error as exc:
+                log.debug("node %d: bridge link: %s", self.cfg.node_id, exc.info())
+
+    # ------------------------------------------------------------------ hold / resume
+    def _hold(self, cmd: Hold) -> None:
+        leg = self._live_leg(cmd.call_id, "Hold")
+        if leg is None:
+            return
+        if self._agent_of(leg) is None:
+            self.reject(cmd.call_id, "call not bridged to an agent", False, "Hold")
+            return
+        if leg.hold is not None:
+            self.reject(cmd.call_id, f"call already {leg.hold.phase}", False, "Hold")
+            return
+        source = self._hold_source(cmd.music_wav)
+        leg.hold = HoldState(t_cmd=time.monotonic(), source=source)
+        self.wire(leg)  # the agent stops hearing the customer at once
+        assert leg.call is not None
+        try:
+            leg.call.setHold(pj.CallOpParam(True))
+        except pj.Error as exc:
+            self._drop_hold(leg)
+            self.reject(cmd.call_id, f"hold re-INVITE failed: {exc.info()}", True, "Hold")
+
+    def _hold_source(self, wav: str) -> Any:
+        """Music (a looped WAV) or silence (an idle tone generator keeps RTP flowing)."""
+        if wav and os.path.isfile(wav):
+            player = pj.AudioMediaPlayer()
+            try:
+                player.createPlayer(wav, 0)  # 0: loop
+                return player
+            except pj.Error as exc:
+                log.warning("node %d: hold music unusable: %s", self.cfg.node_id, exc.info())
+        tone = pj.ToneGenerator()
+        try:
+            tone.createToneGenerator(8000, 1)
+        except pj.Error as exc:
+            log.warning("node %d: silence generator failed: %s", self.cfg.node_id, exc.info())
+            return None
+        return tone
+
+    def _drop_hold(self, leg: CustomerLeg) -> None:
+        h = leg.hold
+        leg.hold = None
+        if h is not None and h.source is not None:
+            src = h.source
+            h.source = None
+            try:
+                cam = self._port(leg.call)
+                if cam is not None:
+                    src.stopTransmit(cam)
+            except pj.Error:
+                pass
+            self.deferred.append([src].clear)  # freed from the owner loop
+        self.wire(leg)
+
+    def _resume(self, cmd: Resume) -> None:
+        leg = self._live_leg(cmd.call_id, "Resume")
+        if leg is None:
+            return
+        if leg.hold is None or leg.hold.phase == "resuming":
+            self.reject(cmd.call_id, "call is not on hold", False, "Resume")
+            return
+        leg.hold.phase = "resuming"
+        leg.hold.t_cmd = time.monotonic()
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        assert leg.call is not None
+        try:
+            leg.call.reinvite(prm)
+        except pj.Error as exc:
+            leg.hold.phase = "held"
+            self.reject(cmd.call_id, f"resume re-INVITE failed: {exc.info()}", True, "Resume")
+
+    def _hold_answered(self, leg: CustomerLeg, ci: pj.CallInfo) -> None:
+        h = leg.hold
+        assert h is not None
+        status = ci.media[0].status if ci.media else pj.PJSUA_CALL_MEDIA_NONE
+        took = round((time.monotonic() - h.t_cmd) * 1000, 3)
+        if h.phase == "holding" and status in _HOLD_STATUS:
+            h.phase = "held"
+            self.wire(leg)
+            self.emit(CallHeld(call_id=leg.call_id, on_hold=True, took_ms=took))
+        elif h.phase == "resuming" and status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            self._drop_hold(leg)
+            self.emit(CallHeld(call_id=leg.call_id, on_hold=False, took_ms=took))
+        else:
+            self.wire(leg)
+
+    # ------------------------------------------------------------------ DTMF
+    def _dtmf(self, cmd: SendDtmf) -> None:
+        leg = self._live_leg(cmd.call_id, "SendDtmf")
+        if leg is None:
+            return
+        method = cmd.method
+        if method == "auto":
+            acc = self.accounts.get(leg.cmd.trunk)
+            trunk = acc.trunk if acc is not None else None
+            method = getattr(trunk, "dtmf_method", "auto") if trunk is not None else "auto"
+        order = ["rfc2833", "sip_info"] if method == "auto" else [method]
+        error = ""
+        for m in order:
+            prm = pj.CallSendDtmfParam()
+            prm.digits = cmd.digits
+            prm.duration = cmd.duration_ms
+            prm.method = (
+                pj.PJSUA_DTMF_METHOD_RFC2833 if m == "rfc2833" else pj.PJSUA_DTMF_METHOD_SIP_INFO
+            )
+            assert leg.call is not None
+            try:
+                leg.call.sendDtmf(prm)
+            except pj.Error as exc:
+                # RFC 2833 fails when the customer's SDP has no telephone-event: INFO then
+                error = exc.info()
+                continue
+            log.debug("node %d: %d DTMF digits by %s", self.cfg.node_id, len(cmd.digits), m)
+            self.emit(DtmfSent(call_id=cmd.call_id, count=len(cmd.digits), method=m))
+            return
+        self.reject(cmd.call_id, f"DTMF not sent: {error}", False, "SendDtmf")
+
+    # ------------------------------------------------------------------ listen-in
+    def _listen(self, cmd: Listen) -> None:
+        known = self.listens.get(cmd.listen_call_id)
+        if known is not None:
+            if known.customer.call_id != cmd.call_id or known.local_hangup:
+                self.reject(cmd.call_id, "listen_call_id in use", False, "ListenMode")
+                return
+            known.mode = cmd.mode  # a mode change on the same leg
+            if known.connected:
+                self.wire(known.customer)
+                self.emit(
+                    ListenStarted(
+                        call_id=cmd.call_id, listen_call_id=cmd.listen_call_id, mode=cmd.mode
+                    )
+                )
+            return
+        leg = self._live_leg(cmd.call_id, "Listen")
+        if leg is None:
+            return
+        if self._agent_of(leg) is None:
+            self.reject(cmd.call_id, "call not bridged to an agent", False, "Listen")
+            return
+        if cmd.trunk not in self.accounts:
+            self.reject(cmd.call_id, f"unknown trunk {cmd.trunk!r}", False, "Listen")
+            return
+        x = ListenLeg(
+            listen_call_id=cmd.listen_call_id,
+            customer=leg,
+            cmd=cmd,
+            mode=cmd.mode,
+            t_start=time.monotonic(),
+        )
+        leg.listens[x.listen_call_id] = x
+        self.listens[x.listen_call_id] = x
+        self._place_listen(x, time.monotonic() + LISTEN_ETOOMANY_RETRY_S)
+
+    def _place_listen(self, x: ListenLeg, retry_until: float) -> None:
+        if x.local_hangup or x.customer.state != LegState.ANSWERED:
+            self._listen_gone(x, "call ended before the listen leg was placed", None)
+            return
+        call = NodeCall(self, self.accounts[x.cmd.trunk], x)
+        prm = pj.CallOpParam(True)
+        for k, v in x.cmd.headers.items():
+            h = pj.SipHeader()
+            h.hName = k
+            h.hValue = v
+            prm.txOption.headers.append(h)
+        x.call = call
+        try:
+            call.makeCall(x.cmd.supervisor_uri, prm)
+        except pj.Error as exc:
+            x.call = None
+            if retry_makecall(pj_status(exc), time.monotonic(), retry_until):
+                self.deferred.append(lambda: self._place_listen(x, retry_until))
+                return
+            self.report_slots()
+            self._listen_gone(x, f"listen makeCall failed: {exc.info()}", None)
+
+    def _stop_listen(self, cmd: StopListen) -> None:
+        x = self.listens.get(cmd.listen_call_id)
+        if x is None or x.customer.call_id != cmd.call_id:
+            self.reject(cmd.call_id, "unknown listen_call_id", False, "StopListen")
+            return
+        self._hangup_listen(x)
+
+    def _hangup_listen(self, x: ListenLeg) -> None:
+        x.local_hangup = True
+        if x.call is None:
+            return
+        try:
+            x.call.hangup(pj.CallOpParam(True))
+        except pj.Error as exc:
+            log.debug("node %d: listen hangup: %s", self.cfg.node_id, exc.info())
+
+    def on_listen_state(self, call: NodeCall, x: ListenLeg, ci: pj.CallInfo) -> None:
+        st = ci.state
+        if st == pj.PJSIP_INV_STATE_CONFIRMED:
+            x.answered = True
+            if x.local_hangup or x.customer.state != LegState.ANSWERED:
+                self.deferred.append(lambda: self._hangup_listen(x))
+                return
+            self._connect_listen(x)
+        elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
+            if x.stats == (0, 0):
+                x.stats = self._stats(call)
+            x.call = None  # the only reference, dropped in its DISCONNECTED callback
+            if x.local_hangup:
+                reason = "stopped" if x.customer.state == LegState.ANSWERED else "call ended"
+            elif x.answered:
+                reason = "supervisor hung up"
+            else:
+                reason = str(ci.lastReason) or "supervisor's phone did not answer"
+            self._listen_gone(x, reason, int(ci.lastStatusCode) or None)
+
+    def _connect_listen(self, x: ListenLeg) -> None:
+        if x.connected or not x.answered or x.call is None or self._port(x.call) is None:
+            return  # its media state callback retries
+        x.connected = True
+        self.wire(x.customer)
+        join = round((time.monotonic() - x.t_start) * 1000, 3)
+        self.emit(
+            ListenStarted(
+                call_id=x.customer.call_id,
+                listen_call_id=x.listen_call_id,
+                mode=x.mode,
+                join_ms=join,
+            )
+        )
+
+    def _listen_gone(self, x: ListenLeg, reason: str, code: int | None) -> None:
+        if x.ended:
+            return
+        x.ended = True
+        x.customer.listens.pop(x.listen_call_id, None)
+        self.listens.pop(x.listen_call_id, None)
+        if x.customer.state == LegState.ANSWERED:
+            self.wire(x.customer)
+        rx, tx = x.stats
+        self.emit(
+            ListenEnded(
+                call_id=x.customer.call_id,
+                listen_call_id=x.listen_call_id,
+                reason=reason[:200],
+                answered=x.answered,
+                sip_code=code,
+                rx_packets=rx,
+                tx_packets=tx,
+            )
+        )
+
+    # ------------------------------------------------------------------ callbacks' hooks
+    def controls_media(self, call: NodeCall, leg: Any, ci: pj.CallInfo) -> bool:
+        """A media state change: True when it concerned a listen leg or a hold re-INVITE."""
+        if isinstance(leg, ListenLeg):
+            if leg.connected:
+                self.wire(leg.customer)
+            else:
+                self._connect_listen(leg)
+            return True
+        if isinstance(leg, CustomerLeg) and leg.hold is not None and leg.media_up:
+            self._hold_answered(leg, ci)
+            return True
+        if isinstance(leg, CustomerLeg) and leg.listens:
+            self.wire(leg)
+        return False
+
+    def controls_ended(self, leg: CustomerLeg) -> None:
+        """The customer leg ended: its listen legs go, its hold source is freed."""
+        for x in list(leg.listens.values()):
+            x.local_hangup = True
+            self.deferred.append(lambda x=x: self._hangup_listen(x))  # type: ignore[misc]
+        h = leg.hold
+        leg.hold = None
+        if h is not None and h.source is not None:
+            self.deferred.append([h.source].clear)
+            h.source = None
+
+    def control_timers(self, now: float) -> None:
+        """Listen legs not answered in time; hold / resume re-INVITEs never answered."""
+        for x in list(self.listens.values()):
+            if not x.answered and not x.local_hangup and now - x.t_start >= x.cmd.answer_timeout_s:
+                log.info("node %d: listen leg not answered in time", self.cfg.node_id)
+                self._hangup_listen(x)
+        for leg in self.legs.values():
+            h = leg.hold
+            if h is None or h.phase == "held" or now - h.t_cmd < REINVITE_TIMEOUT_S:
+                continue
+            if h.phase == "holding":
+                # the agent is already cut off and the customer hears the hold source: keep
+                # the call held locally, say the re-INVITE was not answered
+                h.phase = "held"
+                self.reject(leg.call_id, "hold re-INVITE not answered", True, "Hold")
+            else:
+                self._drop_hold(leg)  # never leave agent and customer cut off
+                self.reject(leg.call_id, "resume re-INVITE not answered", True, "Resume")
