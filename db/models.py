@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -101,6 +102,15 @@ class Campaign(Base):
     )
     amd_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     amd_max_ms: Mapped[int] = mapped_column(Integer, default=3500)
+    #: vad (voice activity + beep) | energy (the classic cadence rules)
+    amd_method: Mapped[str] = mapped_column(String(16), default="vad", server_default="vad")
+    #: vad: a greeting still going on this long after it began is a recording
+    amd_greeting_budget_ms: Mapped[int] = mapped_column(Integer, default=4500,
+                                                        server_default="4500")
+    #: run AMD on leads of a client company too (False: a business number always reaches
+    #: an agent, since receptionists are what AMD most often mistakes for machines)
+    amd_company_numbers: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                      server_default=true())
     #: the share of people AMD classes as machines, counted as abandons where the preset
     #: says so (UK); None: the preset's default (docs/compliance.md)
     amd_false_positive_rate: Mapped[float | None] = mapped_column(Float)
@@ -250,10 +260,15 @@ class Attempt(Base):
         str_enum(AmdVerdict), default=AmdVerdict.NOT_RUN
     )
     amd_ms: Mapped[int | None] = mapped_column(Integer)
+    #: why AMD decided as it did, e.g. beep, long_greeting, silence_after_greeting
+    amd_cause: Mapped[str | None] = mapped_column(String(64))
     abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
     bridge_latency_ms: Mapped[float | None] = mapped_column(Float)
     ring_s: Mapped[float | None] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float)
+    #: the agent's call controls: seconds the customer spent on hold, and how many holds
+    hold_s: Mapped[float | None] = mapped_column(Float)
+    holds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)

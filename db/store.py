@@ -62,6 +62,8 @@ class HopperLead:
     callback_owner: str | None
     #: due time of a pending callback (any scope)
     callback_due_at: datetime | None
+    #: the client company the lead works for (None: a consumer lead)
+    company_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,7 @@ class SqlStore:
             next_call_at=lead.next_call_at, next_contact_at=lead.next_contact_at,
             has_open_complaint=lead.has_open_complaint, attempts=lead.attempts,
             timezone=lead.timezone, callback_owner=owners.get(lead.id),
-            callback_due_at=due.get(lead.id),
+            callback_due_at=due.get(lead.id), company_id=lead.company_id,
         ) for i in ids if (lead := leads.get(i)) is not None]
 
     async def renew_claims(

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import logging
 
+from dialer import call_controls
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AgentCommand,
     DispositionCmd,
+    DtmfCmd,
     GetStateCmd,
     HangupCmd,
+    HoldCmd,
     LoginCmd,
     LogoutCmd,
     PauseCmd,
     PreviewAcceptCmd,
     PreviewSkipCmd,
     ReadyCmd,
+    ResumeCmd,
 )
 from dialer.core.errors import CoreError
 from dialer.dispositions import DispositionNotSavedError, disposition, hang_up, send_state
@@ -101,8 +105,16 @@ class AgentCommands:
                                   cmd.next_contact_at, cmd.callback_scope)
             elif isinstance(cmd, HangupCmd):
                 hang_up(rt, login, cmd.attempt_id)
+            elif isinstance(cmd, HoldCmd):
+                await call_controls.hold(rt, login, cmd.attempt_id)
+            elif isinstance(cmd, ResumeCmd):
+                await call_controls.resume(rt, login, cmd.attempt_id)
+            elif isinstance(cmd, DtmfCmd):
+                await call_controls.send_dtmf(rt, login, cmd.attempt_id, cmd.digits)
             elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
                 rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
+        except call_controls.CallControlError as e:
+            return ProtocolError(ErrorCode.CONTROL_FAILED, str(e))
         except CoreError as e:
             return protocol_error_for(e)
         except DispositionNotSavedError as e:

@@ -55,6 +55,7 @@ from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipP
 from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
 from dialer.web.agent_ws import AgentSocketHub
 from dialer.web.server import WebServer
+from dialer.webhooks import WebhookWorker, WorkerSettings, report_pause
 from scheduling.callbacks import CallbackReminder
 from scheduling.jobs import JobHooks, JobSettings, SchedulingJobs, build_scheduler
 from sip.api import TrunkHealthChanged
@@ -207,6 +208,10 @@ class DialerApp:
                 stack.push_async_callback(self.runner.close)
                 await self._start_bus(stack, db_secrets)
                 self.web = await app_web.start_web(self, stack, sessions)
+                if s.webhooks.enabled:  # outcome webhooks' delivery (docs/webhooks.md)
+                    await stack.enter_async_context(WebhookWorker(
+                        sessions, holder=s.dialer.id, metrics=self.metrics.webhooks,
+                        settings=WorkerSettings.from_section(s.webhooks), clock=self.clock))
                 jobs = SchedulingJobs(
                     sessions, holder=s.dialer.id, clock=self.clock,
                     settings=JobSettings.from_section(s.scheduling),
@@ -368,6 +373,8 @@ class DialerApp:
             for rt in self.runtimes.values():
                 if rt.campaign.trunk == ev.trunk:
                     # an open circuit: claim no leads for it (they would only be refused)
+                    if ev.state == "open" and ev.previous == "closed" and rt.dialing:
+                        self._paused_by_rule(rt, "trunk_down")
                     rt.set_trunk_down(ev.state == "open")
             return
         for rt in self.runtimes.values():
@@ -418,10 +425,17 @@ class DialerApp:
     async def _close(self, campaign_id: int) -> None:
         for rt in self.runtimes.values():
             if rt.campaign.id == campaign_id:
+                if rt.dialing:
+                    self._paused_by_rule(rt, "calendar_closed")
                 if self.control is not None:
                     self.control.calendar_closed_edge(rt)
                 else:
                     rt.stop_dialing()
+
+    def _paused_by_rule(self, rt: CampaignRuntime, reason: str) -> None:
+        """The `campaign.paused` webhook, queued behind the campaign's records."""
+        if self.store is not None:
+            rt._write(report_pause, self.store.sessions, rt.campaign.id, reason, self.clock.now())
 
     async def _reminder(self, reminder: CallbackReminder) -> None:
         assert self.store is not None, "reminders start after the store"

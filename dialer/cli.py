@@ -170,6 +170,7 @@ _SUBAPPS: list[tuple[str, str, str]] = [
     ("dialer.cli_schedule", "report_app", "report"),
     ("dialer.cli_accounts", "users_app", "users"),
     ("dialer.cli_companies", "companies_app", "companies"),
+    ("dialer.cli_tokens", "tokens_app", "tokens"),
 ]
 
 

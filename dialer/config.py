@@ -216,6 +216,14 @@ class CampaignConfig(_Section):
     amd_enabled: bool = False
     # pick-up + the VAD analyser's greeting budget (4.5 s) + its closing silence (docs/sip.md)
     amd_max_ms: int = Field(default=6500, ge=500, le=10000)
+    #: vad (voice activity + beep; decides on what follows the greeting) | energy (the
+    #: classic energy/cadence rules, the fallback)
+    amd_method: Literal["vad", "energy"] = "vad"
+    #: vad: a greeting still going on this long after it began is a recording; the
+    #: campaign's decision-time budget for business answers (receptionists talk 2-4 s)
+    amd_greeting_budget_ms: int = Field(default=4500, ge=1000, le=8000)
+    #: run AMD on leads of a client company (false: those calls always go to an agent)
+    amd_company_numbers: bool = True
     machine_policy: MachinePolicy = MachinePolicy.HANG_UP
     message_wav: str | None = None
     #: key pressed during the abandon message that puts the number on the DNC list ("" = off)
@@ -266,6 +274,11 @@ class CampaignConfig(_Section):
             preset = compliance_preset(self.calling_window)
         except CalendarError as e:
             raise ValueError(f"calling_window: {e}") from None
+        if self.amd_method == "vad" and self.amd_max_ms < self.amd_greeting_budget_ms + 1500:
+            raise ValueError(
+                f"amd_max_ms: {self.amd_max_ms} leaves no time after amd_greeting_budget_ms "
+                f"({self.amd_greeting_budget_ms}): give at least the budget + 1500 (pick-up "
+                "and the silence that ends a greeting), or long greetings end as unknown")
         problems = check_campaign(
             preset, abandon_cap=self.abandon_cap, abandon_window=self.abandon_window,
             abandon_grace_s=self.abandon_grace_s, caller_id=self.caller_id)

@@ -21,9 +21,11 @@ from common.vocabulary import (
 from db.models import Campaign
 from dialer.core.config import EngineConfig
 from dialer.core.pacer import LineLimits
+from dialer.core.tickets import LeadTicket
 from dialer.ports import Store
 from scheduling.compliance import compliance_preset, effective_abandon
 from scheduling.facts import retry_policy_from_json
+from sip import api as sip
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,15 @@ def engine_config(
         # the engine closes a wrap-up without disposition after this (0: never)
         max_wrapup_seconds=campaign.max_wrapup_s,
     )
+
+
+def amd_settings(campaign: Campaign, lead: LeadTicket) -> sip.AmdSettings | None:
+    """The AMD a call to `lead` runs: None when the campaign has AMD off, or when the lead
+    works for a client company and the campaign keeps AMD off for company numbers."""
+    if not campaign.amd_enabled or (lead.company_lead and not campaign.amd_company_numbers):
+        return None
+    return sip.AmdSettings(max_analysis_ms=campaign.amd_max_ms, method=campaign.amd_method,
+                           greeting_budget_ms=campaign.amd_greeting_budget_ms)
 
 
 def _spec_kwargs(s: Mapping[str, Any]) -> dict[str, Any]:

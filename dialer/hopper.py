@@ -66,6 +66,7 @@ async def claim_tickets(
             callback_owner=owner if owner in agents else None,
             callback_due_at=lead.callback_due_at,
             attempts=lead.attempts, timezone=lead.timezone,
+            company_lead=lead.company_id is not None,
         ))
     await store.release_claims(holder=holder, lead_ids=release)
     return out

@@ -66,7 +66,7 @@ from dialer.dispositions import (
     restore_agents,
     state_body,
 )
-from dialer.engine_setup import PacingPriors, engine_config, pacing_priors
+from dialer.engine_setup import PacingPriors, amd_settings, engine_config, pacing_priors
 from dialer.hopper import claim_tickets
 from dialer.metrics import HELD_BACK_REASONS
 from dialer.ports import (
@@ -427,12 +427,12 @@ class CampaignRuntime:
             self._engine(self.engine.call_ended, a.call_id, AttemptResult.SKIPPED)
             return
         call = LiveCall(call_id=a.call_id, attempt_id=attempt_id, lead_id=lead_id,
-                        agent_login=a.agent_id)
+                        agent_login=a.agent_id, amd=amd_settings(c, a.lead))
         self.calls[a.call_id] = call
         prefetch_screen_pop(self, call)
         self._supervise_call(call, AttemptStage.CREATED)
         self.stats.placed += 1
-        amd = sip.AmdSettings(max_analysis_ms=c.amd_max_ms) if c.amd_enabled else None
+        amd = call.amd
         record = None
         if c.record_calls:
             self.recordings_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from common.vocabulary import AmdVerdict, AttemptResult, AttemptStage
+from dialer.call_controls import on_sip_event as controls_event
 from sip import api as sip
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class LiveCall:
     hung_up_long: bool = False
     #: the screen pop being read while the call rings (dispositions.prefetch_screen_pop)
     pop_prefetch: asyncio.Future[dict[str, object] | None] | None = None
+    #: the AMD this call runs (None: off for its campaign or its lead; engine_setup)
+    amd: sip.AmdSettings | None = None
 
 
 def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
@@ -58,6 +61,7 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     call = rt.calls.get(ev.call_id)
     if call is None:
         return
+    controls_event(rt, call, ev)  # hold, DTMF, listen-in (dialer.call_controls)
     if isinstance(ev, sip.CallTrying):
         rt._write(rt.store.update_attempt, call.attempt_id, stage=AttemptStage.DIALING,
                   dialing_at=ev.wall, node=getattr(ev, "node", None) or None)
@@ -76,13 +80,14 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
         rt._write(rt.store.update_attempt, call.attempt_id,
                   stage=AttemptStage.ANSWERED, answered_at=ev.wall)
         rt._supervise_call(call, AttemptStage.ANSWERED)
-        if not rt.campaign.amd_enabled:
+        if call.amd is None:
             call.live_mono = ev.mono
             rt._engine(rt.engine.call_answered, ev.call_id, AmdVerdict.NOT_RUN,
                        answered_at=ev.wall)
     elif isinstance(ev, sip.AmdDone):
         rt._write(rt.store.update_attempt, call.attempt_id,
-                  amd_verdict=ev.verdict, amd_ms=ev.took_ms, amd_done_at=ev.wall)
+                  amd_verdict=ev.verdict, amd_ms=ev.took_ms, amd_done_at=ev.wall,
+                  amd_cause=ev.cause[:64] or None)
         if rt.metrics is not None and ev.verdict is not AmdVerdict.NOT_RUN:
             rt.metrics.observe_amd(rt.name, ev.verdict, ev.took_ms / 1000.0)
         call.live_mono = ev.mono

@@ -72,6 +72,7 @@ from sip.api import (
     classify_failure,
 )
 from sip.config import check_media_timeout
+from sip.pool_controls import CONTROL_COMMANDS, memory_call_ended, memory_control
 from sip.trunk_health import BreakerConfig
 from sip.trunk_monitor import TrunkMonitor
 
@@ -321,6 +322,8 @@ class MemoryPool:
         elif isinstance(cmd, StartRecording):
             if leg.state is not _State.ANSWERED:
                 self._reject(cmd, "call not answered", False)
+        elif isinstance(cmd, CONTROL_COMMANDS):  # hold, DTMF, listen-in
+            memory_control(self, leg, cmd)
         else:
             raise SipApiError(f"not a sip.api command: {type(cmd).__name__}")
 
@@ -567,6 +570,7 @@ class MemoryPool:
         if not self._legs:
             self._idle.set()
         self._emit(ev)
+        memory_call_ended(self, leg.call_id)
         if leg.cmd.trunk is not None:  # after the outcome was counted
             self.trunk_health.finished(leg.cmd.trunk, leg.call_id)
 

@@ -15,14 +15,25 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sip.api import CallEnded, CommandRejected
-from sip.api_controls import CONTROL_COMMANDS, Listen, ListenEnded
+from sip.api_controls import (
+    CONTROL_COMMANDS,
+    CallHeld,
+    DtmfSent,
+    Hold,
+    Listen,
+    ListenEnded,
+    ListenStarted,
+    Resume,
+    SendDtmf,
+    StopListen,
+)
 
 if TYPE_CHECKING:
     from sip.pool_nodes import NodeHandle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTROL_COMMANDS", "PoolControls"]
+__all__ = ["CONTROL_COMMANDS", "PoolControls", "memory_call_ended", "memory_control"]
 
 
 class PoolControls:
@@ -83,3 +94,66 @@ class PoolControls:
             return  # the call ended already: its slots went with it
         node.calls[call_id] = n - 1
         node.in_use = max(0, node.in_use - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same commands in the in-memory pool (sip.memory), for tests without SIP
+# ---------------------------------------------------------------------------------------------
+
+
+def memory_control(pool: Any, leg: Any, cmd: Any) -> None:
+    """What :class:`sip.memory.MemoryPool` does with a control command on an answered call:
+    the events a node would send, at once (the phones answer immediately); the same
+    refusals (not bridged, on hold twice, node full for a listen leg)."""
+    listens: dict[str, str] = pool.__dict__.setdefault("_listen_modes", {}).setdefault(
+        cmd.call_id, {}
+    )
+    held: set[str] = pool.__dict__.setdefault("_held_calls", set())
+    stamp = pool._stamp()
+    name = type(cmd).__name__
+    if leg.state.value != "answered" and not isinstance(cmd, StopListen):
+        pool._reject(cmd, "call not answered, unknown or ending", False)
+        return
+    if isinstance(cmd, SendDtmf):
+        method = "rfc2833" if cmd.method == "auto" else cmd.method
+        pool._emit(DtmfSent(call_id=cmd.call_id, count=len(cmd.digits), method=method, **stamp))
+        return
+    if isinstance(cmd, StopListen):
+        if cmd.listen_call_id not in listens:
+            pool._reject(cmd, "unknown listen_call_id", False)
+            return
+        del listens[cmd.listen_call_id]
+        leg.slots -= 1
+        pool._node.in_use -= 1
+        pool._emit(ListenEnded(call_id=cmd.call_id, listen_call_id=cmd.listen_call_id,
+                               reason="stopped", answered=True, **stamp))
+        return
+    if not leg.agent_bridged:
+        pool._reject(cmd, "call not bridged to an agent", False)
+    elif isinstance(cmd, Hold | Resume):
+        if isinstance(cmd, Hold) == (cmd.call_id in held):
+            pool._reject(cmd, "call already held" if isinstance(cmd, Hold)
+                         else "call is not on hold", False)
+            return
+        (held.add if isinstance(cmd, Hold) else held.discard)(cmd.call_id)
+        pool._emit(CallHeld(call_id=cmd.call_id, on_hold=isinstance(cmd, Hold), **stamp))
+    elif isinstance(cmd, Listen):
+        if cmd.listen_call_id not in listens:
+            if pool._node.free < 1:
+                pool._reject(cmd, "node full: no free call slot for a listen leg", True)
+                return
+            leg.slots += 1
+            pool._node.in_use += 1
+        listens[cmd.listen_call_id] = cmd.mode
+        pool._emit(ListenStarted(call_id=cmd.call_id, listen_call_id=cmd.listen_call_id,
+                                 mode=cmd.mode, **stamp))
+    else:
+        pool._reject(cmd, f"unsupported command {name}", False)
+
+
+def memory_call_ended(pool: Any, call_id: str) -> None:
+    """The memory pool's call ended: its listen legs go too (after its CallEnded)."""
+    pool.__dict__.get("_held_calls", set()).discard(call_id)
+    for lid in pool.__dict__.get("_listen_modes", {}).pop(call_id, {}):
+        pool._emit(ListenEnded(call_id=call_id, listen_call_id=lid, reason="call ended",
+                               answered=True, **pool._stamp()))

@@ -42,6 +42,9 @@ class ErrorCode(enum.StrEnum):
     NOT_SAVED = "not_saved"  # applied, but not yet in the database: send the same one again
     SESSION_ACTIVE = "session_active"  # login while another session of it is live (takeover)
     STALE_SESSION = "stale_session"  # the session was ended or taken over: log in again
+    #: a call control (hold, resume, dtmf) could not be carried out: the customer's phone
+    #: refused it or did not answer; the call is as it was (docs/call-controls.md)
+    CONTROL_FAILED = "control_failed"
     # the dialer could not process it
     OVERLOADED = "overloaded"  # too many commands queued for this agent; retry later
     INTERNAL = "internal"  # a fault in the dialer; logged there, nothing was changed

@@ -155,6 +155,33 @@ class HangupCmd(_AgentCommand):
     attempt_id: RowId
 
 
+class HoldCmd(_AgentCommand):
+    """Put the customer of the call this agent is talking on on hold (music or silence);
+    acked once the customer's phone accepted the hold."""
+
+    type: Literal["hold"] = "hold"
+    attempt_id: RowId
+
+
+class ResumeCmd(_AgentCommand):
+    """Take the customer off hold: agent and customer hear each other again."""
+
+    type: Literal["resume"] = "resume"
+    attempt_id: RowId
+
+
+DtmfDigits = Annotated[str, StringConstraints(pattern=r"^[0-9*#A-D]{1,32}$")]
+
+
+class DtmfCmd(_AgentCommand):
+    """Send keypad digits to the customer (an IVR's menu, an extension): RFC 2833
+    telephone-events, or SIP INFO where the trunk needs it. The digits are never logged."""
+
+    type: Literal["dtmf"] = "dtmf"
+    attempt_id: RowId
+    digits: DtmfDigits = Field(description="1 to 32 of 0-9 * # A-D")
+
+
 class ReadyCmd(_AgentCommand):
     """Ready for calls (from paused, after login, or to end wrap-up early)."""
 
@@ -206,13 +233,13 @@ class PreviewSkipCmd(_AgentCommand):
 
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
-    | PreviewSkipCmd | GetStateCmd | HangupCmd,
+    | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
-    GetStateCmd, HangupCmd,
+    GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd,
 )
 
 

@@ -30,6 +30,8 @@ class LeadTicket:
     callback_due_at: datetime | None = None
     attempts: int = 0
     timezone: str | None = None
+    #: the lead works for a client company (a business number: a receptionist answers)
+    company_lead: bool = False
     payload: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

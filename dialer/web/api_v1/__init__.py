@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dialer.web.api_v1 import campaigns, docs_page, leads, problems, resources
@@ -70,19 +69,29 @@ class BodyLimit:
                     await problem_response(too_large)(scope, receive, send)
                     return
         seen = 0
-        started = False
+        started = exceeded = False
+        reply = problem_response(too_large)
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
         async def watched(message: Message) -> None:
+            # the framework may turn _TooLarge into its own error reply: ours goes instead
             nonlocal started
+            if exceeded:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await send({"type": "http.response.start", "status": 413,
+                                "headers": reply.raw_headers})
+                    await send({"type": "http.response.body", "body": reply.body})
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -92,7 +101,7 @@ class BodyLimit:
         except _TooLarge:
             if started:
                 raise
-            await problem_response(too_large)(scope, receive, send)
+            await reply(scope, receive, send)
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -100,16 +109,17 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     cached: dict[str, Any] | None = getattr(app.state, "api_openapi", None)
     if cached is not None:
         return cached
-    routes: list[BaseRoute] = [r for r in app.routes
-                               if getattr(r, "path", "").startswith(PREFIX + "/")
-                               and getattr(r, "include_in_schema", False)]
     doc = get_openapi(
-        title="dialer CRM API", version=API_VERSION, routes=routes,
+        title="dialer CRM API", version=API_VERSION, routes=app.routes,
         description=("Token-authenticated JSON API of the predictive dialer for CRMs. "
                      "Send `Authorization: Bearer <token>` (create one with "
                      "`dialer tokens create`). Errors are RFC 9457 problem+json. Scopes: "
                      + ", ".join(f"`{k}` ({v})" for k, v in SCOPES.items()) + "."))
+    # the app's other routes (sign-in, agent desktop) are not part of this API
+    doc["paths"] = {p: v for p, v in doc.get("paths", {}).items()
+                    if p.startswith(PREFIX + "/")}
     components = doc.setdefault("components", {})
+    components["schemas"] = _used_schemas(doc["paths"], components.get("schemas", {}))
     components.setdefault("securitySchemes", {})["apiToken"] = {
         "type": "http", "scheme": "bearer",
         "description": "an API token from `dialer tokens create`; scopes: "
@@ -139,6 +149,25 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
                     responses.setdefault(code, {"description": what, **problem_ref})
     app.state.api_openapi = doc
     return doc
+
+
+def _used_schemas(paths: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The component schemas `paths` refer to, directly or through other schemas."""
+    used: set[str] = set()
+    todo: list[Any] = [paths]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in used and name in schemas:
+                    used.add(name)
+                    todo.append(schemas[name])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return {k: v for k, v in schemas.items() if k in used}
 
 
 def install(app: FastAPI) -> None:
