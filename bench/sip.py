@@ -13,7 +13,11 @@ Two phases, both through the real NodePool of pjsua2 node processes:
 
 Prints a table and ends with one line:
 ``sip: bridge_p50_ms=<x> bridge_p99_ms=<x> cps=<x> sipp_cps=<x> rss_mb_per_call=<x>
-cpu_pct_per_call=<x>``
+cpu_pct_per_call=<x> hold_ms_p99=<x> transfer_ms_p99=<x>``
+
+3. **Hold**: ``--hold-concurrency`` bridged calls to SIPp test phones (sip/scenarios/phone.xml,
+   which answer re-INVITEs), each held and resumed ``--holds`` times: command -> ``CallHeld``;
+   then each one transferred to a second agent phone: ``TransferAgent`` -> ``AgentTransferred``.
 
 Usage: ``.venv/bin/python bench/sip.py [--calls 500] [--concurrency 40] [--talk-s 2]``
 """
@@ -280,6 +284,93 @@ async def setup_rate_phase(args: argparse.Namespace, log_dir: str) -> dict[str, 
     }
 
 
+async def hold_phase(args: argparse.Namespace, log_dir: str) -> dict[str, float]:
+    """Hold and resume (sip.api_controls) on bridged calls: SIPp test phones (re-INVITEs
+    answered), ``--hold-concurrency`` calls at once, each held and resumed ``--holds`` times;
+    the time from the command to the node's ``CallHeld`` (the re-INVITE's 200 + media
+    rewired), as this driver sees it."""
+    from sip.api_controls import (
+        AgentTransferred,
+        CallHeld,
+        Hold,
+        Resume,
+        TransferAgent,
+        TransferFailed,
+    )
+    from sip.rtp_peer import RtpHub
+
+    hold_ms: list[float] = []
+    resume_ms: list[float] = []
+    transfer_ms: list[float] = []
+    failed = 0
+    with SippProcess("phone", max_lifetime_s=600) as phone, RtpHub() as hub:
+        # twice the nodes: a transfer's new agent leg is a third call on the call's node
+        cfg = PoolConfig(nodes="auto", planned_concurrency=2 * args.hold_concurrency,
+                         node_log_dir=log_dir)
+        async with NodePool(cfg) as pool:
+            calls = [f"h{i}" for i in range(args.hold_concurrency)]
+            peers = {c: (hub.peer(), hub.peer()) for c in calls}
+            for c in calls:
+                await pool.submit(Originate(call_id=c, target=phone.uri(f"c-{peers[c][0].port}"),
+                                            caller_id="15550100000", ring_timeout_s=10))
+            bridged: set[str] = set()
+            while len(bridged) < len(calls):
+                ev = await pool.next_event(30)
+                if isinstance(ev, CallAnswered):
+                    await pool.submit(Bridge(call_id=ev.call_id, agent_call_id=f"{ev.call_id}a",
+                                             agent_uri=phone.uri(f"a-{peers[ev.call_id][1].port}")))
+                elif isinstance(ev, CallBridged):
+                    bridged.add(ev.call_id)
+                elif isinstance(ev, CallEnded | CallLost | CommandRejected):
+                    failed += 1
+                    bridged.add(ev.call_id)
+            for _ in range(args.holds):
+                for cmd_of, out in ((Hold, hold_ms), (Resume, resume_ms)):
+                    sent = {}
+                    for c in calls:
+                        sent[c] = time.monotonic()
+                        await pool.submit(cmd_of(call_id=c))
+                    waiting = set(calls)
+                    while waiting:
+                        ev = await pool.next_event(30)
+                        if isinstance(ev, CallHeld) and ev.call_id in waiting:
+                            out.append((time.monotonic() - sent[ev.call_id]) * 1000)
+                            waiting.discard(ev.call_id)
+                        elif isinstance(ev, CommandRejected) and ev.call_id in waiting:
+                            failed += 1
+                            waiting.discard(ev.call_id)
+                    await asyncio.sleep(0.2)
+            # blind transfers to a second agent phone each: command -> AgentTransferred
+            sent = {}
+            for c in calls:
+                second = hub.peer()
+                sent[c] = time.monotonic()
+                await pool.submit(TransferAgent(call_id=c, agent_call_id=f"{c}b",
+                                                agent_uri=phone.uri(f"b-{second.port}")))
+            waiting = set(calls)
+            while waiting:
+                ev = await pool.next_event(30)
+                if isinstance(ev, AgentTransferred) and ev.call_id in waiting:
+                    transfer_ms.append((time.monotonic() - sent[ev.call_id]) * 1000)
+                    waiting.discard(ev.call_id)
+                elif isinstance(ev, TransferFailed | CommandRejected) and ev.call_id in waiting:
+                    failed += 1
+                    waiting.discard(ev.call_id)
+            for c in calls:
+                await pool.submit(Hangup(call_id=c))
+            ended = 0
+            while ended < len(calls):
+                ev = await pool.next_event(30)
+                ended += isinstance(ev, CallEnded | CallLost)
+    return {
+        "hold_p50": _pct(hold_ms, 0.5), "hold_p99": _pct(hold_ms, 0.99),
+        "resume_p50": _pct(resume_ms, 0.5), "resume_p99": _pct(resume_ms, 0.99),
+        "holds": len(hold_ms), "hold_failed": failed,
+        "transfer_p50": _pct(transfer_ms, 0.5), "transfer_p99": _pct(transfer_ms, 0.99),
+        "transfers": len(transfer_ms),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=500, help="bridged calls in phase 1")
@@ -287,10 +378,13 @@ def main() -> int:
     ap.add_argument("--talk-s", type=float, default=2.0)
     ap.add_argument("--cps-calls", type=int, default=1000, help="short calls in phase 2")
     ap.add_argument("--cps-nodes", type=int, default=20)
+    ap.add_argument("--hold-concurrency", type=int, default=10, help="calls held at once")
+    ap.add_argument("--holds", type=int, default=5, help="hold/resume rounds per call")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sip-") as log_dir:
         b = asyncio.run(bridged_phase(args, log_dir))
         c = asyncio.run(setup_rate_phase(args, log_dir))
+        h = asyncio.run(hold_phase(args, log_dir))
     rows = [
         ("bridged phase: nodes (4 slots each)", f"{b['nodes']:.0f}"),
         (
@@ -323,6 +417,12 @@ def main() -> int:
         ),
         ("pool call setups/s", f"{c['cps']:.1f}"),
         ("SIPp uac->uas call setups/s (ceiling)", f"{c['sipp_cps']:.1f}"),
+        ("hold phase: holds / refused or failed", f"{h['holds']:.0f} / {h['hold_failed']:.0f}"),
+        ("Hold sent -> held p50 / p99 (ms)", f"{h['hold_p50']:.1f} / {h['hold_p99']:.1f}"),
+        ("Resume sent -> resumed p50 / p99 (ms)",
+         f"{h['resume_p50']:.1f} / {h['resume_p99']:.1f}"),
+        ("transfers: TransferAgent sent -> new agent bridged p50 / p99 (ms)",
+         f"{h['transfer_p50']:.1f} / {h['transfer_p99']:.1f} ({h['transfers']:.0f} calls)"),
     ]
     w = max(len(k) for k, _ in rows)
     print("telephony engine benchmark (SIPp on loopback)")
@@ -335,9 +435,10 @@ def main() -> int:
     print(
         f"sip: bridge_p50_ms={b['p50']:.2f} bridge_p99_ms={b['p99']:.2f} cps={c['cps']:.1f} "
         f"sipp_cps={c['sipp_cps']:.1f} rss_mb_per_call={b['rss_mb_per_call']:.2f} "
-        f"cpu_pct_per_call={b['cpu_pct_per_call']:.2f}"
+        f"cpu_pct_per_call={b['cpu_pct_per_call']:.2f} hold_ms_p99={h['hold_p99']:.2f} "
+        f"transfer_ms_p99={h['transfer_p99']:.2f}"
     )
-    return 0 if ok else 1
+    return 0 if ok and not h["hold_failed"] else 1
 
 
 if __name__ == "__main__":

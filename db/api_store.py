@@ -37,9 +37,9 @@ __all__ = [
     "get_campaign",
     "get_lead",
     "lead_attempts",
+    "lead_by_external_id",
     "list_callbacks",
     "list_dnc",
-    "set_campaign_active",
     "update_campaign",
     "update_lead",
 ]
@@ -102,19 +102,6 @@ async def update_campaign(sessions: Sessions, name: str, values: Mapping[str, An
     return c
 
 
-async def set_campaign_active(sessions: Sessions, name: str, active: bool, *, actor: Actor,
-                              action: str, reason: str | None, now: datetime) -> Campaign:
-    """Switch dialing of a campaign on or off (its `active` flag), audited as `action`."""
-    async with transaction(sessions, "switch campaign") as s:
-        c = await s.scalar(select(Campaign).where(Campaign.name == name))
-        if c is None:
-            raise NotFound(f"no campaign named {name!r}")
-        c.active = active
-        audit.add_entry(s, actor, action, f"campaign:{name}",
-                        {"active": active, "reason": reason}, now=now)
-    return c
-
-
 @translated
 async def campaign_stats(sessions: Sessions, campaign_id: int, *, since: datetime,
                          now: datetime) -> dict[str, Any]:
@@ -152,6 +139,15 @@ async def get_lead(sessions: Sessions, lead_id: int) -> tuple[Lead, str]:
     if row is None:
         raise NotFound(f"no lead {lead_id}")
     return row[0], row[1]
+
+
+@translated
+async def lead_by_external_id(sessions: Sessions, campaign: str,
+                              external_id: str) -> Lead | None:
+    async with sessions() as s:
+        return await s.scalar(select(Lead).join(Campaign, Campaign.id == Lead.campaign_id)
+                              .where(Campaign.name == campaign,
+                                     Lead.external_id == external_id))
 
 
 @translated

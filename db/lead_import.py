@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,8 +84,15 @@ class LeadImportBatch:
             Lead.campaign_id == campaign_id, Lead.external_id.in_(list(external_ids))))
         return {r.external_id: dict(r._mapping) for r in rows}
 
-    async def update_lead(self, lead_id: int, values: Mapping[str, Any]) -> None:
-        await self._s.execute(update(Lead).where(Lead.id == lead_id).values(**values))
+    async def update_leads(self, edits: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Set columns of leads by id: one executemany UPDATE per set of columns."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for lead_id, values in edits:
+            shapes.setdefault(tuple(sorted(values)), []).append({"b_id": lead_id, **values})
+        for cols, params in shapes.items():
+            stmt = update(_LEADS).where(_LEADS.c.id == bindparam("b_id")).values(
+                {c: bindparam(c) for c in cols})
+            await self._s.execute(stmt, params)
 
     async def insert_leads(self, values: Sequence[dict[str, Any]], *,
                            any_conflict: bool = False) -> dict[str, int]:

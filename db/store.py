@@ -99,7 +99,8 @@ class SqlStore:
 
     # ------------------------------------------------------------------ start-up (app)
     async def close_orphaned_attempts(self, *, dialer_id: str, now: datetime) -> int:
-        return await repo.close_orphaned_attempts(self.sessions, dialer_id=dialer_id, now=now)
+        sessions = webhooks.reporting(self.sessions, *webhooks.orphaned_attempts_hooks(dialer_id))
+        return await repo.close_orphaned_attempts(sessions, dialer_id=dialer_id, now=now)
 
     async def hold_orphaned_outcomes(self, *, dialer_id: str) -> int:
         """At start: connected attempts a previous run left without a disposition hold their

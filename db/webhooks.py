@@ -41,7 +41,9 @@ from sqlalchemy import Table, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from common.vocabulary import LeadStatus
+from common.vocabulary import AttemptStage, LeadStatus
+from db import audit
+from db.audit import Actor
 from db.bulk import insert_ignoring_conflicts
 from db.models import (
     Agent,
@@ -147,24 +149,45 @@ def finished_attempt_hooks(attempt_id: int) -> tuple[
         return await s.scalar(select(Attempt.ended_at).where(Attempt.id == attempt_id))
 
     async def after(s: AsyncSession, ended_before: object) -> None:
-        if ended_before is not None:
-            return
-        row = (await s.execute(
-            select(Attempt, Agent.login).outerjoin(Agent, Agent.id == Attempt.agent_id)
-            .where(Attempt.id == attempt_id).execution_options(populate_existing=True)
-        )).one_or_none()
-        if row is None or row[0].result is None:
-            return
-        a, login = row
-        payload = {**await lead_ref(s, a.lead_id), "attempt_id": a.id,
-                   "result": a.result.value, "sip_code": a.sip_code,
-                   "created_at": _iso(a.created_at), "answered_at": _iso(a.answered_at),
-                   "ended_at": _iso(a.ended_at), "ring_s": a.ring_s, "talk_s": a.talk_s,
-                   "agent": login, "abandoned": a.abandoned}
-        await emit(s, "attempt.finished", payload, order_key=f"lead:{a.lead_id}",
-                   lead_id=a.lead_id, key=f"attempt.finished:{a.id}")
+        if ended_before is None:
+            await emit_finished(s, attempt_id)
 
     return before, after
+
+
+def orphaned_attempts_hooks(dialer_id: str) -> tuple[
+        Callable[[AsyncSession], Awaitable[Any]], Callable[[AsyncSession, Any], Awaitable[None]]]:
+    """attempt.finished (result `lost`) for each attempt a crashed run left open, closed at
+    the next start (db.repositories.close_orphaned_attempts)."""
+
+    async def before(s: AsyncSession) -> list[int]:
+        return list((await s.scalars(select(Attempt.id).where(
+            Attempt.dialer_id == dialer_id, Attempt.stage != AttemptStage.ENDED)
+            .order_by(Attempt.id))).all())
+
+    async def after(s: AsyncSession, ids: list[int]) -> None:
+        for attempt_id in ids:
+            await emit_finished(s, attempt_id)
+
+    return before, after
+
+
+async def emit_finished(s: AsyncSession, attempt_id: int) -> None:
+    """attempt.finished of a closed attempt (once per attempt: keyed by its id)."""
+    row = (await s.execute(
+        select(Attempt, Agent.login).outerjoin(Agent, Agent.id == Attempt.agent_id)
+        .where(Attempt.id == attempt_id).execution_options(populate_existing=True)
+    )).one_or_none()
+    if row is None or row[0].result is None:
+        return
+    a, login = row
+    payload = {**await lead_ref(s, a.lead_id), "attempt_id": a.id,
+               "result": a.result.value, "sip_code": a.sip_code,
+               "created_at": _iso(a.created_at), "answered_at": _iso(a.answered_at),
+               "ended_at": _iso(a.ended_at), "ring_s": a.ring_s, "talk_s": a.talk_s,
+               "agent": login, "abandoned": a.abandoned}
+    await emit(s, "attempt.finished", payload, order_key=f"lead:{a.lead_id}",
+               lead_id=a.lead_id, key=f"attempt.finished:{a.id}")
 
 
 def disposition_hooks(attempt_id: int) -> tuple[
@@ -243,6 +266,18 @@ async def report_dnc(s: AsyncSession, added: Sequence[str], stopped: dict[int, A
         await emit_status_change(s, lead_id, old, LeadStatus.DNC, at)
 
 
+async def forget_lead(s: AsyncSession, lead_id: int) -> int:
+    """In an erasure's transaction (GDPR): drop the lead's events and their deliveries,
+    pending or dead, so no payload of the person (notes) outlives the erasure. Returns how
+    many events were dropped."""
+    ids = select(WebhookEvent.id).where(WebhookEvent.lead_id == lead_id).scalar_subquery()
+    await s.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(ids))
+                    .execution_options(synchronize_session=False))
+    res = await s.execute(delete(WebhookEvent).where(WebhookEvent.lead_id == lead_id)
+                          .execution_options(synchronize_session=False))
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
 @translated
 async def campaign_paused(sessions: Sessions, campaign_id: int, reason: str,
                           at: datetime) -> None:
@@ -290,9 +325,10 @@ def _sub(r: WebhookSubscription) -> Subscription:
 
 @translated
 async def create_subscription(sessions: Sessions, url: str, events: Sequence[str], *,
-                              created_by: str, now: datetime,
-                              secret: str | None = None) -> tuple[Subscription, str]:
-    """A new subscription and its secret (the only time the secret is returned)."""
+                              created_by: str, now: datetime, secret: str | None = None,
+                              actor: Actor | None = None) -> tuple[Subscription, str]:
+    """A new subscription and its secret (the only time the secret is returned); audited
+    (`webhook.create`, no URL: it may hold a token) in the same transaction."""
     secret = secret or new_secret()
     async with sessions.begin() as s:
         row = WebhookSubscription(url=check_url(url), events=check_events(events),
@@ -300,6 +336,9 @@ async def create_subscription(sessions: Sessions, url: str, events: Sequence[str
                                   created_at=now)
         s.add(row)
         await s.flush()
+        if actor is not None:
+            audit.add_entry(s, actor, "webhook.create", f"webhook:{row.id}",
+                            {"events": list(row.events)}, now=now)
         return _sub(row), secret
 
 
@@ -311,14 +350,18 @@ async def subscriptions(sessions: Sessions) -> list[Subscription]:
 
 
 @translated
-async def delete_subscription(sessions: Sessions, subscription_id: int) -> bool:
+async def delete_subscription(sessions: Sessions, subscription_id: int, *,
+                              actor: Actor | None = None, now: datetime | None = None) -> bool:
     """Delete a subscription with its deliveries (pending ones are dropped)."""
     async with sessions.begin() as s:
         await s.execute(delete(WebhookDelivery)
                         .where(WebhookDelivery.subscription_id == subscription_id))
         res = await s.execute(delete(WebhookSubscription)
                               .where(WebhookSubscription.id == subscription_id))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+        gone = bool(res.rowcount)  # type: ignore[attr-defined]
+        if gone and actor is not None and now is not None:
+            audit.add_entry(s, actor, "webhook.delete", f"webhook:{subscription_id}", now=now)
+        return gone
 
 
 # ------------------------------------------------------------------ the worker's side
@@ -343,24 +386,33 @@ class Claimed:
 async def fan_out(sessions: Sessions, *, now: datetime, policy: RetryPolicy,
                   limit: int = 500) -> int:
     """Make the deliveries of events not fanned out yet (oldest first); returns how many
-    events were fanned out. Events no subscription wants are only marked."""
+    events were fanned out. Events no subscription wants are only marked.
+
+    One UPDATE ... RETURNING takes the events (atomic on SQLite, SKIP LOCKED between
+    PostgreSQL workers); a read first, so an idle poll takes no write lock."""
+    e = WebhookEvent
+    async with sessions() as s:
+        if await s.scalar(select(e.id).where(e.fanned_out.is_(False)).limit(1)) is None:
+            return 0
+    pick = (select(e.id).where(e.fanned_out.is_(False)).order_by(e.id).limit(limit)
+            .with_for_update(skip_locked=True))
+    take = (update(e).where(e.id.in_(pick.scalar_subquery())).values(fanned_out=True)
+            .returning(e.id, e.event, e.order_key)
+            .execution_options(synchronize_session=False))
     async with sessions.begin() as s:
-        events = list((await s.scalars(
-            select(WebhookEvent).where(WebhookEvent.fanned_out.is_(False))
-            .order_by(WebhookEvent.id).limit(limit).with_for_update(skip_locked=True))).all())
+        events = sorted((await s.execute(take)).all())
         if not events:
             return 0
         subs = list((await s.scalars(
             select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))).all())
         give_up = now + timedelta(seconds=policy.horizon_s)
-        for ev in events:
+        for event_id, event, order_key in events:
             for sub in subs:
-                if ev.event in sub.events:
+                if event in sub.events:
                     s.add(WebhookDelivery(
-                        uid=str(uuid.uuid4()), event_id=ev.id, subscription_id=sub.id,
-                        order_key=ev.order_key, status=PENDING, attempts=0,
+                        uid=str(uuid.uuid4()), event_id=event_id, subscription_id=sub.id,
+                        order_key=order_key, status=PENDING, attempts=0,
                         next_attempt_at=now, give_up_at=give_up, created_at=now))
-            ev.fanned_out = True
         return len(events)
 
 
@@ -368,25 +420,31 @@ async def fan_out(sessions: Sessions, *, now: datetime, policy: RetryPolicy,
 async def claim(sessions: Sessions, *, now: datetime, holder: str, lease_s: float,
                 limit: int = 50) -> list[Claimed]:
     """Lease up to `limit` due deliveries, oldest event first, at most one per subscription
-    and order key, none behind an earlier pending one of its key (see the module doc)."""
+    and order key, none behind an earlier pending one of its key (see the module doc).
+
+    Like `fan_out`: a read first (an idle poll takes no write lock), then one
+    UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING."""
     d = WebhookDelivery
     earlier = aliased(WebhookDelivery)
-    pick = (
-        select(d.id).where(
-            d.status == PENDING, d.next_attempt_at <= now,
-            or_(d.lease_until.is_(None), d.lease_until < now),
-            ~exists().where(earlier.subscription_id == d.subscription_id,
-                            earlier.order_key == d.order_key, earlier.status == PENDING,
-                            earlier.event_id < d.event_id))
-        .order_by(d.event_id).limit(limit).with_for_update(skip_locked=True)
+    due = (
+        d.status == PENDING, d.next_attempt_at <= now,
+        or_(d.lease_until.is_(None), d.lease_until < now),
+        ~exists().where(earlier.subscription_id == d.subscription_id,
+                        earlier.order_key == d.order_key, earlier.status == PENDING,
+                        earlier.event_id < d.event_id),
     )
+    async with sessions() as s:
+        if await s.scalar(select(d.id).where(*due).limit(1)) is None:
+            return []
+    pick = select(d.id).where(*due).order_by(d.event_id).limit(limit) \
+        .with_for_update(skip_locked=True)
+    take = (update(d).where(d.id.in_(pick.scalar_subquery()))
+            .values(lease_until=now + timedelta(seconds=lease_s), leased_by=holder)
+            .returning(d.id).execution_options(synchronize_session=False))
     async with sessions.begin() as s:
-        ids = list((await s.scalars(pick)).all())
+        ids = list((await s.scalars(take)).all())
         if not ids:
             return []
-        await s.execute(update(d).where(d.id.in_(ids))
-                        .values(lease_until=now + timedelta(seconds=lease_s), leased_by=holder)
-                        .execution_options(synchronize_session=False))
         rows = (await s.execute(
             select(d.id, d.uid, d.subscription_id, d.event_id, WebhookEvent.event, d.order_key,
                    WebhookEvent.payload, WebhookEvent.created_at, WebhookSubscription.url,
@@ -466,7 +524,7 @@ async def dead_letters(sessions: Sessions, *, limit: int = 100,
 
 @translated
 async def requeue(sessions: Sessions, delivery_id: int, *, now: datetime,
-                  policy: RetryPolicy) -> bool:
+                  policy: RetryPolicy, actor: Actor | None = None) -> bool:
     """A dead letter is pending again, due now, with a fresh retry horizon (same delivery
     id). It is delivered out of order: later events of its lead went on when it died."""
     async with sessions.begin() as s:
@@ -476,7 +534,11 @@ async def requeue(sessions: Sessions, delivery_id: int, *, now: datetime,
             .values(status=PENDING, attempts=0, next_attempt_at=now, dead_at=None,
                     give_up_at=now + timedelta(seconds=policy.horizon_s),
                     lease_until=None, leased_by=None))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+        done = bool(res.rowcount)  # type: ignore[attr-defined]
+        if done and actor is not None:
+            audit.add_entry(s, actor, "webhook.requeue", f"webhook_delivery:{delivery_id}",
+                            now=now)
+        return done
 
 
 @dataclass(frozen=True, slots=True)

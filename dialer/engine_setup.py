@@ -20,6 +20,7 @@ from common.vocabulary import (
 )
 from db.models import Campaign
 from dialer.core.config import EngineConfig
+from dialer.core.governor import settings_for_window
 from dialer.core.pacer import LineLimits
 from dialer.core.tickets import LeadTicket
 from dialer.ports import Store
@@ -93,6 +94,7 @@ def engine_config(
             count_amd_false_positives=ab.count_amd_false_positives,
             amd_false_positive_rate=ab.amd_false_positive_rate,
         ),
+        governor=settings_for_window(ab.window),
         retry=retry_policy_from_json(campaign.retry_rules),
         machine_policy=campaign.machine_policy,
         dispositions=catalog,

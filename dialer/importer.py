@@ -332,14 +332,15 @@ async def _write_batch(
                     holiday_country=r.new_company_country, now=now)
                 parser.company_created(r.company, company_id)
                 summary.companies_created.append(r.company)
+        edits: list[tuple[int, dict[str, Any]]] = []
         for r in changes:
             old = known[r.external_id]
             new = _changed_values(r, old, parser.companies, now)
+            updated.append((r, old["id"], "updated" if new else "unchanged"))
             if new:
-                updated.append((r, old["id"], "updated"))
-                await tx.update_lead(old["id"], new)
-            else:
-                updated.append((r, old["id"], "unchanged"))
+                edits.append((old["id"], new))
+        if edits:
+            await tx.update_leads(edits)
         inserted: dict[str, int] = {}
         if keep:
             values = [_lead_values(r, campaign.id, parser.companies, now) for r in keep]
@@ -376,9 +377,10 @@ def _changed_values(r: Row, old: Mapping[str, Any], companies: Mapping[str, int]
            "company_id": companies[r.company] if r.company is not None else None,
            "timezone": r.timezone, "priority": r.priority, "status": r.status,
            "custom_fields": r.custom, "next_contact_at": r.next_contact_at}
-    out = {k: v for k, v in new.items() if old[k] != v}
-    if not out:
-        return out
+    if all(old[k] == v for k, v in new.items()):
+        return {}
+    # every column, changed or not: one executemany UPDATE per shape of change
+    out: dict[str, Any] = dict(new)
     was, dialable = old["status"] in DIALABLE_STATUSES, r.status in DIALABLE_STATUSES
     if dialable and not was:
         out["next_call_at"] = max(now, r.next_contact_at) if r.next_contact_at else now
@@ -386,9 +388,9 @@ def _changed_values(r: Row, old: Mapping[str, Any], companies: Mapping[str, int]
     elif was and not dialable:
         out["next_call_at"] = None
         out["never_reason"] = f"status set to {r.status.value}"
-    elif dialable and "next_contact_at" in out and r.next_contact_at is not None:
+    elif dialable and old["next_contact_at"] != r.next_contact_at and r.next_contact_at:
         out["next_call_at"] = max(r.next_contact_at, old["next_call_at"] or now)
-    if "status" in out:
+    if old["status"] != r.status:
         out["hopper_tier"] = hopper_tier(callback_due=old["hopper_tier"] == 0,
                                          status=r.status,
                                          open_complaint=old["has_open_complaint"])

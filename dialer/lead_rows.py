@@ -280,6 +280,9 @@ class RowRules:
     `RowIssue` that says which field and why. Remembers the numbers (and external ids) seen,
     so a second row with one is skipped as a duplicate, and the companies the run creates."""
 
+    #: what a row's number is called in issues: a file's "line", the API's "row" (index)
+    unit = "line"
+
     def __init__(self, opts: ImportOptions, *, region: str, campaign_zone: str,
                  companies: Mapping[str, int]) -> None:
         self.region = region
@@ -377,7 +380,7 @@ class RowRules:
         first = self._seen.get(phone)
         if first is not None:
             return self._issue(line, text, Reason.DUPLICATE_IN_FILE,
-                               f"same number as line {first}", Outcome.SKIPPED)
+                               f"same number as {self.unit} {first}", Outcome.SKIPPED)
         self._seen[phone] = line
         if external_id is not None:
             self._seen_ids[external_id] = line
@@ -490,6 +493,8 @@ class LeadParser(RowRules):
 class ValueRows(RowRules):
     """Lead rows given as field values (the CRM API's JSON objects), numbered from 0: the
     same rules and batches as a file's rows, so both go through one import."""
+
+    unit = "row"
 
     def __init__(self, items: Sequence[LeadValues], opts: ImportOptions, *, region: str,
                  campaign_zone: str, companies: Mapping[str, int]) -> None:

@@ -265,6 +265,8 @@ class DialerMetrics:
         #: outcome webhooks (docs/webhooks.md): always exposed, so the dead-letter alert
         #: has a series (0) before the worker's first delivery
         self.webhooks = WebhookMetrics(r)
+        #: the CRM API (docs/api.md): always exposed, 0 until the first request
+        self.api = ApiMetrics(r)
 
         # --- attempts and SIP -------------------------------------------------------------
         self.attempts = Counter(
@@ -735,3 +737,33 @@ class WebhookMetrics:
         self.pending.set(_count("webhook pending", pending))
         self.dead_letters.set(_count("webhook dead letters", dead))
         self.oldest_pending_seconds.set(max(0.0, oldest_s))
+
+
+class ApiMetrics:
+    """The CRM API: requests by HTTP status (a fixed set; anything else is ``other``), and
+    lead rows of bulk upserts and single creates by result. No label names a token."""
+
+    STATUSES: Final = ("200", "201", "204", "400", "401", "403", "404", "405", "409", "413",
+                       "422", "429", "500", "503", "other")
+    ROW_RESULTS: Final = ("created", "updated", "unchanged", "rejected", "skipped")
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "dialer_api_requests", "CRM API requests by HTTP status.", ["status"], registry=r)
+        self.lead_rows = Counter(
+            "dialer_api_lead_rows", "Lead rows sent to the CRM API, by result.", ["result"],
+            registry=r)
+        for status in ("200", "401", "403", "422", "429"):
+            self.requests.labels(status)
+        for result in self.ROW_RESULTS:
+            self.lead_rows.labels(result)
+
+    def request(self, status: int) -> None:
+        label = str(status)
+        self.requests.labels(label if label in self.STATUSES else "other").inc()
+
+    def rows(self, counts: Mapping[str, int]) -> None:
+        for result, n in counts.items():
+            if result in self.ROW_RESULTS and n > 0:
+                self.lead_rows.labels(result).inc(n)
+

@@ -175,11 +175,12 @@ class WebhookWorker:
                 got = await self._claim()
                 await self._housekeeping()
                 failures = 0
-            except RepositoryError as e:
+            except Exception as e:  # the database (retried), or a bug (logged, retried)
                 failures += 1
-                if failures == 1:
+                if not isinstance(e, RepositoryError):
+                    log.exception("webhooks: the delivery loop failed; retrying")
+                elif failures == 1:
                     log.warning("webhooks: database unavailable (%s); retrying", e.operation)
-                got = 0
                 await self._wait(min(10.0, self.settings.poll_interval_s * 2 ** failures))
                 continue
             if got:
@@ -226,9 +227,9 @@ class WebhookWorker:
 
     # ------------------------------------------------------------------ one POST
     async def _deliver(self, c: store.Claimed) -> None:
-        error = await self._post(c)
-        now = self.clock.now()
         try:
+            error = await self._post(c)
+            now = self.clock.now()
             if error is None:
                 await store.mark_delivered(self.sessions, c.id, now=now)
                 self._delivered(c, now)
@@ -237,7 +238,11 @@ class WebhookWorker:
                                            policy=self.settings.policy, rng=self.rng)
         except RepositoryError as e:
             # the lease runs out and the delivery is posted again (the receiver dedupes)
-            log.warning("webhooks: could not record delivery %s: %s", c.uid, e)
+            log.warning("webhooks: could not record delivery %s: %s", c.uid, e.operation)
+            return
+        except Exception:
+            log.exception("webhooks: delivery %s failed unexpectedly; it is retried when its "
+                          "lease runs out", c.uid)
             return
         self._failed(c, error, dead=dead)
 

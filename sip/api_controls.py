@@ -19,6 +19,8 @@ registered with :mod:`sip.api`'s wire codec, so pool and nodes exchange them lik
   The pool reserves the leg's call slot on the call's node and refuses it (retryable) when
   the node has none. ``ListenStarted`` when the supervisor's phone answered and is connected,
   ``ListenEnded`` when the leg is gone (with its RTP counters).
+* ``TransferAgent``: the call goes to another agent's phone (see the class); the new leg's
+  slot is reserved on the call's node like a listen leg's.
 """
 
 from __future__ import annotations
@@ -138,7 +140,33 @@ class StopListen:
         _check_call_id(self.listen_call_id, "listen_call_id")
 
 
-CONTROL_COMMANDS = (Hold, Resume, SendDtmf, Listen, StopListen)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferAgent:
+    """Hand the bridged call to another agent's phone (a blind transfer at the SIP level).
+
+    A new agent leg ``agent_call_id`` is placed from the call's node; the current agent stays
+    connected until it answers, then the customer is switched over in the bridge and the first
+    agent's leg is hung up (the customer hears no gap). ``AgentTransferred`` on success,
+    ``TransferFailed`` (the call stays with the first agent) when the phone does not answer.
+    """
+
+    call_id: str
+    agent_call_id: str
+    agent_uri: str
+    answer_timeout_s: float = 15.0
+    headers: dict[str, str] = field(default_factory=lambda: dict(AUTO_ANSWER_HEADERS))
+    trunk: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id)
+        _check_call_id(self.agent_call_id, "agent_call_id")
+        _check_sip_uri(self.agent_uri, "TransferAgent.agent_uri")
+        if not 0 < self.answer_timeout_s <= 120:
+            raise SipApiError("TransferAgent.answer_timeout_s must be in (0, 120]")
+        _check_headers(self.headers, "TransferAgent.headers")
+
+
+CONTROL_COMMANDS = (Hold, Resume, SendDtmf, Listen, StopListen, TransferAgent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +212,28 @@ class ListenEnded(_EventBase):
     tx_packets: int = 0
 
 
-CONTROL_EVENTS = (CallHeld, DtmfSent, ListenStarted, ListenEnded)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentTransferred(_EventBase):
+    """The call is now bridged to ``agent_call_id``; ``previous_agent_call_id`` is hung up."""
+
+    agent_call_id: str
+    previous_agent_call_id: str
+    #: TransferAgent at the node -> the customer connected to the new agent
+    took_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferFailed(_EventBase):
+    """The new agent's phone did not take the call; the call stays with the first agent."""
+
+    agent_call_id: str
+    sip_code: int | None
+    reason: str
+
+
+CONTROL_EVENTS = (
+    CallHeld, DtmfSent, ListenStarted, ListenEnded, AgentTransferred, TransferFailed,
+)
 
 # the wire codec of sip.api knows these from here on
 _api._CLASSES.update({c.__name__: c for c in (*CONTROL_COMMANDS, *CONTROL_EVENTS)})

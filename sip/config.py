@@ -43,6 +43,9 @@ class TrunkConfig:
     #: a trunk that ignores OPTIONS: an open breaker then goes half-open after the probe
     #: interval and a trial call decides (docs/trunks.md)
     options_probe: bool = True
+    #: how the agent's keypad reaches this trunk's callees (docs/call-controls.md): "auto"
+    #: (RFC 2833, SIP INFO when the callee offers no telephone-event), "rfc2833", "sip_info"
+    dtmf_method: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -61,6 +64,10 @@ class TrunkConfig:
             raise SipApiError(f"TrunkConfig[{self.name}].transport must be one of {_TRANSPORTS}")
         if self.max_channels is not None and self.max_channels <= 0:
             raise SipApiError(f"TrunkConfig[{self.name}].max_channels must be positive")
+        if self.dtmf_method not in ("auto", "rfc2833", "sip_info"):
+            raise SipApiError(
+                f"TrunkConfig[{self.name}].dtmf_method must be auto, rfc2833 or sip_info"
+            )
 
     @property
     def id_uri(self) -> str:

@@ -27,6 +27,9 @@ stamps (`mono`, `wall`) and durations (`ring_s`, `talk_s`, bridge latency) come 
 injected `Clock`, the same one the dialer reads. AMD is not analysed: a verdict is given after
 a fixed time per behaviour (human: HUMAN; anything with a long or steady greeting: MACHINE).
 
+The call controls (hold, DTMF, listen-in, transfer: docs/call-controls.md) answer at once
+with the events a node sends, with the same refusals (sip.pool_controls.memory_control).
+
 Trunks have the same circuit breaker as in NodePool (sip/trunk_monitor.py, docs/trunks.md):
 outcomes are counted the same way; the OPTIONS probe is pretended - a trunk answers it unless
 its name is in `dead_trunks` (a test knob).

@@ -6,7 +6,9 @@ bridge), so the pool reserves one more call slot there first and refuses the com
 retryable, when the node has none ("node full"). The slot comes back at the leg's
 ``ListenEnded``, at a refusal of the ``Listen`` by the node, or with the call's own slots at
 its final event. A ``Listen`` for a listen leg that already exists only changes its mode and
-takes no slot.
+takes no slot. ``TransferAgent`` reserves the new agent leg's slot the same way; it comes back
+at ``AgentTransferred`` (the first agent's leg is hung up: the call is back to two slots) or
+``TransferFailed``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sip.api import CallEnded, CommandRejected
 from sip.api_controls import (
     CONTROL_COMMANDS,
+    AgentTransferred,
     CallHeld,
     DtmfSent,
     Hold,
@@ -26,6 +29,8 @@ from sip.api_controls import (
     Resume,
     SendDtmf,
     StopListen,
+    TransferAgent,
+    TransferFailed,
 )
 
 if TYPE_CHECKING:
@@ -39,13 +44,13 @@ __all__ = ["CONTROL_COMMANDS", "PoolControls", "memory_call_ended", "memory_cont
 class PoolControls:
     """Mixed into :class:`sip.pool.NodePool` (uses its ``_by_call``, ``_reject``, ``_send``)."""
 
-    #: listen_call_id -> customer call_id, for the listen legs holding a reserved slot
-    _listen_of: dict[str, str]
+    #: extra leg id (listen_call_id, or a transfer's agent_call_id) -> (call_id, command)
+    _extra_legs: dict[str, tuple[str, str]]
 
-    def _listen_book(self) -> dict[str, str]:
-        book = self.__dict__.get("_listen_of")
+    def _extra_book(self) -> dict[str, tuple[str, str]]:
+        book = self.__dict__.get("_extra_legs")
         if book is None:
-            book = self._listen_of = {}
+            book = self._extra_legs = {}
         return book
 
     async def _submit_control(self, cmd: Any) -> None:
@@ -54,37 +59,47 @@ class PoolControls:
         if node is None or not node.alive or node.writer is None:
             await pool._reject(cmd, "unknown call_id (ended or never placed)", False)
             return
-        book = self._listen_book()
-        if isinstance(cmd, Listen) and cmd.listen_call_id not in book:
+        book = self._extra_book()
+        leg_id = (
+            cmd.listen_call_id if isinstance(cmd, Listen)
+            else cmd.agent_call_id if isinstance(cmd, TransferAgent) else None
+        )
+        if leg_id is not None and leg_id not in book:
+            # a third leg on the call's node (a mode change of a listen leg takes none)
             if node.free < 1:
+                what = "a listen leg" if isinstance(cmd, Listen) else "the new agent's leg"
                 await pool._reject(
                     cmd,
-                    f"node full: no free call slot for a listen leg on {node.name} "
+                    f"node full: no free call slot for {what} on {node.name} "
                     f"({node.in_use + node.held}/{node.capacity} in use)",
                     True,
                 )
                 return
             node.calls[cmd.call_id] = node.calls.get(cmd.call_id, 0) + 1
             node.in_use += 1
-            book[cmd.listen_call_id] = cmd.call_id
+            book[leg_id] = (cmd.call_id, type(cmd).__name__)
             pool._take_token(node, wait=False)
         pool._send(node, cmd)
 
     def _account_control(self, node: NodeHandle, ev: Any) -> None:
-        """Give a listen leg's slot back (called for every event the node sends)."""
-        if isinstance(ev, ListenEnded):
-            if self._listen_book().pop(ev.listen_call_id, None) is not None:
+        """Give an extra leg's slot back (called for every event the node sends): a listen
+        leg's at its end; a transfer's at its outcome (the old agent's leg goes on success)."""
+        book = self._extra_book()
+        leg_id = (
+            ev.listen_call_id if isinstance(ev, ListenEnded)
+            else ev.agent_call_id if isinstance(ev, AgentTransferred | TransferFailed) else None
+        )
+        if leg_id is not None:
+            if book.pop(leg_id, None) is not None:
                 self._release_one(node, ev.call_id)
-        elif isinstance(ev, CommandRejected) and ev.command == "Listen":
-            book = self._listen_book()
-            # the node refused a new listen leg of this call: it held one reserved slot
-            lid = next((k for k, v in book.items() if v == ev.call_id), None)
+        elif isinstance(ev, CommandRejected) and ev.command in ("Listen", "TransferAgent"):
+            # the node refused a new leg of this call: it held one reserved slot
+            lid = next((k for k, v in book.items() if v == (ev.call_id, ev.command)), None)
             if lid is not None:
                 del book[lid]
                 self._release_one(node, ev.call_id)
         elif isinstance(ev, CallEnded) and ev.call_id in node.calls:
-            book = self._listen_book()
-            for lid in [k for k, v in book.items() if v == ev.call_id]:
+            for lid in [k for k, v in book.items() if v[0] == ev.call_id]:
                 del book[lid]  # the call's final event frees all its slots
 
     @staticmethod
@@ -130,6 +145,11 @@ def memory_control(pool: Any, leg: Any, cmd: Any) -> None:
         return
     if not leg.agent_bridged:
         pool._reject(cmd, "call not bridged to an agent", False)
+    elif isinstance(cmd, TransferAgent):
+        # the new agent's phone answers at once (the SIPp agent phone does)
+        previous, leg.agent_call_id = leg.agent_call_id or "", cmd.agent_call_id
+        pool._emit(AgentTransferred(call_id=cmd.call_id, agent_call_id=cmd.agent_call_id,
+                                    previous_agent_call_id=previous, **stamp))
     elif isinstance(cmd, Hold | Resume):
         if isinstance(cmd, Hold) == (cmd.call_id in held):
             pool._reject(cmd, "call already held" if isinstance(cmd, Hold)

@@ -176,6 +176,16 @@ class RtpHub:
             return p
         raise OSError("no free RTP port")
 
+    def drop(self, *peers: RtpPeer) -> None:
+        """Close endpoints whose calls ended: a phone stops sending after the BYE (a stale
+        sender would reach the next call given the same node port, and PJSIP's symmetric RTP
+        would follow it)."""
+        with self._lock:
+            for p in peers:
+                if p in self.peers:
+                    self.peers.remove(p)
+                    p.sock.close()
+
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

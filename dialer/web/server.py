@@ -30,7 +30,15 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dialer.bus.messages import MAX_PAYLOAD_BYTES
-from dialer.web import agent_api, agent_ws, api_v1, auth, console_api
+from dialer.web import (
+    agent_api,
+    agent_ws,
+    api_v1,
+    auth,
+    console_admin,
+    console_api,
+    console_companies,
+)
 from dialer.web.auth import COOKIE, session_of
 from dialer.web.deps import WebDeps, deps
 
@@ -79,6 +87,8 @@ def create_app(d: WebDeps) -> FastAPI:
     app.include_router(agent_api.router)
     app.include_router(agent_ws.router)
     app.include_router(console_api.router)
+    app.include_router(console_companies.router)
+    app.include_router(console_admin.router)
     app.include_router(api_v1.router)
     api_v1.install(app)  # problem+json under /api/v1 only, body limit, openapi.json, docs
 

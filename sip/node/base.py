@@ -127,6 +127,8 @@ class NodeBase:
                 if call is not None:
                     ids.add(call.getId())
             ids.update(x.call.getId() for x in leg.listens.values() if x.call is not None)
+            if leg.transfer is not None and leg.transfer.call is not None:
+                ids.add(leg.transfer.call.getId())
         return ids
 
     def _live_count(self) -> int:
@@ -134,6 +136,7 @@ class NodeBase:
             (leg.call is not None)
             + (leg.agent is not None and leg.agent.call is not None)
             + sum(x.call is not None for x in leg.listens.values())
+            + (leg.transfer is not None and leg.transfer.call is not None)
             for leg in self.legs.values()
         )
 

@@ -26,6 +26,7 @@ from sip.node.objects import (
     IncomingCall,
     ListenLeg,
     NodeCall,
+    TransferLeg,
 )
 
 log = logging.getLogger("sip.node")
@@ -58,6 +59,8 @@ class NodeCallbacks(NodeBase):
             return
         if isinstance(leg, ListenLeg):
             self.on_listen_state(call, leg, ci)  # type: ignore[attr-defined]  # node.controls
+        elif isinstance(leg, TransferLeg) and not leg.swapped:
+            self.on_transfer_state(call, leg, ci)  # type: ignore[attr-defined]  # node.controls
         elif isinstance(leg, AgentLeg):
             self._on_agent_state(call, leg, ci)
         else:

@@ -1,4 +1,5 @@
-"""The node's call controls: hold / resume, DTMF to the customer, supervisors' listen-in legs.
+"""The node's call controls: hold / resume, DTMF to the customer, supervisors' listen-in legs,
+the agent-leg swap of a transfer.
 
 Runs on the owner thread like the other command handlers (docs/sip.md, "Node internals");
 what the commands mean is in :mod:`sip.api_controls` and docs/call-controls.md.
@@ -20,7 +21,9 @@ from typing import Any
 
 import pjsua2 as pj
 
+from sip.api import Bridge
 from sip.api_controls import (
+    AgentTransferred,
     CallHeld,
     DtmfSent,
     Hold,
@@ -30,10 +33,20 @@ from sip.api_controls import (
     Resume,
     SendDtmf,
     StopListen,
+    TransferAgent,
+    TransferFailed,
 )
 from sip.legs import LegState, retry_makecall
 from sip.node.callbacks import NodeCallbacks
-from sip.node.objects import AgentLeg, CustomerLeg, HoldState, ListenLeg, NodeCall, pj_status
+from sip.node.objects import (
+    AgentLeg,
+    CustomerLeg,
+    HoldState,
+    ListenLeg,
+    NodeCall,
+    TransferLeg,
+    pj_status,
+)
 
 log = logging.getLogger("sip.node")
 
@@ -58,6 +71,8 @@ class NodeControls(NodeCallbacks):
             self._listen(cmd)
         elif isinstance(cmd, StopListen):
             self._stop_listen(cmd)
+        elif isinstance(cmd, TransferAgent):
+            self._transfer(cmd)
 
     # ------------------------------------------------------------------ helpers
     def _live_leg(self, call_id: str, command: str) -> CustomerLeg | None:
@@ -368,9 +383,134 @@ class NodeControls(NodeCallbacks):
             )
         )
 
+    # ------------------------------------------------------------------ transfer
+    def _transfer(self, cmd: TransferAgent) -> None:
+        leg = self._live_leg(cmd.call_id, "TransferAgent")
+        if leg is None:
+            return
+        if self._agent_of(leg) is None:
+            self.reject(cmd.call_id, "call not bridged to an agent", False, "TransferAgent")
+            return
+        if leg.transfer is not None:
+            self.reject(cmd.call_id, "a transfer is in progress", False, "TransferAgent")
+            return
+        if cmd.trunk not in self.accounts:
+            self.reject(cmd.call_id, f"unknown trunk {cmd.trunk!r}", False, "TransferAgent")
+            return
+        if cmd.agent_call_id in self.agents:
+            self.reject(cmd.call_id, "duplicate agent_call_id", False, "TransferAgent")
+            return
+        bridge = Bridge(
+            call_id=cmd.call_id,
+            agent_call_id=cmd.agent_call_id,
+            agent_uri=cmd.agent_uri,
+            answer_timeout_s=cmd.answer_timeout_s,
+            headers=cmd.headers,
+            trunk=cmd.trunk,
+        )
+        t = TransferLeg(
+            agent_call_id=cmd.agent_call_id, customer=leg, cmd=bridge, t_start=time.monotonic()
+        )
+        leg.transfer = t
+        self.agents[t.agent_call_id] = t
+        self._place_transfer(t, time.monotonic() + LISTEN_ETOOMANY_RETRY_S)
+
+    def _place_transfer(self, t: TransferLeg, retry_until: float) -> None:
+        cust = t.customer
+        if cust.transfer is not t or cust.state != LegState.ANSWERED or t.local_hangup:
+            self.agents.pop(t.agent_call_id, None)
+            self._transfer_failed(t, None, "call ended before the transfer was placed")
+            return
+        call = NodeCall(self, self.accounts[t.cmd.trunk], t)
+        prm = pj.CallOpParam(True)
+        for k, v in t.cmd.headers.items():
+            h = pj.SipHeader()
+            h.hName = k
+            h.hValue = v
+            prm.txOption.headers.append(h)
+        t.call = call
+        try:
+            call.makeCall(t.cmd.agent_uri, prm)
+        except pj.Error as exc:
+            t.call = None
+            if retry_makecall(pj_status(exc), time.monotonic(), retry_until):
+                self.deferred.append(lambda: self._place_transfer(t, retry_until))
+                return
+            self.agents.pop(t.agent_call_id, None)
+            self.report_slots()
+            self._transfer_failed(t, None, f"transfer makeCall failed: {exc.info()}")
+
+    def on_transfer_state(self, call: NodeCall, t: TransferLeg, ci: pj.CallInfo) -> None:
+        st = ci.state
+        if st == pj.PJSIP_INV_STATE_EARLY:
+            t.on_early()
+        elif st == pj.PJSIP_INV_STATE_CONFIRMED:
+            if t.on_confirmed():
+                if t.local_hangup or t.failed_reported or t.customer.transfer is not t:
+                    self.deferred.append(lambda: self._hangup_agent(t))
+                    return
+                self._complete_transfer(t)
+        elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
+            if t.stats == (0, 0):
+                t.stats = self._stats(call)
+            t.call = None
+            self.agents.pop(t.agent_call_id, None)
+            t.on_disconnected(int(ci.lastStatusCode) or None, str(ci.lastReason),
+                              customer_up=False)
+            reason = str(ci.lastReason) or "the new agent's phone did not take the call"
+            self._transfer_failed(t, int(ci.lastStatusCode) or None, reason)
+
+    def _complete_transfer(self, t: TransferLeg) -> None:
+        """The new agent answered with media: switch the customer over, drop the old agent."""
+        cust = t.customer
+        tam = self._port(t.call)
+        if t.swapped or cust.transfer is not t or tam is None:
+            return  # its media state callback retries
+        old = cust.agent
+        cust.transfer = None
+        cust.agent = t
+        t.swapped = True
+        t.bridged = True
+        if old is not None:
+            old.local_hangup = True  # its end must not end the customer's call
+            self._hangup_agent(old)  # frees its bridge port and every link it had
+        self.wire(cust)
+        if cust.recorder is not None:
+            try:
+                tam.startTransmit(cust.recorder)
+            except pj.Error as exc:
+                log.debug("node %d: recorder link: %s", self.cfg.node_id, exc.info())
+        self.emit(
+            AgentTransferred(
+                call_id=cust.call_id,
+                agent_call_id=t.agent_call_id,
+                previous_agent_call_id=old.agent_call_id if old is not None else "",
+                took_ms=round((time.monotonic() - t.t_start) * 1000, 3),
+            )
+        )
+
+    def _transfer_failed(self, t: TransferLeg, code: int | None, reason: str) -> None:
+        if t.failed_reported or t.swapped:
+            return
+        t.failed_reported = True
+        if t.customer.transfer is t:
+            t.customer.transfer = None
+        self.emit(
+            TransferFailed(
+                call_id=t.customer.call_id,
+                agent_call_id=t.agent_call_id,
+                sip_code=code,
+                reason=reason[:200],
+            )
+        )
+
     # ------------------------------------------------------------------ callbacks' hooks
     def controls_media(self, call: NodeCall, leg: Any, ci: pj.CallInfo) -> bool:
         """A media state change: True when it concerned a listen leg or a hold re-INVITE."""
+        if isinstance(leg, TransferLeg) and not leg.swapped:
+            if leg.state == LegState.ANSWERED:
+                self._complete_transfer(leg)
+            return True
         if isinstance(leg, ListenLeg):
             if leg.connected:
                 self.wire(leg.customer)
@@ -394,6 +534,11 @@ class NodeControls(NodeCallbacks):
         if h is not None and h.source is not None:
             self.deferred.append([h.source].clear)
             h.source = None
+        t = leg.transfer
+        if t is not None:
+            t.local_hangup = True
+            self._transfer_failed(t, None, "the call ended during the transfer")
+            self.deferred.append(lambda: self._hangup_agent(t))
 
     def control_timers(self, now: float) -> None:
         """Listen legs not answered in time; hold / resume re-INVITEs never answered."""
@@ -402,14 +547,15 @@ class NodeControls(NodeCallbacks):
                 log.info("node %d: listen leg not answered in time", self.cfg.node_id)
                 self._hangup_listen(x)
         for leg in self.legs.values():
+            t = leg.transfer
+            if t is not None and t.answer_timed_out(now, t.cmd.answer_timeout_s):
+                self._transfer_failed(t, None, f"no answer within {t.cmd.answer_timeout_s:g}s")
+                self._hangup_agent(t)
             h = leg.hold
             if h is None or h.phase == "held" or now - h.t_cmd < REINVITE_TIMEOUT_S:
                 continue
-            if h.phase == "holding":
-                # the agent is already cut off and the customer hears the hold source: keep
-                # the call held locally, say the re-INVITE was not answered
-                h.phase = "held"
-                self.reject(leg.call_id, "hold re-INVITE not answered", True, "Hold")
-            else:
-                self._drop_hold(leg)  # never leave agent and customer cut off
-                self.reject(leg.call_id, "resume re-INVITE not answered", True, "Resume")
+            # never leave agent and customer cut off: undo the hold locally (the call is as
+            # it was before the command) and tell the dialer the re-INVITE went unanswered
+            command = "Hold" if h.phase == "holding" else "Resume"
+            self._drop_hold(leg)
+            self.reject(leg.call_id, f"{command.lower()} re-INVITE not answered", True, command)

@@ -89,6 +89,14 @@ class AgentLeg(AgentCall):
 
 
 @dataclass(slots=True, kw_only=True)
+class TransferLeg(AgentLeg):
+    """A new agent leg taking the call over (sip.node.controls); an ordinary agent leg once
+    ``swapped`` in."""
+
+    swapped: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
 class CustomerLeg(CustomerCall):
     """A customer leg with its pjsua2 Call and media objects."""
 
@@ -109,6 +117,8 @@ class CustomerLeg(CustomerCall):
     #: call controls (sip.node.controls): hold state and the supervisors' listen-in legs
     hold: HoldState | None = None
     listens: dict[str, ListenLeg] = field(default_factory=dict)
+    #: a transfer's new agent leg until it is swapped in
+    transfer: TransferLeg | None = None
 
 
 @dataclass(slots=True, kw_only=True)

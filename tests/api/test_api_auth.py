@@ -142,3 +142,24 @@ async def test_openapi_document_and_offline_reference_page(client: httpx.AsyncCl
     assert "<script" not in page.text and "http://" not in page.text.replace(
         "http://testserver", "")
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+async def test_requests_and_rows_are_counted(deps: WebDeps, api_db: ApiDb) -> None:
+    from dialer.metrics import DialerMetrics
+
+    metrics = DialerMetrics()
+    d = WebDeps(**{**deps.__dict__, "metrics": metrics})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(d)),
+                                 base_url="http://t") as c:
+        await c.get("/api/v1/campaigns", headers=bearer(api_db.tokens["crm"]))
+        await c.get("/api/v1/campaigns", headers=bearer("dlr_wrong"))
+        await c.post("/api/v1/leads/bulk", headers=bearer(api_db.tokens["crm"]), json={
+            "campaign": "spring", "leads": [{"phone": "+12125550100", "name": "A"},
+                                            {"phone": "x", "name": "B"}]})
+    text = metrics.render().decode() if isinstance(metrics.render(), bytes) \
+        else metrics.render()
+    assert 'dialer_api_requests_total{status="200"} 2.0' in text
+    assert 'dialer_api_requests_total{status="401"} 1.0' in text
+    assert 'dialer_api_lead_rows_total{result="created"} 1.0' in text
+    assert 'dialer_api_lead_rows_total{result="rejected"} 1.0' in text
+    assert "dlr_" not in text

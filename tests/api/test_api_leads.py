@@ -9,10 +9,9 @@ import httpx
 from api_harness import NOW, ApiDb
 from sqlalchemy import select, text
 
-from common.vocabulary import AttemptResult, AttemptStage, DialMode
+from common.vocabulary import AttemptResult, AttemptStage, CallbackScope, DialMode
 from db import audit
 from db.models import Attempt, Callback, Lead
-from common.vocabulary import CallbackScope
 
 
 def rows(n: int, start: int = 0) -> list[dict]:

@@ -33,10 +33,13 @@ async def test_campaign_create_read_update_stats_and_switches(client: httpx.Asyn
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "ring_timeout_s"
     r = await client.patch("/api/v1/campaigns/winter", json={"name": "renamed"})
     assert r.status_code == 422
+    # no dialer in this process: the hold is recorded, the dialer applies it at its start
     r = await client.post("/api/v1/campaigns/winter/pause", json={"reason": "script change"})
-    assert r.json()["active"] is False
-    assert (await client.post("/api/v1/campaigns/winter/start")).json()["active"] is True
-    assert (await client.post("/api/v1/campaigns/winter/stop")).json()["active"] is False
+    assert r.json() == {"campaign": "winter", "state": "paused",
+                        "applied": "at the dialer's start"}
+    assert (await client.post("/api/v1/campaigns/winter/start")).json()["state"] == "idle"
+    assert (await client.post("/api/v1/campaigns/winter/stop")).json()["state"] == "stopped"
+    assert (await client.post("/api/v1/campaigns/nope/stop")).status_code == 404
     stats = (await client.get("/api/v1/campaigns/spring/stats")).json()
     assert stats["leads"] == 0 and stats["attempts"] == 0 and stats["date"] == "2026-12-02"
     names = [c["name"] for c in (await client.get("/api/v1/campaigns")).json()["campaigns"]]
@@ -44,7 +47,8 @@ async def test_campaign_create_read_update_stats_and_switches(client: httpx.Asyn
     log = await audit.entries(api_db.sessions, action_prefix="campaign.")
     assert [e.action for e in log] == ["campaign.stop", "campaign.start", "campaign.pause",
                                        "campaign.update", "campaign.create"]
-    assert log[2].detail == {"active": False, "reason": "script change"}
+    assert log[2].detail == {"reason": "script change", "was": "not running"}
+    assert log[2].actor.kind == "token" and log[2].actor.name == "crm"
     assert log[3].detail == {"fields": ["abandon_cap", "script"]}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from sip_testutil import events_until, requires_sipp, wait_for
 from common.vocabulary import AttemptResult
 from sip.api import Bridge, CallAnswered, CallBridged, CallEnded, CommandRejected, Hangup, Originate
 from sip.api_controls import (
+    AgentTransferred,
     CallHeld,
     DtmfSent,
     Hold,
@@ -27,8 +28,10 @@ from sip.api_controls import (
     Resume,
     SendDtmf,
     StopListen,
+    TransferAgent,
+    TransferFailed,
 )
-from sip.config import PoolConfig
+from sip.config import PoolConfig, TrunkConfig
 from sip.pool import NodePool
 from sip.rtp_peer import RtpHub, RtpPeer
 from sip.sipp import SippProcess
@@ -62,6 +65,15 @@ async def pool2(tmp_path: Path) -> AsyncIterator[NodePool]:
         await p.close(drain_deadline_s=0)
 
 
+async def eventually(cond: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``cond`` every 10 ms for up to ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return cond()
+
+
 def phone_log(phone: SippProcess) -> str:
     return "".join(f.read_text(errors="replace") for f in phone.workdir.glob("phone_*_logs.log"))
 
@@ -81,7 +93,9 @@ async def bridged_call(
     )
     await wait_for(pool, call_id, CallAnswered)
     await pool.submit(
-        Bridge(call_id=call_id, agent_call_id=f"{call_id}-a", agent_uri=phone.uri(f"ag-{agent.port}"))
+        Bridge(
+            call_id=call_id, agent_call_id=f"{call_id}-a", agent_uri=phone.uri(f"ag-{agent.port}")
+        )
     )
     await wait_for(pool, call_id, CallBridged)
     return cust, agent
@@ -159,8 +173,8 @@ async def test_hold_with_music(
     from sip.assets import write_callee_audio
 
     write_callee_audio(tmp_path)
-    music = next(tmp_path.glob("talk.wav"))
-    cust, agent = await bridged_call(pool2, phone, hub, "h2")
+    music = tmp_path / "talk.wav"
+    cust, _agent = await bridged_call(pool2, phone, hub, "h2")
     await pool2.submit(Hold(call_id="h2", music_wav=str(music)))
     await wait_for(pool2, "h2", CallHeld)
     cust.reset_window()
@@ -176,17 +190,13 @@ async def test_dtmf_rfc2833_and_sip_info(
     await pool2.submit(SendDtmf(call_id="d1", digits="123#*9AD", duration_ms=80))
     sent = await wait_for(pool2, "d1", DtmfSent)
     assert isinstance(sent, DtmfSent) and (sent.method, sent.count) == ("rfc2833", 8)
-    deadline = time.monotonic() + 5
-    while len(cust.digits) < 8 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(cust.digits) >= 8, 5)
     assert "".join(cust.digits) == "123#*9AD"
 
     await pool2.submit(SendDtmf(call_id="d1", digits="4#7", method="sip_info"))
     sent = await wait_for(pool2, "d1", DtmfSent)
     assert isinstance(sent, DtmfSent) and sent.method == "sip_info"
-    deadline = time.monotonic() + 5
-    while phone_log(phone).count("info ") < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: phone_log(phone).count("info ") >= 3, 5)
     infos = [ln.split("info ", 1)[1].strip() for ln in phone_log(phone).splitlines()
              if "info " in ln]
     assert infos[-3:] == ["4", "#", "7"], infos
@@ -221,7 +231,6 @@ async def test_listen_modes(pool2: NodePool, phone: SippProcess, hub: RtpHub, mo
     cust, agent = await bridged_call(pool2, phone, hub, call_id)
     sup = hub.peer()
     in_use = pool2.in_use
-    t0 = time.monotonic()
     await pool2.submit(
         Listen(call_id=call_id, listen_call_id=f"{call_id}-s", supervisor_uri=phone.uri(
             f"sup-{sup.port}"), mode=mode)  # type: ignore[arg-type]
@@ -229,8 +238,7 @@ async def test_listen_modes(pool2: NodePool, phone: SippProcess, hub: RtpHub, mo
     started = await wait_for(pool2, call_id, ListenStarted)
     assert isinstance(started, ListenStarted) and started.mode == mode
     assert pool2.in_use == in_use + 1  # the listen leg holds a slot of the call's node
-    while sup.first_rx_mono is None and time.monotonic() - t0 < 3:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sup.first_rx_mono is not None, 3)
     assert sup.first_rx_mono is not None  # the supervisor's phone gets RTP
     everyone = [cust, agent, sup]
     # the supervisor hears both sides in every mode
@@ -311,3 +319,80 @@ async def test_listen_refused_when_node_full_or_not_bridged(
     await pool2.submit(StopListen(call_id="gone", listen_call_id="x"))
     rej = await wait_for(pool2, "gone", CommandRejected)
     assert isinstance(rej, CommandRejected) and rej.command == "StopListen"
+
+
+async def test_trunk_set_to_sip_info_sends_the_keypad_by_info(
+    phone: SippProcess, hub: RtpHub, tmp_path: Path
+) -> None:
+    """TrunkConfig.dtmf_method: a carrier that needs SIP INFO gets INFO for method "auto"."""
+    trunk = TrunkConfig(name="info", domain=f"127.0.0.1:{phone.port}", dtmf_method="sip_info")
+    async with NodePool(PoolConfig(nodes=1, node_log_dir=str(tmp_path),
+                                   trunks={"info": trunk})) as pool:
+        cust, agent = hub.peer(), hub.peer()
+        await pool.submit(Originate(call_id="t1", target=phone.uri(f"cust-{cust.port}"),
+                                    caller_id="15550100000", ring_timeout_s=5, trunk="info"))
+        await wait_for(pool, "t1", CallAnswered)
+        await pool.submit(Bridge(call_id="t1", agent_call_id="t1-a",
+                                 agent_uri=phone.uri(f"ag-{agent.port}")))
+        await wait_for(pool, "t1", CallBridged)
+        before = phone_log(phone).count("info ")
+        await pool.submit(SendDtmf(call_id="t1", digits="0*"))
+        sent = await wait_for(pool, "t1", DtmfSent)
+        assert isinstance(sent, DtmfSent) and sent.method == "sip_info"
+        await eventually(lambda: phone_log(phone).count("info ") >= before + 2, 5)
+        infos = [ln.split("info ", 1)[1].strip() for ln in phone_log(phone).splitlines()
+                 if "info " in ln]
+        assert infos[-2:] == ["0", "*"]
+        assert cust.digits == []  # nothing in-band
+        await hang_up(pool, "t1")
+    with pytest.raises(ValueError):
+        TrunkConfig(name="bad", domain="x", dtmf_method="inband")
+
+
+async def test_transfer_moves_the_customer_to_another_agent(
+    pool2: NodePool, phone: SippProcess, hub: RtpHub, callee: SippProcess
+) -> None:
+    cust, first = await bridged_call(pool2, phone, hub, "x1")
+    second = hub.peer()
+    cust.talk(True)
+    assert await rx_during(first, 0.6, voiced=True) >= 25
+    # a phone that is busy: the transfer fails and the call stays with the first agent
+    await pool2.submit(TransferAgent(call_id="x1", agent_call_id="x1-busy",
+                                     agent_uri=callee.uri("status486_0_0")))
+    failed = await wait_for(pool2, "x1", TransferFailed)
+    assert isinstance(failed, TransferFailed) and failed.sip_code == 486
+    assert pool2.in_use == 2  # the failed leg's slot is back
+    assert await rx_during(first, 0.6, voiced=True) >= 25
+    # to the second agent: the customer's voice now reaches it, and no longer the first
+    await pool2.submit(TransferAgent(call_id="x1", agent_call_id="x1-b",
+                                     agent_uri=phone.uri(f"ag-{second.port}")))
+    done = await wait_for(pool2, "x1", AgentTransferred)
+    assert isinstance(done, AgentTransferred)
+    assert (done.agent_call_id, done.previous_agent_call_id) == ("x1-b", "x1-a")
+    assert done.took_ms < 1000
+    assert await rx_during(second, 0.8, voiced=True) >= 30
+    assert await rx_during(first, 0.8) == 0  # the first agent's leg is gone
+    cust.talk(False)
+    second.talk(True)
+    cust.reset_window()
+    await asyncio.sleep(0.6)
+    assert cust.window.level > HEARS  # the customer hears the second agent
+    second.talk(False)
+    await asyncio.sleep(0.3)
+    assert pool2.in_use == 2  # customer + the new agent
+    end = await hang_up(pool2, "x1")
+    assert end.result is AttemptResult.CONNECTED
+    assert pool2.in_use == 0
+
+
+async def test_the_new_agent_hanging_up_ends_the_call(
+    pool2: NodePool, phone: SippProcess, hub: RtpHub, callee: SippProcess
+) -> None:
+    """After the swap the new leg is the call's agent leg: its hang-up ends the call."""
+    await bridged_call(pool2, phone, hub, "x2")
+    await pool2.submit(TransferAgent(call_id="x2", agent_call_id="x2-b",
+                                     agent_uri=callee.uri("answer_0_1")))
+    await wait_for(pool2, "x2", AgentTransferred)
+    evs = await events_until(pool2, "x2")
+    end = evs[-1]
+    assert isinstance(end, CallEnded) and end.reason == "agent hung up", evs

@@ -86,8 +86,8 @@ async def run_app(url: str, data: Path) -> Running:
 @pytest.fixture
 async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
     now = SYSTEM_CLOCK.now()
-    await seed_campaign(db_url, "mem", make_numbers(now, {"000": 40}), now)
-    await add_leads(db_url, "other", make_numbers(now, {"111": 5}, seed=5), now)
+    await seed_campaign(db_url, "mem", make_numbers(now, {f"{i:03d}": 5 for i in range(8)}), now)
+    await add_leads(db_url, "other", make_numbers(now, {"900": 5}, seed=5), now)
     engine = create_engine(db_url)
     sessions = session_factory(engine)
     await web_accounts.create_user(sessions, login="sue", role="supervisor",

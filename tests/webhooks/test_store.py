@@ -98,7 +98,7 @@ async def test_a_disposition_reports_status_notes_next_contact_and_callback(
 async def test_an_event_lands_with_its_change_or_not_at_all(db_engine: AsyncEngine) -> None:
     sessions = session_factory(db_engine)
     store = SqlStore(sessions)
-    cid, leads, _ = await seed(sessions)
+    _, leads, _ = await seed(sessions)
     # the status change and a bad owner in one transaction: the foreign key fails at commit
     with pytest.raises(RepositoryError):
         await store.update_lead(leads[0], now=NOW, status=LeadStatus.HOT,
@@ -129,7 +129,7 @@ async def test_an_event_lands_with_its_change_or_not_at_all(db_engine: AsyncEngi
 async def test_dnc_reports_the_number_added_and_each_lead_it_stops(
         db_engine: AsyncEngine) -> None:
     sessions = session_factory(db_engine)
-    cid, leads, _ = await seed(sessions)
+    await seed(sessions)
     async with sessions.begin() as s:  # the same number in a second campaign
         c2 = Campaign(name="renewals", caller_id="+14155550100")
         s.add(c2)
@@ -290,3 +290,30 @@ async def test_subscriptions_are_checked_listed_and_deleted(db_engine: AsyncEngi
     await wh.prune(sessions, before=datetime.now(UTC) + timedelta(seconds=1))
     async with sessions() as s:
         assert await s.scalar(select(func.count()).select_from(WebhookEvent)) == 0
+
+
+async def test_an_erased_lead_leaves_no_event_behind(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    _, (a, b, _c), _ = await seed(sessions)
+    await subscribe(sessions)
+    await status_events(sessions, [a, b, a])
+    await wh.fan_out(sessions, now=NOW, policy=POLICY)
+    async with sessions.begin() as s:
+        assert await wh.forget_lead(s, a) == 2
+    assert [e.lead_id for e in await events(sessions)] == [b]
+    assert [c.order_key for c in await wh.claim(sessions, now=NOW, holder="w",
+                                                lease_s=40)] == [f"lead:{b}"]
+
+
+async def test_attempts_a_crash_left_open_are_reported_lost_at_the_next_start(
+        db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    store = SqlStore(sessions)
+    cid, leads, _ = await seed(sessions)
+    open_ids = [await attempt(store, cid, lead) for lead in leads[:2]]
+    assert await store.close_orphaned_attempts(dialer_id="d1", now=NOW) == 2
+    evs = await events(sessions)
+    assert [(e.event, e.payload["attempt_id"], e.payload["result"]) for e in evs] == [
+        ("attempt.finished", i, "lost") for i in open_ids]
+    assert await store.close_orphaned_attempts(dialer_id="d1", now=NOW) == 0
+    assert len(await events(sessions)) == 2

@@ -196,3 +196,22 @@ async def test_a_restart_posts_again_what_was_in_flight(db_engine: AsyncEngine) 
             await until(lambda: second.delivered == 4, 15, "all four after the restart")
     assert len(r.accepted()) == 4
     assert_in_order_per_lead(r)
+
+
+async def test_two_dialer_processes_share_the_outbox_without_double_posts(
+        db_engine: AsyncEngine) -> None:
+    """Two workers (two dialer processes on one database) claim with leases and, on
+    PostgreSQL, FOR UPDATE SKIP LOCKED: every event posted once, in order per lead."""
+    sessions = session_factory(db_engine)
+    leads = await seed(sessions, 6)
+    async with Receiver() as r:
+        await wh.create_subscription(sessions, r.url, ["lead.status_changed"],
+                                     created_by="crm", now=NOW)
+        async with WebhookWorker(sessions, holder="dialer-1", settings=FAST) as one, \
+                WebhookWorker(sessions, holder="dialer-2", settings=FAST) as two:
+            await emit_round_robin(sessions, leads, 5)
+            await until(lambda: len(r.accepted()) == 30, 30, "30 deliveries")
+            await asyncio.sleep(0.3)
+    assert len(r.requests) == 30, "no delivery was posted twice"
+    assert one.delivered + two.delivered == 30
+    assert_in_order_per_lead(r)

@@ -44,13 +44,15 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: a request body under /api/v1 larger than `limit` bytes gets 413
+    """ASGI middleware of /api/v1: a request body larger than `limit` bytes gets 413
     problem+json before anything parses it (by its Content-Length, or counted as it streams
-    when there is none), so nothing is written."""
+    when there is none), so nothing is written; and every reply's status is counted
+    (`dialer_api_requests_total`)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, deps: Any = None) -> None:
         self.app = app
         self.limit = limit
+        self.deps = deps  # WebDeps: requests are counted on its metrics, if any
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -66,6 +68,8 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.limit:
+                    if getattr(self.deps, "metrics", None) is not None:
+                        self.deps.metrics.api.request(413)
                     await problem_response(too_large)(scope, receive, send)
                     return
         seen = 0
@@ -82,18 +86,24 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
+        metrics = getattr(self.deps, "metrics", None)
+
         async def watched(message: Message) -> None:
             # the framework may turn _TooLarge into its own error reply: ours goes instead
             nonlocal started
             if exceeded:
                 if message["type"] == "http.response.start" and not started:
                     started = True
+                    if metrics is not None:
+                        metrics.api.request(413)
                     await send({"type": "http.response.start", "status": 413,
                                 "headers": reply.raw_headers})
                     await send({"type": "http.response.body", "body": reply.body})
                 return
             if message["type"] == "http.response.start":
                 started = True
+                if metrics is not None:
+                    metrics.api.request(int(message["status"]))
             await send(message)
 
         try:
@@ -174,8 +184,8 @@ def install(app: FastAPI) -> None:
     """Problem+json error handlers (under /api/v1 only), the body size limit, and the API's
     own OpenAPI document and reference page. Call once the routers are included."""
     problems.install(app)
-    limit = app.state.deps.web.api_max_body_bytes
-    app.add_middleware(BodyLimit, limit=limit)
+    d = app.state.deps
+    app.add_middleware(BodyLimit, limit=d.web.api_max_body_bytes, deps=d)
 
     @app.get(PREFIX + "/openapi.json", include_in_schema=False)
     async def openapi_json(request: Request) -> JSONResponse:

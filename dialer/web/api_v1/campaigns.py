@@ -1,10 +1,10 @@
 """/api/v1/campaigns: create, read, change settings, statistics, start / pause / stop.
 
 A campaign's settings are the config file's (`dialer.config.CampaignConfig`, same names,
-same limits, same validation). Start, pause and stop switch the campaign's `active` flag,
-which the running dialer reads: a paused campaign places no new calls, calls in progress
-go on. (The console's runtime controls would take effect at once; until this API calls
-them, a change reaches the dialer when it next reads the campaign.)
+same limits, same validation). Start, pause and stop are the supervisor console's holds
+(dialer/control): a paused or stopped campaign places no new calls, calls in progress go
+on, and the hold outlasts a restart and the calendar's edges. `active` in a campaign's JSON
+is the calendar's flag (whether its hours are open), not a hold.
 """
 
 from __future__ import annotations
@@ -138,32 +138,56 @@ async def campaign_stats(name: str, d: Deps,
     return {"campaign": c.name, "active": c.active, "date": day.isoformat(), **stats}
 
 
-async def _switch(name: str, d: Any, caller: Any, active: bool, action: str,
+_HELD = {"campaign.pause": "paused", "campaign.stop": "stopped", "campaign.start": "idle"}
+
+
+async def _switch(name: str, d: Any, caller: Any, action: str,
                   body: Switch | None) -> dict[str, Any]:
+    """A supervisor's hold, through the running dialer's controls (dialer/control: the same
+    ones the console uses, audited there); without a dialer in this process, the hold is
+    recorded (its audit row is the hold) and the dialer applies it when it starts."""
+    reason = body.reason if body else None
+    who = actor(caller)
+    c = await _campaign(d, name)
+    control = d.console
+    if control is not None:
+        from dialer.control import ControlError
+
+        try:
+            if action == "campaign.pause":
+                await control.pause_campaign(c.name, who, reason)
+            elif action == "campaign.stop":
+                await control.stop_campaign(c.name, who, reason)
+            else:
+                await control.start_campaign(c.name, who, reason)
+        except ControlError as e:
+            raise Problem(e.status, None, e.message) from None
+        return {"campaign": c.name, "state": control.state_of(c.name), "applied": "now"}
+    from db import audit
+
     with store_errors():
-        c = await api_store.set_campaign_active(
-            d.sessions, name, active, actor=actor(caller), action=action,
-            reason=body.reason if body else None, now=d.clock.now())
-    return campaign_json(c)
+        await audit.record(d.sessions, who, action, f"campaign:{c.name}",
+                           {"reason": reason, "was": "not running"}, now=d.clock.now())
+    return {"campaign": c.name, "state": _HELD[action], "applied": "at the dialer's start"}
 
 
 @router.post("/{name}/start")
 async def start(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
                 body: Switch | None = None) -> dict[str, Any]:
-    """Switch dialing on (`active: true`)."""
-    return await _switch(name, d, caller, True, "campaign.start", body)
+    """Lift a pause or a stop: dialing resumes while the campaign's calendar is open."""
+    return await _switch(name, d, caller, "campaign.start", body)
 
 
 @router.post("/{name}/pause")
 async def pause(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
                 body: Switch | None = None) -> dict[str, Any]:
-    """Switch dialing off; calls in progress go on."""
-    return await _switch(name, d, caller, False, "campaign.pause", body)
+    """Stop starting calls until start (calls in progress go on); kept over restarts."""
+    return await _switch(name, d, caller, "campaign.pause", body)
 
 
 @router.post("/{name}/stop")
 async def stop(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
                body: Switch | None = None) -> dict[str, Any]:
-    """Switch dialing off (as pause; audited as a stop)."""
-    return await _switch(name, d, caller, False, "campaign.stop", body)
+    """Stop dialing until start: nothing is hung up; a stop wins over a pause."""
+    return await _switch(name, d, caller, "campaign.stop", body)
 

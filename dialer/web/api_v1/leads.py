@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.vocabulary import LeadStatus
@@ -152,11 +152,18 @@ async def upsert(sessions: Sessions, campaign: str, items: list[LeadValues], *,
 
     with store_errors():
         opts = ImportOptions(campaign=campaign, create_companies=create_companies,
-                             region=region, chunk_size=1000)
+                             region=region, chunk_size=2500)
         summary = await import_values(sessions, items, opts, now=now,
                                       on_issue=issues.append, on_row=on_row)
     results.sort(key=lambda x: x["index"])
     return summary, issues, results
+
+
+def _count_rows(d: Any, summary: Any) -> None:
+    if d.metrics is not None:
+        d.metrics.api.rows({"created": summary.imported, "updated": summary.updated,
+                            "unchanged": summary.unchanged, "rejected": summary.rejected,
+                            "skipped": summary.skipped})
 
 
 @router.post("/bulk")
@@ -177,8 +184,7 @@ async def bulk_upsert(body: BulkUpsert, d: Deps,
                             "updated": summary.updated, "unchanged": summary.unchanged,
                             "rejected": summary.rejected, "skipped": summary.skipped},
                            now=now)
-    if d.metrics is not None and hasattr(d.metrics, "api_leads_upserted"):
-        d.metrics.api_leads_upserted(summary.imported + summary.updated)
+    _count_rows(d, summary)
     return {"campaign": summary.campaign, "received": summary.rows,
             "created": summary.imported, "updated": summary.updated,
             "unchanged": summary.unchanged, "rejected": summary.rejected,
@@ -187,19 +193,21 @@ async def bulk_upsert(body: BulkUpsert, d: Deps,
 
 
 @router.post("", status_code=201)
-async def create_lead(body: LeadCreate, d: Deps,
+async def create_lead(body: LeadCreate, d: Deps, response: Response,
                       caller: scope("leads:write")) -> dict[str, Any]:  # type: ignore[valid-type]
-    """One lead, through the same rules as the bulk upsert: 422 naming the field when they
-    refuse it, 409 when the number (or external id) is already in the campaign or on a DNC
-    list; with an `external_id` already known the lead is updated (200 semantics, 201 code)."""
+    """One lead, through the same rules as the bulk upsert: 201 created; 422 naming the
+    field when they refuse it; 409 when the number is already in the campaign or on a DNC
+    list. With an `external_id` the campaign has, the lead is updated (200, `result`
+    `updated` or `unchanged`)."""
     from db import audit
 
     now = d.clock.now()
     fields = LeadFields.model_validate(body.model_dump(exclude={"campaign",
                                                                 "create_companies"}))
-    _, issues, results = await upsert(
+    summary, issues, results = await upsert(
         d.sessions, body.campaign, [fields.values()],
         create_companies=body.create_companies, region=None, now=now)
+    _count_rows(d, summary)
     if issues:
         i = issues[0]
         status = 422 if i.outcome.value == "rejected" else 409
@@ -207,6 +215,8 @@ async def create_lead(body: LeadCreate, d: Deps,
         raise Problem(status, None, f"{f}: {i.detail}", code=i.reason.value,
                       errors=[{"field": f, "message": i.detail}])
     r = results[0]
+    if r["result"] != "created":
+        response.status_code = 200
     with store_errors():
         await audit.record(d.sessions, actor(caller), "lead.create" if r["result"] == "created"
                            else "lead.upsert", f"lead:{r['id']}", {"result": r["result"]},
@@ -221,13 +231,8 @@ async def find_leads(d: Deps, _c: scope("leads:read"),  # type: ignore[valid-typ
                      external_id: Annotated[str, Query(min_length=1, max_length=100)],
                      ) -> dict[str, Any]:
     """The lead a campaign has under the CRM's `external_id` (404 if none)."""
-    from sqlalchemy import select
-
-    from db.models import Campaign, Lead
-
-    async with d.sessions() as s:
-        lead = await s.scalar(select(Lead).join(Campaign, Campaign.id == Lead.campaign_id)
-                              .where(Campaign.name == campaign, Lead.external_id == external_id))
+    with store_errors():
+        lead = await api_store.lead_by_external_id(d.sessions, campaign, external_id)
     if lead is None:
         raise Problem(404, None, f"campaign {campaign!r} has no lead with external_id "
                                  f"{external_id!r}", field="external_id")

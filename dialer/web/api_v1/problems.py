@@ -46,8 +46,11 @@ class Problem(Exception):
 
     def __init__(self, status: int, title: str | None = None, detail: str = "", *,
                  code: str | None = None, errors: Sequence[FieldError] = (),
-                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+                 field: str | None = None, headers: Mapping[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
+        if field is not None and not errors:
+            errors = [{"field": field, "message": detail.removeprefix(f"{field}: ")}]
         self.status = status
         self.title = title or _phrase(status)
         self.detail = detail
@@ -69,8 +72,7 @@ class Problem(Exception):
 def problem(status: int, title: str | None = None, detail: str = "",
             field: str | None = None, **kw: Any) -> Problem:
     """A Problem to raise; `field` names the one field that was wrong (if any)."""
-    errors = [{"field": field, "message": detail}] if field else []
-    return Problem(status, title, detail, errors=errors, **kw)
+    return Problem(status, title, detail, field=field, **kw)
 
 
 def _phrase(status: int) -> str:

@@ -27,6 +27,8 @@ const S = {
   catalog: [],
   pauseReasons: [],
   pendingLeave: null, // "pause" | "logout" asked for, applied after the call
+  holdBusy: false, // a hold / resume is on its way
+  keypadOpen: false,
   call: null, // {attemptId, lead, history, script, ended, talkS, startedAt, endedAt}
   preview: null, // {lead, history, script, accepted}
   needsOutcome: [], // from the state's needs_outcome
@@ -489,6 +491,14 @@ function render() {
   $("btn-hangup").disabled = !live || S.state !== "talking";
   $("btn-machine").disabled = !live || S.state !== "talking";
   $("btn-wrong").disabled = !live || S.state !== "talking";
+  // call controls (docs/call-controls.md): hold / resume and the keypad
+  const onHold = Boolean(talking && S.call.onHold);
+  $("btn-hold").disabled = !live || S.state !== "talking" || S.holdBusy;
+  $("btn-hold").setAttribute("aria-pressed", String(onHold));
+  $("hold-label").textContent = onHold ? t("call.resume") : t("call.hold");
+  $("btn-keypad").disabled = !live || S.state !== "talking";
+  $("btn-keypad").setAttribute("aria-expanded", String(Boolean(S.keypadOpen && talking)));
+  $("keypad").hidden = !(S.keypadOpen && talking);
   $("preview-controls").hidden = !showPreview;
   $("btn-accept").disabled = !live || (S.preview?.accepted ?? false);
   $("btn-skip").disabled = !live || (S.preview?.accepted ?? false);
@@ -496,7 +506,7 @@ function render() {
     $("call-kind").textContent = S.call.talkS !== null
       ? t("call.kind_ended_talk", { talk: formatDuration(S.call.talkS) }) : t("call.kind_ended");
   } else if (showCall) {
-    $("call-kind").textContent = t("call.kind_call");
+    $("call-kind").textContent = S.call.onHold ? t("call.on_hold") : t("call.kind_call");
   } else if (showPreview) {
     $("call-kind").textContent = S.preview.accepted ? t("preview.dialing") : t("call.kind_preview");
   }
@@ -619,6 +629,39 @@ function hangup() {
   command("hangup", { attempt_id: S.call.attemptId }).catch(() => {});
 }
 
+function toggleHold() {
+  if (!S.call || $("btn-hold").disabled || $("call-controls").hidden) return;
+  const call = S.call;
+  const resume = Boolean(call.onHold);
+  S.holdBusy = true;
+  render();
+  command(resume ? "resume" : "hold", { attempt_id: call.attemptId }).then(() => {
+    call.onHold = !resume;
+  }, () => {}).finally(() => {
+    S.holdBusy = false;
+    render();
+  });
+}
+
+function toggleKeypad() {
+  if (!S.call || $("btn-keypad").disabled || $("call-controls").hidden) return;
+  S.keypadOpen = !S.keypadOpen;
+  render();
+  if (S.keypadOpen) $("keypad-input").focus();
+}
+
+function sendDigits(digits) {
+  const d = String(digits).toUpperCase();
+  if (!S.call || $("btn-keypad").disabled || !/^[0-9*#A-D]{1,32}$/.test(d)) return false;
+  command("dtmf", { attempt_id: S.call.attemptId, digits: d }).catch(() => {});
+  return true;
+}
+
+function sendTypedDigits() {
+  const input = $("keypad-input");
+  if (sendDigits(input.value.trim())) input.value = "";
+}
+
 function quickOutcome(kind) {
   if (!S.call || $("btn-hangup").disabled || $("call-controls").hidden) return;
   const code = quickCode(S.catalog, kind);
@@ -654,8 +697,18 @@ function onKey(ev) {
     }
     return;
   }
+  if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "k" || ev.key === "K")) {
+    ev.preventDefault();
+    toggleKeypad();
+    return;
+  }
+  if (ev.key === "Enter" && ev.target === $("keypad-input")) {
+    ev.preventDefault();
+    sendTypedDigits();
+    return;
+  }
   const actions = {
-    F2: goReady, F3: openPause, F4: hangup, F6: () => quickOutcome("machine"),
+    F2: goReady, F3: openPause, F4: hangup, F10: toggleHold, F6: () => quickOutcome("machine"),
     F7: () => quickOutcome("wrong_person"), F8: () => previewAnswer(true), F9: () => previewAnswer(false),
   };
   if (actions[ev.key] && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
@@ -689,6 +742,18 @@ async function main() {
   $("btn-hangup").addEventListener("click", hangup);
   $("btn-machine").addEventListener("click", () => quickOutcome("machine"));
   $("btn-wrong").addEventListener("click", () => quickOutcome("wrong_person"));
+  $("btn-hold").addEventListener("click", toggleHold);
+  $("btn-keypad").addEventListener("click", toggleKeypad);
+  $("btn-keypad-send").addEventListener("click", sendTypedDigits);
+  for (const key of "123456789*0#") {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "btn keypad-key";
+    b.textContent = key;
+    b.dataset.digit = key;
+    b.addEventListener("click", () => sendDigits(key));
+    $("keypad-keys").append(b);
+  }
   $("btn-accept").addEventListener("click", () => previewAnswer(true));
   $("btn-skip").addEventListener("click", () => previewAnswer(false));
   $("btn-takeover").addEventListener("click", () => {
