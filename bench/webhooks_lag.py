@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.vocabulary import LeadStatus
+from db import webhook_events
 from db import webhooks as wh
 from db.migrate import upgrade
 from db.models import Campaign, Lead
@@ -82,7 +83,7 @@ async def measure_webhook_lag(*, rate: float = 50.0, seconds: float = 20.0, lead
                     for i in range(total):
                         await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
                         async with sessions.begin() as s:
-                            await wh.emit_status_change(
+                            await webhook_events.emit_status_change(
                                 s, lead_ids[i % len(lead_ids)], LeadStatus.POTENTIAL,
                                 LeadStatus.HOT, datetime.now(UTC))
                     produced_s = time.monotonic() - t0

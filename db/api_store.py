@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.vocabulary import DIALABLE_STATUSES, CallbackScope, LeadStatus
-from db import audit
+from db import audit, webhook_events
 from db.audit import Actor
 from db.models import Agent, Attempt, Callback, Campaign, DncEntry, Lead, hopper_tier
 from db.repositories import RepositoryError, Sessions, transaction, translated
@@ -200,7 +200,8 @@ async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor, now: dat
     no name, number, custom fields, external id or notes; its calls likewise lose the
     number, notes and recording path; its pending callbacks are cancelled and their notes
     cleared. The lead is never called again. DNC entries are left as they are (a suppression
-    list is kept so the person is not called again). Returns the calls anonymised."""
+    list is kept so the person is not called again), and outcome webhook events of the lead
+    not delivered yet are dropped. Returns the calls anonymised."""
     async with transaction(sessions, "erase lead") as s:
         lead = await s.get(Lead, lead_id)
         if lead is None:
@@ -228,7 +229,10 @@ async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor, now: dat
                                                Callback.status == "pending")
                         .values(status="cancelled").execution_options(
                             synchronize_session=False))
-        audit.add_entry(s, actor, "lead.erase", f"lead:{lead_id}", {"attempts": n}, now=now)
+        # outcome webhooks not delivered yet (or dead) would carry the person's notes
+        events = await webhook_events.forget_lead(s, lead_id)
+        audit.add_entry(s, actor, "lead.erase", f"lead:{lead_id}",
+                        {"attempts": n, "webhook_events": events}, now=now)
     return int(n or 0)
 
 

@@ -4,7 +4,7 @@ docs/compliance.md: a national registry list (imported) and the company's own li
 compared in E.164, and a listed number is never dialed again from any campaign. So adding a
 number here also stops every lead that has it (status `dnc`, `next_call_at` NULL), in every
 campaign, in the same transaction as the entry itself, with its webhook events (a lead
-stopped, a number added one at a time: db/webhooks.py `report_dnc`).
+stopped, a number added one at a time: db/webhook_events.py `report_dnc`).
 
 Every function takes an `AsyncSession` factory (like db/repositories.py) and an explicit `now`
 where it writes. Numbers must already be E.164 (`normalise_number` parses user input); a
@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.vocabulary import LeadStatus
-from db import webhooks
+from db import webhook_events
 from db.bulk import analyze, insert_ignoring_conflicts
 from db.models import DncEntry, Lead
 from db.repositories import RepositoryError, Sessions
@@ -143,7 +143,7 @@ async def _write(
                 # ON CONFLICT DO NOTHING keeps the unique (phone, source) pair intact.
                 await s.execute(insert_ignoring_conflicts(s, _DNC_TABLE, _DNC_KEY), rows)
             # the leads this stops, with their status before: the webhooks report each
-            # change (db/webhooks.py) in this transaction
+            # change (db/webhook_events.py) in this transaction
             was = dict((await s.execute(
                 select(Lead.id, Lead.status)
                 .where(Lead.phone_e164.in_(numbers), Lead.status != LeadStatus.DNC))).all())
@@ -156,7 +156,7 @@ async def _write(
                 .execution_options(synchronize_session=False)
             )).all()) if was else []
             stopped = len(ids)
-            await webhooks.report_dnc(s, [r["phone_e164"] for r in rows] if report_added
+            await webhook_events.report_dnc(s, [r["phone_e164"] for r in rows] if report_added
                                       else [], {i: was[i] for i in ids}, source=source,
                                       reason=unique, attempt_id=attempt_id, at=now)
     except SQLAlchemyError as e:

@@ -20,6 +20,8 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import audit
+from db.audit import Actor
 from db.bulk import insert_ignoring_conflicts
 from db.dnc import listed_in_session
 from db.models import Campaign, Company, Lead
@@ -83,6 +85,11 @@ class LeadImportBatch:
         rows = await self._s.execute(select(*cols).where(
             Lead.campaign_id == campaign_id, Lead.external_id.in_(list(external_ids))))
         return {r.external_id: dict(r._mapping) for r in rows}
+
+    def audit(self, actor: Actor, action: str, target: str, detail: dict[str, Any], *,
+              now: datetime) -> None:
+        """The chunk's audit row, committed with it (db/audit.py)."""
+        audit.add_entry(self._s, actor, action, target, detail, now=now)
 
     async def update_leads(self, edits: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         """Set columns of leads by id: one executemany UPDATE per set of columns."""

@@ -499,7 +499,8 @@ class WebhookSubscription(Base):
 
 class WebhookEvent(Base):
     """The outbox: one row per reported change, written in the transaction of the change
-    itself; fanned out to the subscriptions by the delivery worker (db/webhooks.py)."""
+    itself (db/webhook_events.py); fanned out to the subscriptions by the delivery worker
+    (db/webhooks.py)."""
 
     __tablename__ = "webhook_events"
     __table_args__ = (Index("ix_webhook_events_fanout", "fanned_out", "id"),)

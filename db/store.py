@@ -26,7 +26,7 @@ from common.vocabulary import (
     DialMode,
     LeadStatus,
 )
-from db import dnc, outcomes, webhooks
+from db import dnc, outcomes, webhook_events
 from db import repositories as repo
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
 from db.repositories import Sessions, translated
@@ -99,7 +99,8 @@ class SqlStore:
 
     # ------------------------------------------------------------------ start-up (app)
     async def close_orphaned_attempts(self, *, dialer_id: str, now: datetime) -> int:
-        sessions = webhooks.reporting(self.sessions, *webhooks.orphaned_attempts_hooks(dialer_id))
+        hooks = webhook_events.orphaned_attempts_hooks(dialer_id)
+        sessions = webhook_events.reporting(self.sessions, *hooks)
         return await repo.close_orphaned_attempts(sessions, dialer_id=dialer_id, now=now)
 
     async def hold_orphaned_outcomes(self, *, dialer_id: str) -> int:
@@ -241,15 +242,17 @@ class SqlStore:
             agent_id=agent_id)
 
     async def update_attempt(self, attempt_id: int, **fields: object) -> None:
-        # a disposition reports `disposition.saved` in its own transaction (db/webhooks.py)
-        sessions = webhooks.reporting(self.sessions, *webhooks.disposition_hooks(attempt_id)) \
+        # a disposition reports `disposition.saved` in its own transaction (db/webhook_events)
+        hooks = webhook_events.disposition_hooks(attempt_id)
+        sessions = webhook_events.reporting(self.sessions, *hooks) \
             if fields.get("disposition") is not None else self.sessions
         await repo.update_attempt(sessions, attempt_id, **fields)
 
     async def finish_attempt(
         self, attempt_id: int, *, result: AttemptResult, ended_at: datetime, **fields: object,
     ) -> bool:
-        sessions = webhooks.reporting(self.sessions, *webhooks.finished_attempt_hooks(attempt_id))
+        hooks = webhook_events.finished_attempt_hooks(attempt_id)
+        sessions = webhook_events.reporting(self.sessions, *hooks)
         return await repo.finish_attempt(sessions, attempt_id, result=result,
                                          ended_at=ended_at, **fields)
 
@@ -257,7 +260,8 @@ class SqlStore:
     async def update_lead(
         self, lead_id: int, *, now: datetime, callback_pending: bool = False, **fields: object,
     ) -> None:
-        sessions = webhooks.reporting(self.sessions, *webhooks.lead_status_hooks(lead_id, now))
+        hooks = webhook_events.lead_status_hooks(lead_id, now)
+        sessions = webhook_events.reporting(self.sessions, *hooks)
         await repo.update_lead(sessions, lead_id, now=now,
                                callback_pending=callback_pending, **fields)
 

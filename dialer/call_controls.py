@@ -222,6 +222,7 @@ def on_sip_event(rt: CampaignRuntime, call: LiveCall, ev: object) -> None:
         if ended is not None:
             log.info("campaign %s: listen-in on attempt %s ended (%s)", rt.name,
                      call.attempt_id, ev.reason)
+            _supervise_listen(rt, ended, active=False, reason=ev.reason)
         if st is not None:
             _fail(st, ("listen", ev.listen_call_id),
                   ListenError("failed", f"the supervisor's phone: {ev.reason}"))
@@ -256,6 +257,14 @@ def _fail(st: _CallState, key: tuple[str, str], exc: Exception) -> None:
     for fut in st.waiters.pop(key, []):
         if not fut.done():
             fut.set_exception(exc)
+
+
+def _supervise_listen(rt: CampaignRuntime, s: ListenSession, *, active: bool,
+                      reason: str | None = None) -> None:
+    """The supervisor stream's `listen` event (who listens in is an audit fact)."""
+    rt._supervise({"type": "listen", "attempt_id": s.attempt_id, "campaign": s.campaign,
+                   "session_id": s.session_id, "mode": s.mode, "active": active,
+                   "agent": s.agent, "reason": reason[:200] if reason else None})
 
 
 def _write_hold(rt: CampaignRuntime, call: LiveCall, st: _CallState) -> None:
@@ -312,6 +321,7 @@ class ListenIn:
         controls_of(rt).sessions[session_id] = s
         log.info("campaign %s: supervisor listen-in (%s) on attempt %s", rt.name, mode,
                  attempt_id)
+        _supervise_listen(rt, s, active=True)
         return s
 
     async def change_mode(self, session_id: str, mode: str) -> ListenSession:
@@ -325,6 +335,7 @@ class ListenIn:
         await self._send(rt, call, cmd, CONTROL_TIMEOUT_S)
         new = dataclasses.replace(s, mode=mode)
         controls_of(rt).sessions[session_id] = new
+        _supervise_listen(rt, new, active=True)
         return new
 
     async def stop_listen(self, session_id: str) -> None:
@@ -336,7 +347,9 @@ class ListenIn:
             await _outcome(fut, "stop listen", CONTROL_TIMEOUT_S)
         except CallControlError:
             pass  # the call ended meanwhile: the leg went with it
-        controls_of(rt).sessions.pop(session_id, None)
+        gone = controls_of(rt).sessions.pop(session_id, None)
+        if gone is not None:  # its ListenEnded did not come through the runtime
+            _supervise_listen(rt, gone, active=False, reason="stopped")
 
     async def _send(self, rt: CampaignRuntime, call: LiveCall, cmd: Listen,
                     timeout_s: float) -> ListenStarted:

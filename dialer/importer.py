@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from common.vocabulary import DIALABLE_STATUSES
+from db.audit import Actor
 from db.bulk import analyze
 from db.lead_import import db_error_hint, import_context, lead_import_batch
 from db.models import Campaign, hopper_tier
@@ -180,18 +181,22 @@ async def import_values(
     now: datetime,
     on_issue: Callable[[RowIssue], None] | None = None,
     on_row: Callable[[Row, str, int], None] | None = None,
+    analyze_after: int | None = ANALYZE_AFTER,
+    audit_as: Actor | None = None,
 ) -> ImportSummary:
     """Import leads given as field values (the CRM API's bulk upsert) through the same rules
     and writes as a file: rows are numbered from 0 (`RowIssue.line` is the row's index).
     A row with an `external_id` is upserted by it: created, updated, or left unchanged when
     it says what the lead already says; `on_row(row, "created"|"updated"|"unchanged",
-    lead_id)` hears every row that went in."""
+    lead_id)` hears every row that went in; `audit_as` writes each chunk's audit row in
+    the chunk's transaction."""
     campaign, companies, region = await _context(sessions, opts, now)
     rows = ValueRows(items, opts, region=region, campaign_zone=campaign.timezone or "UTC",
                      companies=companies)
     summary = ImportSummary(campaign=campaign.name)
     return await import_rows(sessions, campaign, rows, opts, summary, now=now,
-                             on_issue=on_issue, on_row=on_row)
+                             on_issue=on_issue, on_row=on_row, analyze_after=analyze_after,
+                             audit_as=audit_as)
 
 
 async def _context(sessions: Sessions, opts: ImportOptions,
@@ -223,9 +228,12 @@ async def import_rows(
     on_issue: Callable[[RowIssue], None] | None = None,
     on_progress: Callable[[], None] | None = None,
     on_row: Callable[[Row, str, int], None] | None = None,
+    analyze_after: int | None = ANALYZE_AFTER,
+    audit_as: Actor | None = None,
 ) -> ImportSummary:
     """The one import: validated batches of `source` (a file's rows or the API's values) are
-    written chunk by chunk; every row ends imported or reported to `on_issue`."""
+    written chunk by chunk; every row ends imported or reported to `on_issue`. After
+    `analyze_after` rows written (None: never), PostgreSQL's statistics are refreshed."""
     ahead: asyncio.Future[Batch] | None = None
     try:
         # Pipeline: the worker thread parses chunk k+1 while chunk k is written, so phone
@@ -243,7 +251,7 @@ async def import_rows(
             if batch.rows:
                 try:
                     issues += await _write_batch(sessions, campaign, source, batch.rows, now,
-                                                 summary, on_row)
+                                                 summary, on_row, audit_as)
                 except RepositoryError as e:
                     raise LeadImportError(
                         f"database error while writing lines {batch.rows[0].line}-"
@@ -263,7 +271,7 @@ async def import_rows(
                 await asyncio.shield(ahead)
     summary.rows = source.rows
     summary.blank_lines = source.blank_lines
-    if summary.imported + summary.updated >= ANALYZE_AFTER:
+    if analyze_after is not None and summary.imported + summary.updated >= analyze_after:
         # fresh PostgreSQL planner statistics, or the hopper's hot query would be planned for
         # the table as it was before the import until autovacuum's next visit
         await analyze(sessions, "leads", after="import")
@@ -285,9 +293,11 @@ async def _write_batch(
     sessions: Sessions, campaign: Campaign, parser: RowRules, rows: list[Row],
     now: datetime, summary: ImportSummary,
     on_row: Callable[[Row, str, int], None] | None = None,
+    audit_as: Actor | None = None,
 ) -> list[RowIssue]:
     """Drop DNC numbers, create missing companies, insert the rest (and update the leads
-    that rows with an `external_id` name); report what was skipped.
+    that rows with an `external_id` name); report what was skipped. With `audit_as`, the
+    chunk's audit row (`leads.upsert`, its counts) is written in its transaction.
 
     Numbers already in the campaign are found by the INSERT itself (ON CONFLICT DO NOTHING
     RETURNING the rows it added), which always uses the unique index. A SELECT ... IN (...)
@@ -345,6 +355,12 @@ async def _write_batch(
         if keep:
             values = [_lead_values(r, campaign.id, parser.companies, now) for r in keep]
             inserted = await tx.insert_leads(values, any_conflict=bool(keyed))
+        if audit_as is not None:
+            # in the chunk's own transaction: its rows and their audit row land together
+            tx.audit(audit_as, "leads.upsert", f"campaign:{campaign.name}", {
+                "rows": len(rows), "created": len(inserted), "updated": len(edits),
+                "unchanged": len(changes) - len(edits),
+                "skipped": len(rows) - len(inserted) - len(changes)}, now=now)
     for r, lead_id, result in updated:
         if result == "updated":
             summary.updated += 1

@@ -749,7 +749,7 @@ class ApiMetrics:
 
     def __init__(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
-            "dialer_api_requests", "CRM API requests by HTTP status.", ["status"], registry=r)
+            "dialer_api_requests", "CRM API requests by HTTP status code.", ["code"], registry=r)
         self.lead_rows = Counter(
             "dialer_api_lead_rows", "Lead rows sent to the CRM API, by result.", ["result"],
             registry=r)

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from common.clock import SYSTEM_CLOCK, Clock
+from db import webhook_events
 from db import webhooks as store
 from db.repositories import RepositoryError, Sessions
 from dialer.metrics import WebhookMetrics
@@ -298,4 +299,4 @@ class WebhookWorker:
 async def report_pause(sessions: Sessions, campaign_id: int, reason: str,
                        at: datetime) -> None:
     """`campaign.paused` (the app calls it through the campaign's record writer)."""
-    await store.campaign_paused(sessions, campaign_id, reason, at)
+    await webhook_events.campaign_paused(sessions, campaign_id, reason, at)

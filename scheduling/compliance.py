@@ -161,7 +161,8 @@ def check_campaign(preset: CompliancePreset, *, abandon_cap: float, abandon_wind
     out: list[str] = []
     ab = preset.abandon
     if ab is not None:
-        src = preset.sources.get("abandon", "")
+        # the citation only (its explanation after ": " is in the presets file and docs)
+        src = preset.sources.get("abandon", "").split(": ", 1)[0]
         why = f" ({src})" if src else ""
         if abandon_cap > ab.cap_max:
             out.append(f"abandon_cap: {abandon_cap:g} is over the {preset.name} preset's "

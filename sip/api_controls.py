@@ -156,6 +156,10 @@ class TransferAgent:
     answer_timeout_s: float = 15.0
     headers: dict[str, str] = field(default_factory=lambda: dict(AUTO_ANSWER_HEADERS))
     trunk: str | None = None
+    #: a warm transfer: the customer is put on hold, the new agent talks with the first one
+    #: (``ConsultStarted``) until ``CompleteTransfer`` (the customer goes to the new agent and
+    #: is taken off hold) or ``CancelTransfer`` (the new leg is hung up; still on hold)
+    consult: bool = False
 
     def __post_init__(self) -> None:
         _check_call_id(self.call_id)
@@ -166,7 +170,30 @@ class TransferAgent:
         _check_headers(self.headers, "TransferAgent.headers")
 
 
-CONTROL_COMMANDS = (Hold, Resume, SendDtmf, Listen, StopListen, TransferAgent)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteTransfer:
+    """A warm transfer's consultation is over: hand the customer to the new agent."""
+
+    call_id: str
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelTransfer:
+    """Give up a transfer in progress: the new agent's leg is hung up (``TransferFailed``
+    with reason "cancelled"); the call stays with the first agent."""
+
+    call_id: str
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id)
+
+
+CONTROL_COMMANDS = (
+    Hold, Resume, SendDtmf, Listen, StopListen, TransferAgent, CompleteTransfer, CancelTransfer,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +250,14 @@ class AgentTransferred(_EventBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultStarted(_EventBase):
+    """A warm transfer's new agent answered: the two agents hear each other, the customer is
+    on hold."""
+
+    agent_call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TransferFailed(_EventBase):
     """The new agent's phone did not take the call; the call stays with the first agent."""
 
@@ -232,7 +267,8 @@ class TransferFailed(_EventBase):
 
 
 CONTROL_EVENTS = (
-    CallHeld, DtmfSent, ListenStarted, ListenEnded, AgentTransferred, TransferFailed,
+    CallHeld, DtmfSent, ListenStarted, ListenEnded, AgentTransferred, ConsultStarted,
+    TransferFailed,
 )
 
 # the wire codec of sip.api knows these from here on

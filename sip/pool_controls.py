@@ -21,6 +21,9 @@ from sip.api_controls import (
     CONTROL_COMMANDS,
     AgentTransferred,
     CallHeld,
+    CancelTransfer,
+    CompleteTransfer,
+    ConsultStarted,
     DtmfSent,
     Hold,
     Listen,
@@ -145,11 +148,13 @@ def memory_control(pool: Any, leg: Any, cmd: Any) -> None:
         return
     if not leg.agent_bridged:
         pool._reject(cmd, "call not bridged to an agent", False)
-    elif isinstance(cmd, TransferAgent):
+    elif isinstance(cmd, TransferAgent) and not cmd.consult:
         # the new agent's phone answers at once (the SIPp agent phone does)
         previous, leg.agent_call_id = leg.agent_call_id or "", cmd.agent_call_id
         pool._emit(AgentTransferred(call_id=cmd.call_id, agent_call_id=cmd.agent_call_id,
                                     previous_agent_call_id=previous, **stamp))
+    elif isinstance(cmd, TransferAgent | CompleteTransfer | CancelTransfer):
+        _memory_consult(pool, leg, cmd, held, stamp)
     elif isinstance(cmd, Hold | Resume):
         if isinstance(cmd, Hold) == (cmd.call_id in held):
             pool._reject(cmd, "call already held" if isinstance(cmd, Hold)
@@ -171,9 +176,37 @@ def memory_control(pool: Any, leg: Any, cmd: Any) -> None:
         pool._reject(cmd, f"unsupported command {name}", False)
 
 
+def _memory_consult(pool: Any, leg: Any, cmd: Any, held: set[str], stamp: Any) -> None:
+    """A warm transfer in the memory pool: hold + ConsultStarted, then the swap or the cancel."""
+    consults: dict[str, str] = pool.__dict__.setdefault("_consults", {})
+    if isinstance(cmd, TransferAgent):
+        if cmd.call_id in consults:
+            pool._reject(cmd, "a transfer is in progress", False)
+            return
+        consults[cmd.call_id] = cmd.agent_call_id
+        if cmd.call_id not in held:
+            held.add(cmd.call_id)
+            pool._emit(CallHeld(call_id=cmd.call_id, on_hold=True, **stamp))
+        pool._emit(ConsultStarted(call_id=cmd.call_id, agent_call_id=cmd.agent_call_id, **stamp))
+        return
+    new = consults.pop(cmd.call_id, None)
+    if new is None:
+        pool._reject(cmd, "no transfer in progress", False)
+    elif isinstance(cmd, CancelTransfer):
+        pool._emit(TransferFailed(call_id=cmd.call_id, agent_call_id=new, sip_code=None,
+                                  reason="cancelled", **stamp))
+    else:
+        previous, leg.agent_call_id = leg.agent_call_id or "", new
+        pool._emit(AgentTransferred(call_id=cmd.call_id, agent_call_id=new,
+                                    previous_agent_call_id=previous, **stamp))
+        held.discard(cmd.call_id)
+        pool._emit(CallHeld(call_id=cmd.call_id, on_hold=False, **stamp))
+
+
 def memory_call_ended(pool: Any, call_id: str) -> None:
     """The memory pool's call ended: its listen legs go too (after its CallEnded)."""
     pool.__dict__.get("_held_calls", set()).discard(call_id)
+    pool.__dict__.get("_consults", {}).pop(call_id, None)
     for lid in pool.__dict__.get("_listen_modes", {}).pop(call_id, {}):
         pool._emit(ListenEnded(call_id=call_id, listen_call_id=lid, reason="call ended",
                                answered=True, **pool._stamp()))

@@ -34,6 +34,7 @@ from dialer.bus.messages import (
     SupervisorAgentEvent,
     SupervisorCallEvent,
     SupervisorEvent,
+    SupervisorListenEvent,
 )
 from dialer.bus.runner import AgentCommandRunner
 from dialer.bus.service import AgentBusRuntime, open_agent_bus
@@ -74,6 +75,7 @@ __all__ = [
     "SupervisorAgentEvent",
     "SupervisorCallEvent",
     "SupervisorEvent",
+    "SupervisorListenEvent",
     "Topics",
     "open_agent_bus",
     "protocol_error_for",

@@ -415,11 +415,29 @@ class SupervisorAgentEvent(_Message):
                    reason=change.reason, attempt_id=attempt_id, ts=change.at)
 
 
+class SupervisorListenEvent(_Message):
+    """A supervisor's listen-in on a call started, changed mode, or ended (docs/call-controls.md).
+    Ids only: the supervisor's phone is not named."""
+
+    type: Literal["listen"] = "listen"
+    attempt_id: RowId
+    campaign: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    mode: Literal["monitor", "whisper", "barge"]
+    active: bool = Field(description="true while the supervisor is joined to the call")
+    agent: Login | None = None
+    reason: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="why it ended (stopped, supervisor hung up, call ended, ...)")
+
+
 SupervisorEvent = Annotated[
-    SupervisorCallEvent | SupervisorAgentEvent, Field(discriminator="type")
+    SupervisorCallEvent | SupervisorAgentEvent | SupervisorListenEvent,
+    Field(discriminator="type"),
 ]
 SUPERVISOR_EVENTS: TypeAdapter[SupervisorEvent] = TypeAdapter(SupervisorEvent)
-SUPERVISOR_EVENT_TYPES: tuple[type[_Message], ...] = (SupervisorCallEvent, SupervisorAgentEvent)
+SUPERVISOR_EVENT_TYPES: tuple[type[_Message], ...] = (
+    SupervisorCallEvent, SupervisorAgentEvent, SupervisorListenEvent,
+)
 
 
 # ---------------------------------------------------------------- parsing

@@ -172,11 +172,18 @@ class Control:
         return "dialing" if rt.dialing else "idle"
 
     async def _record(self, actor: Actor, action: str, target: str,
-                      detail: dict[str, Any]) -> None:
+                      detail: dict[str, Any], *, done: bool = False) -> None:
+        """Write the control's audit row; `done`: the control has already taken effect (an
+        agent's command), so a failure says the row is missing, not that nothing changed."""
         try:
             await audit.record(self.sessions, actor, action, target, detail,
                                now=self.clock.now())
         except RepositoryError as e:
+            if done:
+                log.error("%s on %s by %s %s took effect but its audit row was not written: "
+                          "%s", action, target, actor.kind, actor.name, e)
+                raise ControlError(503, f"done, but the database did not take the audit "
+                                        f"row: {e}") from e
             raise ControlError(503, f"the database did not take the audit row, so nothing "
                                     f"was changed: {e}") from e
 
@@ -333,7 +340,7 @@ class Control:
         out = self._outcome(rt, login)
         await self._record(actor, "agent.force_pause", f"agent:{login}",
                            {"reason": why, "campaign": rt.name, "was": before.value,
-                            "applies": out["applies"]})
+                            "applies": out["applies"]}, done=True)
         log.info("agent %s: paused by %s %s (%s)", login, actor.kind, actor.name, out["applies"])
         return out
 
@@ -349,7 +356,7 @@ class Control:
         out = self._outcome(rt, login)
         await self._record(actor, "agent.force_logout", f"agent:{login}",
                            {"reason": why, "campaign": rt.name, "was": before.value,
-                            "applies": out["applies"]})
+                            "applies": out["applies"]}, done=True)
         log.info("agent %s: logged out by %s %s (%s)", login, actor.kind, actor.name,
                  out["applies"])
         return out

@@ -45,6 +45,7 @@ class DialingStep(EngineState):
                 if call is not None and call.agent_id == rec.agent_id:
                     talking.append(0.0)  # bridge in progress: a talk is about to start
         counts = self.ledger.counts(now)
+        hour = self.hour_counts(now)
         return PacerSnapshot(
             mode=self.config.mode,
             t=t,
@@ -65,8 +66,8 @@ class DialingStep(EngineState):
                 target=self.config.abandon_target,
                 window_live=counts.denominator,
                 window_abandoned=counts.numerator,
-                risk=self.governor.allowed_risk(counts),
-                spare=self.governor.has_spare_abandon(counts),
+                risk=self.governor.allowed_risk(counts, hour),
+                spare=self.governor.has_spare_abandon(counts, hour),
             ),
             agent_wait=self.config.agent_wait_seconds,
             dials_total=self._dials,

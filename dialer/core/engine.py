@@ -368,7 +368,7 @@ class CampaignEngine(DialingStep):
         self._set(rec, S.TALKING, t, now, out, None)
         self._connected += 1
         self.ledger.record(self._clock_t(call, t), live=True, abandoned=False)
-        if self.governor.has_spare_abandon(self.ledger.counts(now)):
+        if self.governor.has_spare_abandon(self.ledger.counts(now), self.hour_counts(now)):
             # while the guard clamps the pacers to one line per ready agent a connected
             # call was bought without risk: it says nothing about the risk level, so the
             # governor does not raise it (it would overshoot when the clamp lifts)

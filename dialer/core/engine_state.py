@@ -157,6 +157,12 @@ class EngineState:
         """Counts over the campaign's regulatory window ending at ``now``."""
         return self.ledger.counts(now)
 
+    def hour_counts(self, now: datetime) -> WindowCounts | None:
+        """Counts over the last 60 minutes, for the governor's hour guard (None: off)."""
+        if not self.config.governor.hour_cap_ratio:
+            return None
+        return self.ledger.counts(now, 3600.0)
+
     def call_stage(self, call_id: str) -> AttemptStage | None:
         """The stage of a call in flight; None once the engine finished it (or never knew it)."""
         return self.calls.stage_of(call_id)

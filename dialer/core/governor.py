@@ -49,6 +49,9 @@ class GovernorSettings:
     #: in flight when the headroom runs out (a short window, e.g. the UK's 24 h, holds few
     #: enough live answers that two such abandons move it by a tenth of a point)
     guard_margin: float = 0.0
+    #: the guard also keeps the last 60 minutes under hour_cap_ratio x cap (with the same
+    #: credit): a regulator reads a campaign over its window, people feel a bad hour (0: off)
+    hour_cap_ratio: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -58,6 +61,8 @@ class GovernorSettings:
             )
         if self.soft_headroom < 0:
             raise ValueError(f"soft_headroom must be >= 0, got {self.soft_headroom}")
+        if self.hour_cap_ratio < 0:
+            raise ValueError(f"hour_cap_ratio must be >= 0, got {self.hour_cap_ratio}")
         if not 0.0 <= self.guard_margin < 1.0:
             raise ValueError(f"guard_margin must be in [0, 1), got {self.guard_margin}")
         if self.credit_abandons < 0:
@@ -114,17 +119,26 @@ class AbandonGovernor:
         allowed = max(cap * (counts.denominator + 1), self.settings.credit_abandons)
         return allowed - counts.numerator - 1
 
-    def has_spare_abandon(self, counts: WindowCounts) -> bool:
-        """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
-        line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md)."""
-        return self.spare_abandons(counts) >= 0.0
+    def hour_spare(self, hour: WindowCounts | None) -> bool:
+        """Whether one more abandon keeps the last hour under hour_cap_ratio x cap."""
+        ratio = self.settings.hour_cap_ratio
+        if hour is None or ratio <= 0.0:
+            return True
+        allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
+        return allowed - hour.numerator - 1 >= 0.0
 
-    def allowed_risk(self, counts: WindowCounts) -> float:
-        """Risk for the next call given the regulatory window's counts."""
+    def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None) -> bool:
+        """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
+        line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md). `hour`:
+        the last 60 minutes' counts, for the hour guard."""
+        return self.spare_abandons(counts) >= 0.0 and self.hour_spare(hour)
+
+    def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None) -> float:
+        """Risk for the next call given the regulatory window's (and the last hour's) counts."""
         s = self.settings
         theta = self.risk_level
         spare = self.spare_abandons(counts)  # abandons to spare after one more
-        if spare < 0.0:
+        if spare < 0.0 or not self.hour_spare(hour):
             return s.min_risk
         if spare < s.soft_headroom:
             return s.min_risk + (theta - s.min_risk) * (1.0 + spare) / (1.0 + s.soft_headroom)

@@ -25,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+import multiprocessing
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -45,7 +47,8 @@ from scheduling.callable import CallingRules, LeadFacts, next_callable_at
 from scheduling.compliance import compliance_preset, effective_abandon, regional_windows
 from scheduling.windows import preset_data
 
-__all__ = ["Month", "MonthResult", "MonthSimulation", "month_config"]
+__all__ = ["Month", "MonthResult", "MonthSimulation", "format_month_table", "month_config",
+           "run_months"]
 
 _DAY_S = 86_400.0
 _DAY_START, _DAY_END = 100, 101  # event kinds after the simulator's own
@@ -419,3 +422,38 @@ def _worst(live: list[tuple[float, bool]], machines: list[float], fp: float, spa
     if worst < 0:  # no full window: the whole run
         worst = rate(times[0] - 1e-9, times[-1])
     return worst
+
+
+def _month_job(job: tuple[Workload, PolicySpec, int, Month]) -> MonthResult:
+    w, p, seed, month = job
+    return MonthSimulation(w, p, seed, month=month).run_month()
+
+
+def run_months(workloads: Sequence[Workload], policies: Sequence[PolicySpec],
+               seeds: Sequence[int], months: Sequence[Month], *,
+               processes: int = 1) -> list[MonthResult]:
+    """Every (workload, policy, seed, month) run, the heaviest first across `processes`."""
+    jobs = [(w, p, s, m) for m in months for w in workloads for p in policies for s in seeds]
+    jobs.sort(key=lambda j: -(j[0].agents * j[0].hours * j[3].days))
+    if processes > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            return pool.map(_month_job, jobs, chunksize=1)
+    return [_month_job(j) for j in jobs]
+
+
+def format_month_table(rows: Sequence[MonthResult]) -> str:
+    """One line per run: the windows the presets regulate, the worst hour, the oracle."""
+    head = (f"{'preset':<11} {'workload':<22} {'policy':<12} {'seed':>4} {'shifts':>6} "
+            f"{'live':>7} {'aband':>6} {'overall':>8} {'worst24h':>9} {'worst30d':>9} "
+            f"{'window':>12} {'worst':>7} {'hour':>7} {'outside':>7} {'dnc':>4} "
+            f"{'breaks':>6} {'occ':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        overall = r.abandoned / r.live if r.live else 0.0
+        lines.append(
+            f"{r.preset:<11} {r.workload.label():<22} {r.policy:<12} {r.seed:>4} "
+            f"{r.shifts:>6} {r.live:>7} {r.abandoned:>6} {overall:>8.2%} {r.worst_24h:>9.2%} "
+            f"{r.worst_30d:>9.2%} {r.window_name:>12} {r.worst_window:>7.2%} "
+            f"{r.worst_hour:>7.2%} {r.calls_outside_window:>7} {r.dnc_calls:>4} "
+            f"{r.rule_breaks:>6} {r.occupancy:>6.1%}")
+    return "\n".join(lines)

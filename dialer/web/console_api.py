@@ -39,7 +39,6 @@ router = APIRouter(prefix="/api/console")
 
 Deps = Annotated[WebDeps, Depends(deps)]
 Supervisor = Annotated[Signed, Depends(role("supervisor", "admin"))]
-Admin = Annotated[Signed, Depends(role("admin"))]
 
 #: today's report is computed over the whole campaign: pollers share one reading this long
 REPORT_CACHE_S = 2.0

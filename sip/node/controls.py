@@ -4,6 +4,10 @@ the agent-leg swap of a transfer.
 Runs on the owner thread like the other command handlers (docs/sip.md, "Node internals");
 what the commands mean is in :mod:`sip.api_controls` and docs/call-controls.md.
 
+Size: one mixin keeps every call control's pjsua2 glue next to the one function that wires
+the bridge for all of them (hold, listen-in and transfer legs change the same connections);
+split it by control if another one is added.
+
 Media: one function, :meth:`NodeControls.wire`, decides every conference-bridge connection a
 call has besides its recorder and AMD port, from the call's state (bridged agent, on hold,
 listen legs and their modes), and makes the bridge match it: it reads each port's listeners
@@ -25,6 +29,9 @@ from sip.api import Bridge
 from sip.api_controls import (
     AgentTransferred,
     CallHeld,
+    CancelTransfer,
+    CompleteTransfer,
+    ConsultStarted,
     DtmfSent,
     Hold,
     Listen,
@@ -36,7 +43,7 @@ from sip.api_controls import (
     TransferAgent,
     TransferFailed,
 )
-from sip.legs import LegState, retry_makecall
+from sip.legs import PJ_ETOOMANY, LegState, retry_makecall
 from sip.node.callbacks import NodeCallbacks
 from sip.node.objects import (
     AgentLeg,
@@ -73,6 +80,10 @@ class NodeControls(NodeCallbacks):
             self._stop_listen(cmd)
         elif isinstance(cmd, TransferAgent):
             self._transfer(cmd)
+        elif isinstance(cmd, CompleteTransfer):
+            self._finish_consult(cmd.call_id, complete=True)
+        elif isinstance(cmd, CancelTransfer):
+            self._finish_consult(cmd.call_id, complete=False)
 
     # ------------------------------------------------------------------ helpers
     def _live_leg(self, call_id: str, command: str) -> CustomerLeg | None:
@@ -115,6 +126,10 @@ class NodeControls(NodeCallbacks):
             links += [(cam, aam, not held), (aam, cam, not held)]
         if leg.hold is not None and leg.hold.source is not None:
             links.append((leg.hold.source, cam, True))
+        t = leg.transfer
+        tam = self._port(t.call) if t is not None and t.consulting else None
+        if tam is not None and aam is not None:
+            links += [(aam, tam, True), (tam, aam, True)]  # the two agents consult
         for x in leg.listens.values():
             sam = self._port(x.call) if x.connected else None
             if sam is None:
@@ -147,7 +162,14 @@ class NodeControls(NodeCallbacks):
         if leg.hold is not None:
             self.reject(cmd.call_id, f"call already {leg.hold.phase}", False, "Hold")
             return
-        source = self._hold_source(cmd.music_wav)
+        error = self._begin_hold(leg, cmd.music_wav)
+        if error:
+            self.reject(cmd.call_id, error, True, "Hold")
+
+    def _begin_hold(self, leg: CustomerLeg, music_wav: str) -> str:
+        """Cut the agent off, give the customer the hold source, send the hold re-INVITE;
+        returns why it failed ("" when the re-INVITE went out)."""
+        source = self._hold_source(music_wav)
         leg.hold = HoldState(t_cmd=time.monotonic(), source=source)
         self.wire(leg)  # the agent stops hearing the customer at once
         assert leg.call is not None
@@ -155,7 +177,8 @@ class NodeControls(NodeCallbacks):
             leg.call.setHold(pj.CallOpParam(True))
         except pj.Error as exc:
             self._drop_hold(leg)
-            self.reject(cmd.call_id, f"hold re-INVITE failed: {exc.info()}", True, "Hold")
+            return f"hold re-INVITE failed: {exc.info()}"
+        return ""
 
     def _hold_source(self, wav: str) -> Any:
         """Music (a looped WAV) or silence (an idle tone generator keeps RTP flowing)."""
@@ -196,16 +219,23 @@ class NodeControls(NodeCallbacks):
         if leg.hold is None or leg.hold.phase == "resuming":
             self.reject(cmd.call_id, "call is not on hold", False, "Resume")
             return
+        error = self._end_hold(leg)
+        if error:
+            self.reject(cmd.call_id, error, True, "Resume")
+
+    def _end_hold(self, leg: CustomerLeg) -> str:
+        """Send the resume re-INVITE (the media follow its answer); "" when it went out."""
+        assert leg.hold is not None and leg.call is not None
         leg.hold.phase = "resuming"
         leg.hold.t_cmd = time.monotonic()
         prm = pj.CallOpParam(True)
         prm.opt.flag = pj.PJSUA_CALL_UNHOLD
-        assert leg.call is not None
         try:
             leg.call.reinvite(prm)
         except pj.Error as exc:
             leg.hold.phase = "held"
-            self.reject(cmd.call_id, f"resume re-INVITE failed: {exc.info()}", True, "Resume")
+            return f"resume re-INVITE failed: {exc.info()}"
+        return ""
 
     def _hold_answered(self, leg: CustomerLeg, ci: pj.CallInfo) -> None:
         h = leg.hold
@@ -309,6 +339,20 @@ class NodeControls(NodeCallbacks):
                 self.deferred.append(lambda: self._place_listen(x, retry_until))
                 return
             self.report_slots()
+            if pj_status(exc) == PJ_ETOOMANY:
+                # pjsua has no slot after all (one still closing a dead dialog's BYE): the
+                # same clear refusal as the pool's
+                x.ended = True
+                x.customer.listens.pop(x.listen_call_id, None)
+                self.listens.pop(x.listen_call_id, None)
+                self.reject(
+                    x.customer.call_id,
+                    f"node full: no free pjsua call slot on node-{self.cfg.node_id} "
+                    "for a listen leg (PJ_ETOOMANY)",
+                    True,
+                    "Listen",
+                )
+                return
             self._listen_gone(x, f"listen makeCall failed: {exc.info()}", None)
 
     def _stop_listen(self, cmd: StopListen) -> None:
@@ -411,6 +455,12 @@ class NodeControls(NodeCallbacks):
         t = TransferLeg(
             agent_call_id=cmd.agent_call_id, customer=leg, cmd=bridge, t_start=time.monotonic()
         )
+        t.consult = cmd.consult
+        if cmd.consult and leg.hold is None:
+            error = self._begin_hold(leg, "")  # the customer waits on hold meanwhile
+            if error:
+                self.reject(cmd.call_id, error, True, "TransferAgent")
+                return
         leg.transfer = t
         self.agents[t.agent_call_id] = t
         self._place_transfer(t, time.monotonic() + LISTEN_ETOOMANY_RETRY_S)
@@ -461,15 +511,51 @@ class NodeControls(NodeCallbacks):
             self._transfer_failed(t, int(ci.lastStatusCode) or None, reason)
 
     def _complete_transfer(self, t: TransferLeg) -> None:
-        """The new agent answered with media: switch the customer over, drop the old agent."""
+        """The new agent answered with media: a blind transfer switches the customer over, a
+        warm one connects the two agents first (the customer stays on hold)."""
+        cust = t.customer
+        if t.swapped or cust.transfer is not t or self._port(t.call) is None:
+            return  # its media state callback retries
+        if not t.consult:
+            self._swap(t)
+        elif not t.consulting:
+            t.consulting = True
+            self.wire(cust)
+            self.emit(ConsultStarted(call_id=cust.call_id, agent_call_id=t.agent_call_id))
+        else:
+            self.wire(cust)
+
+    def _finish_consult(self, call_id: str, *, complete: bool) -> None:
+        command = "CompleteTransfer" if complete else "CancelTransfer"
+        leg = self._live_leg(call_id, command)
+        if leg is None:
+            return
+        t = leg.transfer
+        if t is None or (complete and not t.consulting):
+            self.reject(call_id, "no consultation in progress" if complete
+                        else "no transfer in progress", False, command)
+            return
+        if complete:
+            self._swap(t)
+            if leg.hold is not None and leg.hold.phase != "resuming":
+                error = self._end_hold(leg)  # the customer comes off hold to the new agent
+                if error:
+                    self.reject(call_id, error, True, "Resume")
+            return
+        self._transfer_failed(t, None, "cancelled")
+        self._hangup_agent(t)
+        self.wire(leg)
+
+    def _swap(self, t: TransferLeg) -> None:
+        """Switch the customer over to the new agent and drop the old one."""
         cust = t.customer
         tam = self._port(t.call)
-        if t.swapped or cust.transfer is not t or tam is None:
-            return  # its media state callback retries
+        assert tam is not None
         old = cust.agent
         cust.transfer = None
         cust.agent = t
         t.swapped = True
+        t.consulting = False
         t.bridged = True
         if old is not None:
             old.local_hangup = True  # its end must not end the customer's call

@@ -94,6 +94,9 @@ class TransferLeg(AgentLeg):
     ``swapped`` in."""
 
     swapped: bool = False
+    #: a warm transfer (TransferAgent.consult); ``consulting`` once the two agents talk
+    consult: bool = False
+    consulting: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

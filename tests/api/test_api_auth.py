@@ -158,8 +158,8 @@ async def test_requests_and_rows_are_counted(deps: WebDeps, api_db: ApiDb) -> No
                                             {"phone": "x", "name": "B"}]})
     text = metrics.render().decode() if isinstance(metrics.render(), bytes) \
         else metrics.render()
-    assert 'dialer_api_requests_total{status="200"} 2.0' in text
-    assert 'dialer_api_requests_total{status="401"} 1.0' in text
+    assert 'dialer_api_requests_total{code="200"} 2.0' in text
+    assert 'dialer_api_requests_total{code="401"} 1.0' in text
     assert 'dialer_api_lead_rows_total{result="created"} 1.0' in text
     assert 'dialer_api_lead_rows_total{result="rejected"} 1.0' in text
     assert "dlr_" not in text

@@ -54,9 +54,15 @@ async def test_bulk_upsert_is_idempotent_and_reports_each_row(client: httpx.Asyn
     async with api_db.sessions() as s:
         l6 = await s.scalar(select(Lead).where(Lead.external_id == "crm-6"))
         assert l6.next_call_at is None and l6.never_reason == "status set to done"
+    # one audit row per written chunk, in its transaction (three requests of one chunk)
     log = await audit.entries(api_db.sessions, action_prefix="leads.upsert")
     assert len(log) == 3 and log[0].actor.kind == "token" and log[0].actor.name == "crm"
-    assert log[-1].detail["created"] == 50 and "+1212" not in str(log[-1].detail)
+    assert log[-1].target == "campaign:spring"
+    # rows: the chunk's valid rows (the parser's rejects and in-batch duplicates wrote nothing)
+    assert log[-1].detail == {"rows": 50, "created": 50, "updated": 0, "unchanged": 0,
+                              "skipped": 0}
+    assert log[1].detail["unchanged"] == 50 and log[0].detail["updated"] == 2
+    assert "+1212" not in str([e.detail for e in log])
 
 
 async def test_bulk_without_external_id_and_dnc_follow_the_csv_rules(
@@ -99,6 +105,11 @@ async def test_single_create_read_update(client: httpx.AsyncClient) -> None:
     lead = r.json()
     assert lead["phone"] == "+12125550142" and lead["result"] == "created"
     assert lead["next_contact_at"] == "2026-12-03T15:00:00+00:00"
+    same = {"campaign": "spring", "external_id": "c-1", "phone": "+12125550142", "name": "Ann",
+            "company": "Acme SIA", "next_contact_at": "2026-12-03T15:00:00Z"}
+    r = await client.post("/api/v1/leads", json=same)
+    assert r.status_code == 200 and r.json()["result"] == "unchanged"
+    assert r.json()["id"] == lead["id"]
     r = await client.post("/api/v1/leads", json={"campaign": "spring", "phone": "+1 212 555 0142",
                                                  "name": "Dup"})
     assert r.status_code == 409 and r.json()["code"] == "duplicate_in_db"
@@ -139,7 +150,7 @@ async def test_gdpr_erasure_leaves_no_name_or_number(client: httpx.AsyncClient,
     assert r.status_code == 200 and r.json() == {"id": lead_id, "erased": True,
                                                  "calls_anonymised": 2}
     async with api_db.sessions() as s:
-        for table in ("leads", "attempts", "callbacks", "audit_log"):
+        for table in ("leads", "attempts", "callbacks", "audit_log", "webhook_events"):
             dump = str((await s.execute(text(f"SELECT * FROM {table}"))).all())
             for secret in ("Erin", "5550177", "example.com", "gdpr-1"):
                 assert secret not in dump, (table, secret)
@@ -153,4 +164,21 @@ async def test_gdpr_erasure_leaves_no_name_or_number(client: httpx.AsyncClient,
         == 409
     assert (await client.delete("/api/v1/leads/999999")).status_code == 404
     (entry,) = await audit.entries(api_db.sessions, action_prefix="lead.erase")
-    assert entry.target == f"lead:{lead_id}" and entry.detail == {"attempts": 2}
+    assert entry.target == f"lead:{lead_id}"
+    assert entry.detail == {"attempts": 2, "webhook_events": 0}
+
+
+def test_statistics_refresh_after_growth_or_a_minute(monkeypatch) -> None:
+    import dialer.web.api_v1.leads as leads_mod
+
+    t = [1000.0]
+    monkeypatch.setattr(leads_mod.time, "monotonic", lambda: t[0])
+    r = leads_mod.StatisticsRefresh()
+    assert not r.due(500)                       # under ANALYZE_AFTER
+    assert r.due(5000)                          # the first big batch
+    assert r.due(5000)                          # the table doubled
+    assert not r.due(4000)                      # grew by 40%: not yet
+    assert r.due(1500)                          # by half (5,500 of 10,500)
+    t[0] += 61
+    assert r.due(1000)                          # a minute passed
+    assert not r.due(999)

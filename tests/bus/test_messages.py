@@ -16,6 +16,7 @@ from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import (
     AGENT_COMMAND_TYPES,
     DIALER_MESSAGE_TYPES,
+    SUPERVISOR_EVENT_TYPES,
     DispositionCmd,
     ReadyCmd,
     StateEvt,
@@ -40,7 +41,8 @@ def test_committed_schemas_equal_the_generated_ones() -> None:
 
 def test_one_schema_per_message_and_envelope_required() -> None:
     generated = generate()
-    assert len(generated) == len(AGENT_COMMAND_TYPES) + len(DIALER_MESSAGE_TYPES) + 2
+    assert len(generated) == len(AGENT_COMMAND_TYPES) + len(DIALER_MESSAGE_TYPES) + len(
+        SUPERVISOR_EVENT_TYPES)
     for name, schema in generated.items():
         assert {"type", "v", "id", "ts"} <= set(schema["required"]), name
         assert schema["additionalProperties"] is False, name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,14 @@ from db.session import create_engine, session_factory
 from db.store import SqlStore
 from dialer.agent_commands import AgentCommands
 from dialer.bus.errors import ErrorCode
-from dialer.bus.messages import DtmfCmd, HangupCmd, HoldCmd, ResumeCmd
+from dialer.bus.messages import (
+    SUPERVISOR_EVENTS,
+    DtmfCmd,
+    HangupCmd,
+    HoldCmd,
+    ResumeCmd,
+    SupervisorListenEvent,
+)
 from dialer.call_controls import ListenError, ListenIn, is_on_hold
 from dialer.config import CampaignConfig
 from dialer.hopper import SchedulingCallability
@@ -57,12 +65,14 @@ def phone() -> Iterator[SippProcess]:
 @dataclass
 class Bus:
     messages: list[tuple[str, AgentMessageKind, Body]] = field(default_factory=list)
+    supervised: list[object] = field(default_factory=list)
 
     async def send_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:
         self.messages.append((login, kind, body))
 
     async def supervisor(self, event: Body) -> None:
-        pass
+        # what the app does with it: the supervisor stream's models validate it
+        self.supervised.append(SUPERVISOR_EVENTS.validate_json(json.dumps(event, default=str)))
 
     def of(self, login: str, kind: str) -> list[Body]:
         return [b for who, k, b in self.messages if who == login and k == kind]
@@ -103,7 +113,8 @@ class Live:
 
 @contextlib.asynccontextmanager
 async def live_call(backend: str, tmp_path: Path, sqlite_template: Path,
-                    request: pytest.FixtureRequest) -> AsyncIterator[tuple[Live, int]]:
+                    request: pytest.FixtureRequest, *, memory_capacity: int = 64,
+                    ) -> AsyncIterator[tuple[Live, int]]:
     """One lead dialed by a progressive campaign and bridged to agent a1."""
     db = tmp_path / "controls.db"
     shutil.copy(sqlite_template, db)
@@ -137,7 +148,7 @@ async def live_call(backend: str, tmp_path: Path, sqlite_template: Path,
         else:
             target, agent_uri = "sip:answer_0.2_0@memory.invalid", "sip:a1@memory.invalid"
             sup_uri = "sip:sup@memory.invalid"
-            pool = MemoryPool(on_event=on_event)
+            pool = MemoryPool(on_event=on_event, capacity=memory_capacity)
         rows = {"a1": await store.upsert_agent("a1", agent_uri, "A1")}
         await pool.start()
         bus = Bus()
@@ -258,3 +269,27 @@ async def test_listen_in_facade(
         assert await live.commands.handle(
             live.rt, "a1", HangupCmd(login="a1", attempt_id=attempt_id)) is None
         await live.until("the session's end", lambda: listen_in.sessions() == [])
+        await live.until("the supervisor stream's listen events", lambda: len(
+            [e for e in live.bus.supervised if isinstance(e, SupervisorListenEvent)]) == 5)
+        listens = [(e.session_id, e.mode, e.active, e.reason) for e in live.bus.supervised
+                   if isinstance(e, SupervisorListenEvent)]
+        assert listens[:3] == [(s.session_id, "monitor", True, None),
+                               (s.session_id, "barge", True, None),
+                               (s.session_id, "barge", False, "stopped")]
+        assert listens[3] == (s3.session_id, "whisper", True, None)
+        assert listens[4][:3] == (s3.session_id, "whisper", False)
+
+
+async def test_listen_in_refused_when_the_calls_node_is_full(
+    tmp_path: Path, sqlite_template: Path, request: pytest.FixtureRequest
+) -> None:
+    """A node with room for the call and its agent only: `node_full`, and the call goes on."""
+    async with live_call("memory", tmp_path, sqlite_template, request,
+                         memory_capacity=2) as (live, attempt_id):
+        listen_in = ListenIn({"controls": live.rt})
+        with pytest.raises(ListenError) as e:
+            await listen_in.listen(attempt_id, live.sup_uri)
+        assert e.value.reason == "node_full"
+        assert listen_in.sessions() == []
+        assert await live.commands.handle(
+            live.rt, "a1", HoldCmd(login="a1", attempt_id=attempt_id)) is None

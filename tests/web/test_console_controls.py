@@ -236,6 +236,16 @@ async def test_controls_hold_audit_and_survive_a_restart(
         assert r.status_code == 409
         r = await http.post("/api/console/campaigns/mem/start", headers=csrf, json={})
         assert r.status_code == 200 and r.json()["state"] == "dialing"
+        # the calendar closes: a resume lifts the hold but does not dial before it opens
+        await app._close(rt.campaign.id)
+        assert not rt.dialing and app.control.state_of("mem") == "closed"
+        r = await http.post("/api/console/campaigns/mem/pause", headers=csrf, json={})
+        assert r.status_code == 200 and r.json()["state"] == "paused"
+        r = await http.post("/api/console/campaigns/mem/resume", headers=csrf, json={})
+        assert r.status_code == 200 and r.json()["state"] == "closed"
+        assert not rt.dialing
+        await app._open(rt.campaign.id)
+        assert rt.dialing and app.control.state_of("mem") == "dialing"
         r = await http.post("/api/console/campaigns/mem/pause", headers=csrf,
                             json={"reason": "overnight"})
         assert r.status_code == 200
@@ -250,11 +260,12 @@ async def test_controls_hold_audit_and_survive_a_restart(
             ("agent.force_pause", "agent:ann", "sue"), ("agent.force_logout", "agent:ann", "sue"),
             ("agent.move", "agent:dan", "sue"), ("campaign.stop", "campaign:mem", "sue"),
             ("campaign.start", "campaign:mem", "sue"), ("campaign.pause", "campaign:mem", "sue"),
+            ("campaign.resume", "campaign:mem", "sue"), ("campaign.pause", "campaign:mem", "sue"),
         ]
         assert await _audit(sessions) == expected
         log = (await http.get("/api/console/audit?limit=3")).json()["entries"]
-        assert [e["action"] for e in log] == ["campaign.pause", "campaign.start",
-                                              "campaign.stop"]
+        assert [e["action"] for e in log] == ["campaign.pause", "campaign.resume",
+                                              "campaign.pause"]
         assert log[0]["detail"]["reason"] == "overnight" and log[0]["actor"] == "sue"
         await http.aclose()
     finally:

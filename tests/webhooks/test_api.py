@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.clock import ManualClock
 from common.vocabulary import LeadStatus
-from db import audit
+from db import audit, webhook_events
 from db import webhooks as wh
 from db.api_tokens import create_token
 from db.audit import Actor
@@ -103,7 +103,8 @@ async def test_dead_letters_are_listed_and_requeued(client: httpx.AsyncClient,
         lead = Lead(campaign_id=c.id, phone_e164="+14155550123", external_id="crm-9")
         s.add(lead)
         await s.flush()
-        await wh.emit_status_change(s, lead.id, LeadStatus.POTENTIAL, LeadStatus.HOT, NOW)
+        await webhook_events.emit_status_change(s, lead.id, LeadStatus.POTENTIAL,
+                                                LeadStatus.HOT, NOW)
     r = await client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h",
                                                    "events": ["lead.status_changed"]})
     policy = wh.RetryPolicy(horizon_s=60)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.vocabulary import AttemptResult, CallbackScope, DialMode, LeadStatus
-from db import dnc
+from db import dnc, webhook_events
 from db import webhooks as wh
 from db.models import Agent, Campaign, Lead, WebhookEvent
 from db.repositories import RepositoryError, Sessions
@@ -108,13 +108,13 @@ async def test_an_event_lands_with_its_change_or_not_at_all(db_engine: AsyncEngi
             is LeadStatus.POTENTIAL
     assert await events(sessions) == []
     # and a hook that fails after its event was added rolls back the change with it
-    before, after = wh.lead_status_hooks(leads[0], NOW)
+    before, after = webhook_events.lead_status_hooks(leads[0], NOW)
 
     async def failing_after(s: object, seen: object) -> None:
         await after(s, seen)  # type: ignore[arg-type]
         raise RuntimeError("crash after the event row")
 
-    hooked = wh.reporting(sessions, before, failing_after)
+    hooked = webhook_events.reporting(sessions, before, failing_after)
     async with sessions() as s:
         lead_before = await s.get(Lead, leads[0])
     assert lead_before is not None
@@ -161,7 +161,8 @@ async def status_events(sessions: Sessions, lead_ids: list[int]) -> None:
     """One lead.status_changed per lead id given, in that order."""
     async with sessions.begin() as s:
         for lead_id in lead_ids:
-            await wh.emit_status_change(s, lead_id, LeadStatus.POTENTIAL, LeadStatus.HOT, NOW)
+            await webhook_events.emit_status_change(s, lead_id, LeadStatus.POTENTIAL,
+                                                    LeadStatus.HOT, NOW)
 
 
 async def test_deliveries_of_a_lead_go_one_at_a_time_in_order(db_engine: AsyncEngine) -> None:
@@ -299,7 +300,7 @@ async def test_an_erased_lead_leaves_no_event_behind(db_engine: AsyncEngine) -> 
     await status_events(sessions, [a, b, a])
     await wh.fan_out(sessions, now=NOW, policy=POLICY)
     async with sessions.begin() as s:
-        assert await wh.forget_lead(s, a) == 2
+        assert await webhook_events.forget_lead(s, a) == 2
     assert [e.lead_id for e in await events(sessions)] == [b]
     assert [c.order_key for c in await wh.claim(sessions, now=NOW, holder="w",
                                                 lease_s=40)] == [f"lead:{b}"]

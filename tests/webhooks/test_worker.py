@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.vocabulary import LeadStatus
+from db import webhook_events
 from db import webhooks as wh
 from db.models import Campaign, Lead, WebhookDelivery
 from db.repositories import Sessions
@@ -48,7 +49,7 @@ async def emit_round_robin(sessions: Sessions, leads: list[int], per_lead: int) 
     for k in range(per_lead):
         for lead_id in leads:
             async with sessions.begin() as s:
-                await wh.emit_status_change(s, lead_id, statuses[k % 4],
+                await webhook_events.emit_status_change(s, lead_id, statuses[k % 4],
                                             statuses[(k + 1) % 4], NOW)
 
 

@@ -6,9 +6,10 @@ campaigns, push leads, read calls and erase people.
     api_v1.install(app)        # problem+json errors, body limit, /openapi.json, /docs
 
 Modules: problems.py (RFC 9457 errors), auth.py (`require_scope`, tokens, rate limit),
-models.py (request and response bodies), campaigns.py, leads.py, resources.py (companies,
-DNC, callbacks, attempts, plan, report), docs_page.py (the reference page), and
-webhooks.py (outcome webhooks: its own router, included here when present).
+base.py (what the routers share: dependencies, store errors as problems, cursors, JSON
+shapes), campaigns.py, leads.py, resources.py (companies, DNC, callbacks, attempts, plan,
+report), docs_page.py (the reference page), and webhooks.py (outcome webhooks: its own
+router, included here when present).
 """
 
 from __future__ import annotations
@@ -129,7 +130,6 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     doc["paths"] = {p: v for p, v in doc.get("paths", {}).items()
                     if p.startswith(PREFIX + "/")}
     components = doc.setdefault("components", {})
-    components["schemas"] = _used_schemas(doc["paths"], components.get("schemas", {}))
     components.setdefault("securitySchemes", {})["apiToken"] = {
         "type": "http", "scheme": "bearer",
         "description": "an API token from `dialer tokens create`; scopes: "
@@ -157,6 +157,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
                                    ("422", "invalid input: `errors` names the fields"),
                                    ("429", "rate limited: see Retry-After")):
                     responses.setdefault(code, {"description": what, **problem_ref})
+    components["schemas"] = _used_schemas(doc["paths"], components.get("schemas", {}))
     app.state.api_openapi = doc
     return doc
 

@@ -33,6 +33,21 @@ def scope(name: str) -> Any:
     return Annotated[ApiCaller, Depends(require_scope(name))]
 
 
+# the callers of each scope, as parameter types: `caller: LeadsWrite`
+CampaignsRead = Annotated[ApiCaller, Depends(require_scope("campaigns:read"))]
+CampaignsWrite = Annotated[ApiCaller, Depends(require_scope("campaigns:write"))]
+LeadsRead = Annotated[ApiCaller, Depends(require_scope("leads:read"))]
+LeadsWrite = Annotated[ApiCaller, Depends(require_scope("leads:write"))]
+CompaniesRead = Annotated[ApiCaller, Depends(require_scope("companies:read"))]
+CompaniesWrite = Annotated[ApiCaller, Depends(require_scope("companies:write"))]
+DncRead = Annotated[ApiCaller, Depends(require_scope("dnc:read"))]
+DncWrite = Annotated[ApiCaller, Depends(require_scope("dnc:write"))]
+CallbacksRead = Annotated[ApiCaller, Depends(require_scope("callbacks:read"))]
+CallbacksWrite = Annotated[ApiCaller, Depends(require_scope("callbacks:write"))]
+AttemptsRead = Annotated[ApiCaller, Depends(require_scope("attempts:read"))]
+ReportsRead = Annotated[ApiCaller, Depends(require_scope("reports:read"))]
+
+
 def actor(caller: ApiCaller) -> Actor:
     return Actor.token(caller.name)
 

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from db import api_store
 from db.models import Campaign
 from dialer.config import CampaignConfig
-from dialer.web.api_v1.base import Deps, actor, scope, store_errors
+from dialer.web.api_v1.base import (
+    CampaignsRead,
+    CampaignsWrite,
+    Deps,
+    actor,
+    store_errors,
+)
 from dialer.web.api_v1.problems import Problem
 from scheduling.days import local_date, local_day_bounds
 
@@ -78,7 +84,7 @@ async def _campaign(d: Any, name: str) -> Campaign:
 
 
 @router.get("")
-async def list_campaigns(d: Deps, _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+async def list_campaigns(d: Deps, _c: CampaignsRead) -> dict[str, Any]:
     from db.lookups import campaigns_by_name
 
     with store_errors():
@@ -88,7 +94,7 @@ async def list_campaigns(d: Deps, _c: scope("campaigns:read")) -> dict[str, Any]
 
 @router.post("", status_code=201)
 async def create_campaign(body: CampaignCreate, d: Deps,
-                          caller: scope("campaigns:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                          caller: CampaignsWrite) -> dict[str, Any]:
     values = _values(body)
     values.update(name=body.name, description=body.description, active=body.active)
     with store_errors():
@@ -99,13 +105,13 @@ async def create_campaign(body: CampaignCreate, d: Deps,
 
 @router.get("/{name}")
 async def read_campaign(name: str, d: Deps,
-                        _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+                        _c: CampaignsRead) -> dict[str, Any]:
     return campaign_json(await _campaign(d, name))
 
 
 @router.patch("/{name}")
 async def update_campaign(name: str, body: CampaignPatch, d: Deps,  # type: ignore[valid-type]
-                          caller: scope("campaigns:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                          caller: CampaignsWrite) -> dict[str, Any]:
     c = await _campaign(d, name)
     given = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
     current = campaign_json(c)
@@ -127,7 +133,7 @@ async def update_campaign(name: str, body: CampaignPatch, d: Deps,  # type: igno
 
 @router.get("/{name}/stats")
 async def campaign_stats(name: str, d: Deps,
-                         _c: scope("campaigns:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+                         _c: CampaignsRead) -> dict[str, Any]:
     """Leads by status, leads due now, and today's calls (the campaign's local day)."""
     c = await _campaign(d, name)
     now = d.clock.now()
@@ -172,21 +178,21 @@ async def _switch(name: str, d: Any, caller: Any, action: str,
 
 
 @router.post("/{name}/start")
-async def start(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+async def start(name: str, d: Deps, caller: CampaignsWrite,
                 body: Switch | None = None) -> dict[str, Any]:
     """Lift a pause or a stop: dialing resumes while the campaign's calendar is open."""
     return await _switch(name, d, caller, "campaign.start", body)
 
 
 @router.post("/{name}/pause")
-async def pause(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+async def pause(name: str, d: Deps, caller: CampaignsWrite,
                 body: Switch | None = None) -> dict[str, Any]:
     """Stop starting calls until start (calls in progress go on); kept over restarts."""
     return await _switch(name, d, caller, "campaign.pause", body)
 
 
 @router.post("/{name}/stop")
-async def stop(name: str, d: Deps, caller: scope("campaigns:write"),  # type: ignore[valid-type]
+async def stop(name: str, d: Deps, caller: CampaignsWrite,
                body: Switch | None = None) -> dict[str, Any]:
     """Stop dialing until start: nothing is hung up; a stop wins over a pause."""
     return await _switch(name, d, caller, "campaign.stop", body)

@@ -10,16 +10,21 @@ the lead already says, so a re-sent batch changes nothing twice.
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.vocabulary import LeadStatus
 from db import api_store
+from db.audit import Actor
+from db.bulk import analyze
 from db.repositories import Sessions
 from dialer.importer import (
+    ANALYZE_AFTER,
     PRIORITY_MAX,
     PRIORITY_MIN,
     STATUS_ALIASES,
@@ -33,10 +38,11 @@ from dialer.importer import (
 )
 from dialer.web.api_v1.base import (
     Deps,
+    LeadsRead,
+    LeadsWrite,
     actor,
     attempt_json,
     lead_json,
-    scope,
     store_errors,
 )
 from dialer.web.api_v1.problems import Problem
@@ -139,10 +145,39 @@ def issue_json(i: RowIssue) -> dict[str, Any]:
             "field": REASON_FIELD.get(i.reason, "lead"), "detail": i.detail}
 
 
+class StatisticsRefresh:
+    """When to refresh PostgreSQL's planner statistics of `leads` as a CRM's batches arrive:
+    after `ANALYZE_AFTER` rows or more, when the rows since the last refresh are half as many
+    as all rows written before it (the table grew by half: plans made for the old size
+    would turn the next batches' look-ups into scans) or a minute has passed. A CSV import
+    refreshes after each file; a CRM sending batches back to back would otherwise ANALYZE
+    after every one."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self.since = 0
+        self.before = 0
+        self.at = -math.inf
+
+    def due(self, rows: int) -> bool:
+        self.since += rows
+        if self.since < ANALYZE_AFTER:
+            return False
+        if self.since * 2 < self.before and time.monotonic() - self.at < self.EVERY_S:
+            return False
+        self.before += self.since
+        self.since = 0
+        self.at = time.monotonic()
+        return True
+
+
 async def upsert(sessions: Sessions, campaign: str, items: list[LeadValues], *,
-                 create_companies: bool, region: str | None, now: datetime,
+                 create_companies: bool, region: str | None, now: datetime, by: Actor,
+                 refresh: StatisticsRefresh | None = None,
                  ) -> tuple[Any, list[RowIssue], list[dict[str, Any]]]:
-    """Run the import over `items`: (summary, issues, per-row results)."""
+    """Run the import over `items` (each chunk audited as `by`, in its transaction):
+    (summary, issues, per-row results)."""
     issues: list[RowIssue] = []
     results: list[dict[str, Any]] = []
 
@@ -153,8 +188,12 @@ async def upsert(sessions: Sessions, campaign: str, items: list[LeadValues], *,
     with store_errors():
         opts = ImportOptions(campaign=campaign, create_companies=create_companies,
                              region=region, chunk_size=2500)
+        # not after every one of a CRM's back-to-back batches: see StatisticsRefresh
         summary = await import_values(sessions, items, opts, now=now,
-                                      on_issue=issues.append, on_row=on_row)
+                                      on_issue=issues.append, on_row=on_row,
+                                      analyze_after=None, audit_as=by)
+    if refresh is not None and refresh.due(summary.imported + summary.updated):
+        await analyze(sessions, "leads", after="API upserts")
     results.sort(key=lambda x: x["index"])
     return summary, issues, results
 
@@ -166,24 +205,22 @@ def _count_rows(d: Any, summary: Any) -> None:
                             "skipped": summary.skipped})
 
 
+def _refresh_of(request: Request) -> StatisticsRefresh:
+    refresh: StatisticsRefresh | None = getattr(request.app.state, "api_statistics", None)
+    if refresh is None:
+        refresh = request.app.state.api_statistics = StatisticsRefresh()
+    return refresh
+
+
 @router.post("/bulk")
-async def bulk_upsert(body: BulkUpsert, d: Deps,
-                      caller: scope("leads:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+async def bulk_upsert(body: BulkUpsert, d: Deps, request: Request,
+                      caller: LeadsWrite) -> dict[str, Any]:
     """Create or update up to 10,000 leads. Good rows are written even when others are
     reported; the report lists every row that was not written with the field and why."""
-    from db import audit
-
-    now = d.clock.now()
     summary, issues, results = await upsert(
         d.sessions, body.campaign, [x.values() for x in body.leads],
-        create_companies=body.create_companies, region=body.region, now=now)
-    with store_errors():
-        await audit.record(d.sessions, actor(caller), "leads.upsert",
-                           f"campaign:{body.campaign}",
-                           {"rows": summary.rows, "created": summary.imported,
-                            "updated": summary.updated, "unchanged": summary.unchanged,
-                            "rejected": summary.rejected, "skipped": summary.skipped},
-                           now=now)
+        create_companies=body.create_companies, region=body.region, now=d.clock.now(),
+        by=actor(caller), refresh=_refresh_of(request))
     _count_rows(d, summary)
     return {"campaign": summary.campaign, "received": summary.rows,
             "created": summary.imported, "updated": summary.updated,
@@ -194,19 +231,17 @@ async def bulk_upsert(body: BulkUpsert, d: Deps,
 
 @router.post("", status_code=201)
 async def create_lead(body: LeadCreate, d: Deps, response: Response,
-                      caller: scope("leads:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                      caller: LeadsWrite) -> dict[str, Any]:
     """One lead, through the same rules as the bulk upsert: 201 created; 422 naming the
     field when they refuse it; 409 when the number is already in the campaign or on a DNC
     list. With an `external_id` the campaign has, the lead is updated (200, `result`
-    `updated` or `unchanged`)."""
-    from db import audit
-
+    `updated` or `unchanged`). Audited like a bulk upsert of one row (`leads.upsert`)."""
     now = d.clock.now()
     fields = LeadFields.model_validate(body.model_dump(exclude={"campaign",
                                                                 "create_companies"}))
     summary, issues, results = await upsert(
         d.sessions, body.campaign, [fields.values()],
-        create_companies=body.create_companies, region=None, now=now)
+        create_companies=body.create_companies, region=None, now=now, by=actor(caller))
     _count_rows(d, summary)
     if issues:
         i = issues[0]
@@ -218,15 +253,12 @@ async def create_lead(body: LeadCreate, d: Deps, response: Response,
     if r["result"] != "created":
         response.status_code = 200
     with store_errors():
-        await audit.record(d.sessions, actor(caller), "lead.create" if r["result"] == "created"
-                           else "lead.upsert", f"lead:{r['id']}", {"result": r["result"]},
-                           now=now)
         lead, campaign = await api_store.get_lead(d.sessions, r["id"])
     return {**lead_json(lead, campaign), "result": r["result"]}
 
 
 @router.get("")
-async def find_leads(d: Deps, _c: scope("leads:read"),  # type: ignore[valid-type]
+async def find_leads(d: Deps, _c: LeadsRead,
                      campaign: Annotated[str, Query(min_length=1, max_length=100)],
                      external_id: Annotated[str, Query(min_length=1, max_length=100)],
                      ) -> dict[str, Any]:
@@ -241,7 +273,7 @@ async def find_leads(d: Deps, _c: scope("leads:read"),  # type: ignore[valid-typ
 
 @router.get("/{lead_id}")
 async def read_lead(lead_id: int, d: Deps,
-                    _c: scope("leads:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+                    _c: LeadsRead) -> dict[str, Any]:
     """The lead and its last 100 calls, newest first."""
     with store_errors():
         lead, campaign = await api_store.get_lead(d.sessions, lead_id)
@@ -251,7 +283,7 @@ async def read_lead(lead_id: int, d: Deps,
 
 @router.patch("/{lead_id}")
 async def update_lead(lead_id: int, body: LeadPatch, d: Deps,
-                      caller: scope("leads:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                      caller: LeadsWrite) -> dict[str, Any]:
     given = body.model_dump(exclude_unset=True)
     if "name" in given and given["name"] is None:
         raise Problem(422, None, "name: may not be null", field="name")
@@ -270,7 +302,7 @@ async def update_lead(lead_id: int, body: LeadPatch, d: Deps,
 
 @router.delete("/{lead_id}")
 async def erase_lead(lead_id: int, d: Deps,
-                     caller: scope("leads:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                     caller: LeadsWrite) -> dict[str, Any]:
     """GDPR erasure: the lead and its calls keep no name, number, custom fields or notes;
     the lead is never called again. Figures (counts, durations, outcomes) stay."""
     with store_errors():

@@ -29,13 +29,20 @@ from db.models import Company
 from db.planning import load_plan
 from dialer.lead_rows import canonical_zone
 from dialer.web.api_v1.base import (
+    AttemptsRead,
+    CallbacksRead,
+    CallbacksWrite,
+    CompaniesRead,
+    CompaniesWrite,
     Deps,
+    DncRead,
+    DncWrite,
+    ReportsRead,
     actor,
     attempt_json,
     decode_cursor,
     encode_cursor,
     iso,
-    scope,
     store_errors,
 )
 from dialer.web.api_v1.problems import Problem
@@ -123,7 +130,7 @@ def _change(body: CompanyIn) -> CalendarChange:
 
 
 @router.get("/companies", tags=["companies"])
-async def companies(d: Deps, _c: scope("companies:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+async def companies(d: Deps, _c: CompaniesRead) -> dict[str, Any]:
     with store_errors():
         rows = await list_companies(d.sessions)
     return {"companies": [company_json(c, n) for c, n in rows]}
@@ -131,7 +138,7 @@ async def companies(d: Deps, _c: scope("companies:read")) -> dict[str, Any]:  # 
 
 @router.get("/companies/{key}", tags=["companies"])
 async def company(key: str, d: Deps,
-                  _c: scope("companies:read")) -> dict[str, Any]:  # type: ignore[valid-type]
+                  _c: CompaniesRead) -> dict[str, Any]:
     """A company by name or id."""
     with store_errors():
         found = await company_by_key(d.sessions, int(key) if key.isdigit() else key)
@@ -142,7 +149,7 @@ async def company(key: str, d: Deps,
 
 @router.put("/companies", tags=["companies"])
 async def put_company(body: CompanyIn, d: Deps, response: Response,
-                      caller: scope("companies:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                      caller: CompaniesWrite) -> dict[str, Any]:
     """Create a company or change its calendar (matched by name); 201 when created."""
     change = _change(body)
     now = d.clock.now()
@@ -192,7 +199,7 @@ def dnc_json(e: Any) -> dict[str, Any]:
 
 @router.post("/dnc", tags=["dnc"], status_code=201)
 async def add_dnc(body: DncIn, d: Deps,
-                  caller: scope("dnc:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                  caller: DncWrite) -> dict[str, Any]:
     """Put a number on the internal do-not-call list (idempotent); its leads stop at once."""
     try:
         number = dnc_store.normalise_number(body.phone, body.region)
@@ -211,7 +218,7 @@ async def add_dnc(body: DncIn, d: Deps,
 
 
 @router.get("/dnc", tags=["dnc"])
-async def list_dnc(d: Deps, _c: scope("dnc:read"), limit: Limit = 100,  # type: ignore[valid-type]
+async def list_dnc(d: Deps, _c: DncRead, limit: Limit = 100,
                    cursor: Cursor = None,
                    source: Annotated[str | None, Query(max_length=32)] = None,
                    ) -> dict[str, Any]:
@@ -224,7 +231,7 @@ async def list_dnc(d: Deps, _c: scope("dnc:read"), limit: Limit = 100,  # type: 
 
 @router.delete("/dnc/{entry_id}", tags=["dnc"], status_code=204)
 async def delete_dnc(entry_id: int, d: Deps,
-                     caller: scope("dnc:write")) -> None:  # type: ignore[valid-type]
+                     caller: DncWrite) -> None:
     """Remove an entry: the number may be called again by leads added later (the leads it
     stopped stay stopped)."""
     with store_errors():
@@ -252,7 +259,7 @@ def callback_json(c: Any, agent: str | None) -> dict[str, Any]:
 
 
 @router.get("/callbacks", tags=["callbacks"])
-async def callbacks(d: Deps, _c: scope("callbacks:read"), limit: Limit = 100,  # type: ignore[valid-type]
+async def callbacks(d: Deps, _c: CallbacksRead, limit: Limit = 100,
                     cursor: Cursor = None,
                     campaign: Annotated[str | None, Query(max_length=100)] = None,
                     status: Annotated[str | None, Query(
@@ -269,7 +276,7 @@ async def callbacks(d: Deps, _c: scope("callbacks:read"), limit: Limit = 100,  #
 
 @router.post("/callbacks", tags=["callbacks"], status_code=201)
 async def create_callback(body: CallbackIn, d: Deps,
-                          caller: scope("callbacks:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                          caller: CallbacksWrite) -> dict[str, Any]:
     now = d.clock.now()
     if body.due_at <= now:
         raise Problem(422, None, "due_at: must be in the future", field="due_at")
@@ -282,7 +289,7 @@ async def create_callback(body: CallbackIn, d: Deps,
 
 @router.delete("/callbacks/{callback_id}", tags=["callbacks"])
 async def cancel_callback(callback_id: int, d: Deps,
-                          caller: scope("callbacks:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+                          caller: CallbacksWrite) -> dict[str, Any]:
     with store_errors():
         cb = await api_store.cancel_callback(d.sessions, callback_id, actor=actor(caller),
                                              now=d.clock.now())
@@ -294,7 +301,7 @@ async def cancel_callback(callback_id: int, d: Deps,
 
 @router.get("/attempts", tags=["attempts"])
 async def attempts(
-    d: Deps, _c: scope("attempts:read"), limit: Limit = 100,  # type: ignore[valid-type]
+    d: Deps, _c: AttemptsRead, limit: Limit = 100,
     cursor: Cursor = None,
     campaign: Annotated[str | None, Query(max_length=100)] = None,
     lead_id: Annotated[int | None, Query(gt=0)] = None,
@@ -333,7 +340,7 @@ def _day(value: str | None, zone: str, now: datetime) -> date:
 
 
 @router.get("/campaigns/{name}/plan", tags=["reports"])
-async def plan(name: str, d: Deps, _c: scope("reports:read"),  # type: ignore[valid-type]
+async def plan(name: str, d: Deps, _c: ReportsRead,
                day: Annotated[str | None, Query(alias="date", max_length=10)] = None,
                ) -> dict[str, Any]:
     """The stored daily plan of a campaign's local day (today by default): the shared part
@@ -350,7 +357,7 @@ async def plan(name: str, d: Deps, _c: scope("reports:read"),  # type: ignore[va
 
 
 @router.get("/campaigns/{name}/report", tags=["reports"])
-async def report(name: str, d: Deps, _c: scope("reports:read"),  # type: ignore[valid-type]
+async def report(name: str, d: Deps, _c: ReportsRead,
                  day: Annotated[str | None, Query(alias="date", max_length=10)] = None,
                  ) -> dict[str, Any]:
     """The end-of-day report of a campaign's local day (today, so far, by default): one row

@@ -106,8 +106,8 @@ function campaignCard(c) {
     h("div", { class: "kpis" },
       kpi("dial_level", t("console.wall.dial_level"), formatNumber(c.dial_level, { maximumFractionDigits: 2 }), c.dial_level),
       kpi("answer_rate", t("console.wall.answer_rate"), percent(c.answer_rate), c.answer_rate),
-      kpi("abandon_rate", t("console.wall.abandon", { window: t(`console.windows.${c.abandon_window}`) }),
-        `${percent(own.rate)} / ${percent(c.abandon_cap)}`, own.rate, `ab-${abandonKind(own.rate, c.abandon_cap)}`),
+      kpi("abandon_rate", t("console.wall.abandon", { window: t(`console.windows.${c.abandon_window}`), cap: percent(c.abandon_cap) }),
+        percent(own.rate), own.rate, `ab-${abandonKind(own.rate, c.abandon_cap)}`),
       kpi("abandon_today", t("console.wall.abandon_today"), percent(day.rate), day.rate, `ab-${abandonKind(day.rate, c.abandon_cap)}`),
       kpi("hopper_depth", t("console.wall.hopper"), formatNumber(c.hopper_depth), c.hopper_depth),
       kpi("callable_leads", t("console.wall.callable"), formatNumber(c.callable_leads), c.callable_leads),
@@ -129,9 +129,12 @@ function agentTable(c) {
     const move = others.length ? h("select", { class: "move-to" }, h("option", { value: "" }, t("console.agents.move_to")),
       ...others.map((n) => h("option", { value: n }, n))) : null;
     if (move) {
-      move.addEventListener("change", () => move.value && act(
-        () => api.agentControl(a.login, "move", { campaign: move.value }),
-        t("console.done.move", { login: a.login, campaign: move.value })));
+      // blur first: the board is not redrawn while one of its fields has the focus
+      move.addEventListener("change", () => {
+        const to = move.value;
+        move.blur();
+        if (to) act(() => api.agentControl(a.login, "move", { campaign: to }), t("console.done.move", { login: a.login, campaign: to }));
+      });
     }
     const out = a.state === "logged_out";
     return h("tr", { dataset: { login: a.login, state: a.state } },
@@ -140,14 +143,14 @@ function agentTable(c) {
         a.pending ? h("span", { class: "pending" }, t(`console.agents.pending_${a.pending}`)) : null),
       h("td", { class: "since", dataset: { since: a.since ?? "" } }, a.since ? formatDuration(secondsSince(a.since, Date.now())) : "\u2013"),
       h("td", {}, a.reason ? (t(`reasons.${a.reason}`) === `reasons.${a.reason}` ? a.reason : t(`reasons.${a.reason}`)) : ""),
-      h("td", { class: "actions" },
+      h("td", {}, h("div", { class: "actions" },
         h("button", { class: "btn btn-small", type: "button", disabled: out || a.state === "paused", dataset: { agentAction: "pause" },
           onclick: () => act(() => api.agentControl(a.login, "pause", { reason: "supervisor" }), t("console.done.agent_pause", { login: a.login })) },
         t("console.actions.agent_pause")),
         h("button", { class: "btn btn-small", type: "button", disabled: out, dataset: { agentAction: "logout" },
           onclick: () => act(() => api.agentControl(a.login, "logout", { reason: "" }), t("console.done.agent_logout", { login: a.login })) },
         t("console.actions.agent_logout")),
-        move));
+        move)));
   });
   return h("table", { class: "grid agents" },
     h("thead", {}, h("tr", {}, ...["name", "state", "time", "reason", "actions"].map((k) => h("th", {}, t(`console.wall.col_${k}`))))),
@@ -213,10 +216,25 @@ async function loadCampaigns() {
       class: "btn btn-small", type: "button", dataset: { action },
       onclick: () => act(() => api.campaignControl(c.name, action, ""), t(`console.done.${action}`, { campaign: c.name })).then(loadCampaigns),
     }, t(`console.actions.${action}`))) : [];
+    let mode = t(`console.modes.${c.dial_mode}`);
+    let level = formatNumber(c.max_dial_level);
+    if (c.running) {
+      // the dial settings of a running campaign are edited here as on its wallboard card
+      const sel = h("select", { class: "dial-mode" }, ...["preview", "progressive", "power", "predictive"].map((m) =>
+        h("option", { value: m, selected: m === c.dial_mode }, t(`console.modes.${m}`))));
+      const inp = h("input", { class: "max-level", type: "number", min: "1", max: "10", step: "0.1", value: String(c.max_dial_level) });
+      buttons.push(h("button", {
+        class: "btn btn-small", type: "button", dataset: { action: "dial" },
+        onclick: () => act(() => api.setDial(c.name, { dial_mode: sel.value, max_dial_level: Number(inp.value) }),
+          t("console.done.dial", { campaign: c.name })).then(loadCampaigns),
+      }, t("console.actions.apply")));
+      mode = sel;
+      level = inp;
+    }
     body.append(h("tr", { dataset: { campaign: c.name } }, h("td", {}, c.name),
-      h("td", {}, t(`console.states.${c.state}`)), h("td", {}, t(`console.modes.${c.dial_mode}`)),
-      h("td", {}, formatNumber(c.max_dial_level)), h("td", {}, percent(c.abandon_cap)),
-      h("td", {}, c.timezone), h("td", {}, ...buttons)));
+      h("td", {}, t(`console.states.${c.state}`)), h("td", {}, mode),
+      h("td", {}, level), h("td", {}, percent(c.abandon_cap)),
+      h("td", {}, c.timezone), h("td", {}, h("div", { class: "actions" }, ...buttons))));
   }
   const pick = clear($("leads-campaign"));
   for (const c of data.campaigns) pick.append(h("option", { value: c.name }, c.name));
