@@ -156,9 +156,9 @@ async def _write(
                 .execution_options(synchronize_session=False)
             )).all()) if was else []
             stopped = len(ids)
-            await webhook_events.report_dnc(s, [r["phone_e164"] for r in rows] if report_added
-                                      else [], {i: was[i] for i in ids}, source=source,
-                                      reason=unique, attempt_id=attempt_id, at=now)
+            added = [r["phone_e164"] for r in rows] if report_added else []
+            await webhook_events.report_dnc(s, added, {i: was[i] for i in ids}, source=source,
+                                            reason=unique, attempt_id=attempt_id, at=now)
     except SQLAlchemyError as e:
         raise RepositoryError("dnc add", e) from e
     return DncAddResult(added=len(rows), leads_stopped=stopped)

@@ -19,7 +19,8 @@ registered with :mod:`sip.api`'s wire codec, so pool and nodes exchange them lik
   The pool reserves the leg's call slot on the call's node and refuses it (retryable) when
   the node has none. ``ListenStarted`` when the supervisor's phone answered and is connected,
   ``ListenEnded`` when the leg is gone (with its RTP counters).
-* ``TransferAgent``: the call goes to another agent's phone (see the class); the new leg's
+* ``TransferAgent``: the call goes to another agent's phone (see the class), at once or after
+  a consultation (``consult``: ``CompleteTransfer`` / ``CancelTransfer``); the new leg's
   slot is reserved on the call's node like a listen leg's.
 """
 

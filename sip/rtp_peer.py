@@ -84,6 +84,7 @@ class RtpPeer:
     port: int
     remote: tuple[str, int] | None = None
     talking: bool = False
+    sending: bool = True
     rx_audio: int = 0
     #: audio packets carrying sound (level above VOICED), not the silence a bridge port with
     #: no source sends (the node runs without VAD, so RTP never stops on an answered leg)
@@ -100,6 +101,10 @@ class RtpPeer:
 
     def talk(self, on: bool) -> None:
         self.talking = on
+
+    def hang_up(self) -> None:
+        """Stop sending, as a phone does after its BYE (what arrives is still counted)."""
+        self.sending = False
 
     def send_to(self, host: str, port: int) -> None:
         self.remote = (host, port)
@@ -129,7 +134,7 @@ class RtpPeer:
                 self.digits.append(_RFC2833_EVENTS[payload[0]])
 
     def _send(self) -> None:
-        if self.remote is None:
+        if self.remote is None or not self.sending:
             return
         hdr = struct.pack("!BBHII", 0x80, PCMU, self._seq & 0xFFFF, self._ts & 0xFFFFFFFF,
                           self._ssrc)

@@ -27,7 +27,6 @@ Errors are `ControlError` with the HTTP status that means it (404 no such campai
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import logging
 import math
@@ -45,7 +44,6 @@ from db.repositories import RepositoryError, Sessions
 from dialer.bus.errors import ProtocolError
 from dialer.bus.messages import AgentCommand, LogoutCmd, PauseCmd
 from dialer.bus.runner import AgentCommandRunner
-from dialer.core.pacer import pacer_for
 from dialer.runtime import CampaignRuntime
 
 __all__ = ["HOLD_ACTIONS", "Control", "ControlError", "Hold", "HoldInfo"]
@@ -404,15 +402,7 @@ def apply_dial_settings(rt: CampaignRuntime, mode: DialMode, max_dial_level: flo
     takes effect at the next pass; the pacer function and the surplus-call switch are derived
     from the mode at construction (engine_state.py) and are set again here. Calls in flight
     and outstanding preview offers are not touched."""
-    engine = rt.engine
-    cfg = engine.config
-    limits = dataclasses.replace(
-        cfg.limits, max_lines_per_agent=max(max_dial_level, cfg.limits.power_lines_per_agent,
-                                            1.0))
-    engine.config = dataclasses.replace(cfg, mode=mode, limits=limits)
-    if engine._guard_clamp:  # an injected pacer (benchmarks) is left as it is
-        engine._pacer = pacer_for(mode)
-    engine._cancelling = cfg.cancel_surplus_calls and mode is DialMode.PREDICTIVE
+    rt.engine.set_dial_settings(mode, max_dial_level)
     # the attempt rows of new calls carry the campaign's mode
     rt.campaign.dial_mode = mode
     rt.campaign.max_dial_level = max_dial_level
@@ -421,7 +411,4 @@ def apply_dial_settings(rt: CampaignRuntime, mode: DialMode, max_dial_level: flo
 def forget_agent(rt: CampaignRuntime, login: str) -> None:
     """Drop a logged-out agent's record from a campaign's board (it moved elsewhere), so the
     old campaign's agents gauge and wallboard no longer count it."""
-    board = rt.engine.board
-    if login in board and board.get(login).state is AgentState.LOGGED_OUT:
-        del board._agents[login]
-        board.counts[AgentState.LOGGED_OUT] -= 1
+    rt.engine.board.forget(login)

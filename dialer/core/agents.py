@@ -85,6 +85,16 @@ class AgentBoard:
             self.counts[S.LOGGED_OUT] += 1
         return rec
 
+    def forget(self, agent_id: str) -> bool:
+        """Drop a logged-out agent's record (it moved to another campaign); False when the
+        agent is unknown or still logged in."""
+        rec = self._agents.get(agent_id)
+        if rec is None or rec.state is not S.LOGGED_OUT:
+            return False
+        del self._agents[agent_id]
+        self.counts[S.LOGGED_OUT] -= 1
+        return True
+
     @property
     def logged_in(self) -> int:
         return len(self._agents) - self.counts[S.LOGGED_OUT]

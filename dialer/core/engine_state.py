@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from common.vocabulary import AgentState, AttemptResult, AttemptStage, DialMode
@@ -152,6 +152,18 @@ class EngineState:
             hopper_size=len(self.hopper),
             surplus_cancels=self._cancels,
         )
+
+    def set_dial_settings(self, mode: DialMode, max_dial_level: float) -> None:
+        """A supervisor's new dial mode and maximum dial level, from the next pacing pass on.
+        The pacer and the surplus-call switch follow the mode (an injected pacer, as the
+        benchmarks use, stays); calls in flight and preview offers are not touched."""
+        cfg = self.config
+        limits = replace(cfg.limits, max_lines_per_agent=max(
+            max_dial_level, cfg.limits.power_lines_per_agent, 1.0))
+        self.config = replace(cfg, mode=mode, limits=limits)
+        if self._guard_clamp:
+            self._pacer = pacer_for(mode)
+        self._cancelling = cfg.cancel_surplus_calls and mode is DialMode.PREDICTIVE
 
     def abandon_counts(self, now: datetime) -> WindowCounts:
         """Counts over the campaign's regulatory window ending at ``now``."""

@@ -22,6 +22,8 @@ this package is the pjsua2 glue around them:
 * :mod:`sip.node.capacity` - the capacity probe run at start;
 * :mod:`sip.node.base` - the node's state and shared actions (hang up, free media, emit);
 * :mod:`sip.node.callbacks` - pjsua2 call/media callbacks;
+* :mod:`sip.node.controls` - the call controls: hold, DTMF, listen-in and transfer legs, and
+  the one function wiring a call's conference connections (docs/call-controls.md);
 * :mod:`sip.node.commands` - the pool's commands;
 * :mod:`sip.node.runtime` - endpoint start/shutdown, the owner loop, timers, ``main``.
 """

@@ -20,6 +20,9 @@ from sip.api import Bridge, CallAnswered, CallBridged, CallEnded, CommandRejecte
 from sip.api_controls import (
     AgentTransferred,
     CallHeld,
+    CancelTransfer,
+    CompleteTransfer,
+    ConsultStarted,
     DtmfSent,
     Hold,
     Listen,
@@ -370,6 +373,7 @@ async def test_transfer_moves_the_customer_to_another_agent(
     assert isinstance(done, AgentTransferred)
     assert (done.agent_call_id, done.previous_agent_call_id) == ("x1-b", "x1-a")
     assert done.took_ms < 1000
+    first.hang_up()  # its phone got the BYE
     assert await rx_during(second, 0.8, voiced=True) >= 30
     assert await rx_during(first, 0.8) == 0  # the first agent's leg is gone
     cust.talk(False)
@@ -396,3 +400,47 @@ async def test_the_new_agent_hanging_up_ends_the_call(
     evs = await events_until(pool2, "x2")
     end = evs[-1]
     assert isinstance(end, CallEnded) and end.reason == "agent hung up", evs
+
+
+async def test_warm_transfer_consult_then_complete_or_cancel(
+    pool2: NodePool, phone: SippProcess, hub: RtpHub
+) -> None:
+    cust, first = await bridged_call(pool2, phone, hub, "w1")
+    second = hub.peer()
+    everyone = [cust, first, second]
+    await pool2.submit(TransferAgent(call_id="w1", agent_call_id="w1-b", consult=True,
+                                     agent_uri=phone.uri(f"ag-{second.port}")))
+    held = await wait_for(pool2, "w1", CallHeld)
+    assert isinstance(held, CallHeld) and held.on_hold  # the customer waits on hold
+    consult = await wait_for(pool2, "w1", ConsultStarted)
+    assert isinstance(consult, ConsultStarted) and consult.agent_call_id == "w1-b"
+    # the two agents hear each other; the customer hears neither
+    to_second, to_cust = await _levels(first, [second, cust], everyone)
+    assert to_second > HEARS and to_cust < SILENT, (to_second, to_cust)
+    assert (await _levels(second, [first], everyone))[0] > HEARS
+    assert max(await _levels(cust, [first, second], everyone)) < SILENT  # nor they it
+    assert pool2.in_use == 3
+    # cancel: the new agent's leg goes, the call stays (on hold) with the first agent
+    await pool2.submit(CancelTransfer(call_id="w1"))
+    failed = await wait_for(pool2, "w1", TransferFailed)
+    assert isinstance(failed, TransferFailed) and failed.reason == "cancelled"
+    assert pool2.in_use == 2
+    second.hang_up()  # its phone got the BYE: it stops sending too
+    assert await rx_during(second, 0.6) == 0
+    # again, and complete: the customer comes off hold talking to the new agent
+    third = hub.peer()
+    await pool2.submit(TransferAgent(call_id="w1", agent_call_id="w1-c", consult=True,
+                                     agent_uri=phone.uri(f"ag-{third.port}")))
+    await wait_for(pool2, "w1", ConsultStarted)
+    await pool2.submit(CompleteTransfer(call_id="w1"))
+    done = await wait_for(pool2, "w1", AgentTransferred)
+    assert isinstance(done, AgentTransferred) and done.previous_agent_call_id == "w1-a"
+    first.hang_up()  # its phone got the BYE
+    resumed = await wait_for(pool2, "w1", CallHeld)
+    assert isinstance(resumed, CallHeld) and not resumed.on_hold
+    everyone = [cust, third]
+    assert (await _levels(cust, [third], everyone))[0] > HEARS
+    assert (await _levels(third, [cust], everyone))[0] > HEARS
+    assert await rx_during(first, 0.6) == 0  # the first agent's leg is gone
+    await hang_up(pool2, "w1")
+    assert pool2.in_use == 0

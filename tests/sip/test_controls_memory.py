@@ -7,6 +7,9 @@ from sip import api
 from sip.api_controls import (
     AgentTransferred,
     CallHeld,
+    CancelTransfer,
+    CompleteTransfer,
+    ConsultStarted,
     DtmfSent,
     Hold,
     Listen,
@@ -16,6 +19,7 @@ from sip.api_controls import (
     SendDtmf,
     StopListen,
     TransferAgent,
+    TransferFailed,
 )
 from sip.memory import MemoryPool
 
@@ -83,6 +87,24 @@ async def test_memory_pool_call_controls() -> None:
         moved = await next_of(pool, "m")
         assert isinstance(moved, AgentTransferred)
         assert (moved.agent_call_id, moved.previous_agent_call_id) == ("m-b", "m-a")
+        # a warm transfer: on hold while the agents consult, then cancelled / completed
+        await pool.submit(TransferAgent(call_id="m", agent_call_id="m-c", consult=True,
+                                        agent_uri=f"sip:a3@{HOST}"))
+        assert isinstance(await next_of(pool, "m"), CallHeld)
+        assert isinstance(await next_of(pool, "m"), ConsultStarted)
+        await pool.submit(CancelTransfer(call_id="m"))
+        cancelled = await next_of(pool, "m")
+        assert isinstance(cancelled, TransferFailed) and cancelled.reason == "cancelled"
+        await pool.submit(TransferAgent(call_id="m", agent_call_id="m-d", consult=True,
+                                        agent_uri=f"sip:a3@{HOST}"))
+        assert isinstance(await next_of(pool, "m"), ConsultStarted)  # still on hold
+        await pool.submit(CompleteTransfer(call_id="m"))
+        moved = await next_of(pool, "m")
+        assert isinstance(moved, AgentTransferred) and moved.agent_call_id == "m-d"
+        back = await next_of(pool, "m")
+        assert isinstance(back, CallHeld) and not back.on_hold
+        await pool.submit(CompleteTransfer(call_id="m"))
+        assert isinstance(await next_of(pool, "m"), api.CommandRejected)
         await pool.submit(api.Hangup(call_id="m"))
         assert isinstance(await next_of(pool, "m"), api.CallEnded)
         last = await next_of(pool, "m")
