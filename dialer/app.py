@@ -45,7 +45,7 @@ from dialer.bus.messages import (
     ScreenPopEvt,
     StateEvt,
 )
-from dialer.bus.runner import AgentCommandRunner
+from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
 from dialer.dispositions import hold_open_wrapups
@@ -131,7 +131,7 @@ class DialerApp:
         self.agent_campaign: dict[str, str] = {}
         self.commands = AgentCommands()
         #: one command at a time per agent, whether it came over MQTT or a WebSocket
-        self.runner = AgentCommandRunner(self._on_agent_command)
+        self.runner = ClusterRunner(self._on_agent_command)  # gated when [cluster] is on
         self.hub = AgentSocketHub(self.runner, self.metrics)
         self.web: WebServer | None = None
         self._stop = asyncio.Event()
@@ -145,6 +145,7 @@ class DialerApp:
         self.callability: SchedulingCallability | None = None
         #: the supervisors' controls (dialer/control), once the runtimes exist
         self.control: Control | None = None
+        self.cluster: Cluster | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -199,6 +200,8 @@ class DialerApp:
                     self.metrics.add_campaign(c.name)
                     priors = await pacing_priors(store, c.id, self.clock.now())
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
+                # several instances: which agents are this one's (dialer/cluster.py)
+                self.cluster = await start_cluster(self, stack, sessions)
                 # a supervisor's pause or stop outlives a restart (docs/console.md)
                 self.control = Control(sessions=sessions, clock=self.clock,
                                        runtimes=self.runtimes,

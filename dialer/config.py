@@ -59,6 +59,19 @@ class DialerSection(_Section):
     data_dir: Path = Path("var")
 
 
+class ClusterSection(_Section):
+    """Several `dialer run` instances on one database and one external broker
+    (docs/cluster.md). Off: this instance is alone (the default)."""
+
+    enabled: bool = False
+    #: how often this instance renews its heartbeat and its agents' leases, and refreshes the
+    #: other instances' abandon counts
+    heartbeat_s: float = Field(default=1.0, gt=0, le=30)
+    #: a heartbeat or agent lease not renewed for this long is dead: another instance takes
+    #: over its agents and closes its open attempts as lost
+    lease_ttl_s: float = Field(default=5.0, gt=0, le=300)
+
+
 class DatabaseSection(_Section):
     url: str = "sqlite:///var/dialer.db"
 
@@ -332,6 +345,7 @@ class Settings(BaseSettings):
     )
 
     dialer: DialerSection = DialerSection()
+    cluster: ClusterSection = ClusterSection()
     database: DatabaseSection = DatabaseSection()
     mqtt: MqttSection = MqttSection()
     metrics: MetricsSection = MetricsSection()
@@ -499,6 +513,12 @@ def _check_cross_references(s: Settings) -> None:
                             f"[[campaigns]] names {names}")
     if len(set(names)) != len(names):
         problems.append(f"campaigns: duplicate campaign names in {names}")
+    if s.cluster.enabled and (not s.mqtt.url or s.database.url.startswith("sqlite")):
+        problems.append("cluster.enabled: several instances need a shared external broker "
+                        "([mqtt] url) and PostgreSQL ([database] url), docs/cluster.md")
+    if s.cluster.enabled and s.cluster.lease_ttl_s < 2 * s.cluster.heartbeat_s:
+        problems.append(f"cluster.lease_ttl_s = {s.cluster.lease_ttl_s}: expected at least "
+                        f"twice heartbeat_s ({s.cluster.heartbeat_s})")
     logins = [a.login for a in s.agents]
     if len(set(logins)) != len(logins):
         problems.append(f"agents: duplicate agent logins in {logins}")

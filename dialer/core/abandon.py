@@ -9,11 +9,16 @@
 Events are stamped with the time the compliance clock started for that call and kept
 until they fall out of the longest window asked for, so the rolling 24 h and 30-day rates
 and the calendar-day rate can all be read at any time.
+
+Several dialer instances on one campaign (docs/cluster.md): the other instances' answers
+are an *external contribution* per window (`set_external`), read from the attempt rows by
+the driver; `counts()` adds it, so the governor of every instance sees the campaign whole.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -48,6 +53,20 @@ class WindowCounts:
         return self.numerator / den if den > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ExternalCounts:
+    """Answers of the campaign's other dialer instances over one window."""
+
+    live: int = 0
+    abandoned: int = 0
+    machines: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.live, self.abandoned, self.machines) < 0 or self.abandoned > self.live:
+            raise ValueError(f"external counts need 0 <= abandoned <= live and machines >= 0, "
+                             f"got {self.live}, {self.abandoned}, {self.machines}")
+
+
 class AbandonLedger:
     """Rolling counts of live answers, abandons and machine answers for one campaign."""
 
@@ -63,6 +82,18 @@ class AbandonLedger:
         self.total_live = 0
         self.total_abandoned = 0
         self.total_machines = 0
+        #: window (an AbandonWindow or a rolling length in s) -> the other instances' counts
+        self._external: dict[AbandonWindow | float, ExternalCounts] = {}
+
+    def set_external(self, counts: Mapping[AbandonWindow | float, ExternalCounts]) -> None:
+        """Replace the other instances' contribution; `counts()` over a window adds its
+        entry (a window without one adds nothing). An empty mapping clears it."""
+        self._external = {(k if isinstance(k, AbandonWindow) else float(k)): v
+                          for k, v in counts.items()}
+
+    @property
+    def external(self) -> Mapping[AbandonWindow | float, ExternalCounts]:
+        return dict(self._external)
 
     def record(self, t: float, *, live: bool, abandoned: bool = False) -> None:
         """Record one answered call at POSIX time ``t`` (when its compliance clock started).
@@ -94,9 +125,23 @@ class AbandonLedger:
         return now.timestamp() - float(window)
 
     def counts(self, now: datetime, window: AbandonWindow | float | None = None) -> WindowCounts:
-        """Counts over ``window`` (default: the policy's regulatory window) up to ``now``."""
-        start = self.window_start(now, self.policy.window if window is None else window)
-        return self.counts_since(start)
+        """Counts over ``window`` (default: the policy's regulatory window) up to ``now``,
+        this ledger's own events plus the external contribution for that window."""
+        key = self.policy.window if window is None else window
+        own = self.counts_since(self.window_start(now, key))
+        ext = self._external.get(key if isinstance(key, AbandonWindow) else float(key))
+        if ext is None:
+            return own
+        return self._with(own.live + ext.live, own.abandoned + ext.abandoned,
+                          own.machines + ext.machines)
+
+    def _with(self, live: int, ab: int, mach: int) -> WindowCounts:
+        fp = (
+            self.policy.amd_false_positive_rate * mach
+            if self.policy.count_amd_false_positives
+            else 0.0
+        )
+        return WindowCounts(live=live, abandoned=ab, machines=mach, est_false_positives=fp)
 
     def counts_since(self, start: float) -> WindowCounts:
         i = bisect_left(self._t, start)
@@ -104,15 +149,8 @@ class AbandonLedger:
             b_live, b_ab, b_m = self._base
         else:
             b_live, b_ab, b_m = self._live[i - 1], self._aband[i - 1], self._mach[i - 1]
-        live = self.total_live - b_live
-        ab = self.total_abandoned - b_ab
-        mach = self.total_machines - b_m
-        fp = (
-            self.policy.amd_false_positive_rate * mach
-            if self.policy.count_amd_false_positives
-            else 0.0
-        )
-        return WindowCounts(live=live, abandoned=ab, machines=mach, est_false_positives=fp)
+        return self._with(self.total_live - b_live, self.total_abandoned - b_ab,
+                          self.total_machines - b_m)
 
     def rate(self, now: datetime, window: AbandonWindow | float | None = None) -> float:
         return self.counts(now, window).rate

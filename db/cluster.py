@@ -1,0 +1,221 @@
+"""Reads and writes of several dialer instances sharing one database (docs/cluster.md).
+
+Leases live in the `job_leases` table (one row per name, as the scheduled jobs' leases do),
+under names of their own so no job ever touches them:
+
+* `cluster/instance/<dialer id>`: an instance's heartbeat; `expires_at` is renewed every
+  heartbeat, `occurrence` is `up:<start time>` while it lives. A survivor that finds it
+  expired marks it `dead` (one conditional UPDATE: exactly one survivor wins) and then
+  cleans up after it;
+* `cluster/agent/<login>`: which instance serves an agent; taken with one conditional UPDATE
+  (free, expired or already ours) or the first INSERT, so two instances never both win.
+
+`answered_by_others` counts the other instances' answers of a campaign per abandon window:
+the external contribution to every instance's abandon ledger.
+
+Errors: SQLAlchemy errors leave here as `RepositoryError` (db/repositories.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from common.vocabulary import AttemptResult
+from db.models import Attempt, JobLease
+from db.repositories import Sessions, translated
+
+INSTANCE = "cluster/instance/"
+AGENT = "cluster/agent/"
+DEAD = "dead"
+CLEANING = "cleaning"
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    dialer_id: str
+    expires_at: datetime
+    #: `up:<start>` while it lives, `dead` once a survivor cleaned up after it
+    occurrence: str
+    holder: str
+
+    def alive(self, now: datetime) -> bool:
+        return self.expires_at >= now and self.occurrence.startswith("up:")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLease:
+    login: str
+    holder: str
+    expires_at: datetime
+
+
+async def _upsert(sessions: Sessions, name: str, occurrence: str, holder: str,
+                  expires: datetime, *, only_if: object | None = None) -> bool:
+    """UPDATE the lease row `name` (if `only_if` holds), else INSERT it; False when the row
+    exists and `only_if` does not hold, or another process inserted it first."""
+    async with sessions.begin() as s:
+        stmt = update(JobLease).where(JobLease.name == name)
+        if only_if is not None:
+            stmt = stmt.where(only_if)  # type: ignore[arg-type]
+        res = await s.execute(stmt.values(occurrence=occurrence, holder=holder,
+                                          expires_at=expires))
+        if res.rowcount:  # type: ignore[attr-defined]
+            return True
+        if (await s.execute(select(JobLease.name).where(JobLease.name == name))).first():
+            return False
+    try:
+        async with sessions.begin() as s:
+            s.add(JobLease(name=name, occurrence=occurrence, holder=holder, expires_at=expires))
+        return True
+    except IntegrityError:
+        return False
+
+
+# ------------------------------------------------------------------------------ instances
+
+
+@translated
+async def heartbeat(sessions: Sessions, *, dialer_id: str, started: datetime, now: datetime,
+                    ttl: timedelta) -> None:
+    """Renew this instance's heartbeat lease (creates it at the first beat)."""
+    await _upsert(sessions, INSTANCE + dialer_id, f"up:{started.isoformat()}", dialer_id,
+                  now + ttl)
+
+
+@translated
+async def leave(sessions: Sessions, *, dialer_id: str) -> None:
+    """A clean stop: the heartbeat row goes (nothing is left for a survivor to clean up)."""
+    async with sessions.begin() as s:
+        await s.execute(delete(JobLease).where(JobLease.name == INSTANCE + dialer_id))
+
+
+@translated
+async def members(sessions: Sessions) -> list[Member]:
+    """Every instance that ever beat (alive or not), by id."""
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(JobLease).where(JobLease.name.startswith(INSTANCE, autoescape=True))
+            .order_by(JobLease.name))).scalars().all()
+    return [Member(r.name[len(INSTANCE):], r.expires_at, r.occurrence, r.holder) for r in rows]
+
+
+@translated
+async def claim_dead(sessions: Sessions, *, dead_id: str, by: str, now: datetime,
+                     ttl: timedelta) -> bool:
+    """Take the clean-up after an expired instance: True for the one survivor whose UPDATE
+    marked it `cleaning` (a lease of `ttl`: a survivor that dies cleaning leaves it to
+    another). False when it is alive again, being cleaned up, or already dead."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(JobLease)
+            .where(JobLease.name == INSTANCE + dead_id, JobLease.expires_at < now,
+                   JobLease.occurrence != DEAD)
+            .values(occurrence=CLEANING, holder=by, expires_at=now + ttl))
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+@translated
+async def mark_dead(sessions: Sessions, *, dead_id: str, by: str) -> bool:
+    """The clean-up is done: the instance is `dead` (unless it came back meanwhile)."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(JobLease)
+            .where(JobLease.name == INSTANCE + dead_id, JobLease.occurrence == CLEANING,
+                   JobLease.holder == by)
+            .values(occurrence=DEAD))
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------ agents
+
+
+@translated
+async def take_agent(sessions: Sessions, *, login: str, dialer_id: str, now: datetime,
+                     ttl: timedelta) -> bool:
+    """Serve agent `login` from `dialer_id`: True when the lease was free, expired or
+    already this instance's; False while another instance holds it."""
+    return await _upsert(
+        sessions, AGENT + login, "agent", dialer_id, now + ttl,
+        only_if=or_(JobLease.holder == dialer_id, JobLease.expires_at < now))
+
+
+@translated
+async def renew_agents(sessions: Sessions, *, dialer_id: str, logins: Sequence[str],
+                       now: datetime, ttl: timedelta) -> list[str]:
+    """Renew the leases this instance still holds; returns the logins it lost (another
+    instance took them after they expired)."""
+    if not logins:
+        return []
+    names = [AGENT + x for x in logins]
+    async with sessions.begin() as s:
+        await s.execute(update(JobLease)
+                        .where(JobLease.name.in_(names), JobLease.holder == dialer_id)
+                        .values(expires_at=now + ttl))
+        held = set((await s.execute(select(JobLease.name).where(
+            JobLease.name.in_(names), JobLease.holder == dialer_id))).scalars())
+    return [x for x in logins if AGENT + x not in held]
+
+
+@translated
+async def release_agents(sessions: Sessions, *, dialer_id: str, logins: Iterable[str]) -> None:
+    names = [AGENT + x for x in logins]
+    if not names:
+        return
+    async with sessions.begin() as s:
+        await s.execute(delete(JobLease).where(JobLease.name.in_(names),
+                                               JobLease.holder == dialer_id))
+
+
+@translated
+async def agent_leases(sessions: Sessions) -> dict[str, AgentLease]:
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(JobLease).where(JobLease.name.startswith(AGENT, autoescape=True)))
+        ).scalars().all()
+    return {r.name[len(AGENT):]: AgentLease(r.name[len(AGENT):], r.holder, r.expires_at)
+            for r in rows}
+
+
+# ------------------------------------------------------------------------------ abandons
+
+
+@translated
+async def answered_by_others(
+    sessions: Sessions, *, campaign_id: int, dialer_id: str, ended_after: datetime,
+    starts: Mapping[K, datetime],
+) -> dict[K, tuple[int, int, int]]:
+    """(live, abandoned, machines) answered since each window start by the campaign's
+    *other* instances, counting only attempts that ended after `ended_after` (the ones
+    before it are in the ledger's seed already: the runtime seeds every instance's
+    answers at its start). One query, one filtered count per window."""
+    if not starts:
+        return {}
+    keys = list(starts)
+    cols = [func.count().filter(Attempt.answered_at >= starts[k]) for k in keys]
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(Attempt.result, *cols)
+            .where(Attempt.campaign_id == campaign_id, Attempt.dialer_id != dialer_id,
+                   Attempt.ended_at > ended_after,
+                   Attempt.answered_at >= min(starts.values()),
+                   Attempt.result.in_([AttemptResult.CONNECTED, AttemptResult.ABANDONED,
+                                       AttemptResult.MACHINE]))
+            .group_by(Attempt.result))).all()
+    out = {k: [0, 0, 0] for k in keys}
+    for result, *counts in rows:
+        for k, n in zip(keys, counts, strict=True):
+            if result is AttemptResult.MACHINE:
+                out[k][2] += int(n)
+            else:
+                out[k][0] += int(n)
+                if result is AttemptResult.ABANDONED:
+                    out[k][1] += int(n)
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}

@@ -1,0 +1,298 @@
+"""Several `dialer run` instances on one campaign (docs/cluster.md): `[cluster] enabled`.
+
+Every instance shares one PostgreSQL and one external MQTT broker; each has its own
+`[dialer] id`, SIP nodes and lines. What this module adds to a `DialerApp`:
+
+* **a heartbeat** (db/cluster.py): every `heartbeat_s` the instance renews its lease row;
+* **one instance per agent**: with a shared broker every instance receives every agent's
+  commands. An agent lease row says which instance serves the agent; a command of an agent
+  served elsewhere is dropped silently (no ack, no error: the serving instance answers). A
+  free agent is taken by the instance its login hashes to among the live members
+  (rendezvous hashing, so agents spread evenly), by any other after `defer_s`; the lease is
+  taken with one conditional UPDATE, so exactly one instance wins. An instance keeps its
+  agents while it lives (renewed with the heartbeat); an agent's runtime (`rt.agents`) holds
+  only the agents this instance serves;
+* **death** of an instance (its heartbeat expired): the one survivor that marks it dead
+  closes its open attempts as `lost` and holds its connected calls without a disposition as
+  "needs outcome" (as a restart of that instance would), and releases its lead claims; then
+  the survivors take over its agents (rendezvous hashing again) and restore each to where
+  the agent state log says it was, telling its desktop: the agent gets calls again within
+  `lease_ttl_s` + a few heartbeats, without reconnecting;
+* **the campaign-wide abandon ledger**: every heartbeat, the other instances' answers per
+  window (attempt rows, `db.cluster.answered_by_others`) become each runtime's ledger's
+  external contribution (`AbandonLedger.set_external`), so every governor guards the
+  campaign's rate, not its own share;
+* `dialer_instance_info{dialer_id}` and `dialer_cluster_members` gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from common.clock import Clock
+from common.vocabulary import AbandonWindow
+from db import cluster as db
+from db.models import Agent
+from db.repositories import Sessions
+from dialer.bus.errors import ErrorCode, ProtocolError
+from dialer.bus.messages import AgentCommand
+from dialer.bus.runner import AgentCommandRunner, CommandHandler, Reply
+from dialer.cluster_agents import restore_agent
+from dialer.core.abandon import ExternalCounts
+
+if TYPE_CHECKING:
+    from dialer.app import DialerApp
+    from dialer.runtime import CampaignRuntime
+
+log = logging.getLogger(__name__)
+
+#: the verdict of a command this instance does not serve: never sent to the agent
+NOT_MINE = ProtocolError(ErrorCode.UNKNOWN_AGENT, "served by another dialer instance")
+
+Gate = Callable[[str, AgentCommand], Awaitable[bool]]
+
+
+class ClusterRunner(AgentCommandRunner):
+    """The app's command runner; with a `gate` (cluster on) a command the gate refuses gets
+    no reply at all: another instance serves that agent and answers it."""
+
+    def __init__(self, handler: CommandHandler, **kw: Any) -> None:
+        super().__init__(self._gated, **kw)
+        self._inner = handler
+        self.gate: Gate | None = None
+
+    def set_handler(self, handler: CommandHandler) -> None:
+        self._inner = handler
+
+    async def _gated(self, login: str, cmd: AgentCommand) -> ProtocolError | None:
+        if self.gate is not None and not await self.gate(login, cmd):
+            return NOT_MINE
+        return await self._inner(login, cmd)
+
+    def submit(self, login: str, cmd: AgentCommand, reply: Reply) -> ProtocolError | None:
+        def answer(c: AgentCommand, result: ProtocolError | None, fault: bool) -> None:
+            if result is not NOT_MINE:
+                reply(c, result, fault)
+
+        return super().submit(login, cmd, answer)
+
+
+def rendezvous(login: str, members: list[str]) -> str | None:
+    """The member a login belongs to (highest hash): the same answer on every instance that
+    sees the same members, and only 1/n of the agents move when a member joins or leaves."""
+    if not members:
+        return None
+    return max(members, key=lambda m: hashlib.sha256(f"{m}\0{login}".encode()).digest())
+
+
+class Cluster:
+    """This instance's part in a cluster; see the module docstring."""
+
+    def __init__(self, *, dialer_id: str, sessions: Sessions, clock: Clock,
+                 heartbeat_s: float, lease_ttl_s: float, registry: Any = None) -> None:
+        self.id = dialer_id
+        self.sessions = sessions
+        self.clock = clock
+        self.every = heartbeat_s
+        self.ttl = timedelta(seconds=lease_ttl_s)
+        #: a free agent's command waits this long on an instance it does not hash to
+        self.defer_s = min(1.0, heartbeat_s)
+        self.started = clock.now()
+        self.runtimes: dict[str, CampaignRuntime] = {}
+        #: agents this instance serves, and the rows of those it does not (yet)
+        self.mine: set[str] = set()
+        self.spare: dict[str, tuple[CampaignRuntime, Agent]] = {}
+        self.members: list[db.Member] = []
+        self.leases: dict[str, db.AgentLease] = {}
+        #: what this instance did (logs, tests)
+        self.cleaned: dict[str, tuple[int, int]] = {}
+        self.taken_over: list[str] = []
+        self.beats = 0
+        self._task: asyncio.Task[None] | None = None
+        self._gauges = _gauges(registry, dialer_id)
+
+    # ------------------------------------------------------------------ start and stop
+    async def start(self, runtimes: dict[str, CampaignRuntime]) -> None:
+        """Beat once, keep in the runtimes only the agents whose lease is ours (a quick
+        restart finds them still held), and start beating."""
+        now = self.clock.now()
+        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.started, now=now,
+                           ttl=self.ttl)
+        self.runtimes = runtimes
+        self.leases = await db.agent_leases(self.sessions)
+        for rt in runtimes.values():
+            for login in list(rt.agents):
+                lease = self.leases.get(login)
+                if lease is not None and lease.holder == self.id and lease.expires_at >= now:
+                    self.mine.add(login)
+                else:
+                    self.spare[login] = (rt, rt.agents.pop(login))
+        self.members = await db.members(self.sessions)
+        log.info("cluster: instance %s up; %d agent(s) kept from a previous run, %d live "
+                 "member(s)", self.id, len(self.mine), len(self.alive(now)))
+        self._task = asyncio.create_task(self._loop(), name="cluster")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        with contextlib.suppress(Exception):
+            # a clean stop: the agents' leases lapse on their own (a survivor takes them
+            # over once they expire), the heartbeat row goes now
+            await db.leave(self.sessions, dialer_id=self.id)
+
+    # ------------------------------------------------------------------ agents' commands
+    def alive(self, now: datetime) -> list[str]:
+        return [m.dialer_id for m in self.members if m.alive(now)]
+
+    def preferred(self, login: str, now: datetime) -> bool:
+        alive = self.alive(now)
+        if self.id not in alive:
+            alive.append(self.id)
+        return rendezvous(login, alive) == self.id
+
+    async def admit(self, login: str, cmd: AgentCommand) -> bool:
+        """Whether this instance handles `login`'s command (the runner's gate)."""
+        if login in self.mine:
+            return True
+        if login not in self.spare:
+            return False  # not an agent of this instance's campaigns: another may know it
+        now = self.clock.now()
+        lease = self.leases.get(login)
+        if lease is not None and lease.holder != self.id and lease.expires_at >= now:
+            return False
+        if not self.preferred(login, now):
+            await asyncio.sleep(self.defer_s)
+            now = self.clock.now()
+        if await db.take_agent(self.sessions, login=login, dialer_id=self.id, now=now,
+                               ttl=self.ttl):
+            self._adopt(login)
+            log.info("cluster: instance %s serves agent %s", self.id, login)
+            return True
+        return False
+
+    def _adopt(self, login: str) -> CampaignRuntime | None:
+        got = self.spare.pop(login, None)
+        if got is None:
+            return None
+        rt, row = got
+        rt.agents[login] = row
+        self.mine.add(login)
+        return rt
+
+    # ------------------------------------------------------------------ the heartbeat
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except Exception:
+                log.exception("cluster: heartbeat of %s failed", self.id)
+            await asyncio.sleep(self.every)
+
+    async def beat(self) -> None:
+        """One heartbeat: renew, look at the others, clean up after the dead, take over
+        their agents, refresh the campaign-wide abandon counts."""
+        now = self.clock.now()
+        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.started, now=now,
+                           ttl=self.ttl)
+        lost = await db.renew_agents(self.sessions, dialer_id=self.id, logins=sorted(self.mine),
+                                     now=now, ttl=self.ttl)
+        for login in lost:  # held by another instance now (we stalled past the TTL)
+            log.error("cluster: instance %s lost agent %s to another instance", self.id, login)
+        self.members = await db.members(self.sessions)
+        self.leases = await db.agent_leases(self.sessions)
+        for m in self.members:
+            if m.dialer_id != self.id and not m.alive(now) and m.occurrence != db.DEAD:
+                await self._clean_up_after(m, now)
+        await self._take_over(now)
+        await self.refresh_abandons(now)
+        self.beats += 1
+        if self._gauges is not None:
+            self._gauges[1].set(len(self.alive(now)))
+
+    async def _clean_up_after(self, m: db.Member, now: datetime) -> None:
+        if not await db.claim_dead(self.sessions, dead_id=m.dialer_id, by=self.id, now=now,
+                                   ttl=self.ttl):
+            return
+        store = next(iter(self.runtimes.values())).store if self.runtimes else None
+        closed = held = 0
+        if store is not None:
+            closed = await store.close_orphaned_attempts(dialer_id=m.dialer_id, now=now)
+            held = await store.hold_orphaned_outcomes(dialer_id=m.dialer_id)
+        await db.mark_dead(self.sessions, dead_id=m.dialer_id, by=self.id)
+        self.cleaned[m.dialer_id] = (closed, held)
+        log.warning("cluster: instance %s is dead (heartbeat expired at %s): %s closed its %d "
+                    "open attempts as lost, %d connected calls wait as 'needs outcome'",
+                    m.dialer_id, m.expires_at.isoformat(), self.id, closed, held)
+
+    async def _take_over(self, now: datetime) -> None:
+        """Agents whose lease lapsed with its holder gone (dead and cleaned up, or stopped)
+        come to the instance they hash to (to any after one more TTL)."""
+        dead_or_gone = {m.dialer_id for m in self.members if m.occurrence == db.DEAD}
+        known = {m.dialer_id for m in self.members}
+        for login, lease in sorted(self.leases.items()):
+            if login not in self.spare or lease.expires_at >= now:
+                continue
+            if lease.holder in known and lease.holder not in dead_or_gone:
+                continue  # its instance is still being cleaned up after (or came back)
+            if not (self.preferred(login, now) or now - lease.expires_at > self.ttl):
+                continue
+            if not await db.take_agent(self.sessions, login=login, dialer_id=self.id, now=now,
+                                       ttl=self.ttl):
+                continue
+            rt = self._adopt(login)
+            if rt is None:
+                continue
+            self.taken_over.append(login)
+            state = await restore_agent(rt, login)
+            log.warning("cluster: instance %s took over agent %s from %s (restored %s)",
+                        self.id, login, lease.holder, state)
+
+    # ------------------------------------------------------------------ abandons
+    async def refresh_abandons(self, now: datetime) -> None:
+        """The other instances' answers per window into every runtime's ledger."""
+        for rt in self.runtimes.values():
+            ledger = rt.engine.ledger
+            keys: list[AbandonWindow | float] = [*AbandonWindow, 3600.0]
+            starts = {k: datetime.fromtimestamp(ledger.window_start(now, k), UTC) for k in keys}
+            got = await db.answered_by_others(
+                self.sessions, campaign_id=rt.campaign.id, dialer_id=self.id,
+                ended_after=self.started, starts=starts)
+            ledger.set_external({k: ExternalCounts(*v) for k, v in got.items()})
+
+
+def _gauges(registry: Any, dialer_id: str) -> tuple[Any, Any] | None:
+    if registry is None:
+        return None
+    from prometheus_client import Gauge
+
+    info = Gauge("dialer_instance_info", "This dialer instance (value 1); its [dialer] id",
+                 ["dialer_id"], registry=registry)
+    info.labels(dialer_id=dialer_id).set(1)
+    members = Gauge("dialer_cluster_members", "Dialer instances alive on this database "
+                    "(heartbeat not expired), as this instance sees them", registry=registry)
+    return info, members
+
+
+async def start_cluster(app: DialerApp, stack: contextlib.AsyncExitStack,
+                        sessions: Sessions) -> Cluster | None:
+    """The app's hook (after the runtimes are built, before they run and before MQTT):
+    None when `[cluster] enabled` is false."""
+    s = app.settings
+    if not s.cluster.enabled:
+        return None
+    cluster = Cluster(dialer_id=s.dialer.id, sessions=sessions, clock=app.clock,
+                      heartbeat_s=s.cluster.heartbeat_s, lease_ttl_s=s.cluster.lease_ttl_s,
+                      registry=getattr(app.metrics, "registry", None))
+    await cluster.start(app.runtimes)
+    stack.push_async_callback(cluster.stop)
+    if isinstance(app.runner, ClusterRunner):
+        app.runner.gate = cluster.admit
+    return cluster
