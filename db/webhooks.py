@@ -122,6 +122,57 @@ async def subscriptions(sessions: Sessions) -> list[Subscription]:
 
 
 @translated
+async def update_subscription(sessions: Sessions, subscription_id: int, *, now: datetime,
+                              url: str | None = None, events: Sequence[str] | None = None,
+                              active: bool | None = None,
+                              actor: Actor | None = None) -> Subscription | None:
+    """Change a subscription's URL, events or `active` (None: leave it); None if there is no
+    such subscription. Its pending deliveries go to the new URL at their next try; a new
+    event list applies to the events fanned out from now on. An inactive subscription gets
+    no new deliveries and its pending ones are held (not tried, not dead) until it is
+    active again. Audited (`webhook.update`, the names of the fields changed; never the
+    URL) in the same transaction when something changed."""
+    async with sessions.begin() as s:
+        row = await s.get(WebhookSubscription, subscription_id, with_for_update=True)
+        if row is None:
+            return None
+        changed: dict[str, Any] = {}
+        if url is not None and check_url(url) != row.url:
+            row.url = url
+            changed["url"] = "changed"
+        if events is not None:
+            wanted = check_events(events)
+            if wanted != sorted(row.events):
+                row.events = wanted
+                changed["events"] = wanted
+        if active is not None and active != row.active:
+            row.active = active
+            changed["active"] = active
+        await s.flush()
+        if changed and actor is not None:
+            audit.add_entry(s, actor, "webhook.update", f"webhook:{row.id}", changed, now=now)
+        return _sub(row)
+
+
+@translated
+async def rotate_secret(sessions: Sessions, subscription_id: int, *, now: datetime,
+                        actor: Actor | None = None) -> tuple[Subscription, str] | None:
+    """A new signing secret (returned: the only time it is shown); every post from now on,
+    retries of older deliveries too, is signed with it. Audited (`webhook.rotate_secret`,
+    without the secret)."""
+    secret = new_secret()
+    async with sessions.begin() as s:
+        row = await s.get(WebhookSubscription, subscription_id, with_for_update=True)
+        if row is None:
+            return None
+        row.secret = secret
+        await s.flush()
+        if actor is not None:
+            audit.add_entry(s, actor, "webhook.rotate_secret", f"webhook:{row.id}", now=now)
+        return _sub(row), secret
+
+
+@translated
 async def delete_subscription(sessions: Sessions, subscription_id: int, *,
                               actor: Actor | None = None, now: datetime | None = None) -> bool:
     """Delete a subscription with its deliveries (pending ones are dropped)."""
@@ -204,6 +255,9 @@ async def claim(sessions: Sessions, *, now: datetime, holder: str, lease_s: floa
         ~exists().where(earlier.subscription_id == d.subscription_id,
                         earlier.order_key == d.order_key, earlier.status == PENDING,
                         earlier.event_id < d.event_id),
+        # an inactive subscription's deliveries are held (PATCH active=false)
+        exists().where(WebhookSubscription.id == d.subscription_id,
+                       WebhookSubscription.active.is_(True)),
     )
     async with sessions() as s:
         if await s.scalar(select(d.id).where(*due).limit(1)) is None:
@@ -331,9 +385,13 @@ async def backlog(sessions: Sessions) -> Backlog:
         )).all())
         unfanned = await s.scalar(select(func.count()).select_from(WebhookEvent)
                                   .where(WebhookEvent.fanned_out.is_(False)))
+        # held deliveries of an inactive subscription are not a receiver falling behind
         oldest = await s.scalar(select(func.min(WebhookEvent.created_at))
                                 .join(d, d.event_id == WebhookEvent.id)
-                                .where(d.status == PENDING))
+                                .join(WebhookSubscription,
+                                      WebhookSubscription.id == d.subscription_id)
+                                .where(d.status == PENDING,
+                                       WebhookSubscription.active.is_(True)))
     return Backlog(int(counts.get(PENDING, 0)), int(counts.get(DEAD, 0)), int(unfanned or 0),
                    oldest)
 

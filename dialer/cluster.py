@@ -114,6 +114,10 @@ class Cluster:
         self.cleaned: dict[str, tuple[int, int]] = {}
         self.taken_over: list[str] = []
         self.beats = 0
+        #: clock.monotonic() of the first heartbeat of the current unbroken run of them:
+        #: another instance is judged dead only by an instance that has itself been beating
+        #: for a whole TTL (after a database outage every heartbeat is stale at once)
+        self._healthy_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._gauges = _gauges(registry, dialer_id)
 
@@ -193,6 +197,7 @@ class Cluster:
             try:
                 await self.beat()
             except Exception:
+                self._healthy_since = None
                 log.exception("cluster: heartbeat of %s failed", self.id)
             await asyncio.sleep(self.every)
 
@@ -206,12 +211,16 @@ class Cluster:
                                      now=now, ttl=self.ttl)
         for login in lost:  # held by another instance now (we stalled past the TTL)
             log.error("cluster: instance %s lost agent %s to another instance", self.id, login)
+        mono = self.clock.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = mono
         self.members = await db.members(self.sessions)
         self.leases = await db.agent_leases(self.sessions)
-        for m in self.members:
-            if m.dialer_id != self.id and not m.alive(now) and m.occurrence != db.DEAD:
-                await self._clean_up_after(m, now)
-        await self._take_over(now)
+        if mono - self._healthy_since >= self.ttl.total_seconds():
+            for m in self.members:
+                if m.dialer_id != self.id and not m.alive(now) and m.occurrence != db.DEAD:
+                    await self._clean_up_after(m, now)
+            await self._take_over(now)
         await self.refresh_abandons(now)
         self.beats += 1
         if self._gauges is not None:
@@ -257,7 +266,11 @@ class Cluster:
 
     # ------------------------------------------------------------------ abandons
     async def refresh_abandons(self, now: datetime) -> None:
-        """The other instances' answers per window into every runtime's ledger."""
+        """The other instances' answers per window into every runtime's ledger, plus a
+        reserve of one abandoned live answer per other live instance: until the next
+        refresh each of them may spend one abandon this instance cannot see yet, so the
+        guard keeps room for it (the campaign stays under its cap, not a few abandons over)."""
+        reserve = len([m for m in self.alive(now) if m != self.id])
         for rt in self.runtimes.values():
             ledger = rt.engine.ledger
             keys: list[AbandonWindow | float] = [*AbandonWindow, 3600.0]
@@ -265,7 +278,8 @@ class Cluster:
             got = await db.answered_by_others(
                 self.sessions, campaign_id=rt.campaign.id, dialer_id=self.id,
                 ended_after=self.started, starts=starts)
-            ledger.set_external({k: ExternalCounts(*v) for k, v in got.items()})
+            ledger.set_external({k: ExternalCounts(live + reserve, ab + reserve, mach)
+                                 for k, (live, ab, mach) in got.items()})
 
 
 def _gauges(registry: Any, dialer_id: str) -> tuple[Any, Any] | None:

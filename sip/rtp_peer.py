@@ -7,7 +7,8 @@ endpoints' ports, so a test measures each direction of each leg itself:
   silence" are told apart), the time of the first one, RFC 2833 telephone-events (digits);
 * sent: 20 ms PCMU packets, silence or a 1 kHz tone (``talk(True)``), once the far end's
   address is known - from its first packet (symmetric RTP, as the node sends first on a
-  bridged call) or set with ``send_to``.
+  bridged call) - and only while the node's packets keep coming
+  (the node sends on every live leg, so a second without them means the call ended).
 
 One :class:`RtpHub` thread serves many endpoints (the monitor benchmark runs 60).
 """
@@ -55,6 +56,8 @@ def _ulaw_encode(sample: int) -> int:
 SILENCE = bytes([0xFF]) * _FRAME
 #: a packet whose mean level is above this carries sound
 VOICED = 300.0
+#: an endpoint that received nothing this long stops sending (its call ended)
+IDLE_STOP_S = 1.0
 #: a 1 kHz tone at about -10 dBFS, exactly 20 periods per packet
 TONE = bytes(_ulaw_encode(int(10000 * math.sin(2 * math.pi * i / 8))) for i in range(_FRAME))
 
@@ -91,6 +94,7 @@ class RtpPeer:
     rx_voiced: int = 0
     tx: int = 0
     first_rx_mono: float | None = None
+    last_rx_mono: float = 0.0
     window: Window = field(default_factory=Window)
     #: telephone-event digits, once per event (its RTP timestamp)
     digits: list[str] = field(default_factory=list)
@@ -106,9 +110,6 @@ class RtpPeer:
         """Stop sending, as a phone does after its BYE (what arrives is still counted)."""
         self.sending = False
 
-    def send_to(self, host: str, port: int) -> None:
-        self.remote = (host, port)
-
     def reset_window(self) -> None:
         self.window = Window()
 
@@ -118,6 +119,7 @@ class RtpPeer:
         pt = data[1] & 0x7F
         if self.remote is None:
             self.remote = addr
+        self.last_rx_mono = now
         payload = data[12 + 4 * (data[0] & 0x0F) :]
         if pt == PCMU:
             self.rx_audio += 1
@@ -133,8 +135,13 @@ class RtpPeer:
                 self._event_ts.add(ts)
                 self.digits.append(_RFC2833_EVENTS[payload[0]])
 
-    def _send(self) -> None:
+    def _send(self, now: float) -> None:
         if self.remote is None or not self.sending:
+            return
+        if now - self.last_rx_mono > IDLE_STOP_S:
+            # the node sends on every live leg (no VAD): silence this long means the call is
+            # gone; a stale sender would reach the next call given that node port (the node's
+            # symmetric RTP follows it), also in other processes sharing the machine
             return
         hdr = struct.pack("!BBHII", 0x80, PCMU, self._seq & 0xFFFF, self._ts & 0xFFFFFFFF,
                           self._ssrc)
@@ -224,7 +231,7 @@ class RtpHub:
                     socks[s]._on_packet(data, addr, now)
             if now >= next_tick:
                 for p in peers:
-                    p._send()
+                    p._send(now)
                 next_tick += 0.02
                 if now - next_tick > 0.2:  # fell far behind (a loaded machine): catch up
                     next_tick = now + 0.02

@@ -8,39 +8,20 @@ batch changes nothing while the dialer works.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dialer.demo.data import business_zones, valid_number
-from support.faults import CAMPAIGN, DIALER, wait_for
+from support.crm import create_token, fresh_numbers
+from support.faults import CAMPAIGN, wait_for
 from support.kamailio import available as kamailio_available
 from support.webstack import WebSpec, WebStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.sipp]
 
 LEADS = 1000
-
-
-def numbers(stack: WebStack, n: int) -> list[tuple[str, str]]:
-    """`n` valid numbers where it is business time, unlike the stack's own (their last
-    three digits are not the stack's behaviour codes: the callee answers, talks 5 s)."""
-    zone, region, prefix = business_zones(stack.started_at)[0]
-    taken = {p for p, _ in stack.numbers} | {p[-3:] for p, _ in stack.numbers}
-    rng = random.Random(11)
-    out: dict[str, str] = {}
-    while len(out) < n:
-        code = f"{rng.randrange(100, 1000):03d}"
-        number = valid_number(prefix, region, rng, code)
-        if number is not None and number not in taken and code not in taken:
-            out[number] = zone
-    return list(out.items())
 
 
 async def test_leads_pushed_over_http_are_called(tmp_path: Path) -> None:
@@ -52,18 +33,11 @@ async def test_leads_pushed_over_http_are_called(tmp_path: Path) -> None:
                    agents={"agent1": "pw-1", "agent2": "pw-2"},
                    campaign_toml='dial_mode = "power"\nlines_per_agent = 2.0\n')
     async with WebStack(tmp_path, spec) as st:
-        made = await asyncio.to_thread(subprocess.run, [
-            DIALER, "tokens", "create", "--name", "crm", "--config", str(st.config_path),
-            "--scope", "leads:write,leads:read,attempts:read,campaigns:read"],
-            capture_output=True, text=True, timeout=60, cwd=st.dir,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                [str(st.dir), os.environ.get("PYTHONPATH", "")])})
-        assert made.returncode == 0, made.stderr
-        token = made.stdout.strip()
-        assert token.startswith("dlr_") and token not in made.stderr
+        token = await create_token(
+            st, "crm", ["leads:write", "leads:read", "attempts:read", "campaigns:read"])
         batch = [{"external_id": f"crm-{i}", "phone": p, "name": f"Live {i}",
                   "timezone": z, "priority": 50}
-                 for i, (p, z) in enumerate(numbers(st, LEADS))]
+                 for i, (p, z) in enumerate(fresh_numbers(st, LEADS))]
         async with httpx.AsyncClient(base_url=st.web_url, timeout=60, headers={
                 "Authorization": f"Bearer {token}"}) as c:
             r = await c.post("/api/v1/leads/bulk", json={"campaign": CAMPAIGN, "leads": batch})

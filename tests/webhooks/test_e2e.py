@@ -12,8 +12,6 @@ import asyncio
 import concurrent.futures
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +21,15 @@ from db import webhooks as wh
 from db.pgserver import TempPostgres
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile
-from support.faults import CAMPAIGN, FaultStack, StackSpec, wait_for
+from support.crm import (
+    WebhooksSection,
+    backend,
+    check_deliveries,
+    until,
+    wait_calls_done,
+    wait_delivered,
+)
+from support.faults import StackSpec, wait_for
 
 from .receiver import Receiver, verify_signature
 
@@ -33,18 +39,12 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.sipp,
 OUTAGE_S = 30.0
 
 
-class WebhookStack(FaultStack):
+class WebhookStack(WebhooksSection):
     """The fault stack with a `[webhooks]` section and a subscription made before the
     dialer's first start (so it receives every event of the run)."""
 
     receiver_url = ""
     secret = ""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        with self.config_path.open("a") as f:
-            f.write("\n[webhooks]\npoll_interval_s = 0.1\ntimeout_s = 2.0\n"
-                    "first_backoff_s = 0.2\nmax_backoff_s = 2.0\n")
 
     def start_dialer(self):  # type: ignore[no-untyped-def]
         if not self.secret:  # the database is migrated and seeded by now
@@ -63,21 +63,11 @@ class WebhookStack(FaultStack):
             await engine.dispose()
 
 
-async def until(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 @pytest.fixture(params=["default", "production"])
 def stack_kind(request: pytest.FixtureRequest) -> tuple[str, TempPostgres | None]:
     """default: SQLite and the embedded broker; production: PostgreSQL and Mosquitto (the
     session's PostgreSQL starts here, outside the test's event loop)."""
-    if request.param == "production":
-        return request.param, request.getfixturevalue("pg_server")
-    return request.param, None
+    return backend(request)
 
 
 async def test_every_event_once_in_order_through_an_outage_and_a_crash(
@@ -119,31 +109,8 @@ async def test_every_event_once_in_order_through_an_outage_and_a_crash(
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
             await r.start()
 
-            async def quiet() -> bool:
-                rows = await st.attempts()
-                open_calls = [a for a in rows if a.ended_at is None]
-                held = {x[0] for x in await st.query(
-                    "SELECT needs_outcome_attempt_id FROM leads "
-                    "WHERE needs_outcome_attempt_id IS NOT NULL")}
-                wrapping = [a for a in rows if a.bridged_at and a.ended_at and
-                            not a.disposition and a.id not in held]
-                due = await st.query(
-                    "SELECT count(*) FROM leads l JOIN campaigns c ON c.id = l.campaign_id "
-                    "WHERE c.name = :n AND l.status IN ('potential', 'hot', 'served') "
-                    "AND l.next_call_at IS NOT NULL AND l.next_call_at <= :t",
-                    n=CAMPAIGN, t=datetime.now(UTC))
-                return not open_calls and not wrapping and due[0][0] == 0
-
-            await wait_for(quiet, 120, "every lead called and disposed of")
-
-            async def delivered() -> bool:
-                left = await st.query("SELECT count(*) FROM webhook_deliveries "
-                                      "WHERE status <> 'delivered'")
-                unfanned = await st.query("SELECT count(*) FROM webhook_events "
-                                          "WHERE fanned_out = :f", f=False)
-                return left[0][0] == 0 and unfanned[0][0] == 0
-
-            await wait_for(delivered, 60, "every delivery delivered")
+            await wait_calls_done(st, 120)
+            await wait_delivered(st, 60)
             rc, _ = await st.sigterm_dialer(st.spec.drain_deadline_s + 30)
             assert rc == 0, st.log_tail()
             events = await st.query("SELECT id, event, lead_id, key FROM webhook_events "
@@ -155,18 +122,8 @@ async def test_every_event_once_in_order_through_an_outage_and_a_crash(
 
     accepted = r.accepted()
     assert restarts == 2, "the dialer was killed and started again"
-    assert r.requests and all(verify_signature(st.secret, q.headers, q.body)
-                              for q in r.requests)
-    got = [q.json["event_id"] for q in accepted]
-    assert sorted(got) == [e[0] for e in events], "every event once after dedupe"
-    assert len(set(got)) == len(got)
-    # order per lead: first arrivals of a lead's events come in event order
-    per_lead: dict[int, list[int]] = defaultdict(list)
-    for q in accepted:
-        lead = q.json["data"].get("lead_id")
-        if lead is not None:
-            per_lead[lead].append(q.json["event_id"])
-    assert all(ids == sorted(ids) for ids in per_lead.values()), per_lead
+    check_deliveries(r.requests, accepted, [e[0] for e in events],
+                     lambda h, b: verify_signature(st.secret, h, b))
     saved = {q.json["data"]["attempt_id"] for q in accepted if q.event == "disposition.saved"}
     assert set(disposed_ids) <= saved, "every saved disposition was posted"
     assert len(disposed_ids) >= 4
@@ -174,5 +131,3 @@ async def test_every_event_once_in_order_through_an_outage_and_a_crash(
     assert finished == set(ended_ids), "every closed attempt was posted (crash orphans too)"
     kinds = {e[1] for e in events}
     assert {"attempt.finished", "disposition.saved", "lead.status_changed"} <= kinds
-    for q in accepted:
-        assert "+1" not in str(q.json["data"].get("phone_e164", "")), "no phone numbers"

@@ -2,6 +2,8 @@
 
     POST   /webhooks                              {"url", "events"} -> 201, the secret (once)
     GET    /webhooks                              the subscriptions (never their secrets)
+    PATCH  /webhooks/{id}                         {"url"?, "events"?, "active"?} -> 200
+    POST   /webhooks/{id}/rotate-secret           a new secret (once); old one no longer used
     DELETE /webhooks/{id}                         204; its pending deliveries are dropped
     GET    /webhooks/dead-letters                 deliveries given up after the retry horizon
     POST   /webhooks/dead-letters/{id}/requeue    due again now, with a fresh horizon
@@ -32,6 +34,30 @@ class SubscriptionCreate(BaseModel):
     events: list[str] = Field(min_length=1, description=f"any of {list(store.EVENTS)}")
 
 
+class SubscriptionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, min_length=8, max_length=2000,
+                            description="a new URL: pending deliveries go there")
+    events: list[str] | None = Field(default=None, min_length=1,
+                                     description=f"any of {list(store.EVENTS)}")
+    active: bool | None = Field(default=None, description=(
+        "false: no new deliveries, pending ones held until it is true again"))
+
+
+def _checked(url: str | None, events: list[str] | None) -> None:
+    """422 naming `url` or `events` when the store would refuse them."""
+    try:
+        if url is not None:
+            store.check_url(url)
+        if events is not None:
+            store.check_events(events)
+    except ValueError as e:
+        field = "url" if "url" in str(e) else "events"
+        raise Problem(422, None, f"{field}: {e}",
+                      errors=[{"field": field, "message": str(e)}]) from None
+
+
 def subscription_json(s: store.Subscription) -> dict[str, Any]:
     return {"id": s.id, "url": s.url, "events": s.events, "active": s.active,
             "created_by": s.created_by, "created_at": s.created_at.isoformat()}
@@ -41,13 +67,7 @@ def subscription_json(s: store.Subscription) -> dict[str, Any]:
 async def create_subscription(body: SubscriptionCreate, d: Deps,
                               caller: scope("webhooks:write")) -> dict[str, Any]:  # type: ignore[valid-type]
     """A new subscription. The answer holds its signing `secret`: shown this once only."""
-    try:
-        store.check_url(body.url)
-        store.check_events(body.events)
-    except ValueError as e:
-        field = "url" if "url" in str(e) else "events"
-        raise Problem(422, None, f"{field}: {e}",
-                      errors=[{"field": field, "message": str(e)}]) from None
+    _checked(body.url, body.events)
     with store_errors():
         sub, secret = await store.create_subscription(
             d.sessions, body.url, body.events, created_by=caller.name, now=d.clock.now(),
@@ -89,6 +109,34 @@ async def requeue_dead_letter(dead_letter_id: int, d: Deps,
     if not ok:
         raise Problem(404, None, f"no dead letter {dead_letter_id}")
     return {"id": dead_letter_id, "status": store.PENDING}
+
+
+@router.patch("/{webhook_id}")
+async def update_subscription(webhook_id: int, body: SubscriptionPatch, d: Deps,
+                              caller: scope("webhooks:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+    """Change the URL, the events or `active` (fields left out stay as they are)."""
+    _checked(body.url, body.events)
+    with store_errors():
+        sub = await store.update_subscription(
+            d.sessions, webhook_id, now=d.clock.now(), url=body.url, events=body.events,
+            active=body.active, actor=actor(caller))
+    if sub is None:
+        raise Problem(404, None, f"no webhook subscription {webhook_id}")
+    return subscription_json(sub)
+
+
+@router.post("/{webhook_id}/rotate-secret")
+async def rotate_secret(webhook_id: int, d: Deps,
+                        caller: scope("webhooks:write")) -> dict[str, Any]:  # type: ignore[valid-type]
+    """A new signing `secret` (shown this once only): every post from now on, retries of
+    earlier deliveries too, is signed with it."""
+    with store_errors():
+        done = await store.rotate_secret(d.sessions, webhook_id, now=d.clock.now(),
+                                         actor=actor(caller))
+    if done is None:
+        raise Problem(404, None, f"no webhook subscription {webhook_id}")
+    sub, secret = done
+    return {**subscription_json(sub), "secret": secret}
 
 
 @router.delete("/{webhook_id}", status_code=204)

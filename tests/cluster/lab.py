@@ -1,0 +1,284 @@
+"""Three `dialer run` instances as separate hosts (tests/support/netns.py), on one campaign.
+
+Hosts: `data` (PostgreSQL + Mosquitto), `pstn` (SIPp callees and the agents' SIPp phones),
+`d1`, `d2`, `d3` (one dialer instance each, `[cluster] enabled`). The simulated agents'
+desktops run in the test process, which reaches the broker over the lab bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from db.pgserver import find_pg_bin
+from db.session import create_engine, session_factory
+from dialer.agentsim import AgentProfile, SimulatedAgent, simulated_agents
+from sip.assets import write_callee_audio
+from sip.sipp import scenario_path
+from support.leads import make_numbers, seed_campaign
+from support.mosquitto import MOSQUITTO, MOSQUITTO_PASSWD, dialer_acl
+from support.netns import Host, NetLab
+
+DIALER = str(Path(sys.executable).with_name("dialer"))
+CAMPAIGN = "cluster"
+CALLEE_PORT, PHONES_PORT = 5060, 5070
+
+
+class ClusterLab:
+    def __init__(self, lab: NetLab, tmp: Path, *, leads: Mapping[str, int],
+                 agents: int = 6, instances: int = 3, campaign_toml: str = "") -> None:
+        self.lab, self.dir = lab, tmp
+        self.lead_spec = leads
+        self.agent_creds = {f"agent{i + 1}": f"pw-{i + 1}" for i in range(agents)}
+        self.n = instances
+        self.campaign_toml = campaign_toml or 'dial_mode = "progressive"\n'
+        self.data: Host | None = None
+        self.pstn: Host | None = None
+        self.hosts: dict[str, Host] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.pg_dir: Path | None = None
+        self.db_url = ""
+        self.behaviour: dict[str, str] = {}
+        self.agents: list[SimulatedAgent] = []
+        self._agents_cm: Any = None
+        self.started_at = datetime.now(UTC)
+
+    # ------------------------------------------------------------------ servers
+    def start_postgres(self) -> None:
+        assert self.data is not None
+        pg = find_pg_bin()
+        self.pg_dir = Path(tempfile.mkdtemp(prefix="dialer-clpg-"))
+        shutil.chown(self.pg_dir, "postgres", "postgres")
+        data = self.pg_dir / "data"
+        subprocess.run(["runuser", "-u", "postgres", "--", str(pg / "initdb"), "-D", str(data),
+                        "-U", "postgres", "--auth=trust", "--no-sync"], check=True,
+                       capture_output=True)
+        with (data / "pg_hba.conf").open("a") as f:
+            f.write(f"host all all {self.lab.net} trust\n")
+        log = (self.pg_dir / "server.log").open("wb")
+        self.procs["postgres"] = self.lab.popen(self.data, [
+            "runuser", "-u", "postgres", "--", str(pg / "postgres"), "-D", str(data),
+            "-p", "5432", "-c", f"listen_addresses={self.data.ip}",
+            "-c", f"unix_socket_directories={self.pg_dir}", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = subprocess.run([str(pg / "pg_isready"), "-h", self.data.ip, "-p", "5432"],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("postgres did not start in its namespace")
+        subprocess.run([str(pg / "createdb"), "-h", self.data.ip, "-p", "5432", "-U",
+                        "postgres", "dialer"], check=True, capture_output=True)
+        self.db_url = f"postgresql+asyncpg://postgres@{self.data.ip}:5432/dialer"
+
+    def start_mosquitto(self) -> None:
+        assert self.data is not None
+        d = self.dir / "mosquitto"
+        d.mkdir()
+        users = {**self.agent_creds, "dialer": "dialer-pw"}
+        for i, (u, p) in enumerate(users.items()):
+            subprocess.run([MOSQUITTO_PASSWD, "-b", *(["-c"] if i == 0 else []),
+                            str(d / "passwd"), u, p], check=True, capture_output=True)
+        (d / "acl").write_text(dialer_acl(dialer="dialer"))
+        (d / "mosquitto.conf").write_text(
+            "per_listener_settings false\nallow_anonymous false\n"
+            f"password_file {d / 'passwd'}\nacl_file {d / 'acl'}\n"
+            f"listener 1883 {self.data.ip}\npersistence false\nset_tcp_nodelay true\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\nuser root\n")
+        with (d / "mosquitto.log").open("wb") as log:
+            self.procs["mosquitto"] = self.lab.popen(
+                self.data, [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
+                stdout=subprocess.DEVNULL, stderr=log)
+        _wait_tcp(self.data.ip, 1883)
+
+    def start_sipp(self) -> None:
+        assert self.pstn is not None
+        for name, scen, port, mport, extra in (
+                ("callee", "callee", CALLEE_PORT, 16000, ["-aa"]),
+                ("phones", "agent", PHONES_PORT, 17000, ["-rtp_echo"])):
+            wd = self.dir / name
+            wd.mkdir()
+            write_callee_audio(wd)
+            self.procs[name] = self.lab.popen(self.pstn, [
+                "sipp", "-sf", str(scenario_path(scen)), "-i", self.pstn.ip, "-p", str(port),
+                "-mp", str(mport), "-nostdin", "-timeout", "900s", "-timeout_error",
+                "-max_recv_loops", "10000", "-max_sched_loops", "10000", *extra],
+                cwd=wd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=(wd / "stderr.log").open("wb"))
+        time.sleep(1.0)
+        for name in ("callee", "phones"):
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"sipp {name} exited: "
+                                   f"{(self.dir / name / 'stderr.log').read_text()[-1000:]}")
+
+    # ------------------------------------------------------------------ the dialers
+    def write_config(self, dialer_id: str, host: Host) -> Path:
+        assert self.data is not None and self.pstn is not None
+        agents = "".join(
+            f'[[agents]]\nlogin = "{a}"\nsip_uri = "sip:{a}@{self.pstn.ip}:{PHONES_PORT}"\n'
+            f'password = "{p}"\n\n' for a, p in self.agent_creds.items())
+        path = self.dir / f"{dialer_id}.toml"
+        path.write_text(f"""
+[dialer]
+id = "{dialer_id}"
+drain_deadline_s = 6.0
+wrapup_deadline_s = 6.0
+data_dir = "{self.dir / dialer_id}"
+
+[cluster]
+enabled = true
+heartbeat_s = 1.0
+lease_ttl_s = 4.0
+
+[database]
+url = "{self.db_url}"
+
+[mqtt]
+url = "mqtt://dialer:dialer-pw@{self.data.ip}:1883"
+
+[metrics]
+enabled = false
+
+[web]
+enabled = false
+
+[scheduling]
+claim_ttl_s = 30
+
+[sip]
+nodes = 1
+bind = "{host.ip}"
+base_port = 0
+
+[sip.trunks.pstn]
+uri = "sip:{self.pstn.ip}:{CALLEE_PORT}"
+dial_plan = "cluster_dialplan:sipp_user"
+
+{agents}
+[[campaigns]]
+name = "{CAMPAIGN}"
+caller_id = "+14155550100"
+trunk = "pstn"
+ring_timeout_s = 6.0
+min_ring_s = 5.0
+{self.campaign_toml}
+""")
+        return path
+
+    def start_dialer(self, dialer_id: str) -> subprocess.Popen[bytes]:
+        host = self.hosts[dialer_id]
+        cfg = self.write_config(dialer_id, host)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join([str(self.dir), os.environ.get("PYTHONPATH", "")])}
+        with (self.dir / f"{dialer_id}.log").open("ab") as out:
+            proc = self.lab.popen(host, [DIALER, "run", "--config", str(cfg)], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+        self.procs[dialer_id] = proc
+        return proc
+
+    def log(self, dialer_id: str) -> str:
+        p = self.dir / f"{dialer_id}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    async def wait_up(self, dialer_id: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            proc = self.procs[dialer_id]
+            if proc.poll() is not None:
+                raise AssertionError(f"{dialer_id} exited rc={proc.returncode}:\n"
+                                     f"{self.log(dialer_id)[-4000:]}")
+            if f"dialer {dialer_id} running" in self.log(dialer_id):
+                return
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"{dialer_id} did not start:\n{self.log(dialer_id)[-4000:]}")
+
+    # ------------------------------------------------------------------ whole lab
+    async def start(self, profile: AgentProfile) -> None:
+        self.data = self.lab.add_host("data")
+        self.pstn = self.lab.add_host("pstn")
+        for i in range(self.n):
+            self.hosts[f"d{i + 1}"] = self.lab.add_host(f"d{i + 1}")
+        await asyncio.to_thread(self.start_postgres)
+        await asyncio.to_thread(self.start_mosquitto)
+        await asyncio.to_thread(self.start_sipp)
+        codes: dict[str, int] = {}
+        users: dict[str, str] = {}
+        for i, (user, n) in enumerate(self.lead_spec.items()):
+            for j in range(0, n, 5):
+                code = f"{i}{j // 5:02d}"
+                codes[code], users[code] = min(5, n - j), user
+        numbers = make_numbers(self.started_at, codes)
+        self.behaviour = {p: users[p[-3:]] for p, _ in numbers}
+        await seed_campaign(self.db_url, CAMPAIGN, numbers, self.started_at)
+        by_code = {p[-3:]: u for p, u in self.behaviour.items()}
+        (self.dir / "cluster_dialplan.py").write_text(
+            f"USERS = {by_code!r}\n\n\ndef sipp_user(e164: str) -> str:\n"
+            "    return USERS.get(e164[-3:], 'answer_1_3')\n")
+        for d in self.hosts:
+            self.start_dialer(d)
+        await asyncio.gather(*(self.wait_up(d) for d in self.hosts))
+        assert self.data is not None
+        self._agents_cm = simulated_agents(self.agent_creds, f"mqtt://{self.data.ip}:1883",
+                                           seed=1, profile=profile, stop_timeout_s=5.0)
+        self.agents = await self._agents_cm.__aenter__()
+
+    async def query(self, sql: str, **params: Any) -> list[Any]:
+        engine = create_engine(self.db_url)
+        try:
+            async with session_factory(engine)() as ses:
+                return list((await ses.execute(text(sql), params)).all())
+        finally:
+            await engine.dispose()
+
+    async def stop_dialer(self, dialer_id: str, within_s: float = 40) -> int | None:
+        proc = self.procs[dialer_id]
+        if proc.poll() is None:
+            self.lab.kill(proc, 15)
+        try:
+            return await asyncio.to_thread(proc.wait, within_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    async def close_agents(self) -> None:
+        if self._agents_cm is not None:
+            cm, self._agents_cm = self._agents_cm, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(cm.__aexit__(None, None, None), 20)
+
+    async def close(self) -> None:
+        await self.close_agents()
+        for d in self.hosts:
+            if d in self.procs and self.procs[d].poll() is None:
+                await self.stop_dialer(d)
+        await asyncio.to_thread(self.lab.close)
+        if self.pg_dir is not None:
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
+
+
+def _wait_tcp(host: str, port: int, seconds: float = 15) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {host}:{port}")

@@ -1,0 +1,63 @@
+"""The cluster's edges without processes: its config, its metrics, its judgement of death."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.clock import ManualClock
+from db import cluster as dbc
+from db.session import session_factory
+from dialer.cluster import Cluster
+from dialer.config import ConfigError, load_settings
+
+PG = 'url = "postgresql+asyncpg://u@h:5432/d"\n'
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    ("[cluster]\nenabled = true\n", "need a shared external broker"),
+    (f'[cluster]\nenabled = true\n[database]\n{PG}', "need a shared external broker"),
+    (f'[cluster]\nenabled = true\nheartbeat_s = 3\nlease_ttl_s = 4\n[database]\n{PG}'
+     '[mqtt]\nurl = "mqtt://h:1883"\n', "cluster.lease_ttl_s = 4.0: expected at least"),
+])
+def test_cluster_config_is_checked(tmp_path: Path, toml: str, expected: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert expected in str(info.value)
+
+
+def test_cluster_config_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[cluster]\nenabled = true\n[database]\n{PG}[mqtt]\nurl = "mqtt://h"\n')
+    s = load_settings(path)
+    assert (s.cluster.heartbeat_s, s.cluster.lease_ttl_s) == (1.0, 5.0)
+    assert load_settings(None).cluster.enabled is False
+
+
+async def test_only_a_healthy_instance_judges_others_dead(db_engine: AsyncEngine) -> None:
+    """After a database outage every heartbeat is stale at once: an instance that has just
+    come back waits a whole TTL of its own beats before it calls anyone dead."""
+    ses = session_factory(db_engine)
+    t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    reg = CollectorRegistry()
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0,
+                registry=reg)
+    await dbc.heartbeat(ses, dialer_id="b", started=t0, now=t0, ttl=timedelta(seconds=4))
+    clock.advance(10)  # b's heartbeat is 6 s stale; a has only just (re)started beating
+    await a.beat()
+    b = next(m for m in await dbc.members(ses) if m.dialer_id == "b")
+    assert b.occurrence.startswith("up:"), "judged dead by an instance not healthy a TTL"
+    for _ in range(4):
+        clock.advance(1)
+        await a.beat()
+    b = next(m for m in await dbc.members(ses) if m.dialer_id == "b")
+    assert b.occurrence == dbc.DEAD and a.cleaned == {"b": (0, 0)}
+    assert reg.get_sample_value("dialer_instance_info", {"dialer_id": "a"}) == 1
+    assert reg.get_sample_value("dialer_cluster_members") == 1

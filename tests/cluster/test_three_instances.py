@@ -1,0 +1,133 @@
+"""Three `dialer run` instances, each in its own network namespace, on one campaign with one
+PostgreSQL and one Mosquitto (docs/cluster.md). One is killed (-9) mid-campaign.
+
+Checks: the agents are spread over the instances and each is served by one; every instance
+dials; after the kill a survivor closes the dead instance's open attempts as `lost`, its
+agents get calls from the survivors within seconds; every attempt ends in exactly one
+final state, no lead has two overlapping attempts (so no lead is dialed by two instances at
+once), a bridged call has a disposition or waits as "needs outcome" (tests/faults/invariants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from faults.invariants import assert_invariants, check_invariants
+
+from dialer.agentsim import AgentProfile
+from support.netns import NetLab, unavailable
+
+from .lab import CAMPAIGN, ClusterLab
+
+why = unavailable() or (None if shutil.which("sipp") else "sipp not installed")
+pytestmark = [pytest.mark.skipif(why is not None, reason=why or ""), pytest.mark.slow,
+              pytest.mark.sipp, pytest.mark.timeout(420)]
+
+PROFILE = AgentProfile(wrapup_s=(0.5, 1.0), break_probability=0.0, settle_s=(0.2, 0.5),
+                       auto_resume_s=(1.0, 2.0), reply_timeout_s=8.0)
+
+
+async def _until(cond, seconds: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        if await cond():
+            return time.monotonic() - t0
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None:
+    lab = ClusterLab(NetLab(), tmp_path, leads={"answer_1_3": 80, "status486_1_0": 10})
+    lab.lab.start()
+    try:
+        await lab.start(PROFILE)
+        ids = sorted(lab.hosts)
+
+        async def leases() -> dict[str, str]:
+            rows = await lab.query("SELECT name, holder FROM job_leases "
+                                   "WHERE name LIKE 'cluster/agent/%'")
+            return {n.split("/")[-1]: h for n, h in rows}
+
+        async def all_served() -> bool:
+            return len(await leases()) == len(lab.agent_creds)
+
+        await _until(all_served, 30, "every agent served by an instance")
+        served = await leases()
+        per = {d: sorted(a for a, h in served.items() if h == d) for d in ids}
+        assert all(per[d] for d in ids), f"agents not spread over the instances: {per}"
+
+        async def per_dialer() -> dict[str, int]:
+            return {d: n for d, n in await lab.query(
+                "SELECT dialer_id, count(*) FROM attempts GROUP BY dialer_id")}
+
+        async def everyone_dials() -> bool:
+            got = await per_dialer()
+            return all(got.get(d, 0) >= 2 for d in ids)
+
+        await _until(everyone_dials, 60, "every instance to place calls")
+
+        # ---- kill -9 one instance (and its SIP nodes: its host dies)
+        victim = "d3"
+        victims_agents = per[victim]
+        open_at_kill = {r[0] for r in await lab.query(
+            "SELECT id FROM attempts WHERE dialer_id = :d AND stage <> 'ended'", d=victim)}
+        lab.lab.kill(lab.procs[victim])
+        killed_at = datetime.now(UTC)
+        t_kill = time.monotonic()
+        await asyncio.to_thread(lab.procs[victim].wait, 10)
+
+        async def cleaned_up() -> bool:
+            rows = await lab.query("SELECT occurrence, holder FROM job_leases WHERE name = "
+                                   ":n", n=f"cluster/instance/{victim}")
+            still_open = await lab.query("SELECT count(*) FROM attempts WHERE dialer_id = :d "
+                                         "AND stage <> 'ended'", d=victim)
+            return bool(rows) and rows[0][0] == "dead" and still_open[0][0] == 0
+
+        cleanup_s = await _until(cleaned_up, 30, f"a survivor to clean up after {victim}")
+        cleaner = (await lab.query("SELECT holder FROM job_leases WHERE name = :n",
+                                   n=f"cluster/instance/{victim}"))[0][0]
+        assert cleaner in ("d1", "d2")
+        lost = {r[0] for r in await lab.query(
+            "SELECT id FROM attempts WHERE dialer_id = :d AND result = 'lost'", d=victim)}
+        assert open_at_kill <= lost | {r[0] for r in await lab.query(
+            "SELECT id FROM attempts WHERE dialer_id = :d AND ended_at < :k", d=victim,
+            k=killed_at)}
+
+        async def victims_agents_work_again() -> bool:
+            rows = await lab.query(
+                "SELECT g.login FROM attempts a JOIN agents g ON g.id = a.agent_id "
+                "WHERE a.dialer_id <> :d AND a.bridged_at > :k", d=victim, k=killed_at)
+            return set(victims_agents) <= {r[0] for r in rows}
+
+        calls_again_s = await _until(victims_agents_work_again, 60,
+                                     f"agents {victims_agents} of {victim} to get calls again")
+        served_after = await leases()
+        assert all(served_after[a] in ("d1", "d2") for a in victims_agents), served_after
+
+        # the survivors carry on: both dial after the kill
+        async def survivors_dial() -> bool:
+            rows = await lab.query("SELECT DISTINCT dialer_id FROM attempts WHERE created_at "
+                                   "> :k", k=killed_at)
+            return {"d1", "d2"} <= {r[0] for r in rows}
+
+        await _until(survivors_dial, 30, "both survivors to dial after the kill")
+        await asyncio.sleep(3)
+        await lab.close_agents()
+        for d in ("d1", "d2"):
+            rc = await lab.stop_dialer(d)
+            assert rc == 0, f"{d} exited {rc}:\n{lab.log(d)[-3000:]}"
+        violations = await check_invariants(lab.db_url, campaign=CAMPAIGN,
+                                            since=lab.started_at)
+        assert_invariants(violations, "three instances, one killed")
+        counts = await per_dialer()
+        print(f"\ncluster: agents per instance {per}; attempts per instance {counts}; "
+              f"{victim} killed: cleaned up by {cleaner} after {cleanup_s:.1f} s "
+              f"({len(lost)} lost), its agents {victims_agents} bridged by a survivor after "
+              f"{calls_again_s:.1f} s; total {time.monotonic() - t_kill:.0f} s after the kill")
+    finally:
+        await lab.close()
