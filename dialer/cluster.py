@@ -172,6 +172,9 @@ class Cluster:
         lease = self.leases.get(login)
         if lease is not None and lease.holder != self.id and lease.expires_at >= now:
             return False
+        # a free agent: decide on the members of now, not of the last heartbeat (several
+        # instances starting together would otherwise each see fewer members than there are)
+        self.members = await db.members(self.sessions)
         if not self.preferred(login, now):
             await asyncio.sleep(self.defer_s)
             now = self.clock.now()
@@ -190,6 +193,15 @@ class Cluster:
         rt.agents[login] = row
         self.mine.add(login)
         return rt
+
+    def _release(self, login: str) -> None:
+        """An agent another instance serves now leaves this one's board and runtime."""
+        self.mine.discard(login)
+        for rt in self.runtimes.values():
+            if login in rt.agents:
+                if login in rt.engine.board:
+                    rt._engine(rt.engine.agent_logout, login)
+                self.spare[login] = (rt, rt.agents.pop(login))
 
     # ------------------------------------------------------------------ the heartbeat
     async def _loop(self) -> None:
@@ -211,6 +223,7 @@ class Cluster:
                                      now=now, ttl=self.ttl)
         for login in lost:  # held by another instance now (we stalled past the TTL)
             log.error("cluster: instance %s lost agent %s to another instance", self.id, login)
+            self._release(login)
         mono = self.clock.monotonic()
         if self._healthy_since is None:
             self._healthy_since = mono

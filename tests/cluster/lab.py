@@ -153,7 +153,8 @@ url = "{self.db_url}"
 url = "mqtt://dialer:dialer-pw@{self.data.ip}:1883"
 
 [metrics]
-enabled = false
+host = "{host.ip}"
+port = 9464
 
 [web]
 enabled = false
@@ -237,6 +238,47 @@ min_ring_s = 5.0
         self._agents_cm = simulated_agents(self.agent_creds, f"mqtt://{self.data.ip}:1883",
                                            seed=1, profile=profile, stop_timeout_s=5.0)
         self.agents = await self._agents_cm.__aenter__()
+
+    def scrape(self, dialer_id: str, name: str, **labels: str) -> float | None:
+        """One sample of instance `dialer_id`'s /metrics (over the lab bridge)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://{self.hosts[dialer_id].ip}:9464/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read().decode()
+        for fam in text_string_to_metric_families(body):
+            for smp in fam.samples:
+                if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items()):
+                    return float(smp.value)
+        return None
+
+    async def inject_answers(self, dialer_id: str, connected: int, abandoned: int) -> None:
+        """Answered attempts of a make-believe other instance, ended now, on a lead that is
+        done: only the cluster's refresh can tell the running instances about them."""
+        now = datetime.now(UTC)
+        engine = create_engine(self.db_url)
+        try:
+            async with session_factory(engine)() as ses, ses.begin():
+                cid = (await ses.execute(text("SELECT id FROM campaigns WHERE name = :n"),
+                                         {"n": CAMPAIGN})).scalar_one()
+                lid = (await ses.execute(text(
+                    "INSERT INTO leads (campaign_id, phone_e164, name, custom_fields, status, "
+                    "priority, hopper_tier, has_open_complaint, attempts, created_at, "
+                    "updated_at) VALUES (:c, '+14155550999', 'Elsewhere', '{}', 'done', 0, 2, "
+                    "false, 0, :t, :t) RETURNING id"), {"c": cid, "t": now})).scalar_one()
+                for i in range(connected + abandoned):
+                    res = "abandoned" if i < abandoned else "connected"
+                    await ses.execute(text(
+                        "INSERT INTO attempts (campaign_id, lead_id, phone_e164, dial_mode, "
+                        "dialer_id, stage, result, created_at, answered_at, ended_at, "
+                        "abandoned, amd_verdict, opted_out) VALUES (:c, :l, '+14155550999', "
+                        "'predictive', :d, 'ended', :r, :t, :t, :t, :a, 'not_run', false)"),
+                        {"c": cid, "l": lid, "d": dialer_id, "r": res, "t": now,
+                         "a": res == "abandoned"})
+        finally:
+            await engine.dispose()
 
     async def query(self, sql: str, **params: Any) -> list[Any]:
         engine = create_engine(self.db_url)

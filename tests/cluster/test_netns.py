@@ -10,7 +10,9 @@ import pytest
 
 from support.netns import NetLab, unavailable
 
-LISTEN = ("import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 9000)); s.listen(); "
+LISTEN = ("import socket,sys; s=socket.socket(); "
+          "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+          "s.bind((sys.argv[1], 9000)); s.listen(); "
           "c,_=s.accept(); c.sendall(b'hello'); c.close()")
 CONNECT = ("import socket,sys; print(socket.create_connection((sys.argv[1], 9000), 3)"
            ".recv(5).decode())")

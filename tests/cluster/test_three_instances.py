@@ -71,11 +71,38 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
 
         await _until(everyone_dials, 60, "every instance to place calls")
 
+        # ---- the campaign-wide abandon ledger, seen from outside: answers of another
+        # instance ("d9": 10 abandoned, 10 connected) reach every instance's governor within
+        # a few heartbeats; each instance's dialer_abandon_rate is then the campaign's rate
+        await lab.inject_answers("d9", connected=10, abandoned=10)
+
+        async def campaign_rate() -> float:
+            (live, ab), = await lab.query(
+                "SELECT count(*) FILTER (WHERE result IN ('connected', 'abandoned')), "
+                "count(*) FILTER (WHERE result = 'abandoned') FROM attempts")
+            return ab / live
+
+        rates: dict[str, float | None] = {}
+
+        async def every_instance_sees_the_campaign() -> bool:
+            want = await campaign_rate()
+            for d in ids:
+                rates[d] = await asyncio.to_thread(
+                    lab.scrape, d, "dialer_abandon_rate", campaign=CAMPAIGN,
+                    window="rolling_30d")
+            return all(r is not None and abs(r - want) < 0.08 for r in rates.values())
+
+        ledger_s = await _until(every_instance_sees_the_campaign, 15,
+                                "every instance's abandon rate to be the campaign's")
+        assert all(r is not None and r > 0.2 for r in rates.values()), rates
+
         # ---- kill -9 one instance (and its SIP nodes: its host dies)
         victim = "d3"
         victims_agents = per[victim]
         open_at_kill = {r[0] for r in await lab.query(
             "SELECT id FROM attempts WHERE dialer_id = :d AND stage <> 'ended'", d=victim)}
+        held_by_victim = {r[0] for r in await lab.query(
+            "SELECT id FROM leads WHERE claimed_by = :d", d=victim)}
         lab.lab.kill(lab.procs[victim])
         killed_at = datetime.now(UTC)
         t_kill = time.monotonic()
@@ -89,6 +116,8 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
             return bool(rows) and rows[0][0] == "dead" and still_open[0][0] == 0
 
         cleanup_s = await _until(cleaned_up, 30, f"a survivor to clean up after {victim}")
+        assert not await lab.query("SELECT id FROM leads WHERE claimed_by = :d", d=victim), \
+            f"leads still claimed by the dead {victim} after the clean-up"
         cleaner = (await lab.query("SELECT holder FROM job_leases WHERE name = :n",
                                    n=f"cluster/instance/{victim}"))[0][0]
         assert cleaner in ("d1", "d2")
@@ -106,6 +135,10 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
 
         calls_again_s = await _until(victims_agents_work_again, 60,
                                      f"agents {victims_agents} of {victim} to get calls again")
+        first = {login: (at - killed_at).total_seconds() for login, at in await lab.query(
+            "SELECT g.login, min(a.bridged_at) FROM attempts a JOIN agents g ON g.id = "
+            "a.agent_id WHERE a.dialer_id <> :d AND a.bridged_at > :k GROUP BY g.login",
+            d=victim, k=killed_at) if login in victims_agents}
         served_after = await leases()
         assert all(served_after[a] in ("d1", "d2") for a in victims_agents), served_after
 
@@ -121,13 +154,25 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
         for d in ("d1", "d2"):
             rc = await lab.stop_dialer(d)
             assert rc == 0, f"{d} exited {rc}:\n{lab.log(d)[-3000:]}"
+        # the scheduled jobs ran under lease rows, one holder per job, all of them instances
+        jobs = dict(await lab.query("SELECT name, holder FROM job_leases "
+                                    "WHERE name NOT LIKE 'cluster/%'"))
+        assert {"dialing_edges", "callback_reminders"} <= set(jobs), jobs
+        assert set(jobs.values()) <= set(ids), jobs
+        redialed = {r[0] for r in await lab.query(
+            "SELECT DISTINCT lead_id FROM attempts WHERE dialer_id IN ('d1', 'd2') "
+            "AND created_at > :k", k=killed_at)} & held_by_victim
         violations = await check_invariants(lab.db_url, campaign=CAMPAIGN,
                                             since=lab.started_at)
         assert_invariants(violations, "three instances, one killed")
         counts = await per_dialer()
         print(f"\ncluster: agents per instance {per}; attempts per instance {counts}; "
+              f"job leases {jobs}; "
+              f"abandon rate per instance after d9's answers {rates} ({ledger_s:.1f} s); "
               f"{victim} killed: cleaned up by {cleaner} after {cleanup_s:.1f} s "
-              f"({len(lost)} lost), its agents {victims_agents} bridged by a survivor after "
-              f"{calls_again_s:.1f} s; total {time.monotonic() - t_kill:.0f} s after the kill")
+              f"({len(lost)} lost; {len(redialed)} of the {len(held_by_victim)} leads it held "
+              f"dialed by survivors), its agents {victims_agents} bridged by a survivor after "
+              f"{calls_again_s:.1f} s (first bridge per agent, s after the kill: {first}); "
+              f"total {time.monotonic() - t_kill:.0f} s after the kill")
     finally:
         await lab.close()
