@@ -39,10 +39,11 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--presets", default="us_federal,uk", help="comma-separated presets")
     args = ap.parse_args()
     logging.getLogger("dialer.core").setLevel(logging.WARNING)
     agents = (5,) if args.quick else (5, 20, 100)
-    presets = ("us_federal", "uk")
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     predictive = [p for p in standard_policies() if p.name == "predictive"]
     t0 = time.perf_counter()
     rows = run_months([Workload(agents=n) for n in agents], predictive,

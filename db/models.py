@@ -311,6 +311,22 @@ class AgentStateLog(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
 
 
+class AttemptHandler(Base):
+    """Who held a connected call when: the agent it was bridged to (``answered``) until a
+    transfer, then each agent it was transferred to (``transfer_blind``/``transfer_warm``);
+    ``to_at`` is null while that agent holds it (db/handlers.py)."""
+
+    __tablename__ = "attempt_handlers"
+    __table_args__ = (Index("ix_attempt_handlers_attempt", "attempt_id", "from_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    from_at: Mapped[datetime]
+    to_at: Mapped[datetime | None]
+    how: Mapped[str] = mapped_column(String(16))  # answered|transfer_blind|transfer_warm
+
+
 class DncEntry(Base):
     """Do-not-call: a national registry list (imported) and the company's own list."""
 

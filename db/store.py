@@ -26,7 +26,7 @@ from common.vocabulary import (
     DialMode,
     LeadStatus,
 )
-from db import dnc, outcomes, webhook_events
+from db import dnc, handlers, outcomes, webhook_events
 from db import repositories as repo
 from db.models import Agent, Attempt, Callback, Campaign, Company, Lead
 from db.repositories import Sessions, translated
@@ -320,3 +320,14 @@ class SqlStore:
         return [HistoryEntry(attempt_id=a.id, at=a.created_at, result=a.result,
                              disposition=a.disposition, notes=a.notes, agent=login)
                 for a, login in rows if a.result is not None]
+
+    # ------------------------------------------------------------------ transfers
+    async def hand_over(self, attempt_id: int, agent_id: int, at: datetime, how: str) -> None:
+        """``agent_id`` holds the call from ``at`` (db.handlers)."""
+        await handlers.hand_over(self.sessions, attempt_id, agent_id, at, how)
+
+    async def close_handlers(self, attempt_id: int, at: datetime) -> None:
+        await handlers.close_handlers(self.sessions, attempt_id, at)
+
+    async def handlers_of(self, attempt_id: int) -> list[handlers.Handler]:
+        return await handlers.handlers_of(self.sessions, attempt_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from dialer import call_controls
+from dialer import call_controls, call_transfer
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AgentCommand,
@@ -32,6 +32,9 @@ from dialer.bus.messages import (
     PreviewSkipCmd,
     ReadyCmd,
     ResumeCmd,
+    TransferCancelCmd,
+    TransferCmd,
+    TransferCompleteCmd,
 )
 from dialer.core.errors import CoreError
 from dialer.dispositions import DispositionNotSavedError, disposition, hang_up, send_state
@@ -111,6 +114,13 @@ class AgentCommands:
                 await call_controls.resume(rt, login, cmd.attempt_id)
             elif isinstance(cmd, DtmfCmd):
                 await call_controls.send_dtmf(rt, login, cmd.attempt_id, cmd.digits)
+            elif isinstance(cmd, TransferCmd):
+                await call_transfer.transfer(rt, login, cmd.attempt_id, to=cmd.to,
+                                             group=cmd.group, mode=cmd.mode, notes=cmd.notes)
+            elif isinstance(cmd, TransferCompleteCmd):
+                await call_transfer.transfer_complete(rt, login, cmd.attempt_id)
+            elif isinstance(cmd, TransferCancelCmd):
+                await call_transfer.transfer_cancel(rt, login, cmd.attempt_id)
             elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
                 rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
         except call_controls.CallControlError as e:

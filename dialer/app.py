@@ -45,6 +45,7 @@ from dialer.bus.messages import (
     ScreenPopEvt,
     StateEvt,
 )
+from dialer.call_controls import ListenIn, set_hold_music
 from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
@@ -89,7 +90,7 @@ def trunk_configs(settings: Settings) -> dict[str, TrunkConfig]:
         out[name] = TrunkConfig(
             name=name, domain=domain, username=t.username, password=t.password, realm=t.realm,
             register=t.registration, outbound_proxy=t.outbound_proxy or None,
-            transport=t.transport,
+            transport=t.transport, dtmf_method=t.dtmf_method,
         )
     return out
 
@@ -145,6 +146,8 @@ class DialerApp:
         self.callability: SchedulingCallability | None = None
         #: the supervisors' controls (dialer/control), once the runtimes exist
         self.control: Control | None = None
+        #: the supervisors' listen-in (the console's /api/console/listen) over the runtimes
+        self.listen_in = ListenIn(self.runtimes)
         self.cluster: Cluster | None = None
 
     def stop(self) -> None:
@@ -200,6 +203,8 @@ class DialerApp:
                     self.metrics.add_campaign(c.name)
                     priors = await pacing_priors(store, c.id, self.clock.now())
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
+                    set_hold_music(self.runtimes[c.name], next(
+                        (x.hold_music_wav for x in s.campaigns if x.name == c.name), ""))
                 # several instances: which agents are this one's (dialer/cluster.py)
                 self.cluster = await start_cluster(self, stack, sessions)
                 # a supervisor's pause or stop outlives a restart (docs/console.md)

@@ -28,11 +28,12 @@ Digits of `dtmf` are never logged (they may be a card number); no phone numbers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -126,6 +127,38 @@ def set_hold_music(rt: CampaignRuntime, wav_path: str) -> None:
     controls_of(rt).music_wav = wav_path
 
 
+#: a listen-in refusal's reason -> the `outcome` label of dialer_call_controls_total
+_LISTEN_OUTCOMES = {"no_such_call": "refused", "not_bridged": "refused", "invalid": "refused",
+                    "node_full": "node_full", "failed": "failed"}
+
+
+@contextlib.contextmanager
+def _counted(rt: CampaignRuntime, control: str) -> Iterator[None]:
+    """Count one call control of `rt`'s campaign by its outcome (dialer_call_controls_total:
+    ok, refused (not possible now), node_full, failed (the phone or the node did not do it))."""
+    try:
+        yield
+    except ListenError as e:
+        _count(rt, control, _LISTEN_OUTCOMES.get(e.reason, "failed"))
+        raise
+    except CallControlError:
+        _count(rt, control, "failed")
+        raise
+    except CoreError:
+        _count(rt, control, "refused")
+        raise
+    _count(rt, control, "ok")
+
+
+def _count(rt: CampaignRuntime, control: str, outcome: str) -> None:
+    counted = getattr(rt.metrics, "call_control", None)  # DialerMetrics; None in bare tests
+    if counted is not None:
+        try:
+            counted(rt.name, control, outcome)
+        except Exception:  # a metric never breaks a control
+            log.exception("campaign %s: counting a call control failed", rt.name)
+
+
 # ------------------------------------------------------------------ agent commands
 def _agent_call(rt: CampaignRuntime, login: str, attempt_id: int, what: str) -> LiveCall:
     call = next((c for c in rt.calls.values() if c.attempt_id == attempt_id
@@ -155,38 +188,41 @@ async def _outcome(fut: asyncio.Future[object], what: str, timeout_s: float) -> 
 
 async def hold(rt: CampaignRuntime, login: str, attempt_id: int) -> None:
     """The agent's `hold`: returns once the customer's phone accepted the hold."""
-    call = _agent_call(rt, login, attempt_id, "hold")
-    st = controls_of(rt).calls.get(call.call_id)
-    if st is not None and st.held_since is not None:
-        raise IllegalTransitionError(f"attempt {attempt_id}", "on_hold", "hold")
-    fut = _expect(rt, call.call_id, "hold")
-    await rt.pool.submit(Hold(call_id=call.call_id, music_wav=controls_of(rt).music_wav))
-    await _outcome(fut, "hold", CONTROL_TIMEOUT_S)
+    with _counted(rt, "hold"):
+        call = _agent_call(rt, login, attempt_id, "hold")
+        st = controls_of(rt).calls.get(call.call_id)
+        if st is not None and st.held_since is not None:
+            raise IllegalTransitionError(f"attempt {attempt_id}", "on_hold", "hold")
+        fut = _expect(rt, call.call_id, "hold")
+        await rt.pool.submit(Hold(call_id=call.call_id, music_wav=controls_of(rt).music_wav))
+        await _outcome(fut, "hold", CONTROL_TIMEOUT_S)
     log.info("campaign %s: agent %s put attempt %s on hold", rt.name, login, attempt_id)
 
 
 async def resume(rt: CampaignRuntime, login: str, attempt_id: int) -> None:
     """The agent's `resume`: returns once agent and customer are connected again."""
-    call = _agent_call(rt, login, attempt_id, "resume")
-    st = controls_of(rt).calls.get(call.call_id)
-    if st is None or st.held_since is None:
-        raise IllegalTransitionError(f"attempt {attempt_id}", "not_on_hold", "resume")
-    fut = _expect(rt, call.call_id, "resume")
-    await rt.pool.submit(Resume(call_id=call.call_id))
-    await _outcome(fut, "resume", CONTROL_TIMEOUT_S)
+    with _counted(rt, "resume"):
+        call = _agent_call(rt, login, attempt_id, "resume")
+        st = controls_of(rt).calls.get(call.call_id)
+        if st is None or st.held_since is None:
+            raise IllegalTransitionError(f"attempt {attempt_id}", "not_on_hold", "resume")
+        fut = _expect(rt, call.call_id, "resume")
+        await rt.pool.submit(Resume(call_id=call.call_id))
+        await _outcome(fut, "resume", CONTROL_TIMEOUT_S)
     log.info("campaign %s: agent %s resumed attempt %s", rt.name, login, attempt_id)
 
 
 async def send_dtmf(rt: CampaignRuntime, login: str, attempt_id: int, digits: str) -> None:
     """The agent's `dtmf`: returns once the node sent the digits (never logged)."""
-    call = _agent_call(rt, login, attempt_id, "dtmf")
-    try:
-        cmd = SendDtmf(call_id=call.call_id, digits=digits)
-    except sip.SipApiError as e:
-        raise CallControlError(str(e)) from None
-    fut = _expect(rt, call.call_id, "dtmf")
-    await rt.pool.submit(cmd)
-    await _outcome(fut, "dtmf", CONTROL_TIMEOUT_S)
+    with _counted(rt, "dtmf"):
+        call = _agent_call(rt, login, attempt_id, "dtmf")
+        try:
+            cmd = SendDtmf(call_id=call.call_id, digits=digits)
+        except sip.SipApiError as e:
+            raise CallControlError(str(e)) from None
+        fut = _expect(rt, call.call_id, "dtmf")
+        await rt.pool.submit(cmd)
+        await _outcome(fut, "dtmf", CONTROL_TIMEOUT_S)
     log.debug("campaign %s: agent %s sent %d digits", rt.name, login, len(digits))
 
 
@@ -304,6 +340,12 @@ class ListenIn:
                      mode: str = "monitor") -> ListenSession:
         """Ring the supervisor's phone and join it to the call; returns once connected."""
         rt, call = self._find(attempt_id)
+        with _counted(rt, "listen"):
+            return await self._listen(rt, call, supervisor_uri, mode)
+
+    async def _listen(self, rt: CampaignRuntime, call: LiveCall, supervisor_uri: str,
+                      mode: str) -> ListenSession:
+        attempt_id = call.attempt_id
         if rt.engine.call_stage(call.call_id) is not AttemptStage.BRIDGED:
             raise ListenError("not_bridged", f"attempt {attempt_id} is not talking to an agent")
         session_id = f"{call.call_id}-listen-{next(_SEQ)}"
@@ -329,10 +371,11 @@ class ListenIn:
         if mode not in LISTEN_MODES:
             raise ListenError("invalid", f"mode must be one of {LISTEN_MODES}")
         rt, call, s = self._session(session_id)
-        cmd = Listen(call_id=call.call_id, listen_call_id=session_id,
-                     supervisor_uri=s.supervisor_uri, mode=mode,  # type: ignore[arg-type]
-                     trunk=self.trunk)
-        await self._send(rt, call, cmd, CONTROL_TIMEOUT_S)
+        with _counted(rt, "listen_mode"):
+            cmd = Listen(call_id=call.call_id, listen_call_id=session_id,
+                         supervisor_uri=s.supervisor_uri, mode=mode,  # type: ignore[arg-type]
+                         trunk=self.trunk)
+            await self._send(rt, call, cmd, CONTROL_TIMEOUT_S)
         new = dataclasses.replace(s, mode=mode)
         controls_of(rt).sessions[session_id] = new
         _supervise_listen(rt, new, active=True)
@@ -347,6 +390,7 @@ class ListenIn:
             await _outcome(fut, "stop listen", CONTROL_TIMEOUT_S)
         except CallControlError:
             pass  # the call ended meanwhile: the leg went with it
+        _count(rt, "listen_stop", "ok")
         gone = controls_of(rt).sessions.pop(session_id, None)
         if gone is not None:  # its ListenEnded did not come through the runtime
             _supervise_listen(rt, gone, active=False, reason="stopped")

@@ -71,8 +71,17 @@ class ClusterRunner(AgentCommandRunner):
         self._inner = handler
 
     async def _gated(self, login: str, cmd: AgentCommand) -> ProtocolError | None:
-        if self.gate is not None and not await self.gate(login, cmd):
-            return NOT_MINE
+        if self.gate is not None:
+            try:
+                mine = await self.gate(login, cmd)
+            except Exception as e:
+                # the lease could not be read (a database outage): stay silent. Only the
+                # instance serving the agent may answer; an error from another one would make
+                # the desktop give up a command (a disposition) that its instance will take
+                log.warning("cluster: agent %s's %s not admitted here: %s", login, cmd.type, e)
+                return NOT_MINE
+            if not mine:
+                return NOT_MINE
         return await self._inner(login, cmd)
 
     def submit(self, login: str, cmd: AgentCommand, reply: Reply) -> ProtocolError | None:
@@ -172,9 +181,14 @@ class Cluster:
         lease = self.leases.get(login)
         if lease is not None and lease.holder != self.id and lease.expires_at >= now:
             return False
-        # a free agent: decide on the members of now, not of the last heartbeat (several
-        # instances starting together would otherwise each see fewer members than there are)
+        # decide on the members of now, not of the last heartbeat (several instances starting
+        # together would otherwise each see fewer members than there are)
         self.members = await db.members(self.sessions)
+        lease = (await db.agent_leases(self.sessions)).get(login)
+        if lease is not None and lease.holder != self.id and lease.holder in self.alive(now):
+            # its instance lives and will renew it (a lapse after a database outage): the
+            # agent stays there; only a dead instance's agents move (the heartbeat's job)
+            return False
         if not self.preferred(login, now):
             await asyncio.sleep(self.defer_s)
             now = self.clock.now()

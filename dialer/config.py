@@ -112,6 +112,10 @@ class TrunkSection(_Section):
     #: dial plan: "module:function" turning an E.164 number into the Request-URI user part
     #: (e.g. to strip the "+" or add a tech prefix); "" sends the E.164 number as it is
     dial_plan: str = Field(default="", pattern=r"^$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    #: how the agents' keypad digits go out (docs/call-controls.md): rfc2833 telephone-events
+    #: or sip_info (carriers that need INFO); auto: RFC 2833, INFO when the far end's SDP
+    #: offered no telephone-event
+    dtmf_method: Literal["auto", "rfc2833", "sip_info"] = "auto"
 
     def user_for(self) -> Callable[[str], str]:
         """The dial plan as a function (imported once, at start)."""
@@ -239,6 +243,8 @@ class CampaignConfig(_Section):
     amd_company_numbers: bool = True
     machine_policy: MachinePolicy = MachinePolicy.HANG_UP
     message_wav: str | None = None
+    #: what held customers hear (a WAV, mono 16-bit PCM, 8 or 16 kHz, looped); "" = silence
+    hold_music_wav: str = ""
     #: key pressed during the abandon message that puts the number on the DNC list ("" = off)
     optout_key: str = Field(default="9", pattern=r"^[0-9*#]?$")
     record_calls: bool = False
@@ -488,6 +494,23 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     return settings
 
 
+def _check_hold_music(key: str, path: str) -> str | None:
+    """A problem with a campaign's hold music WAV (None: usable)."""
+    import wave
+
+    try:
+        with wave.open(path, "rb") as w:
+            form = (w.getnchannels(), w.getsampwidth(), w.getframerate())
+    except FileNotFoundError:
+        return f"{key} = {path!r}: no such file"
+    except (OSError, EOFError, wave.Error) as e:
+        return f"{key} = {path!r}: not a readable PCM WAV file ({e})"
+    if form[0] != 1 or form[1] != 2 or form[2] not in (8000, 16000):
+        return (f"{key} = {path!r}: expected mono 16-bit PCM at 8 or 16 kHz, got "
+                f"{form[0]} channel(s), {form[1] * 8}-bit, {form[2]} Hz")
+    return None
+
+
 def _check_cross_references(s: Settings) -> None:
     problems = []
     for name, trunk in s.sip.trunks.items():
@@ -501,6 +524,10 @@ def _check_cross_references(s: Settings) -> None:
                 f"campaigns.{i}.trunk = {c.trunk!r}: expected one of the [sip.trunks.*] names "
                 f"{sorted(s.sip.trunks)}"
             )
+        if c.hold_music_wav:
+            problem = _check_hold_music(f"campaigns.{i}.hold_music_wav", c.hold_music_wav)
+            if problem:
+                problems.append(problem)
         if c.min_ring_s > c.ring_timeout_s:
             problems.append(
                 f"campaigns.{i}.min_ring_s = {c.min_ring_s}: expected <= ring_timeout_s "

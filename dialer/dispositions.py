@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope
 from dialer.agent_messages import screen_pop_body
+from dialer.call_controls import is_on_hold
 from dialer.core.actions import LeadUpdate
 from dialer.core.errors import (
     AlreadyDisposedError,
@@ -305,7 +306,8 @@ def state_body(rt: CampaignRuntime, login: str, state: AgentState | None = None,
         if rec is not None and rec.since > 0 and rec.state is state else None
     return {"state": state.value, "reason": reason[:200] if reason else reason,
             "attempt_id": call.attempt_id if call is not None and busy else None,
-            "since": since}
+            "since": since,
+            "on_hold": call is not None and busy and is_on_hold(rt, call.attempt_id)}
 
 
 def hang_up(rt: CampaignRuntime, login: str, attempt_id: int) -> None:

@@ -6,7 +6,8 @@ docs/metrics.md documents each one. Rules kept here so the rest of the code cann
 
 * Names follow Prometheus conventions: a ``dialer_`` prefix, ``_total`` for counters,
   ``_seconds`` for durations, ratios as plain 0..1 gauges.
-* Labels are only campaign / result / state / stage / window / code / node / reason, and their
+* Labels are only campaign / result / state / stage / window / code / node / reason (and the
+  few named below: trunk, to, role, control, outcome), and their
   values are checked: a value that looks like a phone number (a run of 7+ digits) or is not a
   short identifier is refused with `MetricsLabelError`. Phone numbers and names never reach a
   label, so they can never reach Prometheus or Grafana.
@@ -61,6 +62,8 @@ disable_created_metrics()
 
 __all__ = [
     "ANSWER_TO_AGENT_BUCKETS",
+    "CALL_CONTROLS",
+    "CALL_CONTROL_OUTCOMES",
     "HELD_BACK_REASONS",
     "IN_FLIGHT_STAGES",
     "PREINITIALISED_SIP_CODES",
@@ -103,6 +106,10 @@ IN_FLIGHT_STAGES: Final[tuple[str, ...]] = tuple(
 #: the others are the remaining gates of scheduling.callable.Gate.
 #: the `dialer_trunk_up` value of each circuit-breaker state (sip/trunk_health.py)
 TRUNK_UP: Final[Mapping[str, float]] = {"closed": 1.0, "half_open": 0.5, "open": 0.0}
+#: the `control` and `outcome` labels of `dialer_call_controls_total` (docs/call-controls.md)
+CALL_CONTROLS: Final[tuple[str, ...]] = (
+    "hold", "resume", "dtmf", "listen", "listen_mode", "listen_stop")
+CALL_CONTROL_OUTCOMES: Final[tuple[str, ...]] = ("ok", "refused", "node_full", "failed")
 #: the `role` label of `dialer_web_sessions`: the web accounts' roles (docs/web.md)
 WEB_ROLES: Final[tuple[str, ...]] = ("agent", "supervisor", "admin")
 HELD_BACK_REASONS: Final[tuple[str, ...]] = (
@@ -354,6 +361,11 @@ class DialerMetrics:
             "dialer_dnc_hits", "Leads stopped because their number is on a do-not-call list.",
             ["campaign"], registry=r,
         )
+        self.call_controls = Counter(
+            "dialer_call_controls",
+            "Call controls (agents' hold, resume, keypad; supervisors' listen-in) by outcome.",
+            ["campaign", "control", "outcome"], registry=r,
+        )
         # --- SIP nodes --------------------------------------------------------------------
         self.node_capacity = Gauge(
             "dialer_node_capacity_calls", "Concurrent calls a SIP node can hold (measured).",
@@ -395,6 +407,9 @@ class DialerMetrics:
             self.held_back_calls.labels(c, reason)
         for verdict in AMD_VERDICTS:
             self.amd_decision_seconds.labels(c, verdict)
+        for control in CALL_CONTROLS:
+            for outcome in CALL_CONTROL_OUTCOMES:
+                self.call_controls.labels(c, control, outcome)
         for hist in (
             self.ring_seconds, self.talk_seconds, self.wrapup_seconds,
             self.answer_to_agent_seconds,
@@ -500,6 +515,12 @@ class DialerMetrics:
         """`n` calls of `campaign` were lost because the SIP node holding them died."""
         c = self.add_campaign(campaign)
         self.lost_calls.labels(c).inc(_count("n", n))
+
+    def call_control(self, campaign: str, control: str, outcome: str) -> None:
+        """One call control of `campaign` (a `CALL_CONTROLS` kind) ended with `outcome`."""
+        c = self.add_campaign(campaign)
+        self.call_controls.labels(c, _enum_label("control", control, CALL_CONTROLS),
+                                  _enum_label("outcome", outcome, CALL_CONTROL_OUTCOMES)).inc()
 
     def node_restarted(self, node: str) -> None:
         """A SIP node process died and was restarted."""

@@ -150,6 +150,10 @@ class Store(Protocol):
     async def lead_history(
         self, lead_id: int, *, exclude_attempt_id: int | None = None, limit: int = 20,
     ) -> list[HistoryEntry]: ...
+    # agent transfers: who held a call when (db.handlers)
+    async def hand_over(self, attempt_id: int, agent_id: int, at: datetime, how: str,
+                        ) -> None: ...
+    async def close_handlers(self, attempt_id: int, at: datetime) -> None: ...
 
 
 class Callability(Protocol):

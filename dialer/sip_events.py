@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from common.vocabulary import AmdVerdict, AttemptResult, AttemptStage
 from dialer.call_controls import on_sip_event as controls_event
+from dialer.call_transfer import on_sip_event as transfer_event
 from sip import api as sip
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:
     if call is None:
         return
     controls_event(rt, call, ev)  # hold, DTMF, listen-in (dialer.call_controls)
+    transfer_event(rt, call, ev)  # agent transfers, who held the call (dialer.call_transfer)
     if isinstance(ev, sip.CallTrying):
         rt._write(rt.store.update_attempt, call.attempt_id, stage=AttemptStage.DIALING,
                   dialing_at=ev.wall, node=getattr(ev, "node", None) or None)

@@ -159,3 +159,58 @@ def test_bad_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
         load_settings(path)
     assert "sip.trunks.t.password" in str(e.value) and "mqtt.supervisors.boss" in str(e.value)
     assert "12345678" not in str(e.value) and "987654321" not in str(e.value)
+
+
+# --------------------------------------------------------------- call controls (issue #18)
+
+CAMPAIGN = '[[campaigns]]\nname = "a"\ncaller_id = "+14155550100"\n'
+
+
+def _wav(path: Path, channels: int = 1, width: int = 2, rate: int = 8000) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\0" * (width * channels * rate // 10))
+    return path
+
+
+def test_trunk_dtmf_method_reaches_the_sip_trunk_and_bad_values_name_the_key(
+        tmp_path: Path) -> None:
+    from dialer.app import trunk_configs
+
+    path = tmp_path / "c.toml"
+    path.write_text('[sip.trunks.t]\nuri = "sip:x"\ndtmf_method = "sip_info"\n')
+    settings = load_settings(path)
+    assert trunk_configs(settings)["t"].dtmf_method == "sip_info"
+    assert load_settings(None).sip.trunks == {}
+    path.write_text('[sip.trunks.t]\nuri = "sip:x"\n')
+    assert trunk_configs(load_settings(path))["t"].dtmf_method == "auto"
+    path.write_text('[sip.trunks.t]\nuri = "sip:x"\ndtmf_method = "inband"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert "sip.trunks.t.dtmf_method = 'inband'" in str(e.value)
+    assert "rfc2833" in str(e.value) and "sip_info" in str(e.value)
+
+
+def test_campaign_hold_music_wav_is_checked_naming_the_key(tmp_path: Path) -> None:
+    good = _wav(tmp_path / "hold.wav", rate=16000)
+    path = tmp_path / "c.toml"
+    path.write_text(CAMPAIGN + f'hold_music_wav = "{good}"\n')
+    assert load_settings(path).campaigns[0].hold_music_wav == str(good)
+    path.write_text(CAMPAIGN)
+    assert load_settings(path).campaigns[0].hold_music_wav == ""
+    for wav, expected in (
+            (tmp_path / "none.wav", "no such file"),
+            (_wav(tmp_path / "stereo.wav", channels=2), "expected mono 16-bit PCM"),
+            (_wav(tmp_path / "hifi.wav", rate=44100), "44100 Hz"),
+            (tmp_path / "text.wav", "not a readable PCM WAV")):
+        if wav.name == "text.wav":
+            wav.write_text("not audio")
+        path.write_text(CAMPAIGN + f'hold_music_wav = "{wav}"\n')
+        with pytest.raises(ConfigError) as e:
+            load_settings(path)
+        assert f"campaigns.0.hold_music_wav = '{wav}'" in str(e.value), e.value
+        assert expected in str(e.value), e.value

@@ -1,4 +1,4 @@
-"""Write the provisioned Grafana dashboards (deploy/grafana/dashboards/*.json).
+"""Write the four provisioned Grafana dashboards (deploy/grafana/dashboards/*.json).
 
 The JSON files are committed and are what Grafana loads; this script is their source, so a
 panel is changed here and the files regenerated:
@@ -363,42 +363,11 @@ def compliance() -> dict[str, Any]:
     ])
 
 
-def integrations() -> dict[str, Any]:
-    # webhook metrics have no campaign label: these panels are for the whole dialer
-    return dashboard("dialer-integrations", "Dialer / CRM integration",
-                     "Outcome webhooks to the CRM: backlog, dead letters, delivery lag "
-                     "(docs/webhooks.md).", [
-        Panel("Webhook dead letters",
-              "Deliveries given up after the retry horizon (24 h): the CRM missed these "
-              "events. List and re-queue them with /api/v1/webhooks/dead-letters (see the "
-              "DialerWebhookDeadLetters alert).",
-              (Q("max(dialer_webhook_dead_letters)", "dead letters"),),
-              kind="stat", width=6, thresholds=((1, "red"),)),
-        Panel("Webhook deliveries pending",
-              "Deliveries waiting for their first try or a retry (held ones of a paused "
-              "subscription included).",
-              (Q("sum(dialer_webhook_pending)", "pending"),),
-              kind="stat", width=6, thresholds=((1000, "orange"),)),
-        Panel("Oldest undelivered event",
-              "Age of the oldest event not delivered yet; over 15 minutes fires "
-              "DialerWebhookBacklogOld (a receiver down or failing).",
-              (Q("max(dialer_webhook_oldest_pending_seconds)", "oldest"),),
-              unit="s", width=12, minimum=0, thresholds=((900, "red"),)),
-        Panel("Webhook delivery lag",
-              "From the event's commit to the receiver's 2xx: p50 and p99 (retries included).",
-              tuple(Q(f"histogram_quantile({q}, sum by (le) (rate("
-                      f"dialer_webhook_delivery_lag_seconds_bucket[$__rate_interval])))",
-                      f"p{round(q * 100)}") for q in (0.5, 0.99)),
-              unit="s", width=24, minimum=0, thresholds=((1.0, "orange"),)),
-    ])
-
-
 DASHBOARDS = {
     "campaigns.json": campaigns,
     "agents.json": agents,
     "telephony.json": telephony,
     "compliance.json": compliance,
-    "integrations.json": integrations,
 }
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from common.clock import utc_now
@@ -182,6 +183,46 @@ class DtmfCmd(_AgentCommand):
     digits: DtmfDigits = Field(description="1 to 32 of 0-9 * # A-D")
 
 
+class TransferCmd(_AgentCommand):
+    """Hand the call this agent is talking on to another agent of the campaign: ``to`` a
+    ready agent, or the longest-idle ready agent of ``group``. ``blind``: acked once the
+    customer is connected to that agent (this agent is then free; the receiving agent owns
+    the disposition); ``warm``: the customer is put on hold and acked once the other agent
+    answered, then `transfer_complete` or `transfer_cancel`. ``notes`` go to the receiving
+    agent's screen pop."""
+
+    type: Literal["transfer"] = "transfer"
+    attempt_id: RowId
+    to: Login | None = Field(default=None, description="the receiving agent's login")
+    group: list[Login] | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="instead of `to`: logins to choose from (the longest-idle ready one)")
+    mode: Literal["blind", "warm"] = "blind"
+    notes: Notes = Field(default="", description="shown in the receiving agent's screen pop")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferCmd:
+        if (self.to is None) == (self.group is None):
+            raise ValueError("give exactly one of `to` and `group`")
+        return self
+
+
+class TransferCompleteCmd(_AgentCommand):
+    """A warm transfer: hand the customer (taken off hold) to the agent consulted; acked once
+    connected."""
+
+    type: Literal["transfer_complete"] = "transfer_complete"
+    attempt_id: RowId
+
+
+class TransferCancelCmd(_AgentCommand):
+    """A transfer in progress: give it up; the customer stays with (a warm one: is taken off
+    hold and back with) this agent. Acked once done."""
+
+    type: Literal["transfer_cancel"] = "transfer_cancel"
+    attempt_id: RowId
+
+
 class ReadyCmd(_AgentCommand):
     """Ready for calls (from paused, after login, or to end wrap-up early)."""
 
@@ -233,13 +274,15 @@ class PreviewSkipCmd(_AgentCommand):
 
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
-    | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd,
+    | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd | TransferCmd
+    | TransferCompleteCmd | TransferCancelCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
-    GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd,
+    GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd, TransferCmd, TransferCompleteCmd,
+    TransferCancelCmd,
 )
 
 
@@ -308,11 +351,24 @@ class StateEvt(_Message):
     since: AwareDatetime | None = Field(
         default=None, description="when the agent entered this state (a desktop that "
         "reloads shows the right time in state)")
+    on_hold: bool = Field(
+        default=False, description="the call of attempt_id is on hold (the agent's `hold`; "
+        "a desktop that reloads shows it)")
 
     @classmethod
     def from_change(cls, change: StateChange) -> StateEvt:
         """The event for the core's AgentStateChanged action, stamped with its time."""
         return cls(state=change.new, reason=change.reason, ts=change.at)
+
+
+class TransferInfo(BaseModel):
+    """A call handed over by another agent: who, how, and the notes they wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    from_agent: Login
+    mode: Literal["blind", "warm"]
+    notes: Notes = ""
 
 
 class ScreenPopEvt(_Message):
@@ -324,6 +380,8 @@ class ScreenPopEvt(_Message):
     history: list[HistoryEntry] = Field(default_factory=list, max_length=200)
     script: Annotated[str, StringConstraints(max_length=20000)] = ""
     dispositions: list[DispositionOption] = Field(min_length=1, max_length=200)
+    transfer: TransferInfo | None = Field(
+        default=None, description="set when another agent transferred the call to this one")
 
 
 class CallEndedEvt(_Message):

@@ -35,6 +35,18 @@ class BridgeTo:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferTo:
+    """Hand the bridged customer on ``call_id`` from ``from_agent`` to ``to_agent``'s phone
+    (``consult``: a warm transfer, the agents talk first). The engine has reserved
+    ``to_agent``; the driver reports the result (dialer.core.transfer)."""
+
+    call_id: str
+    from_agent: str
+    to_agent: str
+    consult: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PlayMessage:
     """Play a recorded message on an answered call (abandon identification or machine)."""
 
@@ -122,6 +134,7 @@ class NeedLeads:
 Action = (
     Dial
     | BridgeTo
+    | TransferTo
     | PlayMessage
     | EndCall
     | ScreenPop

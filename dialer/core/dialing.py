@@ -27,6 +27,13 @@ S = AgentState
 class DialingStep(EngineState):
     """The engine's pacing pass (see the module docstring)."""
 
+    def _abandon_exposure(self, t: float) -> float:
+        """Abandons the calls already placed may still produce: every answered call waiting
+        for an agent, plus the ringing calls expected to go live beyond the ready agents."""
+        calls = self.model.calls
+        live = sum(calls.live_within(t - c.dialed_t, 60.0) for c in self.calls.inflight.values())
+        return len(self.calls.waiting) + max(0.0, live - self._ready_staying())
+
     def snapshot(self, now: datetime) -> PacerSnapshot:
         """The pacer's view of the campaign at ``now`` (also useful for dashboards)."""
         t = now.timestamp()
@@ -46,6 +53,7 @@ class DialingStep(EngineState):
                     talking.append(0.0)  # bridge in progress: a talk is about to start
         counts = self.ledger.counts(now)
         hour = self.hour_counts(now)
+        exposure = self._abandon_exposure(t) if self.config.governor.reserve_inflight else 0.0
         return PacerSnapshot(
             mode=self.config.mode,
             t=t,
@@ -66,8 +74,8 @@ class DialingStep(EngineState):
                 target=self.config.abandon_target,
                 window_live=counts.denominator,
                 window_abandoned=counts.numerator,
-                risk=self.governor.allowed_risk(counts, hour),
-                spare=self.governor.has_spare_abandon(counts, hour),
+                risk=self.governor.allowed_risk(counts, hour, exposure),
+                spare=self.governor.has_spare_abandon(counts, hour, exposure),
             ),
             agent_wait=self.config.agent_wait_seconds,
             dials_total=self._dials,

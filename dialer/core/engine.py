@@ -18,7 +18,8 @@ Life of an outbound call, as the engine sees it::
     not answered: call_ended(result) -> AttemptFinished + LeadUpdate (retry rules)
 
 The class is built in layers: engine_state.py (state, clock, agents, routing, abandon
-deadline), dialing.py (the pacing pass), this file (the inputs); calls.py is the call table."""
+deadline), dialing.py (the pacing pass), transfer.py (agent transfers), this file (the
+inputs); calls.py is the call table."""
 
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ from common.vocabulary import (
 )
 from dialer.core.actions import Action, AttemptFinished, EndCall, LeadUpdate, PlayMessage
 from dialer.core.calls import CallRecord
-from dialer.core.dialing import DialingStep
 from dialer.core.engine_state import EPS, EngineCounters
 from dialer.core.errors import (
     IllegalTransitionError,
@@ -49,6 +49,7 @@ from dialer.core.errors import (
 from dialer.core.held import delivers_held
 from dialer.core.outcomes import apply_disposition, apply_system_result
 from dialer.core.tickets import LeadTicket
+from dialer.core.transfer import TransferStep
 
 __all__ = ["CampaignEngine", "EngineCounters"]
 
@@ -70,7 +71,7 @@ _UNANSWERED_RESULTS = frozenset(
 )
 
 
-class CampaignEngine(DialingStep):
+class CampaignEngine(TransferStep):
     """Sans-IO state of one running campaign. See the module docstring for the protocol.
 
     The constructor (engine_state.py) takes ``(config, *, pacer=None, call_id_factory=None,
@@ -415,6 +416,7 @@ class CampaignEngine(DialingStep):
         out: list[Action] = []
         self._expire(t, out)
         call = self.calls.get(call_id)
+        self._end_transfer(call, t, now, out)  # a transfer in progress frees its target
         lead_update: LeadUpdate | None = None
         if call.unanswered:
             if result is None or result not in _UNANSWERED_RESULTS:

@@ -52,6 +52,11 @@ class GovernorSettings:
     #: the guard also keeps the last 60 minutes under hour_cap_ratio x cap (with the same
     #: credit): a regulator reads a campaign over its window, people feel a bad hour (0: off)
     hour_cap_ratio: float = 2.0
+    #: keep room in the window for the abandons the calls already placed could still
+    #: produce (answered calls waiting for an agent, plus the ringing calls expected to go
+    #: live beyond the ready agents): matters when the window holds few answers, as a
+    #: 24-hour window does each morning (settings_for_window turns it on there)
+    reserve_inflight: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -85,7 +90,8 @@ def settings_for_window(window: AbandonWindow,
     window reached 3.05 % (margin) and 14 % (credit, on a Monday morning); with them 2.97 %."""
     base = base or GovernorSettings()
     if window in SHORT_WINDOWS:
-        return replace(base, credit_abandons=0.0, guard_margin=max(base.guard_margin, 0.05))
+        return replace(base, credit_abandons=0.0, guard_margin=max(base.guard_margin, 0.05),
+                       reserve_inflight=True)
     return base
 
 
@@ -127,17 +133,23 @@ class AbandonGovernor:
         allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
         return allowed - hour.numerator - 1 >= 0.0
 
-    def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None) -> bool:
+    def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None,
+                          exposure: float = 0.0) -> bool:
         """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
         line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md). `hour`:
-        the last 60 minutes' counts, for the hour guard."""
-        return self.spare_abandons(counts) >= 0.0 and self.hour_spare(hour)
+        the last 60 minutes' counts, for the hour guard; `exposure`: abandons the calls
+        already placed may still produce (used with `reserve_inflight`)."""
+        reserve = exposure if self.settings.reserve_inflight else 0.0
+        return self.spare_abandons(counts) >= reserve and self.hour_spare(hour)
 
-    def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None) -> float:
+    def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None,
+                     exposure: float = 0.0) -> float:
         """Risk for the next call given the regulatory window's (and the last hour's) counts."""
         s = self.settings
         theta = self.risk_level
         spare = self.spare_abandons(counts)  # abandons to spare after one more
+        if s.reserve_inflight:
+            spare -= exposure
         if spare < 0.0 or not self.hour_spare(hour):
             return s.min_risk
         if spare < s.soft_headroom:

@@ -20,6 +20,7 @@ from dialer.config import WebSection
 from dialer.metrics import DialerMetrics
 
 if TYPE_CHECKING:
+    from dialer.call_controls import ListenIn
     from dialer.control import Control
     from dialer.web.agent_ws import AgentSocketHub
     from dialer.web.auth import SignInLimiter
@@ -55,11 +56,18 @@ class WebDeps:
     #: the supervisor console's controls (dialer/control); None: taken from the desk's
     #: `control` (DialerApp's), else no console controls (a server without a dialer)
     console: Control | None = None
+    #: the console's listen-in (dialer.call_controls.ListenIn); None: the desk's `listen_in`
+    listen_in: ListenIn | None = None
+    #: listen-in session id -> the login of the supervisor who started it (the wallboard's
+    #: "who listens"); pruned when the session is gone
+    listeners: dict[str, str] = field(default_factory=dict)
     _refresh: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.console is None and self.desk is not None:
             self.console = getattr(self.desk, "control", None)
+        if self.listen_in is None and self.desk is not None:
+            self.listen_in = getattr(self.desk, "listen_in", None)
 
     def count_sign_in_failure(self) -> None:
         if self.metrics is not None:

@@ -38,6 +38,7 @@ from dialer.web import (
     console_admin,
     console_api,
     console_companies,
+    console_listen,
 )
 from dialer.web.auth import COOKIE, session_of
 from dialer.web.deps import WebDeps, deps
@@ -89,6 +90,7 @@ def create_app(d: WebDeps) -> FastAPI:
     app.include_router(console_api.router)
     app.include_router(console_companies.router)
     app.include_router(console_admin.router)
+    app.include_router(console_listen.router)
     app.include_router(api_v1.router)
     api_v1.install(app)  # problem+json under /api/v1 only, body limit, openapi.json, docs
 

@@ -95,6 +95,25 @@ async def test_runner_drops_commands_of_agents_served_elsewhere() -> None:
     assert NOT_MINE not in replies
 
 
+async def test_runner_stays_silent_when_the_gate_cannot_decide() -> None:
+    """A database outage on an instance that may not serve the agent: no error reply (the
+    serving instance answers; an error from another would make the desktop give up)."""
+    replies: list[object] = []
+
+    async def handler(login: str, cmd: object) -> None:
+        raise AssertionError("not admitted: never handled")
+
+    async def gate(login: str, cmd: object) -> bool:
+        raise ConnectionRefusedError("database down")
+
+    runner = ClusterRunner(handler)
+    runner.gate = gate
+    runner.submit("a", LoginCmd(login="a"), lambda c, r, f: replies.append(r))
+    assert await runner.settle(2.0)
+    await runner.close()
+    assert replies == []
+
+
 # ------------------------------------------------------------------ the lease SQL
 async def test_leases_heartbeats_and_dead_instances(db_engine) -> None:
     ses = session_factory(db_engine)

@@ -29,7 +29,8 @@ from dialer.metrics import (
 
 # bounded label names only (enums and configured names): never a number or a person
 ALLOWED_LABELS = {"campaign", "result", "state", "stage", "window", "code", "node", "reason",
-                  "verdict", "trunk", "to", "role"}  # role: agent / supervisor / admin
+                  "verdict", "trunk", "to", "role",  # role: agent / supervisor / admin
+                  "control", "outcome"}  # dialer_call_controls_total: enums of dialer.metrics
 C = "spring-offer"
 
 

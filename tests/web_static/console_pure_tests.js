@@ -2,8 +2,8 @@
 // test_console_pure_js.py. Each check records {name, ok, detail}.
 
 import {
-  abandonKind, campaignActions, companyEdit, intervalsText, percent, secondsSince, sortAgents,
-  splitNumbers,
+  LISTEN_MODES, abandonKind, campaignActions, canListen, companyEdit, intervalsText, listensByAttempt,
+  percent, phoneKey, secondsSince, sortAgents, splitNumbers, validPhone,
 } from "/static/js/console_util.js";
 
 const results = [];
@@ -37,5 +37,15 @@ eq("company edit clears closures", companyEdit({ clear_closures: true, special: 
 eq("agents sorted by state then login", sortAgents([
   { login: "b", state: "paused" }, { login: "a", state: "ready" }, { login: "c", state: "talking" }, { login: "a2", state: "talking" },
 ]).map((a) => a.login), ["a2", "c", "a", "b"]);
+eq("listen modes", LISTEN_MODES, ["monitor", "whisper", "barge"]);
+eq("a phone URI", validPhone("sip:sue@pbx.example.com:5070"), true);
+eq("a sips URI", validPhone(" sips:1001@10.0.0.5 "), true);
+eq("not a SIP URI", [validPhone("tel:+14155550100"), validPhone("sue@pbx"), validPhone("sip:@pbx"), validPhone("sip:sue@"), validPhone(null)],
+  [false, false, false, false, false]);
+eq("phone remembered per login", phoneKey("sue"), "dialer.console.listen_phone.sue");
+eq("listens by attempt", [...listensByAttempt([{ attempt_id: 7, by: "sue" }, { attempt_id: 9, by: "bo" }, { attempt_id: 7, by: "bo" }])]
+  .map(([k, v]) => [k, v.map((s) => s.by)]), [[7, ["sue", "bo"]], [9, ["bo"]]]);
+eq("only a talking agent can be listened to", [canListen({ state: "talking", attempt_id: 3 }), canListen({ state: "wrap_up", attempt_id: 3 }),
+  canListen({ state: "talking", attempt_id: null })], [true, false, false]);
 
 window.__results = results;

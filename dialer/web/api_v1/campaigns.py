@@ -29,7 +29,10 @@ from scheduling.days import local_date, local_day_bounds
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
-_SETTINGS = [f for f in CampaignConfig.model_fields if f not in ("name", "max_attempts")]
+#: the config's campaign settings that are stored on the campaign (a config-only setting,
+#: e.g. `hold_music_wav`, is read by the running dialer from its file, not from the row)
+_SETTINGS = [f for f in CampaignConfig.model_fields
+             if f not in ("name", "max_attempts") and hasattr(Campaign, f)]
 
 
 class CampaignCreate(CampaignConfig):
@@ -95,6 +98,11 @@ async def list_campaigns(d: Deps, _c: CampaignsRead) -> dict[str, Any]:
 @router.post("", status_code=201)
 async def create_campaign(body: CampaignCreate, d: Deps,
                           caller: CampaignsWrite) -> dict[str, Any]:
+    unstored = sorted(f for f in body.model_fields_set if f in CampaignConfig.model_fields
+                      and f not in _SETTINGS and f not in ("name", "max_attempts"))
+    if unstored:
+        raise Problem(422, None, f"{unstored[0]}: set in the config file only", errors=[
+            {"field": f, "message": "set in the config file only"} for f in unstored])
     values = _values(body)
     values.update(name=body.name, description=body.description, active=body.active)
     with store_errors():

@@ -1,13 +1,14 @@
 // The supervisor console (docs/console.md): wallboard polled every few seconds, campaign and
-// agent controls, campaigns, agents, lead upload, DNC, companies and the audit log.
+// agent controls, listen-in on a talking agent's call, campaigns, agents, lead upload, DNC,
+// companies and the audit log.
 
 import { ApiError, csrf, request, setCsrf, signOutAndLeave } from "./api.js";
 import { $, clear, h } from "./dom.js";
 import { applyI18n, formatDateTime, formatNumber, initI18n, t } from "./i18n.js";
 import { formatDuration } from "./util.js";
 import {
-  abandonKind, campaignActions, companyEdit, intervalsText, percent, secondsSince, sortAgents,
-  splitNumbers,
+  LISTEN_MODES, abandonKind, campaignActions, canListen, companyEdit, intervalsText, listensByAttempt,
+  percent, phoneKey, secondsSince, sortAgents, splitNumbers, validPhone,
 } from "./console_util.js";
 
 const enc = encodeURIComponent;
@@ -27,9 +28,16 @@ const api = {
   company: (key) => request("GET", `/api/console/companies/${enc(key)}`),
   editCompany: (key, body) => request("PUT", `/api/console/companies/${enc(key)}`, body),
   dnc: (body) => request("POST", "/api/console/dnc", body),
+  listens: () => request("GET", "/api/console/listen"),
+  // answers once the supervisor's phone is connected (it rings up to 20 s)
+  listen: (body) => request("POST", "/api/console/listen", body, { timeoutMs: 35000 }),
+  listenMode: (id, mode) => request("PUT", `/api/console/listen/${enc(id)}`, { mode }),
+  listenStop: (id) => request("DELETE", `/api/console/listen/${enc(id)}`),
 };
 
 let snapshot = null;
+let listens = [];
+let myLogin = null;
 let pollTimer = null;
 let oldestAudit = null;
 
@@ -124,6 +132,7 @@ function campaignCard(c) {
 }
 
 function agentTable(c) {
+  const byAttempt = listensByAttempt(listens);
   const others = snapshot.campaigns.map((x) => x.name).filter((n) => n !== c.name);
   const rows = sortAgents(c.agents).map((a) => {
     const move = others.length ? h("select", { class: "move-to" }, h("option", { value: "" }, t("console.agents.move_to")),
@@ -137,10 +146,17 @@ function agentTable(c) {
       });
     }
     const out = a.state === "logged_out";
-    return h("tr", { dataset: { login: a.login, state: a.state } },
+    const heard = (canListen(a) && byAttempt.get(a.attempt_id)) || [];
+    const listenBtn = canListen(a) ? h("button", {
+      class: "btn btn-small btn-listen", type: "button", dataset: { agentAction: "listen" },
+      onclick: (e) => startListen(a, e.currentTarget),
+    }, t("console.listen.listen")) : null;
+    return h("tr", { dataset: { login: a.login, state: a.state, attemptId: String(a.attempt_id ?? "") } },
       h("td", {}, a.display_name || a.login),
       h("td", {}, h("span", { class: `pill st-${a.state}` }, t(`state.${a.state}`)),
-        a.pending ? h("span", { class: "pending" }, t(`console.agents.pending_${a.pending}`)) : null),
+        a.pending ? h("span", { class: "pending" }, t(`console.agents.pending_${a.pending}`)) : null,
+        ...heard.map((x) => h("span", { class: `pill listening lm-${x.mode}`, dataset: { listenMode: x.mode } },
+          t("console.listen.pill", { by: x.by ?? "\u2013", mode: t(`console.listen_modes.${x.mode}`) })))),
       h("td", { class: "since", dataset: { since: a.since ?? "" } }, a.since ? formatDuration(secondsSince(a.since, Date.now())) : "\u2013"),
       h("td", {}, a.reason ? (t(`reasons.${a.reason}`) === `reasons.${a.reason}` ? a.reason : t(`reasons.${a.reason}`)) : ""),
       h("td", {}, h("div", { class: "actions" },
@@ -150,7 +166,7 @@ function agentTable(c) {
         h("button", { class: "btn btn-small", type: "button", disabled: out, dataset: { agentAction: "logout" },
           onclick: () => act(() => api.agentControl(a.login, "logout", { reason: "" }), t("console.done.agent_logout", { login: a.login })) },
         t("console.actions.agent_logout")),
-        move)));
+        listenBtn, move)));
   });
   return h("table", { class: "grid agents" },
     h("thead", {}, h("tr", {}, ...["name", "state", "time", "reason", "actions"].map((k) => h("th", {}, t(`console.wall.col_${k}`))))),
@@ -168,7 +184,11 @@ function renderWall() {
 
 async function refresh() {
   try {
-    snapshot = await api.snapshot();
+    // a web server without a dialer has no listen-in (503): the wallboard goes on without it
+    const [snap, heard] = await Promise.all([api.snapshot(), api.listens().catch(() => null)]);
+    snapshot = snap;
+    listens = heard?.sessions ?? [];
+    renderListens();
     $("conn").dataset.kind = "online";
     $("conn").textContent = t("console.conn.online");
     renderWall();
@@ -177,6 +197,69 @@ async function refresh() {
     $("conn").textContent = t("console.conn.offline");
     if (e instanceof ApiError && e.status === 401) window.location.assign("/login");
   }
+}
+
+// ---------------------------------------------------------------- listen-in
+function phone() {
+  return $("listen-phone").value.trim();
+}
+
+async function startListen(agent, button) {
+  if (!validPhone(phone())) {
+    flash(t("console.listen.bad_phone"), "error");
+    $("listen-phone").focus();
+    return;
+  }
+  button.disabled = true;
+  document.body.dataset.listening = "calling";
+  flash(t("console.listen.calling", { agent: agent.display_name || agent.login }));
+  const mode = $("listen-mode").value;
+  const s = await act(() => api.listen({ attempt_id: agent.attempt_id, phone: phone(), mode }));
+  document.body.dataset.listening = s ? "on" : "";
+  if (s) flash(t("console.listen.started", { agent: s.agent ?? agent.login, mode: t(`console.listen_modes.${s.mode}`) }));
+  button.disabled = false;
+}
+
+function renderListens() {
+  const table = $("listen-sessions");
+  // keep a mode being picked: no redraw while a field of the table has the focus
+  if (table.contains(document.activeElement) && document.activeElement.matches("select")) return;
+  const body = clear(table.querySelector("tbody"));
+  table.hidden = listens.length === 0;
+  $("listen-none").hidden = listens.length > 0;
+  for (const x of listens) {
+    const mode = h("select", { class: "listen-mode", dataset: { listenAction: "mode" } },
+      ...LISTEN_MODES.map((m) => h("option", { value: m, selected: m === x.mode }, t(`console.listen_modes.${m}`))));
+    mode.addEventListener("change", () => {
+      const to = mode.value;
+      mode.blur();
+      act(() => api.listenMode(x.session_id, to), t("console.listen.changed", { mode: t(`console.listen_modes.${to}`) }));
+    });
+    body.append(h("tr", { dataset: { session: x.session_id, attemptId: String(x.attempt_id), agent: x.agent ?? "", mode: x.mode, by: x.by ?? "" } },
+      h("td", {}, x.agent ?? "\u2013"), h("td", {}, x.campaign), h("td", {}, x.by ?? "\u2013"),
+      h("td", {}, t(`console.listen_modes.${x.mode}`)),
+      h("td", { class: "since", dataset: { since: x.started_at } }, formatDuration(secondsSince(x.started_at, Date.now()))),
+      h("td", {}, h("div", { class: "actions" }, mode, h("button", {
+        class: "btn btn-small btn-danger", type: "button", dataset: { listenAction: "stop" },
+        onclick: () => act(() => api.listenStop(x.session_id), t("console.listen.stopped", { agent: x.agent ?? "" })),
+      }, t("console.listen.stop"))))));
+  }
+}
+
+function wireListen() {
+  // the phone is remembered per supervisor in this browser
+  const key = () => phoneKey(myLogin ?? "");
+  $("listen-phone").value = localStorage.getItem(key()) ?? "";
+  $("listen-phone").addEventListener("change", () => {
+    const v = phone();
+    $("listen-phone").setAttribute("aria-invalid", String(Boolean(v) && !validPhone(v)));
+    if (v) localStorage.setItem(key(), v);
+    else localStorage.removeItem(key());
+  });
+  const modeKey = () => `${key()}.mode`;
+  const saved = localStorage.getItem(modeKey());
+  if (LISTEN_MODES.includes(saved)) $("listen-mode").value = saved;
+  $("listen-mode").addEventListener("change", () => localStorage.setItem(modeKey(), $("listen-mode").value));
 }
 
 function poll() {
@@ -388,9 +471,11 @@ try {
   $("who").textContent = me.display_name || me.login;
   document.body.dataset.role = me.role;
   $("agent-add").hidden = me.role !== "admin";
+  myLogin = me.login;
 } catch (e) {
   if (e instanceof ApiError && e.status === 401) window.location.assign("/login");
 }
+wireListen();
 showTab("wallboard");
 await refresh();
 poll();

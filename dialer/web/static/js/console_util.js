@@ -63,3 +63,31 @@ export function sortAgents(agents) {
   return [...(agents ?? [])].sort((a, b) =>
     (STATE_ORDER.indexOf(a.state) - STATE_ORDER.indexOf(b.state)) || a.login.localeCompare(b.login));
 }
+
+/** Listen-in modes in the order the console offers them (docs/console.md). */
+export const LISTEN_MODES = ["monitor", "whisper", "barge"];
+
+/** Whether `uri` looks like a phone's SIP URI (sip:user@host[:port]); the server checks it too. */
+export function validPhone(uri) {
+  return /^sips?:[^@\s:;?]+@[^@\s?]+$/.test(String(uri ?? "").trim());
+}
+
+/** Where the browser remembers a supervisor's phone URI (one entry per login). */
+export function phoneKey(login) {
+  return `dialer.console.listen_phone.${login}`;
+}
+
+/** The live listen-in sessions by the attempt they listen to: attempt id -> [sessions]. */
+export function listensByAttempt(sessions) {
+  const out = new Map();
+  for (const s of sessions ?? []) {
+    if (!out.has(s.attempt_id)) out.set(s.attempt_id, []);
+    out.get(s.attempt_id).push(s);
+  }
+  return out;
+}
+
+/** Whether an agent row of the wallboard can be listened to: talking on a call. */
+export function canListen(agent) {
+  return agent?.state === "talking" && Number.isInteger(agent.attempt_id);
+}

@@ -29,6 +29,8 @@ const S = {
   pendingLeave: null, // "pause" | "logout" asked for, applied after the call
   holdBusy: false, // a hold / resume is on its way
   keypadOpen: false,
+  transferOpen: false,
+  transfer: null, // {attemptId, to, mode, phase: "ringing" | "consulting" | "busy"}
   call: null, // {attemptId, lead, history, script, ended, talkS, startedAt, endedAt}
   preview: null, // {lead, history, script, accepted}
   needsOutcome: [], // from the state's needs_outcome
@@ -234,6 +236,8 @@ function onState(m) {
     S.call = null; // a call we no longer need on screen
   }
   if (!CALL_STATES.has(m.state) && S.call && !outcomeQueue().includes(S.call.attemptId)) S.call = null;
+  if (S.transfer && (!S.call || S.call.attemptId !== S.transfer.attemptId)) S.transfer = null;
+  if (!S.call) S.transferOpen = false;
   render();
 }
 
@@ -246,9 +250,11 @@ function onScreenPop(m) {
     S.call = {
       attemptId: m.attempt_id, lead: m.lead, history: m.history ?? [], script: m.script ?? "",
       ended: S.ended.has(m.attempt_id), talkS: null, startedAt: Date.now(), endedAt: null,
+      transfer: m.transfer ?? null,
     };
   } else {
-    Object.assign(S.call, { lead: m.lead, history: m.history ?? [], script: m.script ?? "" });
+    Object.assign(S.call, { lead: m.lead, history: m.history ?? [], script: m.script ?? "",
+      transfer: m.transfer ?? S.call.transfer ?? null });
   }
   renderLead({ kind: "call", lead: m.lead, history: m.history, script: m.script, catalog: S.catalog });
   render();
@@ -499,6 +505,7 @@ function render() {
   $("btn-keypad").disabled = !live || S.state !== "talking";
   $("btn-keypad").setAttribute("aria-expanded", String(Boolean(S.keypadOpen && talking)));
   $("keypad").hidden = !(S.keypadOpen && talking);
+  renderTransfer(live, talking, showCall);
   $("preview-controls").hidden = !showPreview;
   $("btn-accept").disabled = !live || (S.preview?.accepted ?? false);
   $("btn-skip").disabled = !live || (S.preview?.accepted ?? false);
@@ -662,6 +669,79 @@ function sendTypedDigits() {
   if (sendDigits(input.value.trim())) input.value = "";
 }
 
+// transfer to another agent (docs/call-controls.md): blind, or warm with complete / cancel
+function renderTransfer(live, talking, showCall) {
+  const tr = S.transfer && S.call && S.transfer.attemptId === S.call.attemptId ? S.transfer : null;
+  $("btn-transfer").disabled = !live || S.state !== "talking";
+  $("btn-transfer").setAttribute("aria-expanded", String(Boolean((S.transferOpen || tr) && talking)));
+  $("transfer-panel").hidden = !((S.transferOpen || tr) && talking);
+  $("btn-transfer-send").hidden = Boolean(tr);
+  $("btn-transfer-send").disabled = !live || Boolean(tr);
+  $("btn-transfer-complete").hidden = !(tr && tr.phase === "consulting");
+  $("btn-transfer-cancel").hidden = !tr;
+  $("btn-transfer-complete").disabled = !live || !tr || tr.phase !== "consulting";
+  $("btn-transfer-cancel").disabled = !live || !tr || tr.phase === "busy";
+  $("transfer-status").textContent = !tr ? ""
+    : tr.phase === "consulting" ? t("call.transfer_consulting", { agent: tr.to })
+      : t("call.transfer_ringing", { agent: tr.to });
+  const from = showCall ? S.call.transfer : null;
+  $("transfer-note").hidden = !from;
+  $("transfer-note").textContent = !from ? "" : from.notes
+    ? t("call.transferred_from", { agent: from.from_agent, notes: from.notes })
+    : t("call.transferred_from_no_notes", { agent: from.from_agent });
+}
+
+function toggleTransfer() {
+  if (!S.call || $("btn-transfer").disabled || $("call-controls").hidden) return;
+  S.transferOpen = !S.transferOpen;
+  render();
+  if (S.transferOpen) $("transfer-to").focus();
+}
+
+function sendTransfer() {
+  if (!S.call || S.transfer || $("btn-transfer-send").disabled) return;
+  const logins = $("transfer-to").value.split(/[\s,]+/).filter(Boolean);
+  if (!logins.length) {
+    $("transfer-to").focus();
+    return;
+  }
+  const mode = $("transfer-warm").checked ? "warm" : "blind";
+  const fields = { attempt_id: S.call.attemptId, mode, notes: $("transfer-notes").value.slice(0, 4000) };
+  if (logins.length === 1) fields.to = logins[0];
+  else fields.group = logins;
+  const tr = { attemptId: S.call.attemptId, to: logins.join(", "), mode, phase: "ringing" };
+  S.transfer = tr;
+  render();
+  command("transfer", fields).then(() => {
+    if (S.transfer !== tr) return;
+    if (mode === "warm") {
+      tr.phase = "consulting";
+      if (S.call) S.call.onHold = true;
+    } else {
+      S.transfer = null;
+      S.transferOpen = false;
+    }
+  }, () => {
+    if (S.transfer === tr) S.transfer = null;
+  }).finally(render);
+}
+
+function endTransfer(complete) {
+  const tr = S.transfer;
+  if (!tr || tr.phase === "busy") return;
+  const was = tr.phase;
+  tr.phase = "busy";
+  render();
+  command(complete ? "transfer_complete" : "transfer_cancel", { attempt_id: tr.attemptId }).then(() => {
+    if (S.transfer === tr) S.transfer = null;
+    S.transferOpen = !complete; // after a cancel the panel stays, to try someone else
+    if (complete) $("transfer-notes").value = "";
+    if (S.call && S.call.attemptId === tr.attemptId) S.call.onHold = false;
+  }, () => {
+    tr.phase = was;
+  }).finally(render);
+}
+
 function quickOutcome(kind) {
   if (!S.call || $("btn-hangup").disabled || $("call-controls").hidden) return;
   const code = quickCode(S.catalog, kind);
@@ -700,6 +780,11 @@ function onKey(ev) {
   if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "k" || ev.key === "K")) {
     ev.preventDefault();
     toggleKeypad();
+    return;
+  }
+  if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "t" || ev.key === "T")) {
+    ev.preventDefault();
+    toggleTransfer();
     return;
   }
   if (ev.key === "Enter" && ev.target === $("keypad-input")) {
@@ -745,6 +830,10 @@ async function main() {
   $("btn-hold").addEventListener("click", toggleHold);
   $("btn-keypad").addEventListener("click", toggleKeypad);
   $("btn-keypad-send").addEventListener("click", sendTypedDigits);
+  $("btn-transfer").addEventListener("click", toggleTransfer);
+  $("btn-transfer-send").addEventListener("click", sendTransfer);
+  $("btn-transfer-complete").addEventListener("click", () => endTransfer(true));
+  $("btn-transfer-cancel").addEventListener("click", () => endTransfer(false));
   for (const key of "123456789*0#") {
     const b = document.createElement("button");
     b.type = "button";

@@ -1,0 +1,64 @@
+"""Who held a connected call when: the `attempt_handlers` rows (agent transfers).
+
+An attempt bridged to an agent gets a row (`answered`) from the bridge; a transfer closes the
+open row at the moment the customer is switched over and opens one for the receiving agent
+(`transfer_blind` / `transfer_warm`); the call's end closes the last one. Writes are
+idempotent per (attempt, moment), so the record writer may retry them after an outage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from db.models import AttemptHandler
+from db.repositories import Sessions, translated
+
+HOW = ("answered", "transfer_blind", "transfer_warm")
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    agent_id: int
+    from_at: datetime
+    to_at: datetime | None
+    how: str
+
+
+@translated
+async def hand_over(sessions: Sessions, attempt_id: int, agent_id: int, at: datetime,
+                    how: str) -> None:
+    """``agent_id`` holds the call from ``at``: the open row (if any) is closed at ``at``."""
+    if how not in HOW:
+        raise ValueError(f"how must be one of {HOW}, got {how!r}")
+    async with sessions.begin() as s:
+        same = await s.scalar(select(AttemptHandler.id).where(
+            AttemptHandler.attempt_id == attempt_id, AttemptHandler.agent_id == agent_id,
+            AttemptHandler.from_at == at))
+        if same is not None:
+            return  # a retried write
+        await s.execute(update(AttemptHandler).where(
+            AttemptHandler.attempt_id == attempt_id, AttemptHandler.to_at.is_(None),
+        ).values(to_at=at))
+        s.add(AttemptHandler(attempt_id=attempt_id, agent_id=agent_id, from_at=at, how=how))
+
+
+@translated
+async def close_handlers(sessions: Sessions, attempt_id: int, at: datetime) -> None:
+    """The call ended: whoever held it holds it no more."""
+    async with sessions.begin() as s:
+        await s.execute(update(AttemptHandler).where(
+            AttemptHandler.attempt_id == attempt_id, AttemptHandler.to_at.is_(None),
+        ).values(to_at=at))
+
+
+@translated
+async def handlers_of(sessions: Sessions, attempt_id: int) -> list[Handler]:
+    """The attempt's handlers, in order."""
+    async with sessions() as s:
+        rows = await s.scalars(select(AttemptHandler).where(
+            AttemptHandler.attempt_id == attempt_id).order_by(AttemptHandler.from_at,
+                                                              AttemptHandler.id))
+        return [Handler(r.agent_id, r.from_at, r.to_at, r.how) for r in rows]

@@ -1,0 +1,32 @@
+"""A campaign's settings over the API are the config's settings that are stored on the
+campaign row; a config-only setting (read by the running dialer from its file, such as
+`hold_music_wav`) is neither shown nor accepted (422), so adding one to the config cannot
+break the API (it did: every campaign read failed with an AttributeError)."""
+
+from __future__ import annotations
+
+import httpx
+
+from db.models import Campaign
+from dialer.config import CampaignConfig
+
+CONFIG_ONLY = [f for f in CampaignConfig.model_fields if not hasattr(Campaign, f)
+               and f not in ("name", "max_attempts")]
+
+
+async def test_config_only_settings_are_not_campaign_fields(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/campaigns/spring")
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    assert not set(CONFIG_ONLY) & set(shown)
+    assert all(hasattr(Campaign, f) for f in shown
+               if f in CampaignConfig.model_fields and f != "max_attempts")
+    for f in CONFIG_ONLY:
+        r = await client.post("/api/v1/campaigns", json={
+            "name": f"c-{f}", "caller_id": "+14155550100", f: "x"})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == f
+        r = await client.patch("/api/v1/campaigns/spring", json={f: "x"})
+        assert r.status_code == 422, r.text
+    assert [c["name"] for c in (await client.get("/api/v1/campaigns")).json()["campaigns"]] \
+        == ["spring"]
