@@ -195,13 +195,15 @@ async def update_lead(sessions: Sessions, lead_id: int, values: Mapping[str, Any
     return lead
 
 
-async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor, now: datetime) -> int:
+async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor,
+                     now: datetime) -> tuple[int, list[str]]:
     """GDPR erasure: the lead keeps its id, campaign, status history and call timings, but
     no name, number, custom fields, external id or notes; its calls likewise lose the
     number, notes and recording path; its pending callbacks are cancelled and their notes
     cleared. The lead is never called again. DNC entries are left as they are (a suppression
     list is kept so the person is not called again), and outcome webhook events of the lead
-    not delivered yet are dropped. Returns the calls anonymised."""
+    not delivered yet are dropped. Returns the calls anonymised and the recording files
+    they pointed at (the caller deletes the files: they are not the database's)."""
     async with transaction(sessions, "erase lead") as s:
         lead = await s.get(Lead, lead_id)
         if lead is None:
@@ -220,6 +222,8 @@ async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor, now: dat
         lead.never_reason = ERASED_REASON
         lead.status = LeadStatus.DONE
         lead.updated_at = now
+        recordings = [p for p in (await s.scalars(select(Attempt.recording_path).where(
+            Attempt.lead_id == lead_id, Attempt.recording_path.is_not(None)))).all() if p]
         n = (await s.execute(update(Attempt).where(Attempt.lead_id == lead_id).values(
             phone_e164="erased", notes=None, recording_path=None, sip_reason=None)
             .execution_options(synchronize_session=False))).rowcount
@@ -232,8 +236,9 @@ async def erase_lead(sessions: Sessions, lead_id: int, *, actor: Actor, now: dat
         # outcome webhooks not delivered yet (or dead) would carry the person's notes
         events = await webhook_events.forget_lead(s, lead_id)
         audit.add_entry(s, actor, "lead.erase", f"lead:{lead_id}",
-                        {"attempts": n, "webhook_events": events}, now=now)
-    return int(n or 0)
+                        {"attempts": n, "webhook_events": events,
+                         "recordings": len(recordings)}, now=now)
+    return int(n or 0), recordings
 
 
 # ---------------------------------------------------------------- attempts

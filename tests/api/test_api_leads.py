@@ -4,6 +4,7 @@ external_id, the per-row report), single create, read with calls, update, GDPR e
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from api_harness import NOW, ApiDb
@@ -129,7 +130,7 @@ async def test_single_create_read_update(client: httpx.AsyncClient) -> None:
 
 
 async def test_gdpr_erasure_leaves_no_name_or_number(client: httpx.AsyncClient,
-                                                     api_db: ApiDb) -> None:
+                                                     api_db: ApiDb, tmp_path: Path) -> None:
     r = await client.post("/api/v1/leads", json={
         "campaign": "spring", "external_id": "gdpr-1", "phone": "+12125550177",
         "name": "Erin Erasable", "custom_fields": {"email": "erin@example.com"}})
@@ -144,11 +145,24 @@ async def test_gdpr_erasure_leaves_no_name_or_number(client: httpx.AsyncClient,
         s.add(Callback(campaign_id=api_db.campaign_id, lead_id=lead_id,
                        scope=CallbackScope.CAMPAIGN, due_at=NOW + timedelta(days=1),
                        notes="Erin prefers mornings"))
+    # a recording of one of the calls, where the dialer writes them
+    recording = tmp_path / "recordings" / f"spring-{lead_id}.wav"
+    recording.parent.mkdir()
+    recording.write_bytes(b"RIFF....WAVE")
+    elsewhere = tmp_path / "keep.wav"
+    elsewhere.write_bytes(b"RIFF....WAVE")
+    async with api_db.sessions.begin() as s:
+        first, second = (await s.scalars(select(Attempt).where(
+            Attempt.lead_id == lead_id).order_by(Attempt.id))).all()
+        first.recording_path = str(recording)
+        second.recording_path = str(elsewhere)  # not the dialer's: left alone
     got = (await client.get(f"/api/v1/leads/{lead_id}")).json()
     assert len(got["calls"]) == 2
     r = await client.delete(f"/api/v1/leads/{lead_id}")
     assert r.status_code == 200 and r.json() == {"id": lead_id, "erased": True,
-                                                 "calls_anonymised": 2}
+                                                 "calls_anonymised": 2,
+                                                 "recordings_deleted": 1}
+    assert not recording.exists() and elsewhere.exists()
     async with api_db.sessions() as s:
         for table in ("leads", "attempts", "callbacks", "audit_log", "webhook_events"):
             dump = str((await s.execute(text(f"SELECT * FROM {table}"))).all())
@@ -159,13 +173,13 @@ async def test_gdpr_erasure_leaves_no_name_or_number(client: httpx.AsyncClient,
         cb = await s.scalar(select(Callback))
         assert cb.status == "cancelled"
     got = (await client.get(f"/api/v1/leads/{lead_id}")).json()
-    assert got["talk_s"] if False else [c["talk_s"] for c in got["calls"]] == [12.0, 12.0]
+    assert [c["talk_s"] for c in got["calls"]] == [12.0, 12.0]
     assert (await client.patch(f"/api/v1/leads/{lead_id}", json={"name": "x"})).status_code \
         == 409
     assert (await client.delete("/api/v1/leads/999999")).status_code == 404
     (entry,) = await audit.entries(api_db.sessions, action_prefix="lead.erase")
     assert entry.target == f"lead:{lead_id}"
-    assert entry.detail == {"attempts": 2, "webhook_events": 0}
+    assert entry.detail == {"attempts": 2, "webhook_events": 0, "recordings": 2}
 
 
 def test_statistics_refresh_after_growth_or_a_minute(monkeypatch) -> None:

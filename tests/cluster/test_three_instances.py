@@ -2,10 +2,12 @@
 PostgreSQL and one Mosquitto (docs/cluster.md). One is killed (-9) mid-campaign.
 
 Checks: the agents are spread over the instances and each is served by one; every instance
-dials; after the kill a survivor closes the dead instance's open attempts as `lost`, its
-agents get calls from the survivors within seconds; every attempt ends in exactly one
-final state, no lead has two overlapping attempts (so no lead is dialed by two instances at
-once), a bridged call has a disposition or waits as "needs outcome" (tests/faults/invariants).
+dials; every instance's abandon rate is the campaign's; after the kill a survivor closes the
+dead instance's open attempts as `lost`, its agents get calls from the survivors within
+seconds; after a clean stop of a second one, its agents get calls from the last one; every
+attempt ends in exactly one final state, no lead has two overlapping attempts (so no lead is
+dialed by two instances at once), a bridged call has a disposition or waits as "needs
+outcome" (tests/faults/invariants).
 """
 
 from __future__ import annotations
@@ -149,11 +151,24 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
             return {"d1", "d2"} <= {r[0] for r in rows}
 
         await _until(survivors_dial, 30, "both survivors to dial after the kill")
-        await asyncio.sleep(3)
+
+        # ---- a clean stop (SIGTERM) of d1 while its agents keep working: they move to d2
+        d1_agents = sorted(a for a, h in (await leases()).items() if h == "d1")
+        rc = await lab.stop_dialer("d1")
+        assert rc == 0, f"d1 exited {rc}:\n{lab.log('d1')[-3000:]}"
+        stopped_at = datetime.now(UTC)
+
+        async def d1_agents_on_d2() -> bool:
+            rows = await lab.query(
+                "SELECT g.login FROM attempts a JOIN agents g ON g.id = a.agent_id "
+                "WHERE a.dialer_id = 'd2' AND a.bridged_at > :t", t=stopped_at)
+            return set(d1_agents) <= {r[0] for r in rows}
+
+        moved_s = await _until(d1_agents_on_d2, 60, f"d1's agents {d1_agents} on d2")
+        assert all(h == "d2" for h in (await leases()).values())
         await lab.close_agents()
-        for d in ("d1", "d2"):
-            rc = await lab.stop_dialer(d)
-            assert rc == 0, f"{d} exited {rc}:\n{lab.log(d)[-3000:]}"
+        rc = await lab.stop_dialer("d2")
+        assert rc == 0, f"d2 exited {rc}:\n{lab.log('d2')[-3000:]}"
         # the scheduled jobs ran under lease rows, one holder per job, all of them instances
         jobs = dict(await lab.query("SELECT name, holder FROM job_leases "
                                     "WHERE name NOT LIKE 'cluster/%'"))
@@ -173,6 +188,7 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
               f"({len(lost)} lost; {len(redialed)} of the {len(held_by_victim)} leads it held "
               f"dialed by survivors), its agents {victims_agents} bridged by a survivor after "
               f"{calls_again_s:.1f} s (first bridge per agent, s after the kill: {first}); "
-              f"total {time.monotonic() - t_kill:.0f} s after the kill")
+              f"total {time.monotonic() - t_kill:.0f} s after the kill; after d1's clean stop "
+              f"its agents {d1_agents} were bridged by d2 within {moved_s:.1f} s")
     finally:
         await lab.close()

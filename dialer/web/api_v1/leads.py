@@ -10,9 +10,12 @@ the lead already says, so a re-sent batch changes nothing twice.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -46,6 +49,8 @@ from dialer.web.api_v1.base import (
     store_errors,
 )
 from dialer.web.api_v1.problems import Problem
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/leads", tags=["leads"])
 
@@ -303,9 +308,31 @@ async def update_lead(lead_id: int, body: LeadPatch, d: Deps,
 @router.delete("/{lead_id}")
 async def erase_lead(lead_id: int, d: Deps,
                      caller: LeadsWrite) -> dict[str, Any]:
-    """GDPR erasure: the lead and its calls keep no name, number, custom fields or notes;
-    the lead is never called again. Figures (counts, durations, outcomes) stay."""
+    """GDPR erasure: the lead and its calls keep no name, number, custom fields or notes,
+    and its call recordings are deleted; the lead is never called again. Figures (counts,
+    durations, outcomes) stay."""
     with store_errors():
-        n = await api_store.erase_lead(d.sessions, lead_id, actor=actor(caller),
-                                       now=d.clock.now())
-    return {"id": lead_id, "erased": True, "calls_anonymised": n}
+        n, recordings = await api_store.erase_lead(d.sessions, lead_id, actor=actor(caller),
+                                                   now=d.clock.now())
+    deleted = await asyncio.to_thread(delete_recordings, recordings)
+    return {"id": lead_id, "erased": True, "calls_anonymised": n,
+            "recordings_deleted": deleted}
+
+
+def delete_recordings(paths: list[str]) -> int:
+    """Delete the call recordings of an erased lead. Only WAV files in a `recordings`
+    directory are touched (what the dialer writes), so a tampered row cannot delete other
+    files; one already gone counts as deleted. A file that cannot be deleted is logged
+    (its attempt no longer names it) and not counted."""
+    done = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() != ".wav" or path.parent.name != "recordings":
+            log.warning("erasure: not deleting %s: not a call recording of the dialer", path)
+            continue
+        try:
+            path.unlink(missing_ok=True)
+            done += 1
+        except OSError as e:
+            log.error("erasure: could not delete a call recording: %s", e)
+    return done
