@@ -177,6 +177,16 @@ async def test_store_reads_on_every_backend(db_engine: AsyncEngine) -> None:
     # the seed's 3 due leads (claimed, but still due and dialable); not the held-back ones
     assert (await store.callable_counts([cid], NOW))[cid] == 3
     assert [c.id for c in await store.campaigns()] == [cid]
+    # who held the call when (db.handlers): a retried write adds nothing
+    later = NOW + timedelta(seconds=30)
+    for _ in range(2):
+        await store.hand_over(attempt, agent.id, NOW, "answered")
+    bob = await store.upsert_agent("bob", "sip:bob@127.0.0.1", "Bob")
+    await store.hand_over(attempt, bob.id, later, "transfer_warm")
+    await store.close_handlers(attempt, later + timedelta(seconds=60))
+    assert [(h.agent_id, h.how, h.from_at, h.to_at) for h in await store.handlers_of(attempt)] \
+        == [(agent.id, "answered", NOW, later),
+            (bob.id, "transfer_warm", later, later + timedelta(seconds=60))]
 
 
 async def test_every_store_operation_translates_driver_errors(tmp_path: Path) -> None:
@@ -223,6 +233,9 @@ async def test_every_store_operation_translates_driver_errors(tmp_path: Path) ->
         "attempt_outcome": lambda: store.attempt_outcome(1),
         "release_outcome": lambda: store.release_outcome(1),
         "last_agent_states": lambda: store.last_agent_states(1),
+        "hand_over": lambda: store.hand_over(1, 1, NOW, "answered"),
+        "close_handlers": lambda: store.close_handlers(1, NOW),
+        "handlers_of": lambda: store.handlers_of(1),
         # repository functions the store does not wrap
         "expire_claims": lambda: repo.expire_claims(sessions, now=NOW),
         "campaign_by_name": lambda: repo.campaign_by_name(sessions, "c"),
