@@ -355,7 +355,15 @@ class ListenIn:
                          answer_timeout_s=self.answer_timeout_s, trunk=self.trunk)
         except sip.SipApiError as e:
             raise ListenError("invalid", str(e)) from None
-        started = await self._send(rt, call, cmd, self.answer_timeout_s + 5)
+        try:
+            started = await self._send(rt, call, cmd, self.answer_timeout_s + 5)
+        except ListenError as e:
+            if e.reason == "failed":  # e.g. no answer from the node in time: a leg that
+                # connects later would listen with no session (and no audit row): hang it up
+                with contextlib.suppress(Exception):
+                    await rt.pool.submit(StopListen(call_id=call.call_id,
+                                                    listen_call_id=session_id))
+            raise
         s = ListenSession(
             session_id=session_id, attempt_id=attempt_id, campaign=rt.name,
             agent=call.agent_login, supervisor_uri=supervisor_uri, mode=mode,

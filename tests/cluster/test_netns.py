@@ -18,9 +18,9 @@ CONNECT = ("import socket,sys; print(socket.create_connection((sys.argv[1], 9000
            ".recv(5).decode())")
 
 why = unavailable()
-pytestmark = pytest.mark.skipif(why is not None, reason=why or "")
 
 
+@pytest.mark.skipif(why is not None, reason=why or "")
 def test_hosts_reach_each_other_and_everything_goes_at_close() -> None:
     with NetLab() as lab:
         a, b = lab.add_host("a"), lab.add_host("b")
@@ -48,3 +48,10 @@ def test_hosts_reach_each_other_and_everything_goes_at_close() -> None:
         sleeper = lab.popen(a, ["sleep", "60"])
     assert sleeper.poll() is not None
     assert lab.leftovers() == []
+
+
+def test_a_clear_reason_when_namespaces_cannot_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import support.netns as netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    assert netns.unavailable() == "network namespaces need root (CI runs as root)"

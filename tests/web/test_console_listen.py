@@ -14,6 +14,7 @@ import logging
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,11 +27,12 @@ from db import audit, web_accounts
 from db.session import create_engine, session_factory
 from dialer.app import DialerApp
 from dialer.bus.messages import HoldCmd, LoginCmd, ReadyCmd, ResumeCmd, StateEvt
-from dialer.call_controls import controls_of
+from dialer.call_controls import ListenError, ListenIn, controls_of
 from dialer.dispositions import state_body
 from dialer.passwords import hash_password
 from dialer.ports import SipEventHandler
 from dialer.web.console_listen import SIP_URI
+from sip.api_controls import Listen, StopListen
 from sip.memory import MemoryPool
 from support.leads import make_numbers, seed_campaign
 
@@ -230,3 +232,35 @@ def test_phone_uris_accepted(uri: str) -> None:
     "sip:sue@pbx?X-Header=1", "http://pbx/sue", "sip:sue@pbx\r\nVia: x"])
 def test_phone_uris_refused(uri: str) -> None:
     assert not SIP_URI.match(uri)
+
+
+class _StubRuntime:
+    """What ListenIn reads of a CampaignRuntime, with a pool whose node never answers."""
+
+    def __init__(self) -> None:
+        self.name = "mem"
+        self.calls = {"c1": SimpleNamespace(call_id="c1", attempt_id=5, agent_login="ann",
+                                            engine_done=False)}
+        self.engine = SimpleNamespace(call_stage=lambda _cid: AttemptStage.BRIDGED)
+        self.sent: list[object] = []
+        self.counted: list[tuple[str, str, str]] = []
+        self.pool = SimpleNamespace(submit=self._submit)
+        self.metrics = SimpleNamespace(call_control=lambda *a: self.counted.append(a))
+        self.clock = SYSTEM_CLOCK
+
+    async def _submit(self, cmd: object) -> None:
+        self.sent.append(cmd)
+
+
+async def test_a_listen_the_node_never_confirms_is_hung_up_and_counted_failed() -> None:
+    """No ListenStarted in time: the leg is stopped (it must not join later with no session
+    and no audit row), the request fails with `failed`, the counter says so."""
+    rt = _StubRuntime()
+    listen_in = ListenIn({"mem": rt}, answer_timeout_s=0.2)  # type: ignore[dict-item]
+    with pytest.raises(ListenError) as e:
+        await listen_in.listen(5, "sip:sue@pbx.example.test", "monitor")
+    assert e.value.reason == "failed"
+    assert [type(c) for c in rt.sent] == [Listen, StopListen]
+    assert rt.sent[0].listen_call_id == rt.sent[1].listen_call_id  # type: ignore[attr-defined]
+    assert listen_in.sessions() == []
+    assert rt.counted == [("mem", "listen", "failed")]
