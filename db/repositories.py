@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -96,36 +96,53 @@ _CAMPAIGN_FIELDS = (
 )
 
 
+async def _once_more_on_conflict(op: Callable[[], Coroutine[Any, Any, _R]]) -> _R:
+    """Run a select-then-insert upsert; if another process inserted the same unique key in
+    between (several dialers starting together on a fresh database), run it once more: the
+    second run finds the row and updates it."""
+    try:
+        return await op()
+    except IntegrityError:
+        return await op()
+
+
 @translated
 async def upsert_campaign(sessions: Sessions, cfg: Any) -> Campaign:
     """Create or update a campaign from a `dialer.config.CampaignConfig`."""
     values = {f: getattr(cfg, f) for f in _CAMPAIGN_FIELDS}
-    async with sessions.begin() as s:
-        row = await s.scalar(select(Campaign).where(Campaign.name == cfg.name))
-        if row is None:
-            row = Campaign(name=cfg.name, **values)
-            s.add(row)
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
-        retry = dict(row.retry_rules or {})
-        retry["max_attempts"] = cfg.max_attempts
-        row.retry_rules = retry
-        await s.flush()
-        return row
+
+    async def once() -> Campaign:
+        async with sessions.begin() as s:
+            row = await s.scalar(select(Campaign).where(Campaign.name == cfg.name))
+            if row is None:
+                row = Campaign(name=cfg.name, **values)
+                s.add(row)
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+            retry = dict(row.retry_rules or {})
+            retry["max_attempts"] = cfg.max_attempts
+            row.retry_rules = retry
+            await s.flush()
+            return row
+
+    return await _once_more_on_conflict(once)
 
 
 @translated
 async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_name: str) -> Agent:
-    async with sessions.begin() as s:
-        row = await s.scalar(select(Agent).where(Agent.login == login))
-        if row is None:
-            row = Agent(login=login, sip_uri=sip_uri, display_name=display_name)
-            s.add(row)
-        else:
-            row.sip_uri, row.display_name, row.active = sip_uri, display_name, True
-        await s.flush()
-        return row
+    async def once() -> Agent:
+        async with sessions.begin() as s:
+            row = await s.scalar(select(Agent).where(Agent.login == login))
+            if row is None:
+                row = Agent(login=login, sip_uri=sip_uri, display_name=display_name)
+                s.add(row)
+            else:
+                row.sip_uri, row.display_name, row.active = sip_uri, display_name, True
+            await s.flush()
+            return row
+
+    return await _once_more_on_conflict(once)
 
 
 @translated
