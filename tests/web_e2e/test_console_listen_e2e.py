@@ -129,9 +129,11 @@ async def test_listen_in_from_the_console(
 
         # ---- the supervisor's phone, remembered by the browser for this login
         con = await sign_in(browser, base, *SUPERVISOR, "/supervisor")
+        await con.wait_for_selector("body[data-tab='wallboard']")  # the page is wired
         await con.fill("#listen-phone", phone)
         await con.press("#listen-phone", "Tab")  # change: stored
         await con.reload()
+        await con.wait_for_selector("body[data-tab='wallboard']")
         await con.wait_for_selector("#listen-none:not([hidden])")
         assert await con.input_value("#listen-phone") == phone
         assert sup.rx_audio == 0

@@ -249,7 +249,7 @@ function renderListens() {
 function wireListen() {
   // the phone is remembered per supervisor in this browser
   const key = () => phoneKey(myLogin ?? "");
-  $("listen-phone").value = localStorage.getItem(key()) ?? "";
+  if (!phone()) $("listen-phone").value = localStorage.getItem(key()) ?? "";
   $("listen-phone").addEventListener("change", () => {
     const v = phone();
     $("listen-phone").setAttribute("aria-invalid", String(Boolean(v) && !validPhone(v)));
