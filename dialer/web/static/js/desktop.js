@@ -24,6 +24,7 @@ const S = {
   reason: null,
   stateAttempt: null,
   stateSince: Date.now(),
+  stateOnHold: false, // the state message says the call is on hold (on_hold)
   catalog: [],
   pauseReasons: [],
   pendingLeave: null, // "pause" | "logout" asked for, applied after the call
@@ -238,6 +239,13 @@ function onState(m) {
   if (!CALL_STATES.has(m.state) && S.call && !outcomeQueue().includes(S.call.attemptId)) S.call = null;
   if (S.transfer && (!S.call || S.call.attemptId !== S.transfer.attemptId)) S.transfer = null;
   if (!S.call) S.transferOpen = false;
+  // the dialer says whether the call is on hold (a reloaded page learns it here); a warm
+  // transfer's consultation holds the customer by itself and keeps its own flag
+  S.stateOnHold = m.on_hold === true;
+  if (S.call && S.call.attemptId === S.stateAttempt && typeof m.on_hold === "boolean"
+      && !S.transfer) {
+    S.call.onHold = m.on_hold;
+  }
   render();
 }
 
@@ -251,6 +259,7 @@ function onScreenPop(m) {
       attemptId: m.attempt_id, lead: m.lead, history: m.history ?? [], script: m.script ?? "",
       ended: S.ended.has(m.attempt_id), talkS: null, startedAt: Date.now(), endedAt: null,
       transfer: m.transfer ?? null,
+      onHold: S.stateAttempt === m.attempt_id && Boolean(S.stateOnHold),
     };
   } else {
     Object.assign(S.call, { lead: m.lead, history: m.history ?? [], script: m.script ?? "",
