@@ -87,6 +87,10 @@ async def test_desktop_buttons_drive_hold_resume_and_keypad(
         assert await page.text_content("#call-kind") == "On hold"
         assert await voiced_in(cust, 1.0) == 0  # held: nothing of the agent's side
         await page.screenshot(path=str(artifacts / "desktop-on-hold.png"))
+        # a reloaded desktop learns from the dialer that the call is on hold
+        await page.reload()
+        await page.wait_for_selector("#btn-hold[aria-pressed='true']:not([disabled])")
+        assert await page.text_content("#hold-label") == "Resume"
 
         await page.keyboard.press("F10")  # resume
         await page.wait_for_selector("#btn-hold[aria-pressed='false']:not([disabled])")
