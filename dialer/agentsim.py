@@ -177,6 +177,8 @@ class SimulatedAgent:
         #: the disposition sent (or about to be) whose reply has not come yet, and its sends
         self._unacked: DispositionCmd | None = None
         self._unacked_sends = 0
+        #: the attempt whose call ended and whose disposition is still being chosen
+        self.wrapping: int | None = None
         #: the current session got as far as a logged-in desktop (resets the backoff)
         self._session_ok = False
         #: the next `state` event answers a (re-)login
@@ -290,6 +292,7 @@ class SimulatedAgent:
         if attempt_id in self._wrapped:
             return
         self._wrapped.append(attempt_id)
+        self.wrapping = attempt_id
         pop, self._pop = self._pop, None
         if pop is None or pop.attempt_id != attempt_id:
             log.warning("simulated agent %s: call_ended for attempt %d without its screen pop",
@@ -309,6 +312,7 @@ class SimulatedAgent:
                 self._own_pauses += 1
         self._unacked = self.choose_disposition(attempt_id, codes, needs_callback)
         self._unacked_sends = 0
+        self.wrapping = None
         await self._send_disposition()
         if take_break:
             self.stats.breaks += 1

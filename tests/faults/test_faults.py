@@ -127,14 +127,24 @@ async def test_broker_restart_mid_wrapup_production(make_stack: MakeStack) -> No
     """Mosquitto restarts while an agent wraps up: the desktop re-sends the disposition it
     could not get answered and it lands exactly once.
 
-    One agent, so the re-send is certain to be exercised. (A desktop that was offline when its
+    One agent, so the re-send is certain to be exercised: the broker goes down as soon as the
+    desktop has its call_ended and stays down longer than the wrap-up, so the disposition is
+    sent into the outage however late the test notices. (A desktop that was offline when its
     screen pop and call_ended were sent gets them again, with `state wrap_up` naming the
     attempt, when it logs in again: tests/runtime/test_nothing_lost.py.)"""
-    spec = StackSpec(kind="production", leads={"answer_1_2": 4}, profile=profile(5.0),
+    wrapup_s = 3.0
+    spec = StackSpec(kind="production", leads={"answer_1_2": 4}, profile=profile(wrapup_s),
                      agents={"agent1": "pw-1"})
     async with make_stack(spec) as st:
-        row = await st.wait_attempt(in_wrapup, 40, "a call in wrap-up")
-        await st.restart_broker(down_s=2.0)
+        agent = st.agents[0]
+
+        async def wrapping() -> bool:
+            return agent.wrapping is not None
+
+        await wait_for(wrapping, 40, "a call in wrap-up", every=0.05)
+        attempt_id = agent.wrapping
+        await st.restart_broker(down_s=wrapup_s + 1.5)
+        row = {a.id: a for a in await st.attempts()}[attempt_id]
 
         async def disposed() -> bool:
             return {a.id: a for a in await st.attempts()}[row.id].disposition is not None
