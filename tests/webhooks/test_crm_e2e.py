@@ -14,7 +14,9 @@ from the real `dialer tokens create`, an httpx client:
   have a next contact days away (so the run stays short);
 * checks the refusals, and that none of them wrote anything: a token without the scope
   (403), a revoked token (401), malformed JSON (400) and an oversized body (413), all
-  problem+json.
+  problem+json;
+* reads the calls back: `/attempts` paged three at a time by cursor gives every attempt of
+  the database once; a lead shows its calls; a lead not called yet is erased (GDPR).
 
 The agents give dispositions; the receiver is down for 30 s, and while it is down the
 dialer is killed (SIGKILL) after a disposition was saved and before it could be delivered,
@@ -96,6 +98,34 @@ def test_the_docs_recipe_checks_a_signature() -> None:
     old = str(int(time.time()) - 3600)
     assert not verify("whsec_k", httpx.Headers({
         "x-dialer-timestamp": old, "x-dialer-signature": sign("whsec_k", old, body)}), body)
+
+
+async def read_back(st: CrmStack, c: httpx.AsyncClient, batch: list[dict[str, Any]],
+                    ids: list[int]) -> None:
+    """The calls read back over the API: `/attempts` paged by cursor gives every attempt of
+    the database once, with the numbers the CRM pushed; a lead shows its calls; a lead not
+    called yet is erased and keeps no number."""
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = (await c.get("/api/v1/attempts", params={
+            "campaign": CAMPAIGN, "limit": 3, **({"cursor": cursor} if cursor else {})})).json()
+        seen += page["attempts"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    in_db = {a.id for a in await st.attempts()}
+    assert sorted(a["id"] for a in seen) == sorted(in_db), "pages skip or repeat no call"
+    assert {a["phone"] for a in seen} <= {x["phone"] for x in batch}
+    done = [a for a in seen if a["result"] == "connected" and a["talk_s"]]
+    assert done, "a connected call with its talk time"
+    one = (await c.get(f"/api/v1/leads/{done[0]['lead_id']}")).json()
+    assert one["external_id"].startswith("crm-") and one["calls"], one
+    never_called = ids[-1]
+    gone = await c.delete(f"/api/v1/leads/{never_called}")
+    assert gone.status_code == 200 and gone.json()["erased"] is True, gone.text
+    erased = (await c.get(f"/api/v1/leads/{never_called}")).json()
+    assert erased["external_id"] is None and erased["status"] == "done", erased
 
 
 @pytest.fixture(params=["default", "production"])
@@ -245,6 +275,7 @@ async def test_crm_drives_the_dialer_and_gets_every_outcome_once(
                     {"dead_letters": []}
             stats = (await c.get(f"/api/v1/campaigns/{CAMPAIGN}/stats")).json()
             assert stats["leads"] == LEADS, stats
+            await read_back(st, c, batch, [x["id"] for x in rep["results"]])
         rc, _ = await st.sigterm_dialer(st.spec.drain_deadline_s + 30)
         assert rc == 0, st.log_tail()
         events = await st.query("SELECT id, event FROM webhook_events ORDER BY id")
