@@ -1,7 +1,7 @@
-"""What the live CRM tests share: tests/api/test_api_live.py (leads over the API) and
-tests/webhooks/test_crm_e2e.py (the combined test: leads over the API, outcome webhooks
-through a receiver outage and a dialer crash, on SQLite and PostgreSQL; it replaced a
-webhooks-only live test that checked a subset of the same).
+"""What the live CRM test needs: tests/webhooks/test_crm_e2e.py (the combined test: leads
+over the API, outcome webhooks through a receiver outage and a dialer crash, calls read back
+over the API, on SQLite and PostgreSQL; it replaced an API-only and a webhooks-only live
+test that each checked a subset of the same).
 
 * `backend(request)`: the stack kind of a parametrized fixture ("default": SQLite and the
   embedded broker; "production": PostgreSQL and Mosquitto, the session's PostgreSQL);
