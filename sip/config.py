@@ -91,7 +91,8 @@ class NodeConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     trunks: tuple[TrunkConfig, ...] = ()
-    #: RTP port range start for this node (0: let PJSIP pick, randomised)
+    #: first RTP port this node tries (0: a random even port in 16384-32703, so nodes and
+    #: concurrent runs rarely reuse a port another call has just left)
     rtp_port: int = 0
     pjsip_log_level: int = 0
     #: upper bound tried when measuring capacity (a raised-limit PJSIP build)

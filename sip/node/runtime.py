@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
 import queue
+import random
 import socket
 import sys
 import threading
@@ -64,6 +66,11 @@ class Node(NodeCommands):
         early, self._early = self._early or [], None
         for msg in early:
             self.send(msg)
+
+    @functools.cached_property
+    def rtp_port_start(self) -> int:
+        """The first RTP port this node's calls try: `rtp_port` when set, else random."""
+        return self.cfg.rtp_port or random.randrange(16384, 32768 - 64, 2)
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> None:
@@ -148,8 +155,12 @@ class Node(NodeCommands):
                 acfg.callConfig.timerSessExpiresSec = self.cfg.session_expires_s
                 acfg.callConfig.timerMinSESec = 90
         acfg.mediaConfig.lockCodecEnabled = False
-        if self.cfg.rtp_port:
-            acfg.mediaConfig.transportConfig.port = self.cfg.rtp_port
+        # PJSIP's default start is port 4000 in every process: nodes (and concurrent runs on
+        # one host) would hand each other's just-freed ports to new calls, and a far end
+        # still sending to the old call's port then feeds the new one (symmetric RTP follows
+        # it). A random even start in 16384-32767 (the usual RTP range, below Linux's
+        # ephemeral ports) makes that reuse rare; a port in use is skipped by PJSIP.
+        acfg.mediaConfig.transportConfig.port = self.rtp_port_start
         acfg.mediaConfig.transportConfig.boundAddress = self.cfg.bind_address
         acc = NodeAccount(self, trunk)
         acc.create(acfg, True)
