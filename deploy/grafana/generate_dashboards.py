@@ -235,6 +235,20 @@ def campaigns() -> dict[str, Any]:
               (Q(f"sum(dialer_callable_leads{{{C}}})", "callable"),
                Q(f"sum(dialer_hopper_depth{{{C}}})", "hopper")),
               unit="short", minimum=0, width=24),
+        # the CRM's outcome webhooks are per dialer, not per campaign (no campaign label)
+        Panel("CRM webhook deliveries per minute",
+              "Webhook POSTs to the CRM per minute by result (all campaigns): delivered, "
+              "failed (retried later), dead (given up after the retry horizon).",
+              (Q("sum by (result) (rate(dialer_webhook_deliveries_total[$__rate_interval]))"
+                 " * 60", "{{result}}"),),
+              stacked=True),
+        Panel("CRM webhook backlog",
+              "Deliveries waiting, and the age of the oldest one (all campaigns). A growing "
+              "age means a receiver is down: see the DialerWebhookBacklogOld alert.",
+              (Q("sum(dialer_webhook_pending)", "pending"),
+               Q("max(dialer_webhook_oldest_pending_seconds)", "oldest pending (s)"),
+               Q("sum(dialer_webhook_dead_letters)", "dead letters")),
+              unit="short", minimum=0),
     ])
 
 
