@@ -25,7 +25,7 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [DIALER, "demo", "--minutes", "3", "--agents", "2", "--no-live",
-             "--metrics-port", "0"],
+             "--metrics-port", "0", "--web-port", "0"],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     seen: dict[int, float] = {}
     try:

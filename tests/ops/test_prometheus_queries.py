@@ -136,7 +136,7 @@ def metrics_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metrics
     if minutes is not None:
         kind = "demo"
         cmd = [str(_dialer_exe()), "demo", "--minutes", minutes, "--metrics-port", str(port),
-               "--no-live"]
+               "--no-live", "--web-port", "0"]
     else:
         kind = "standin"
         cmd = [sys.executable, str(STANDIN), "--minutes", "0.5", "--metrics-port", str(port)]
