@@ -454,5 +454,6 @@ def companies_import(
               highlight=False)
     for table in issue_tables(summary, SHOWN_ISSUES):
         out.print(table)
-    out.print(f"report: {report_path}", highlight=False)
+    # soft wrap: a path or message broken over lines cannot be copied
+    out.print(f"report: {report_path}", highlight=False, soft_wrap=True)
     raise typer.Exit(1 if summary.rejected else 0)

@@ -62,7 +62,7 @@ def _url(config: Path | None, db: str | None) -> str:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -159,7 +159,8 @@ def _print_import(summary: Any, report_path: Path) -> None:
                   highlight=False)
     for table in issue_tables(summary, SHOWN_ISSUES):
         out.print(table)
-    out.print(f"report: {report_path}", highlight=False)
+    # soft wrap: a path or message broken over lines cannot be copied
+    out.print(f"report: {report_path}", highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- campaigns

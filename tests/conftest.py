@@ -66,3 +66,12 @@ async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def wide_cli() -> Iterator[None]:
+    """The CLI's consoles 220 columns wide for the test (tests/support/cli.py says why)."""
+    from support.cli import wide_consoles
+
+    with wide_consoles():
+        yield

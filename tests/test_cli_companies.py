@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import typer
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from db.companies import (
     CompanyUpsert,
@@ -32,8 +31,8 @@ from dialer.importer import REPORT_COLUMNS
 from scheduling.calendar import CalendarError, CompanyCalendar
 from scheduling.facts import refresh_callability
 from scheduling.hours_spec import CalendarChange, parse_hours
+from support.cli import run_cli
 
-ENV = {"COLUMNS": "220", "NO_COLOR": "1"}
 RIGA = ZoneInfo("Europe/Riga")
 
 
@@ -54,10 +53,7 @@ def db(tmp_path: Path, sqlite_template: Path) -> tuple[str, str]:
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(_app(), list(args), env=ENV)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+    return run_cli(_app(), *args)
 
 
 def _row(out: str, first: str) -> list[str]:

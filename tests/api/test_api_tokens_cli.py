@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 import typer
 from api_harness import NOW, make_deps
 from typer.testing import CliRunner
@@ -18,6 +19,8 @@ from db import audit
 from db.session import create_engine, session_factory
 from dialer.cli_tokens import tokens_app
 from dialer.web.server import create_app
+
+pytestmark = pytest.mark.usefixtures("wide_cli")
 
 runner = CliRunner()
 app = typer.Typer()

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import typer
 from test_import import EXPECTED_ISSUES, MESSY
-from typer.testing import CliRunner
 
 from dialer.cli_data import campaigns_app, dnc_app, leads_app
-
-ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
+from support.cli import run_cli
 
 
 def _app() -> typer.Typer:
@@ -27,10 +25,7 @@ def _app() -> typer.Typer:
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(_app(), list(args), env=ENV)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+    return run_cli(_app(), *args)
 
 
 def test_campaign_lead_and_dnc_commands(db_url: str, tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from dialer.cli_data import campaigns_app
 from dialer.config import WebSection
 from dialer.passwords import verify_password
 
+pytestmark = pytest.mark.usefixtures("wide_cli")
+
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "dialer.example.toml"
 
 
