@@ -287,6 +287,10 @@ class SqlStore:
         """Put a number on the internal DNC list (db.dnc: stops its leads at once)."""
         await dnc.add(self.sessions, phone_e164, now=now, reason=reason, attempt_id=attempt_id)
 
+    async def is_dnc(self, phone_e164: str) -> bool:
+        """Whether an E.164 number is on any DNC list (a manual dial checks it)."""
+        return await dnc.is_listed(self.sessions, phone_e164)
+
     async def log_agent_state(
         self, *, agent_id: int, campaign_id: int | None, state: AgentState,
         reason: str | None, at: datetime,

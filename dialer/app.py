@@ -46,6 +46,7 @@ from dialer.bus.messages import (
     StateEvt,
 )
 from dialer.call_controls import ListenIn, set_hold_music
+from dialer.call_transfer import ready_targets
 from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
@@ -416,6 +417,10 @@ class DialerApp:
         rt = self.runtimes.get(self.agent_campaign.get(login, ""))
         return rt is not None and any(c.attempt_id == attempt_id and c.agent_login == login
                                       for c in rt.calls.values())
+
+    def transfer_targets(self, login: str) -> list[str]:
+        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        return ready_targets(rt, login) if rt is not None else []
 
     async def supervisor(self, event: Body) -> None:
         if self.bus is not None:

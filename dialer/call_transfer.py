@@ -273,3 +273,11 @@ def _hand_over(rt: CampaignRuntime, call: LiveCall, login: str | None, at: objec
     agent = rt.agents.get(login) if login else None
     if agent is not None:
         rt._write(rt.store.hand_over, call.attempt_id, agent.id, at, how)
+
+
+def ready_targets(rt: CampaignRuntime, login: str) -> list[str]:
+    """The desktop's transfer picker: the campaign's ready agents other than ``login``,
+    longest-idle first (the order a group transfer picks in). An agent with a pause or
+    log-out pending is left out: the engine would refuse it as a target."""
+    recs = sorted(rt.engine.board.ready.values(), key=lambda r: (r.ready_since, r.agent_id))
+    return [r.agent_id for r in recs if r.agent_id != login and r.pending is None]

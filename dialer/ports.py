@@ -133,6 +133,7 @@ class Store(Protocol):
     async def add_dnc(
         self, phone_e164: str, *, now: datetime, reason: str, attempt_id: int | None,
     ) -> None: ...
+    async def is_dnc(self, phone_e164: str) -> bool: ...
     async def log_agent_state(
         self, *, agent_id: int, campaign_id: int | None, state: AgentState,
         reason: str | None, at: datetime,

@@ -1,6 +1,6 @@
 """The agent desktop's HTTP reads (docs/web.md): `/api/agent/context/{attempt_id}`,
 `/api/agent/lead-context/{lead_id}`, `/api/agent/check-contact`, `/api/agent/callbacks`,
-`/api/agent/day`.
+`/api/agent/day`, `/api/agent/transfer-targets`.
 
 An agent sees its own calls only: an attempt of another agent answers 404, exactly like one
 that does not exist; a lead likewise unless it is offered to the agent in preview now or one
@@ -131,3 +131,12 @@ async def day(s: AgentSession, d: Deps) -> dict[str, Any]:
                            "agent": s.login}
     out.update({f: (getattr(mine, f) if mine is not None else 0) for f in figures})
     return out
+
+
+@router.get("/transfer-targets")
+async def transfer_targets(s: AgentSession, d: Deps) -> dict[str, Any]:
+    """The Transfer panel's picker: the agent's campaign's ready agents, the agent itself
+    left out (empty on a web server without a running dialer)."""
+    c = await _campaign(d, s)
+    logins = d.desk.transfer_targets(s.login) if d.desk is not None else []
+    return {"campaign": c.name, "agents": [{"login": login} for login in logins]}

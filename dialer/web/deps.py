@@ -39,6 +39,9 @@ class AgentDesk(Protocol):
     def holds_call(self, login: str, attempt_id: int) -> bool:
         """Whether agent `login` is on (or wrapping up) the live call of `attempt_id`."""
 
+    def transfer_targets(self, login: str) -> list[str]:
+        """The ready agents of `login`'s campaign it may transfer to, longest-idle first."""
+
 
 @dataclass(eq=False)
 class WebDeps:

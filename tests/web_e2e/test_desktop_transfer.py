@@ -3,8 +3,9 @@
 The stack of tests/web_e2e/test_desktop_controls.py (a `dialer run` with its pjsua2 node,
 Kamailio staying in the dialog, SIPp agent phones echoing RTP, the web server), with two people
 at desktops in headless Chromium. web1 takes the call; web2 logs in after it. web1 opens the
-transfer panel (Alt+T), makes a warm transfer to web2 (the customer is on hold: it hears
-nothing) and cancels it (the customer hears web1's phone again), then a blind one with notes:
+transfer panel (Alt+T), picks web2 from the ready-agent picker (web1 is not listed), makes a
+warm transfer to web2 (the customer is on hold: it hears nothing) and cancels it (the
+customer hears web1's phone again), then a blind one with notes:
 web2's desktop shows the call with the notes, web1 is ready, the customer hears web2's phone.
 web2 hangs up and gives the outcome; the attempt's handler rows name both agents.
 """
@@ -85,7 +86,11 @@ async def test_desktop_transfer_warm_cancel_then_blind(
         # warm: consult web2 (the customer on hold hears nothing), then cancel
         await p1.keyboard.press("Alt+t")
         await p1.wait_for_selector("#transfer-panel:not([hidden])")
-        await p1.fill("#transfer-to", "web2")
+        # the picker lists the ready agents, web1 itself left out; a click fills the field
+        await p1.wait_for_selector("#transfer-picker button[data-login='web2']")
+        assert await p1.locator("#transfer-picker button").all_inner_texts() == ["web2"]
+        await p1.click("#transfer-picker button[data-login='web2']")
+        assert await p1.input_value("#transfer-to") == "web2"
         await p1.check("#transfer-warm")
         await p1.click("#btn-transfer-send")
         await p1.wait_for_selector("#btn-transfer-complete:not([hidden]):not([disabled])")

@@ -8,6 +8,7 @@ import { $, clear, h, isTyping } from "./dom.js";
 import { applyI18n, formatTime, has, initI18n, t } from "./i18n.js";
 import { callbackFor, refreshSide, startSide } from "./sidepanel.js";
 import { backoffDelay, formatDuration, newId, normalizeContext, quickCode } from "./util.js";
+import { loadTransferTargets } from "./transferpanel.js";
 import { AgentSocket } from "./ws.js";
 
 const CALL_STATES = new Set(["reserved", "talking", "wrap_up"]);
@@ -704,7 +705,10 @@ function toggleTransfer() {
   if (!S.call || $("btn-transfer").disabled || $("call-controls").hidden) return;
   S.transferOpen = !S.transferOpen;
   render();
-  if (S.transferOpen) $("transfer-to").focus();
+  if (S.transferOpen) {
+    $("transfer-to").focus();
+    loadTransferTargets();
+  }
 }
 
 function sendTransfer() {

@@ -1,0 +1,166 @@
+"""Soak test: a steady predictive campaign for ``--minutes``, sampling the dialer's resources.
+
+Reuses ``dialer demo`` as is (a subprocess: the real DialerApp with its pjsua2 node pool,
+embedded MQTT broker, simulated agents, SIPp callees and agent phones) on its own SQLite file,
+and every ``--every`` seconds samples the dialer process: RSS, open fds, threads, node
+processes (its children running ``sip.node``), the database's open handles (fds on the SQLite
+file; on SQLite there is no connection pool to count), and the queue gauges it exports on
+/metrics (calls in flight, hopper depth, webhook deliveries pending).
+
+Growth is measured from the first sample after ``--warmup-s`` to the last one. Lost attempts
+are attempts without a final result in the database once the demo has drained and exited.
+
+Ends with one line:
+``soak: minutes=<x> rss_growth_mb=<x> fd_growth=<x> lost_attempts=<x>``
+
+Usage: ``.venv/bin/python bench/soak.py [--minutes 30] [--agents 10] [--every 15]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+_QUEUE_GAUGES = ("dialer_calls_in_flight", "dialer_hopper_depth", "dialer_webhook_pending")
+
+
+@dataclass
+class Sample:
+    t_s: float
+    rss_mb: float
+    fds: int
+    threads: int
+    nodes: int
+    db_handles: int
+    queues: dict[str, float]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each queue gauge over its label sets; empty when /metrics is not up yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = dict.fromkeys(_QUEUE_GAUGES, 0.0)
+    for line in text.splitlines():
+        for g in _QUEUE_GAUGES:
+            if line.startswith(g) and (line[len(g)] in " {"):
+                out[g] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def sample(proc: psutil.Process, db_path: str, port: int, t0: float) -> Sample | None:
+    try:
+        with proc.oneshot():
+            rss = proc.memory_info().rss / 2**20
+            fds = proc.num_fds()
+            threads = proc.num_threads()
+            files = proc.open_files()
+        kids = proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    nodes = 0
+    for k in kids:
+        try:
+            nodes += "sip.node" in " ".join(k.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+    handles = sum(f.path.startswith(db_path) for f in files)
+    return Sample(time.monotonic() - t0, rss, fds, threads, nodes, handles, scrape(port))
+
+
+def lost_attempts(db_path: str) -> int:
+    with sqlite3.connect(db_path) as c:
+        return int(c.execute("SELECT count(*) FROM attempts WHERE result IS NULL").fetchone()[0])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0, help="campaign length (max 240)")
+    ap.add_argument("--agents", type=int, default=10, help="simulated agents (1..40)")
+    ap.add_argument("--every", type=float, default=15.0, help="seconds between samples")
+    ap.add_argument("--warmup-s", type=float, default=60.0, help="growth measured after this")
+    args = ap.parse_args()
+    if not 0 < args.minutes <= 240:
+        ap.error("--minutes must be in (0, 240]")
+    if not 1 <= args.agents <= 40:
+        ap.error("--agents must be in 1..40")
+    if args.every < 1:
+        ap.error("--every must be >= 1")
+    port = _free_port()
+    samples: list[Sample] = []
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        db_path = f"{tmp}/soak.db"
+        cmd = [
+            str(ROOT / ".venv/bin/dialer"), "demo", "--no-live", f"--minutes={args.minutes}",
+            f"--agents={args.agents}", f"--metrics-port={port}", "--web-port=0",
+            f"--db=sqlite:///{db_path}",
+        ]
+        with open(f"{tmp}/demo.log", "w") as log:
+            child = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            proc = psutil.Process(child.pid)
+            t0 = time.monotonic()
+            # the demo drains for up to 20 s after its campaign; a hard cap beyond that
+            cap = args.minutes * 60 + 180
+            print(f"soak: dialer demo, {args.agents} agents, {args.minutes} min, pid {child.pid}")
+            print(f"  {'t s':>6} {'RSS MB':>8} {'fds':>5} {'thr':>4} {'nodes':>5} {'db':>3} "
+                  f"{'in flight':>9} {'hopper':>6} {'webhk':>5}")
+            try:
+                while child.poll() is None and time.monotonic() - t0 < cap:
+                    s = sample(proc, db_path, port, t0)
+                    if s is not None and child.poll() is None:
+                        samples.append(s)
+                        q = s.queues
+                        print(f"  {s.t_s:>6.0f} {s.rss_mb:>8.1f} {s.fds:>5} {s.threads:>4} "
+                              f"{s.nodes:>5} {s.db_handles:>3} "
+                              f"{q.get('dialer_calls_in_flight', float('nan')):>9.0f} "
+                              f"{q.get('dialer_hopper_depth', float('nan')):>6.0f} "
+                              f"{q.get('dialer_webhook_pending', float('nan')):>5.0f}",
+                              flush=True)
+                    deadline = time.monotonic() + args.every
+                    while child.poll() is None and time.monotonic() < deadline:
+                        time.sleep(0.5)
+            finally:
+                if child.poll() is None:
+                    child.terminate()
+                    try:
+                        child.wait(30)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+        rc = child.returncode
+        lost = lost_attempts(db_path)
+        if rc != 0:
+            print(Path(f"{tmp}/demo.log").read_text()[-3000:])
+    # only samples while the campaign dials (not its drain) count towards growth
+    steady = [s for s in samples if args.warmup_s <= s.t_s <= args.minutes * 60]
+    if len(steady) < 2:
+        steady = samples[-2:] if len(samples) >= 2 else samples
+    rss_g = steady[-1].rss_mb - steady[0].rss_mb if len(steady) >= 2 else float("nan")
+    fd_g = steady[-1].fds - steady[0].fds if len(steady) >= 2 else 0
+    print(f"  demo exit code: {rc}")
+    print(f"soak: minutes={args.minutes:g} rss_growth_mb={rss_g:.1f} fd_growth={fd_g} "
+          f"lost_attempts={lost}")
+    return 0 if rc == 0 and lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
