@@ -223,6 +223,7 @@ async def test_every_store_operation_translates_driver_errors(tmp_path: Path) ->
             due_at=NOW, attempt_id=None, notes=None, created_at=NOW),
         "lead_phone": lambda: store.lead_phone(1),
         "add_dnc": lambda: store.add_dnc("+14155550100", now=NOW, reason="r", attempt_id=None),
+        "is_dnc": lambda: store.is_dnc("+14155550100"),
         "log_agent_state": lambda: store.log_agent_state(
             agent_id=1, campaign_id=None, state=AgentState.READY, reason=None, at=NOW),
         "lead_card": lambda: store.lead_card(1),
@@ -251,7 +252,8 @@ async def test_every_store_operation_translates_driver_errors(tmp_path: Path) ->
                 await call()
             assert isinstance(err.value.__cause__, SQLAlchemyError), name
             # a store method made of several operations names the one that failed
-            inner = {"add_dnc": "dnc add", "hold_orphaned_outcomes": "unheld_connected_attempts"}
+            inner = {"add_dnc": "dnc add", "is_dnc": "dnc lookup",
+                     "hold_orphaned_outcomes": "unheld_connected_attempts"}
             assert err.value.operation in (name, inner.get(name)), (name, err.value.operation)
     finally:
         await engine.dispose()
