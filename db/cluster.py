@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from common.vocabulary import AttemptResult
+from common.vocabulary import AttemptResult, AttemptStage
 from db.models import Attempt, JobLease
 from db.repositories import Sessions, translated
 
@@ -88,6 +88,43 @@ async def heartbeat(sessions: Sessions, *, dialer_id: str, started: datetime, no
     """Renew this instance's heartbeat lease (creates it at the first beat)."""
     await _upsert(sessions, INSTANCE + dialer_id, f"up:{started.isoformat()}", dialer_id,
                   now + ttl)
+
+
+@translated
+async def renew_if_mine(sessions: Sessions, *, dialer_id: str, started: datetime,
+                        now: datetime, ttl: timedelta) -> bool:
+    """Renew this instance's heartbeat only while its row is still `up:<started>`: False when a
+    survivor judged it dead meanwhile (`cleaning`, `dead`): it stalled past the TTL and must
+    fence itself. One conditional UPDATE, so it never undoes a survivor's claim."""
+    async with sessions.begin() as s:
+        res = await s.execute(
+            update(JobLease)
+            .where(JobLease.name == INSTANCE + dialer_id, JobLease.holder == dialer_id,
+                   JobLease.occurrence == f"up:{started.isoformat()}")
+            .values(expires_at=now + ttl))
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+@translated
+async def rejoin(sessions: Sessions, *, dialer_id: str, started: datetime, now: datetime,
+                 ttl: timedelta) -> bool:
+    """A fenced instance registers again as `up:<started>` (a new run), but only once the
+    survivor's clean-up after it is over (`dead`, or a `cleaning` lease that expired): its
+    new attempts are never closed by that clean-up."""
+    return await _upsert(
+        sessions, INSTANCE + dialer_id, f"up:{started.isoformat()}", dialer_id, now + ttl,
+        only_if=or_(JobLease.occurrence != CLEANING, JobLease.expires_at < now))
+
+
+@translated
+async def advance_open_attempt(sessions: Sessions, attempt_id: int, **fields: Any) -> None:
+    """A call's stage update, applied only while its attempt is open: a survivor may have
+    closed it as `lost` while this instance stalled, and a late `ringing` must not reopen it
+    (a reopened row would then take this instance's final result over the survivor's)."""
+    async with sessions.begin() as s:
+        await s.execute(update(Attempt).where(Attempt.id == attempt_id,
+                                              Attempt.stage != AttemptStage.ENDED)
+                        .values(**fields))
 
 
 @translated
@@ -187,6 +224,22 @@ async def agent_leases(sessions: Sessions) -> dict[str, AgentLease]:
 # ------------------------------------------------------------------------------ abandons
 
 
+def answered_by_others_query(*, campaign_id: int, dialer_id: str, ended_after: datetime,
+                             starts: Sequence[datetime]) -> Select[Any]:
+    """The statement of `answered_by_others` (one filtered count per window start). The
+    index `ix_attempts_campaign_answered` (campaign_id, answered_at) serves it: every
+    heartbeat of every instance runs it (tests/cluster/test_cluster_units.py checks the plan
+    on PostgreSQL)."""
+    cols = [func.count().filter(Attempt.answered_at >= st) for st in starts]
+    return (select(Attempt.result, *cols)
+            .where(Attempt.campaign_id == campaign_id, Attempt.dialer_id != dialer_id,
+                   Attempt.ended_at > ended_after,
+                   Attempt.answered_at >= min(starts),
+                   Attempt.result.in_([AttemptResult.CONNECTED, AttemptResult.ABANDONED,
+                                       AttemptResult.MACHINE]))
+            .group_by(Attempt.result))
+
+
 @translated
 async def answered_by_others(
     sessions: Sessions, *, campaign_id: int, dialer_id: str, ended_after: datetime,
@@ -199,16 +252,10 @@ async def answered_by_others(
     if not starts:
         return {}
     keys = list(starts)
-    cols = [func.count().filter(Attempt.answered_at >= starts[k]) for k in keys]
     async with sessions() as s:
-        rows = (await s.execute(
-            select(Attempt.result, *cols)
-            .where(Attempt.campaign_id == campaign_id, Attempt.dialer_id != dialer_id,
-                   Attempt.ended_at > ended_after,
-                   Attempt.answered_at >= min(starts.values()),
-                   Attempt.result.in_([AttemptResult.CONNECTED, AttemptResult.ABANDONED,
-                                       AttemptResult.MACHINE]))
-            .group_by(Attempt.result))).all()
+        rows = (await s.execute(answered_by_others_query(
+            campaign_id=campaign_id, dialer_id=dialer_id, ended_after=ended_after,
+            starts=[starts[k] for k in keys]))).all()
     out = {k: [0, 0, 0] for k in keys}
     for result, *counts in rows:
         for k, n in zip(keys, counts, strict=True):

@@ -226,6 +226,8 @@ class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
         Index("ix_attempts_campaign_created", "campaign_id", "created_at"),
+        # the cluster's abandon read every heartbeat (db/cluster.py answered_by_others)
+        Index("ix_attempts_campaign_answered", "campaign_id", "answered_at"),
         Index("ix_attempts_open", "stage"),
         Index("ix_attempts_lead", "lead_id"),
         Index("ix_attempts_agent_created", "agent_id", "created_at"),

@@ -22,6 +22,9 @@ Every instance shares one PostgreSQL and one external MQTT broker; each has its 
   window (attempt rows, `db.cluster.answered_by_others`) become each runtime's ledger's
   external contribution (`AbandonLedger.set_external`), so every governor guards the
   campaign's rate, not its own share;
+* **self-fencing** (`Fencing`): no call while this instance's own heartbeat is older than
+  the TTL; if a survivor judged it dead meanwhile, it hangs up what it holds, writes nothing
+  over the survivor's clean-up and rejoins as a new run once that is over;
 * `dialer_instance_info{dialer_id}` and `dialer_cluster_members` gauges.
 """
 
@@ -36,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from common.clock import Clock
-from common.vocabulary import AbandonWindow
+from common.vocabulary import AbandonWindow, AttemptResult
 from db import cluster as db
 from db.models import Agent
 from db.repositories import Sessions
@@ -48,6 +51,7 @@ from dialer.core.abandon import ExternalCounts
 
 if TYPE_CHECKING:
     from dialer.app import DialerApp
+    from dialer.core.actions import Dial, LeadUpdate
     from dialer.runtime import CampaignRuntime
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,9 @@ class Cluster:
         #: a free agent's command waits this long on an instance it does not hash to
         self.defer_s = min(1.0, heartbeat_s)
         self.started = clock.now()
+        #: the `up:<run>` of this instance's heartbeat row; a new one after a self-fence
+        self.run = self.started
+        self.fence = Fencing(self)
         self.runtimes: dict[str, CampaignRuntime] = {}
         #: agents this instance serves, and the rows of those it does not (yet)
         self.mine: set[str] = set()
@@ -135,9 +142,13 @@ class Cluster:
         """Beat once, keep in the runtimes only the agents whose lease is ours (a quick
         restart finds them still held), and start beating."""
         now = self.clock.now()
-        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.started, now=now,
+        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.run, now=now,
                            ttl=self.ttl)
+        self.fence.last_ok = self.clock.monotonic()
         self.runtimes = runtimes
+        for rt in runtimes.values():
+            rt.fence = self.fence
+            rt.store = StageGuardedStore(rt.store, self.sessions)  # type: ignore[assignment]
         self.leases = await db.agent_leases(self.sessions)
         for rt in runtimes.values():
             for login in list(rt.agents):
@@ -231,14 +242,25 @@ class Cluster:
         """One heartbeat: renew, look at the others, clean up after the dead, take over
         their agents, refresh the campaign-wide abandon counts."""
         now = self.clock.now()
-        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.started, now=now,
-                           ttl=self.ttl)
+        mono = self.clock.monotonic()
+        if not self.fence.fenced:
+            if await db.renew_if_mine(self.sessions, dialer_id=self.id, started=self.run,
+                                      now=now, ttl=self.ttl):
+                if mono - self.fence.last_ok > self.ttl.total_seconds():
+                    self._healthy_since = None  # stalled, unnoticed: judge nobody just yet
+                    log.warning("cluster: instance %s's heartbeat was %.1f s old (a stall or "
+                                "a database outage) but nobody took over; dialing again",
+                                self.id, mono - self.fence.last_ok)
+                self.fence.last_ok = mono
+            else:
+                await self.fence.fence(now)
+        if self.fence.fenced and not await self.fence.rejoin(now, mono):
+            return
         lost = await db.renew_agents(self.sessions, dialer_id=self.id, logins=sorted(self.mine),
                                      now=now, ttl=self.ttl)
         for login in lost:  # held by another instance now (we stalled past the TTL)
             log.error("cluster: instance %s lost agent %s to another instance", self.id, login)
             self._release(login)
-        mono = self.clock.monotonic()
         if self._healthy_since is None:
             self._healthy_since = mono
         self.members = await db.members(self.sessions)
@@ -307,6 +329,106 @@ class Cluster:
                 ended_after=self.started, starts=starts)
             ledger.set_external({k: ExternalCounts(live + reserve, ab + reserve, mach)
                                  for k, (live, ab, mach) in got.items()})
+
+
+class StageGuardedStore:
+    """A runtime's store whose stage updates never reopen an attempt a survivor closed while
+    this instance stalled (db.cluster.advance_open_attempt); everything else goes through."""
+
+    def __init__(self, inner: Any, sessions: Sessions) -> None:
+        self._inner = inner
+        self._sessions = sessions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def update_attempt(self, attempt_id: int, **fields: object) -> None:
+        if "stage" in fields:
+            await db.advance_open_attempt(self._sessions, attempt_id, **fields)
+        else:
+            await self._inner.update_attempt(attempt_id, **fields)
+
+
+class Fencing:
+    """The self-fence (the runtimes' `fence` hook, dialer.cluster_agents.Fence). An instance
+    whose last successful heartbeat is older than the TTL places no call: it stalled (a
+    blocked loop, a suspended VM) or lost the database, and a survivor may be closing its
+    attempts and releasing its leads. If a survivor did judge it dead (its heartbeat row is no
+    longer its own `up:<run>`), it *fences*: stops dialing, returns its hopper, hangs up every
+    call it holds and writes none of their outcomes (the survivor closed them as `lost` and
+    holds their leads), then registers again as a new run once that clean-up is over and
+    dials again."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.last_ok = cluster.clock.monotonic()
+        self.fenced = False
+        #: calls ended unplaced (True: their lead claims go back) or taken over by a
+        #: survivor (False: it released and may have re-claimed them): no lead update written
+        self.disowned: dict[str, bool] = {}
+        self._dialing: set[str] = set()  # campaigns that were dialing when fenced
+        self.refused = 0
+        self.fences = 0
+
+    def stale(self) -> bool:
+        c = self.cluster
+        return self.fenced or c.clock.monotonic() - self.last_ok > c.ttl.total_seconds()
+
+    def refuse(self, rt: CampaignRuntime, dial: Dial) -> bool:
+        if not self.stale():
+            return False
+        if not self.refused:
+            log.warning("cluster: instance %s places no call: its heartbeat is older than "
+                        "the TTL", self.cluster.id)
+        self.refused += 1
+        self.disowned[dial.call_id] = True
+        rt._engine(rt.engine.call_ended, dial.call_id, AttemptResult.SKIPPED)
+        return True
+
+    def swallow(self, rt: CampaignRuntime, update: LeadUpdate) -> bool:
+        if update.call_id not in self.disowned:
+            return False
+        lead_id = int(update.lead_id)
+        if self.disowned.pop(update.call_id):
+            rt._write(rt.store.release_claims, holder=rt.dialer_id, lead_ids=[lead_id])
+        rt._claimed.discard(lead_id)
+        rt.calls.pop(update.call_id, None)
+        rt._call_ended.set()
+        return True
+
+    async def fence(self, now: datetime) -> None:
+        c = self.cluster
+        self.fenced = True
+        self.fences += 1
+        calls = 0
+        for rt in c.runtimes.values():
+            if rt.dialing:
+                self._dialing.add(rt.name)
+            rt.stop_dialing()
+            for call in list(rt.calls.values()):
+                self.disowned[call.call_id] = False
+                calls += 1
+            await rt.hang_up_all("dialer instance fenced: another instance took over")
+        log.error("cluster: instance %s fenced at %s: another instance judged it dead (it "
+                  "stalled past the TTL); hopper returned, %d call(s) hung up, their outcomes "
+                  "left to the survivor", c.id, now.isoformat(), calls)
+
+    async def rejoin(self, now: datetime, mono: float) -> bool:
+        c = self.cluster
+        run = now
+        if not await db.rejoin(c.sessions, dialer_id=c.id, started=run, now=now, ttl=c.ttl):
+            return False  # a survivor is still cleaning up after this instance
+        c.run = run
+        c._healthy_since = None
+        self.last_ok = mono
+        self.fenced = False
+        for rt in c.runtimes.values():
+            if rt.name in self._dialing:
+                rt.resume_dialing()
+        self._dialing.clear()
+        log.warning("cluster: instance %s rejoined at %s as a new run; dialing again",
+                    c.id, now.isoformat())
+        return True
 
 
 def _gauges(registry: Any, dialer_id: str) -> tuple[Any, Any] | None:

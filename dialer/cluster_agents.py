@@ -5,12 +5,13 @@ every agent (dialer.dispositions.restore_agents), and told so on its desktop."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from common.vocabulary import AgentState
 from dialer.dispositions import OUTCOME_PAUSE, RESTORED_STATE, send_state
 
 if TYPE_CHECKING:
+    from dialer.core.actions import Dial, LeadUpdate
     from dialer.runtime import CampaignRuntime
 
 log = logging.getLogger(__name__)
@@ -41,3 +42,15 @@ async def restore_agent(rt: CampaignRuntime, login: str) -> AgentState:
             rt._engine(rt.engine.agent_pause, login, reason)
     await send_state(rt, login)
     return target
+
+
+class Fence(Protocol):
+    """The cluster's self-fence as a campaign runtime sees it (dialer/cluster.py `Fencing`)."""
+
+    def refuse(self, rt: CampaignRuntime, dial: Dial) -> bool:
+        """True (and the call is ended unplaced) while this instance may not dial."""
+        ...
+
+    def swallow(self, rt: CampaignRuntime, update: LeadUpdate) -> bool:
+        """True for the lead update of a call a survivor took over: nothing is written."""
+        ...

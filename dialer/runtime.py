@@ -14,6 +14,9 @@ The ports (dialer.ports) are the SIP pool, the store, the calling-rule check, th
 the agent bus; time comes from one `common.clock.Clock`. The engine owns every call's stage
 and the wrap-up timeout; this driver keeps only ids and SIP facts per call. Engine calls run
 on the event loop thread, one at a time; dialer.sip_events turns SIP events into inputs.
+
+Size: one driver per campaign; its helpers live in dialer.sip_events, dialer.dispositions and
+dialer.records already, and the cluster's self-fence adds only its three hook lines here.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from common.vocabulary import (
 )
 from db.models import Agent, Campaign
 from dialer.agent_messages import AgentOutbox, preview_body
+from dialer.cluster_agents import Fence
 from dialer.core.actions import (
     Action,
     AgentStateChanged,
@@ -161,6 +165,7 @@ class CampaignRuntime:
         self._claims_renewed = clock.monotonic()
         #: leads of the campaign callable now (refreshed by the app's periodic count)
         self.callable_leads = 0
+        self.fence: Fence | None = None  # the cluster's self-fence (dialer/cluster.py)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -412,6 +417,8 @@ class CampaignRuntime:
             self._spawn(self._refill(a.n), "refill")
 
     async def _place(self, a: Dial) -> None:
+        if self.fence is not None and self.fence.refuse(self, a):
+            return
         lead_id = int(a.lead.lead_id)
         c = self.campaign
         try:
@@ -509,6 +516,8 @@ class CampaignRuntime:
             self.calls.pop(a.call_id, None)  # connected calls wait for the disposition
 
     def _lead_update(self, u: LeadUpdate) -> None:
+        if self.fence is not None and self.fence.swallow(self, u):
+            return
         call = self.calls.pop(u.call_id, None) if u.call_id else None
         attempt_id = call.attempt_id if call else None
         lead_id = int(u.lead_id)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.clock import ManualClock
 from common.vocabulary import AbandonPolicy, AbandonWindow, AttemptResult
+from db import cluster as cluster_db
 from db.models import Attempt, Campaign, Lead
 from db.repositories import abandon_figures
 from db.session import session_factory
@@ -79,6 +80,8 @@ async def _run(db_engine: AsyncEngine, *, shared: bool) -> tuple[float, int, int
     for d, c in clusters.items():
         c.runtimes = {"c": SimpleNamespace(engine=SimpleNamespace(ledger=ledgers[d]),
                                            campaign=SimpleNamespace(id=cid))}  # type: ignore
+        # registered as `start` does: a beat only renews this instance's own heartbeat row
+        await cluster_db.heartbeat(ses, dialer_id=d, started=c.run, now=clock.now(), ttl=c.ttl)
     for _step in range(120):
         clock.advance(1.0)
         now = clock.now()

@@ -61,3 +61,43 @@ async def test_only_a_healthy_instance_judges_others_dead(db_engine: AsyncEngine
     assert b.occurrence == dbc.DEAD and a.cleaned == {"b": (0, 0)}
     assert reg.get_sample_value("dialer_instance_info", {"dialer_id": "a"}) == 1
     assert reg.get_sample_value("dialer_cluster_members") == 1
+
+
+async def test_a_stalled_instance_fences_itself_and_rejoins(db_engine: AsyncEngine) -> None:
+    """`a` stalls past the TTL: it may not dial from that moment (before any beat); a
+    survivor judges it dead, so its next beat fences it; it registers again only once the
+    survivor's clean-up is over, as a new run, and may dial again. A stall nobody noticed
+    costs nothing but the refused dials."""
+    ses = session_factory(db_engine)
+    t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    ttl = timedelta(seconds=4)
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
+    await a.start({})
+    assert a._task is not None
+    a._task.cancel()  # the test beats by hand, on its own clock
+    first_run = a.run
+    assert not a.fence.stale()
+    clock.advance(4.5)  # unnoticed stall: nobody cleaned up
+    assert a.fence.stale()
+    await a.beat()
+    assert not a.fence.stale() and not a.fence.fenced and a.run == first_run
+    clock.advance(6)  # a long stall; b, healthy, claims the clean-up after a
+    assert a.fence.stale()
+    now = clock.now()
+    await dbc.heartbeat(ses, dialer_id="b", started=t0, now=now, ttl=ttl)
+    assert await dbc.claim_dead(ses, dead_id="a", by="b", now=now, ttl=ttl)
+    await a.beat()  # a resumes: fenced, and may not rejoin while b cleans up
+    assert a.fence.fenced and a.fence.fences == 1 and a.fence.stale()
+    row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
+    assert row.occurrence == dbc.CLEANING and row.holder == "b", "a overwrote b's claim"
+    clock.advance(1)
+    await a.beat()
+    assert a.fence.fenced
+    assert await dbc.mark_dead(ses, dead_id="a", by="b")
+    clock.advance(1)
+    await a.beat()  # the clean-up is over: a new run
+    assert not a.fence.fenced and not a.fence.stale() and a.run > first_run
+    row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
+    assert row.occurrence == f"up:{a.run.isoformat()}" and row.alive(clock.now())
+    await a.stop()
