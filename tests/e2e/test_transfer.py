@@ -9,27 +9,18 @@ customer and both agents, whose RTP the test counts per direction (sip.rtp_peer)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from common.clock import SYSTEM_CLOCK
-from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope, DialMode
-from db.handlers import Handler
-from db.models import Agent, Attempt
-from db.session import create_engine, session_factory
-from db.store import SqlStore
-from dialer.agent_commands import AgentCommands
+from common.vocabulary import AgentState, AttemptResult, AttemptStage, CallbackScope
+from db.models import Attempt
 from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import (
-    SUPERVISOR_EVENTS,
     HangupCmd,
     ScreenPopEvt,
     SupervisorCallEvent,
@@ -39,175 +30,24 @@ from dialer.bus.messages import (
     parse_command,
 )
 from dialer.call_controls import is_on_hold
-from dialer.config import CampaignConfig
-from dialer.hopper import SchedulingCallability
-from dialer.ports import AgentMessageKind, Body, SipEvent
 from dialer.runtime import CampaignRuntime
 from sip.api_controls import TransferAgent, TransferFailed
-from sip.config import PoolConfig
-from sip.memory import MemoryPool
-from sip.pool import NodePool
-from sip.rtp_peer import RtpHub, RtpPeer
-from sip.sipp import SippProcess
-from support.leads import add_leads, make_numbers
-
-
-@pytest.fixture(params=["memory", pytest.param("sipp", marks=[pytest.mark.sipp])])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def phone() -> Iterator[SippProcess]:
-    if shutil.which("sipp") is None:
-        pytest.skip("sipp not installed")
-    with SippProcess("phone", max_lifetime_s=600, extra_args=("-trace_logs",)) as p:
-        yield p
-
-
-@dataclass
-class Bus:
-    messages: list[tuple[str, AgentMessageKind, Body]] = field(default_factory=list)
-    supervised: list[object] = field(default_factory=list)
-
-    async def send_agent(self, login: str, kind: AgentMessageKind, body: Body) -> None:
-        self.messages.append((login, kind, body))
-
-    async def supervisor(self, event: Body) -> None:
-        self.supervised.append(SUPERVISOR_EVENTS.validate_json(json.dumps(event, default=str)))
-
-    def of(self, login: str, kind: str) -> list[Body]:
-        return [b for who, k, b in self.messages if who == login and k == kind]
-
-
-@dataclass
-class Live:
-    rt: CampaignRuntime
-    bus: Bus
-    url: str
-    store: SqlStore
-    attempt_id: int
-    #: RTP peers by role (sipp only): cust, a1, a2
-    peers: dict[str, RtpPeer]
-    commands: AgentCommands = field(default_factory=AgentCommands)
-
-    async def attempt(self) -> Attempt:
-        engine = create_engine(self.url)
-        try:
-            async with session_factory(engine)() as s:
-                return (await s.scalars(select(Attempt))).one()
-        finally:
-            await engine.dispose()
-
-    async def handlers(self) -> list[tuple[str, str, Handler]]:
-        engine = create_engine(self.url)
-        try:
-            async with session_factory(engine)() as s:
-                logins = {a.id: a.login for a in await s.scalars(select(Agent))}
-        finally:
-            await engine.dispose()
-        return [(logins[h.agent_id], h.how, h)
-                for h in await self.store.handlers_of(self.attempt_id)]
-
-    async def until(self, what: str, cond: object, seconds: float = 30) -> None:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            await self.rt.flush_agent_messages()
-            ok = cond() if callable(cond) else cond
-            if asyncio.iscoroutine(ok):
-                ok = await ok
-            if ok:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.05)
-
-    def state(self, login: str) -> AgentState:
-        return self.rt.engine.agent_state(login)
-
-    async def voiced(self, role: str, seconds: float = 0.8) -> int | None:
-        """Voiced RTP packets the role's phone received over ``seconds`` (None: memory)."""
-        peer = self.peers.get(role)
-        if peer is None:
-            return None
-        await asyncio.sleep(0.3)
-        n0 = peer.rx_voiced
-        await asyncio.sleep(seconds)
-        return peer.rx_voiced - n0
-
-    def talk(self, role: str, on: bool) -> None:
-        if role in self.peers:
-            self.peers[role].talk(on)
+from support.live_runtime import Live
+from support.live_runtime import live_call as shared_live_call
 
 
 @contextlib.asynccontextmanager
 async def live_call(backend: str, tmp_path: Path, sqlite_template: Path,
                     request: pytest.FixtureRequest) -> AsyncIterator[Live]:
     """One lead dialed and bridged to a1; then a2 logs in ready and a3 paused."""
-    db = tmp_path / "transfer.db"
-    shutil.copy(sqlite_template, db)
-    url = f"sqlite+aiosqlite:///{db}"
-    engine = create_engine(url)
-    sessions = session_factory(engine)
-    store = SqlStore(sessions)
-    now = SYSTEM_CLOCK.now()
-    cfg = CampaignConfig.model_validate({
-        "name": "transfer", "caller_id": "+14155550100", "ring_timeout_s": 5.0,
-        "min_ring_s": 5.0, "dial_mode": DialMode.PROGRESSIVE})
-    camp = await store.upsert_campaign(cfg)
-    await add_leads(url, camp.name, make_numbers(now, {"000": 1}), now)
-    handlers: list[object] = []
+    def others_log_in(rt: CampaignRuntime) -> None:
+        for who in ("a2", "a3"):
+            rt.agent_login(who)
+        rt.agent_ready("a2")
 
-    def on_event(ev: SipEvent) -> None:
-        for h in handlers:
-            h(ev)  # type: ignore[operator]
-
-    with contextlib.ExitStack() as stack:
-        peers: dict[str, RtpPeer] = {}
-        if backend == "sipp":
-            ph: SippProcess = request.getfixturevalue("phone")
-            hub = stack.enter_context(RtpHub())
-            peers = {role: hub.peer() for role in ("cust", "a1", "a2", "a3")}
-            target = ph.uri(f"cust-{peers['cust'].port}")
-            uris = {a: ph.uri(f"ag-{peers[a].port}") for a in ("a1", "a2", "a3")}
-            pool: NodePool | MemoryPool = NodePool(
-                PoolConfig(nodes=1, node_log_dir=str(tmp_path)), on_event=on_event)
-        else:
-            target = "sip:answer_0.2_0@memory.invalid"
-            uris = {a: f"sip:{a}@memory.invalid" for a in ("a1", "a2", "a3")}
-            pool = MemoryPool(on_event=on_event)
-        rows = {a: await store.upsert_agent(a, uri, a.upper()) for a, uri in uris.items()}
-        await pool.start()
-        bus = Bus()
-        rt = CampaignRuntime(
-            campaign=camp, store=store, callability=SchedulingCallability(sessions), pool=pool,
-            dialer_id=f"transfer-{backend}", agents=rows, target_for=lambda _p: target,
-            bus=bus, recordings_dir=tmp_path / "rec", clock=SYSTEM_CLOCK, max_lines=1)
-        handlers.append(rt.on_sip_event)
-        task = asyncio.create_task(rt.run())
-        live = Live(rt, bus, url, store, 0, peers)
-        try:
-            rt.agent_login("a1")
-            rt.agent_ready("a1")
-            await live.until("the screen pop", lambda: bool(bus.of("a1", "screen_pop")))
-            live.attempt_id = int(str(bus.of("a1", "screen_pop")[0]["attempt_id"]))
-
-            async def bridged() -> bool:
-                return (await live.attempt()).stage is AttemptStage.BRIDGED
-            await live.until("the bridge", bridged)
-            for who in ("a2", "a3"):
-                rt.agent_login(who)
-            rt.agent_ready("a2")
-            yield live
-        finally:
-            for p in peers.values():
-                p.talk(False)
-            rt.stop_dialing()
-            rt.stop()
-            await asyncio.wait_for(task, 30)
-            await rt.flush()
-            await pool.close(drain_deadline_s=0)
-            await engine.dispose()
+    async with shared_live_call(backend, tmp_path, sqlite_template, request, name="transfer",
+                                agents=("a1", "a2", "a3"), after_bridge=others_log_in) as live:
+        yield live
 
 
 async def finish(live: Live, holder: str) -> Attempt:
