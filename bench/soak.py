@@ -19,6 +19,7 @@ Usage: ``.venv/bin/python bench/soak.py [--minutes 30] [--agents 10] [--every 15
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import sqlite3
 import subprocess
@@ -92,6 +93,17 @@ def lost_attempts(db_path: str) -> int:
         return int(c.execute("SELECT count(*) FROM attempts WHERE result IS NULL").fetchone()[0])
 
 
+def attempts_per_5_min(db_path: str) -> list[int]:
+    """Attempts created in each 5 minutes of the run: a steady campaign keeps dialing to the end."""
+    with sqlite3.connect(db_path) as c:
+        rows = c.execute("SELECT (julianday(created_at) - (SELECT julianday(min(created_at)) "
+                         "FROM attempts)) * 288 FROM attempts").fetchall()
+    buckets: dict[int, int] = {}
+    for (x,) in rows:
+        buckets[int(x)] = buckets.get(int(x), 0) + 1
+    return [buckets.get(i, 0) for i in range(max(buckets, default=-1) + 1)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="campaign length (max 240)")
@@ -113,6 +125,9 @@ def main() -> int:
             str(ROOT / ".venv/bin/dialer"), "demo", "--no-live", f"--minutes={args.minutes}",
             f"--agents={args.agents}", f"--metrics-port={port}", "--web-port=0",
             f"--db=sqlite:///{db_path}",
+            # enough leads for the whole run: the demo's 30 per company last ~10 minutes
+            # for 10 agents (and fewer companies are open at weekends)
+            f"--leads-per-company={min(1000, max(30, math.ceil(args.agents * args.minutes / 2)))}",
         ]
         with open(f"{tmp}/demo.log", "w") as log:
             child = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -148,6 +163,7 @@ def main() -> int:
                         child.wait()
         rc = child.returncode
         lost = lost_attempts(db_path)
+        per_5 = attempts_per_5_min(db_path)
         if rc != 0:
             print(Path(f"{tmp}/demo.log").read_text()[-3000:])
     # only samples while the campaign dials (not its drain) count towards growth
@@ -156,7 +172,7 @@ def main() -> int:
         steady = samples[-2:] if len(samples) >= 2 else samples
     rss_g = steady[-1].rss_mb - steady[0].rss_mb if len(steady) >= 2 else float("nan")
     fd_g = steady[-1].fds - steady[0].fds if len(steady) >= 2 else 0
-    print(f"  demo exit code: {rc}")
+    print(f"  demo exit code: {rc}; attempts per 5 minutes: {per_5} (total {sum(per_5)})")
     print(f"soak: minutes={args.minutes:g} rss_growth_mb={rss_g:.1f} fd_growth={fd_g} "
           f"lost_attempts={lost}")
     return 0 if rc == 0 and lost == 0 else 1

@@ -144,6 +144,8 @@ def demo_cmd(
     live: Annotated[bool, typer.Option(help="Live terminal view (--no-live: periodic lines)")]
     = True,
     seed: Annotated[int, typer.Option(help="Seed of the generated leads and agents")] = 7,
+    leads_per_company: Annotated[int, typer.Option(
+        help="Generated leads per company (a long run needs more)", min=1, max=1000)] = 30,
     amd: Annotated[bool, typer.Option(help="Answering-machine detection on (adds its ~1.5 s "
                                            "analysis to answer-to-agent)")] = False,
     web_port: Annotated[int, typer.Option(help="Port of the web desktop, where a seat for "
@@ -156,7 +158,8 @@ def demo_cmd(
     from dialer.demo.run import DemoOptions, run_demo
 
     opts = DemoOptions(minutes=minutes, agents=agents, metrics_port=metrics_port, live=live,
-                       seed=seed, database_url=db, amd=amd, web_port=web_port)
+                       seed=seed, leads_per_company=leads_per_company, database_url=db,
+                       amd=amd, web_port=web_port)
     asyncio.run(run_demo(opts))
 
 

@@ -71,6 +71,8 @@ class DemoOptions:
     metrics_port: int = 9464
     live: bool = True
     seed: int = 7
+    #: leads per generated company (a long run needs more than a 3-minute one)
+    leads_per_company: int = 30
     workdir: Path = Path("var/demo")
     database_url: str | None = None
     amd: bool = False
@@ -148,10 +150,11 @@ async def seed_human_seat(url: str, now: datetime, sip_uri: str) -> str:
     return password
 
 
-async def seed_database(url: str, now: datetime, seed: int) -> tuple[int, int]:
+async def seed_database(url: str, now: datetime, seed: int, *,
+                        leads_per_company: int = 30) -> tuple[int, int]:
     """Companies with calendars and their leads; returns (companies, leads)."""
     await asyncio.to_thread(upgrade, url)
-    companies, leads = generate(now, seed=seed)
+    companies, leads = generate(now, seed=seed, leads_per_company=leads_per_company)
     engine = create_engine(url)
     try:
         sessions = session_factory(engine)
@@ -291,7 +294,8 @@ async def _run_demo(opts: DemoOptions, clock: Clock, stop: _StopSignal) -> RunSu
         phones = stack.enter_context(SippProcess.agent(max_lifetime_s=lifetime))
         agent_uris = [phones.uri(f"agent{i + 1}") for i in range(opts.agents)]
         settings = settings_for(opts, callee.port, agent_uris)
-        n_companies, n_leads = await seed_database(settings.database.url, now, opts.seed)
+        n_companies, n_leads = await seed_database(
+            settings.database.url, now, opts.seed, leads_per_company=opts.leads_per_company)
         console.print(f"demo: {n_companies} companies in several time zones, {n_leads} leads; "
                       f"SIPp callees on 127.0.0.1:{callee.port}, agent phones on "
                       f"127.0.0.1:{phones.port}")
