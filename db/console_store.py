@@ -21,7 +21,8 @@ from db.audit import Actor, AuditRecord
 from db.models import Agent, AuditEntry, Campaign
 from db.repositories import Sessions, transaction, translated
 
-__all__ = ["DialSettings", "last_actions", "set_agent_campaign", "set_dial_settings"]
+__all__ = ["DialSettings", "dial_settings", "last_actions", "set_agent_campaign",
+           "set_dial_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,18 @@ async def set_dial_settings(
         audit.add_entry(s, actor, action, f"campaign:{name}",
                         {**detail, "before": _plain(before), "after": _plain(after)}, now=now)
     return before, after
+
+
+@translated
+async def dial_settings(sessions: Sessions, names: Collection[str]) -> dict[str, DialSettings]:
+    """The stored dial settings of the campaigns `names` (another instance may have changed
+    them: dialer/control `sync`)."""
+    if not names:
+        return {}
+    async with sessions() as s:
+        rows = (await s.execute(select(Campaign.name, Campaign.dial_mode, Campaign.max_dial_level)
+                                .where(Campaign.name.in_(list(names))))).all()
+    return {name: DialSettings(mode, level) for name, mode, level in rows}
 
 
 def _plain(d: DialSettings) -> dict[str, Any]:

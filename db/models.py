@@ -421,6 +421,18 @@ class JobLease(Base):
     expires_at: Mapped[datetime]
 
 
+class InstanceBoard(Base):
+    """A dialer instance's live wallboard of one campaign, written on its heartbeat (a
+    cluster's consoles merge the live instances' rows: dialer/control/cluster_board.py)."""
+
+    __tablename__ = "instance_boards"
+
+    dialer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    at: Mapped[datetime]
+    board: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 class WebUser(Base):
     """An account of the web server (docs/web.md): an agent, a supervisor or an admin."""
 

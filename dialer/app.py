@@ -50,6 +50,7 @@ from dialer.call_transfer import ready_targets
 from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
+from dialer.control.cluster_view import ClusterView
 from dialer.dispositions import hold_open_wrapups
 from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
@@ -213,6 +214,8 @@ class DialerApp:
                                        runtimes=self.runtimes,
                                        agent_campaign=self.agent_campaign, runner=self.runner)
                 await self.control.restore()
+                if self.cluster is not None:  # one console for the campaign whole
+                    self.control.cluster_view = ClusterView(self.cluster, self.control, sessions)
                 # MQTT and web last: an agent's first command must find its campaign runtime
                 stack.push_async_callback(self.runner.close)
                 await self._start_bus(stack, db_secrets)

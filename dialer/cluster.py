@@ -120,6 +120,8 @@ class Cluster:
         #: the `up:<run>` of this instance's heartbeat row; a new one after a self-fence
         self.run = self.started
         self.fence = Fencing(self)
+        #: run after every healthy beat (dialer/control/cluster_view.py registers them)
+        self.on_beat: list[Callable[[], Awaitable[None]]] = []
         self.runtimes: dict[str, CampaignRuntime] = {}
         #: agents this instance serves, and the rows of those it does not (yet)
         self.mine: set[str] = set()
@@ -271,6 +273,12 @@ class Cluster:
                     await self._clean_up_after(m, now)
             await self._take_over(now)
         await self.refresh_abandons(now)
+        for hook in self.on_beat:  # the console's shared controls and wallboard
+            try:
+                await hook()
+            except Exception as e:  # the heartbeat itself went well: log, go on
+                log.warning("cluster: %s's beat hook %s failed: %s", self.id,
+                            getattr(hook, "__qualname__", hook), e)
         self.beats += 1
         if self._gauges is not None:
             self._gauges[1].set(len(self.alive(now)))

@@ -33,7 +33,7 @@ import math
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from common.clock import Clock
 from common.vocabulary import AgentState, DialMode
@@ -45,6 +45,9 @@ from dialer.bus.errors import ProtocolError
 from dialer.bus.messages import AgentCommand, LogoutCmd, PauseCmd
 from dialer.bus.runner import AgentCommandRunner
 from dialer.runtime import CampaignRuntime
+
+if TYPE_CHECKING:
+    from dialer.control.cluster_view import ClusterView
 
 __all__ = ["HOLD_ACTIONS", "Control", "ControlError", "Hold", "HoldInfo"]
 
@@ -119,6 +122,8 @@ class Control:
             if rt.campaign.company_id is not None and not rt.campaign.active}
         # one control at a time: a pause and a resume of one campaign never interleave
         self._lock = asyncio.Lock()
+        #: in a cluster: the other instances' boards and the shared controls' sync
+        self.cluster_view: ClusterView | None = None
 
     # ------------------------------------------------------------------ start, calendar
     async def restore(self) -> None:
@@ -135,6 +140,40 @@ class Control:
             rt.stop_dialing()
             log.info("campaign %s: %s by %s since %s (kept over the restart)", name,
                      kind.value, row.actor.name, row.at.isoformat())
+
+    async def sync(self) -> None:
+        """Take on what another instance's console did (a cluster's heartbeat calls it): the
+        holds the audit log says are on or lifted, and the stored dial settings. The controls
+        themselves apply at once on the instance that took them; every other instance follows
+        here within one heartbeat."""
+        names = list(self.runtimes)
+        last = await store.last_actions(self.sessions, [_target(n) for n in names],
+                                        list(HOLD_ACTIONS))
+        stored = await store.dial_settings(self.sessions, names)
+        async with self._lock:
+            for name, rt in self.runtimes.items():
+                row = last.get(_target(name))
+                kind = HOLD_ACTIONS.get(row.action) if row is not None else None
+                current = self.holds.get(name)
+                if row is not None and kind is not None and (
+                        current is None or current.kind is not kind):
+                    self.holds[name] = HoldInfo(kind, row.actor.name, row.at,
+                                                str(row.detail.get("reason") or ""))
+                    rt.stop_dialing()
+                    log.info("campaign %s: %s by %s on another instance", name, kind.value,
+                             row.actor.name)
+                elif kind is None and current is not None:
+                    del self.holds[name]
+                    if name not in self.calendar_closed:
+                        rt.resume_dialing()
+                    log.info("campaign %s: %s lifted on another instance", name,
+                             current.kind.value)
+                got = stored.get(name)
+                if got is not None and (got.dial_mode, got.max_dial_level) != (
+                        rt.campaign.dial_mode, rt.campaign.max_dial_level):
+                    apply_dial_settings(rt, got.dial_mode, got.max_dial_level)
+                    log.info("campaign %s: dial settings %s / max level %g from another "
+                             "instance", name, got.dial_mode.value, got.max_dial_level)
 
     def calendar_opened(self, rt: CampaignRuntime) -> None:
         """The calendar's open edge: dial again unless a supervisor holds the campaign."""

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from db import audit
 from db.audit import Actor
 from db.lookups import campaigns_by_name
+from db.repositories import RepositoryError
 from dialer.control import Control, ControlError
 from dialer.control.board import campaign_board, day_report
 from dialer.web.auth import Signed, role
@@ -108,6 +109,12 @@ async def snapshot(s: Supervisor, d: Deps) -> dict[str, Any]:
     control = control_of(d)
     now = d.clock.now()
     boards = [campaign_board(rt, control, now) for rt in control.runtimes.values()]
+    if control.cluster_view is not None:  # the other instances' shares (docs/cluster.md)
+        try:
+            boards = await control.cluster_view.merged(boards, now)
+        except RepositoryError as e:  # this instance's own board still shows
+            for board in boards:
+                board["instances_error"] = str(e)
     for board in boards:
         board["report"] = await _report(d, control.runtimes[board["name"]])
     return {"at": now.isoformat(), "poll_s": POLL_S, "campaigns": boards,

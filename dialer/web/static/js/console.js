@@ -122,6 +122,11 @@ function campaignCard(c) {
       kpi("live_calls", t("console.wall.live_calls"), formatNumber(c.live_calls), c.live_calls)),
     h("div", { class: "rowline" }, h("strong", {}, t("console.wall.agents")), ...byState),
     h("div", { class: "rowline" }, h("strong", {}, t("console.wall.in_flight")), ...stages),
+    // a cluster: which dialer instances the figures come from, and how old each part is
+    c.instances ? h("div", { class: "rowline instances", dataset: { instances: String(c.instances.length) } },
+      h("strong", {}, t("console.wall.instances")),
+      ...c.instances.map((i) => h("span", { class: "fig", dataset: { instance: i.dialer_id } },
+        i.age_s > 0 ? t("console.wall.instance_age", { id: i.dialer_id, age: formatNumber(i.age_s) }) : i.dialer_id))) : null,
     h("div", { class: "rowline report", dataset: { called: String(tot.called) } },
       h("strong", {}, t("console.wall.today")),
       ...["planned", "called", "reached", "meetings", "contracts", "callbacks"].map((f) =>
