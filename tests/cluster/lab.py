@@ -20,11 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 
+from db import web_accounts
 from db.pgserver import find_pg_bin
 from db.session import create_engine, session_factory
 from dialer.agentsim import AgentProfile, SimulatedAgent, simulated_agents
+from dialer.passwords import hash_password
 from sip.assets import write_callee_audio
 from sip.sipp import scenario_path
 from support.leads import make_numbers, seed_campaign
@@ -34,6 +37,9 @@ from support.netns import Host, NetLab
 DIALER = str(Path(sys.executable).with_name("dialer"))
 CAMPAIGN = "cluster"
 CALLEE_PORT, PHONES_PORT = 5060, 5070
+WEB_PORT = 8080
+#: the consoles' supervisor (login, password)
+SUPERVISOR = ("sue", "sue-cluster-pw")
 
 
 class ClusterLab:
@@ -183,7 +189,9 @@ host = "{host.ip}"
 port = 9464
 
 [web]
-enabled = false
+# each instance's console (a supervisor account: SUPERVISOR)
+host = "{host.ip}"
+port = {WEB_PORT}
 
 [scheduling]
 claim_ttl_s = 30
@@ -255,6 +263,7 @@ min_ring_s = 5.0
         numbers = make_numbers(self.started_at, codes)
         self.behaviour = {p: users[p[-3:]] for p, _ in numbers}
         await seed_campaign(self.db_url, CAMPAIGN, numbers, self.started_at)
+        await self.add_supervisor()
         by_code = {p[-3:]: u for p, u in self.behaviour.items()}
         (self.dir / "cluster_dialplan.py").write_text(
             f"USERS = {by_code!r}\n\n\ndef sipp_user(e164: str) -> str:\n"
@@ -268,6 +277,24 @@ min_ring_s = 5.0
         self._agents_cm = simulated_agents(self.agent_creds, f"mqtt://{self.data.ip}:1883",
                                            seed=1, profile=profile, stop_timeout_s=5.0)
         self.agents = await self._agents_cm.__aenter__()
+
+    async def add_supervisor(self) -> None:
+        engine = create_engine(self.db_url)
+        try:
+            await web_accounts.create_user(
+                session_factory(engine), login=SUPERVISOR[0], role="supervisor",
+                password_hash=hash_password(SUPERVISOR[1]), now=self.started_at)
+        finally:
+            await engine.dispose()
+
+    async def console(self, dialer_id: str) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        """A supervisor signed in to instance `dialer_id`'s console, and its CSRF header."""
+        http = httpx.AsyncClient(base_url=f"http://{self.hosts[dialer_id].ip}:{WEB_PORT}",
+                                 timeout=20)
+        r = await http.post("/api/session",
+                            json={"login": SUPERVISOR[0], "password": SUPERVISOR[1]})
+        assert r.status_code == 200, r.text
+        return http, {"X-CSRF-Token": r.json()["csrf"]}
 
     def scrape(self, dialer_id: str, name: str, **labels: str) -> float | None:
         """One sample of instance `dialer_id`'s /metrics (over the lab bridge)."""

@@ -44,7 +44,7 @@ async def _until(cond, seconds: float, what: str) -> float:  # type: ignore[no-u
 
 
 async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None:
-    lab = ClusterLab(NetLab(), tmp_path, leads={"answer_1_3": 80, "status486_1_0": 10})
+    lab = ClusterLab(NetLab(), tmp_path, leads={"answer_1_3": 160, "status486_1_0": 10})
     lab.lab.start()
     try:
         await lab.start(PROFILE)
@@ -72,6 +72,7 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
             return all(got.get(d, 0) >= 2 for d in ids)
 
         await _until(everyone_dials, 60, "every instance to place calls")
+        await _one_console(lab, ids)
 
         # ---- the campaign-wide abandon ledger, seen from outside: answers of another
         # instance ("d9": 10 abandoned, 10 connected) reach every instance's governor within
@@ -192,3 +193,62 @@ async def test_three_instances_one_campaign_and_one_dies(tmp_path: Path) -> None
               f"its agents {d1_agents} were bridged by d2 within {moved_s:.1f} s")
     finally:
         await lab.close()
+
+
+async def _one_console(lab: ClusterLab, ids: list[str]) -> None:
+    """A pause on d1's console stops all three instances' dialing within a heartbeat; d1's
+    wallboard counts every instance's agents; a resume there restarts all three; one audit
+    row each (docs/cluster.md, "One console for the campaign")."""
+    http, csrf = await lab.console("d1")
+    try:
+        r = await http.post(f"/api/console/campaigns/{CAMPAIGN}/pause", headers=csrf,
+                            json={"reason": "lab"})
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(2.5)  # the others' next heartbeat, and a dial already under way
+        settled = datetime.now(UTC)
+        await asyncio.sleep(4.0)
+        during = await lab.query("SELECT dialer_id, count(*) FROM attempts "
+                                 "WHERE created_at > :t GROUP BY dialer_id", t=settled)
+        assert not during, f"attempts placed while the campaign was paused: {during}"
+        for d in ids[1:]:
+            other, _ = await lab.console(d)
+            try:
+                snap = (await other.get("/api/console/snapshot")).json()
+            finally:
+                await other.aclose()
+            assert [c["state"] for c in snap["campaigns"]] == ["paused"], (d, snap)
+        snap = (await http.get("/api/console/snapshot")).json()
+        [board] = [c for c in snap["campaigns"] if c["name"] == CAMPAIGN]
+        assert sorted(i["dialer_id"] for i in board["instances"]) == ids
+        assert set(lab.agent_creds) <= {a["login"] for a in board["agents"]}
+        assert {a["instance"] for a in board["agents"]} == set(ids)
+
+        r = await http.post(f"/api/console/campaigns/{CAMPAIGN}/resume", headers=csrf,
+                            json={"reason": "lab"})
+        assert r.status_code == 200, r.text
+        resumed = datetime.now(UTC)
+
+        async def all_dial_again() -> bool:
+            got = dict(await lab.query("SELECT dialer_id, count(*) FROM attempts "
+                                       "WHERE created_at > :t GROUP BY dialer_id", t=resumed))
+            return all(got.get(d, 0) >= 1 for d in ids)
+
+        try:
+            await _until(all_dial_again, 30, "every instance to dial again after the resume")
+        except AssertionError:
+            got = await lab.query("SELECT dialer_id, count(*) FROM attempts "
+                                  "WHERE created_at > :t GROUP BY dialer_id", t=resumed)
+            leads = await lab.query("SELECT status, count(*) FROM leads GROUP BY status")
+            logs = {d: [ln for ln in lab.log(d).splitlines() if "campaign" in ln][-8:]
+                    for d in ids}
+            snap = (await http.get("/api/console/snapshot")).json()
+            states = [(a["login"], a["instance"], a["state"], a["reason"])
+                      for c in snap["campaigns"] for a in c["agents"]]
+            raise AssertionError(f"after the resume: {got}; leads {leads}; logs {logs}; "
+                                 f"agents {states}; {snap['campaigns'][0]['instances']}") from None
+        rows = await lab.query("SELECT action FROM audit_log WHERE target = :t ORDER BY id",
+                               t=f"campaign:{CAMPAIGN}")
+        assert [r[0] for r in rows] == ["campaign.pause", "campaign.resume"]
+    finally:
+        await http.aclose()
+
