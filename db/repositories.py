@@ -202,6 +202,27 @@ async def claim_leads(
 
 
 @translated
+async def claim_lead(
+    sessions: Sessions, *, lead_id: int, campaign_id: int, now: datetime, holder: str,
+    ttl: timedelta, phone_e164: str | None = None,
+) -> Lead | None:
+    """Claim one lead of a campaign for an agent's manual call, whatever its next call time
+    (the agent chose to call it now), unless a hopper or another instance holds it; with
+    `phone_e164`, the lead's number becomes that one in the same statement. The row, or
+    None when it is claimed elsewhere or not of this campaign."""
+    values: dict[str, object] = {"claimed_by": holder, "claimed_until": now + ttl}
+    if phone_e164 is not None:
+        values["phone_e164"] = phone_e164
+    stmt = (update(Lead)
+            .where(Lead.id == lead_id, Lead.campaign_id == campaign_id,
+                   (Lead.claimed_until.is_(None)) | (Lead.claimed_until < now))
+            .values(**values).returning(Lead)
+            .execution_options(synchronize_session=False))
+    async with sessions.begin() as s:
+        return (await s.scalars(stmt)).one_or_none()
+
+
+@translated
 async def renew_claims(
     sessions: Sessions, *, holder: str, lead_ids: Sequence[int], now: datetime, ttl: timedelta
 ) -> int:

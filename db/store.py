@@ -230,6 +230,23 @@ class SqlStore:
     async def release_claims(self, *, holder: str, lead_ids: Sequence[int]) -> int:
         return await repo.release_claims(self.sessions, holder=holder, lead_ids=lead_ids)
 
+    async def claim_lead(
+        self, *, lead_id: int, campaign_id: int, now: datetime, holder: str, ttl: timedelta,
+        phone_e164: str | None = None,
+    ) -> HopperLead | None:
+        """One lead claimed for a manual call (see `repositories.claim_lead`), as the hopper
+        sees a lead; None when it is held elsewhere or not of this campaign."""
+        row = await repo.claim_lead(self.sessions, lead_id=lead_id, campaign_id=campaign_id,
+                                    now=now, holder=holder, ttl=ttl, phone_e164=phone_e164)
+        if row is None:
+            return None
+        return HopperLead(
+            id=row.id, phone_e164=row.phone_e164, priority=row.priority, status=row.status,
+            next_call_at=row.next_call_at, next_contact_at=row.next_contact_at,
+            has_open_complaint=row.has_open_complaint, attempts=row.attempts,
+            timezone=row.timezone, callback_owner=None, callback_due_at=None,
+            company_id=row.company_id)
+
     # ------------------------------------------------------------------ attempts
     async def create_attempt(
         self, *, now: datetime, campaign_id: int, lead_id: int, phone_e164: str,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from dialer import call_controls, call_transfer
+from dialer import call_controls, call_transfer, manual_dial
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AgentCommand,
@@ -27,6 +27,7 @@ from dialer.bus.messages import (
     HoldCmd,
     LoginCmd,
     LogoutCmd,
+    ManualDialCmd,
     PauseCmd,
     PreviewAcceptCmd,
     PreviewSkipCmd,
@@ -121,8 +122,13 @@ class AgentCommands:
                 await call_transfer.transfer_complete(rt, login, cmd.attempt_id)
             elif isinstance(cmd, TransferCancelCmd):
                 await call_transfer.transfer_cancel(rt, login, cmd.attempt_id)
+            elif isinstance(cmd, ManualDialCmd):
+                await manual_dial.manual_dial(rt, login, lead_id=cmd.lead_id, number=cmd.number,
+                                              attach=cmd.attach)
             elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
                 rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
+        except manual_dial.ManualDialRefused as e:
+            return ProtocolError(ErrorCode.MANUAL_DIAL_REFUSED, str(e))
         except call_controls.CallControlError as e:
             return ProtocolError(ErrorCode.CONTROL_FAILED, str(e))
         except CoreError as e:

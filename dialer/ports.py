@@ -109,6 +109,10 @@ class Store(Protocol):
         self, *, holder: str, lead_ids: Sequence[int], now: datetime, ttl: timedelta
     ) -> int: ...
     async def release_claims(self, *, holder: str, lead_ids: Sequence[int]) -> int: ...
+    async def claim_lead(
+        self, *, lead_id: int, campaign_id: int, now: datetime, holder: str, ttl: timedelta,
+        phone_e164: str | None = None,
+    ) -> HopperLead | None: ...
 
     # attempts
     async def create_attempt(

@@ -56,6 +56,8 @@ def _ulaw_encode(sample: int) -> int:
 SILENCE = bytes([0xFF]) * _FRAME
 #: a packet whose mean level is above this carries sound
 VOICED = 300.0
+#: another source takes over an endpoint once its current one was quiet this long
+_SWITCH_AFTER_S = 0.2
 #: an endpoint that received nothing this long stops sending (its call ended)
 IDLE_STOP_S = 1.0
 #: a 1 kHz tone at about -10 dBFS, exactly 20 periods per packet
@@ -99,6 +101,7 @@ class RtpPeer:
     #: telephone-event digits, once per event (its RTP timestamp)
     digits: list[str] = field(default_factory=list)
     _event_ts: set[int] = field(default_factory=set)
+    _remote_rx_mono: float = 0.0
     _seq: int = 0
     _ts: int = 0
     _ssrc: int = 0
@@ -117,8 +120,13 @@ class RtpPeer:
         if len(data) < 12 or data[0] >> 6 != 2:
             return  # RTCP (port+1 is not ours) or garbage
         pt = data[1] & 0x7F
-        if self.remote is None:
+        if addr == self.remote:
+            self._remote_rx_mono = now
+        elif self.remote is None or now - self._remote_rx_mono > _SWITCH_AFTER_S:
+            # a new call on this phone comes from a new node port once the last one went
+            # quiet: answer there, as a phone with symmetric RTP does
             self.remote = addr
+            self._remote_rx_mono = now
         self.last_rx_mono = now
         payload = data[12 + 4 * (data[0] & 0x0F) :]
         if pt == PCMU:

@@ -45,6 +45,9 @@ class ErrorCode(enum.StrEnum):
     #: a call control (hold, resume, dtmf) could not be carried out: the customer's phone
     #: refused it or did not answer; the call is as it was (docs/call-controls.md)
     CONTROL_FAILED = "control_failed"
+    #: a manual dial the calling rules refuse; the message starts with the reason code
+    #: (dialer/core/manual.py `ManualReason`, or `lead_busy`), never with the number
+    MANUAL_DIAL_REFUSED = "manual_dial_refused"
     # the dialer could not process it
     OVERLOADED = "overloaded"  # too many commands queued for this agent; retry later
     INTERNAL = "internal"  # a fault in the dialer; logged there, nothing was changed

@@ -265,6 +265,21 @@ class PreviewAcceptCmd(_AgentCommand):
     lead_id: RowId
 
 
+class ManualDialCmd(_AgentCommand):
+    """A paused agent calls a lead itself: the number it typed (read in the lead's country
+    unless it starts with +), checked against the do-not-call list and the callee's calling
+    window, placed for this agent only and counted as an attempt of the lead. Acked once
+    the call is placed; refused with `manual_dial_refused` and the reason first in the
+    message (`invalid_number`, `dnc`, `outside_window`, `unknown_zone`, `not_allowed_in_state`,
+    `no_lead`, `lead_busy`). ``attach``: ``one_off`` dials the number this once;
+    ``new_number`` makes it the lead's number. The number is never logged."""
+
+    type: Literal["manual_dial"] = "manual_dial"
+    lead_id: RowId
+    number: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    attach: Literal["one_off", "new_number"] = "one_off"
+
+
 class PreviewSkipCmd(_AgentCommand):
     """Preview mode: do not call the lead shown now."""
 
@@ -275,14 +290,14 @@ class PreviewSkipCmd(_AgentCommand):
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
     | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd | TransferCmd
-    | TransferCompleteCmd | TransferCancelCmd,
+    | TransferCompleteCmd | TransferCancelCmd | ManualDialCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
     GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd, TransferCmd, TransferCompleteCmd,
-    TransferCancelCmd,
+    TransferCancelCmd, ManualDialCmd,
 )
 
 

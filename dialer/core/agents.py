@@ -26,7 +26,8 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     S.RESERVED: frozenset({S.TALKING, S.READY, S.PAUSED, S.LOGGED_OUT}),
     S.TALKING: frozenset({S.WRAP_UP}),
     S.WRAP_UP: frozenset({S.READY, S.PAUSED, S.LOGGED_OUT}),
-    S.PAUSED: frozenset({S.READY, S.LOGGED_OUT}),
+    # RESERVED: only for the agent's own manual call (dialer/core/manual_call.py)
+    S.PAUSED: frozenset({S.READY, S.RESERVED, S.LOGGED_OUT}),
 }
 
 

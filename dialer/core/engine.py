@@ -47,9 +47,9 @@ from dialer.core.errors import (
     InvalidInputError,
 )
 from dialer.core.held import delivers_held
+from dialer.core.manual_call import ManualStep
 from dialer.core.outcomes import apply_disposition, apply_system_result
 from dialer.core.tickets import LeadTicket
-from dialer.core.transfer import TransferStep
 
 __all__ = ["CampaignEngine", "EngineCounters"]
 
@@ -71,7 +71,7 @@ _UNANSWERED_RESULTS = frozenset(
 )
 
 
-class CampaignEngine(TransferStep):
+class CampaignEngine(ManualStep):
     """Sans-IO state of one running campaign. See the module docstring for the protocol.
 
     The constructor (engine_state.py) takes ``(config, *, pacer=None, call_id_factory=None,

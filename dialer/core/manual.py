@@ -6,9 +6,10 @@ for the verdict; a refusal carries a stable reason code (the desktop words it fr
 as `manual_reasons.<code>`) and a readable English message for logs and the protocol.
 
 States: a manual call goes to *this* agent only, so the agent must not be able to receive a
-routed call meanwhile. Allowed: wrap-up (of the lead's call), paused, and reserved while a
-preview is shown. Refused: ready (the pacer could route a call at the same moment), talking
-(already on a call), logged out.
+routed call meanwhile. Allowed: paused (the engine reserves the agent for the call,
+dialer/core/manual_call.py). Refused: ready (the pacer could route a call at the same
+moment), talking, reserved and wrap-up (a call in hand: from wrap-up the desktop pauses
+first - applied after the wrap-up - then gives the disposition, then dials), logged out.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from common.vocabulary import AgentState
 from scheduling.windows import CallingWindow
 
 #: states from which an agent may place a manual call or "call back now"
-MANUAL_DIAL_STATES: frozenset[AgentState] = frozenset(
-    {AgentState.WRAP_UP, AgentState.PAUSED, AgentState.RESERVED})
+MANUAL_DIAL_STATES: frozenset[AgentState] = frozenset({AgentState.PAUSED})
 
 
 class ManualReason(enum.StrEnum):

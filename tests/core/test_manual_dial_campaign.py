@@ -25,7 +25,7 @@ EVENING = datetime(2026, 3, 4, 1, 30, tzinfo=UTC)
 
 def _verdict(raw: str, **kw: object) -> str | Refusal:
     args: dict[str, object] = {
-        "raw_number": raw, "state": AgentState.WRAP_UP, "has_lead": True,
+        "raw_number": raw, "state": AgentState.PAUSED, "has_lead": True,
         "lead_country": None, "lead_zone": None, "is_dnc": False, "now": EVENING}
     args.update(kw)
     return verdict(CAMPAIGN, **args)  # type: ignore[arg-type]

@@ -43,8 +43,8 @@ def test_parse_refuses_garbage(raw: str) -> None:
     assert got.message.startswith("number:")
 
 
-@pytest.mark.parametrize("state", [AgentState.READY, AgentState.TALKING,
-                                   AgentState.LOGGED_OUT])
+@pytest.mark.parametrize("state", [AgentState.READY, AgentState.TALKING, AgentState.RESERVED,
+                                   AgentState.WRAP_UP, AgentState.LOGGED_OUT])
 def test_refused_in_states_where_a_routed_call_could_collide(state: AgentState) -> None:
     got = check_manual_dial(raw_number=NY, region="US", state=state, has_lead=True)
     assert isinstance(got, Refusal)
@@ -83,10 +83,10 @@ def test_window_open_and_closed_in_the_numbers_zone() -> None:
 def test_check_uses_window_after_dnc() -> None:
     win = window_for_number("us_federal", FL)
     zones = candidate_zones(None, FL)
-    got = check_manual_dial(raw_number=FL, region="US", state=AgentState.WRAP_UP,
+    got = check_manual_dial(raw_number=FL, region="US", state=AgentState.PAUSED,
                             has_lead=True, is_dnc=False, window=win, zones=zones, now=NIGHT)
     assert isinstance(got, Refusal) and got.code is ManualReason.OUTSIDE_WINDOW
-    ok = check_manual_dial(raw_number=FL, region="US", state=AgentState.WRAP_UP,
+    ok = check_manual_dial(raw_number=FL, region="US", state=AgentState.PAUSED,
                            has_lead=True, is_dnc=False, window=win, zones=zones, now=MIDDAY)
     assert ok == FL
 
