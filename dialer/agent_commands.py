@@ -20,6 +20,7 @@ from dialer import call_controls, call_transfer, manual_dial
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AgentCommand,
+    CallBackNowCmd,
     DispositionCmd,
     DtmfCmd,
     GetStateCmd,
@@ -125,6 +126,8 @@ class AgentCommands:
             elif isinstance(cmd, ManualDialCmd):
                 await manual_dial.manual_dial(rt, login, lead_id=cmd.lead_id, number=cmd.number,
                                               attach=cmd.attach)
+            elif isinstance(cmd, CallBackNowCmd):
+                await manual_dial.call_back_now(rt, login, lead_id=cmd.lead_id)
             elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):
                 rt.preview_decision(login, isinstance(cmd, PreviewAcceptCmd))
         except manual_dial.ManualDialRefused as e:

@@ -135,3 +135,26 @@ async def manual_dial(rt: CampaignRuntime, login: str, *, lead_id: int, number: 
         raise
     log.info("campaign %s: agent %s placed a manual call to lead %s (%s)", rt.name, login,
              lead_id, attach)
+
+
+async def call_back_now(rt: CampaignRuntime, login: str, *, lead_id: int) -> None:
+    """"Call back now": the lead's own number dialed for this agent at once (the same checks
+    and mechanics as `manual_dial`), when the lead is this agent's: an agent-owned callback of
+    this agent that is due, or the lead of this agent's last call with it (a call that dropped
+    and has been given its outcome). Refused `not_yours` or `not_due` otherwise."""
+    (lead,) = await rt.store.hopper_leads([lead_id]) or (None,)
+    if lead is None:
+        raise ManualDialRefused(ManualReason.NO_LEAD.value, "no such lead")
+    now = rt.clock.now()
+    if lead.callback_owner is not None:
+        if lead.callback_owner != login:
+            raise ManualDialRefused("not_yours", "this callback belongs to another agent")
+        if lead.callback_due_at is not None and lead.callback_due_at > now:
+            raise ManualDialRefused("not_due", "the agreed callback time has not come yet "
+                                    f"(due {lead.callback_due_at.isoformat(timespec='minutes')})")
+    else:
+        last = await rt.store.lead_history(lead_id, limit=1)
+        if not last or last[0].agent != login:
+            raise ManualDialRefused("not_yours", "the lead's last call was not this agent's "
+                                    "and it has no callback of this agent")
+    await manual_dial(rt, login, lead_id=lead_id, number=lead.phone_e164)

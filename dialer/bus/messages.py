@@ -266,18 +266,22 @@ class PreviewAcceptCmd(_AgentCommand):
 
 
 class ManualDialCmd(_AgentCommand):
-    """A paused agent calls a lead itself: the number it typed (read in the lead's country
-    unless it starts with +), checked against the do-not-call list and the callee's calling
-    window, placed for this agent only and counted as an attempt of the lead. Acked once
-    the call is placed; refused with `manual_dial_refused` and the reason first in the
-    message (`invalid_number`, `dnc`, `outside_window`, `unknown_zone`, `not_allowed_in_state`,
-    `no_lead`, `lead_busy`). ``attach``: ``one_off`` dials the number this once;
-    ``new_number`` makes it the lead's number. The number is never logged."""
+    """A paused agent calls a lead itself (docs/call-controls.md): the typed number, checked
+    (DNC, the callee's window), placed for this agent only; acked once placed, else
+    `manual_dial_refused` with the reason first. ``new_number`` makes it the lead's number."""
 
     type: Literal["manual_dial"] = "manual_dial"
     lead_id: RowId
     number: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     attach: Literal["one_off", "new_number"] = "one_off"
+
+
+class CallBackNowCmd(_AgentCommand):
+    """A paused agent calls back its own lead now (its due callback, or its last call's
+    lead): `manual_dial` of the lead's number; `not_yours` / `not_due` otherwise."""
+
+    type: Literal["call_back_now"] = "call_back_now"
+    lead_id: RowId
 
 
 class PreviewSkipCmd(_AgentCommand):
@@ -290,14 +294,14 @@ class PreviewSkipCmd(_AgentCommand):
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
     | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd | TransferCmd
-    | TransferCompleteCmd | TransferCancelCmd | ManualDialCmd,
+    | TransferCompleteCmd | TransferCancelCmd | ManualDialCmd | CallBackNowCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
     GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd, TransferCmd, TransferCompleteCmd,
-    TransferCancelCmd, ManualDialCmd,
+    TransferCancelCmd, ManualDialCmd, CallBackNowCmd,
 )
 
 

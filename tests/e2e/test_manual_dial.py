@@ -6,7 +6,8 @@ ready. Its `manual_dial` commands then go through the agent-protocol handler: a 
 DNC list and a number where it is night are refused with the reason and place nothing; the
 lead's own number is dialed for a1 only, answered and bridged to a1 (RTP counted on the
 ``sipp`` backend: a1 hears the customer), and after that call's wrap-up a1 is paused again
-with its own reason. Both attempts of the lead end in one final state each.
+with its own reason; "call back now" of that lead is refused to another agent (`not_yours`)
+and placed for a1. Every attempt of the lead ends in one final state.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from common.vocabulary import AgentState, AttemptResult, AttemptStage
 from db.models import Attempt
 from db.session import create_engine, session_factory
 from dialer.bus.errors import ErrorCode
-from dialer.bus.messages import DispositionCmd, HangupCmd, ManualDialCmd, PauseCmd
+from dialer.bus.messages import (
+    CallBackNowCmd,
+    DispositionCmd,
+    HangupCmd,
+    ManualDialCmd,
+    PauseCmd,
+)
 from dialer.demo.data import night_zone, valid_number
 from support.leads import make_numbers
 from support.live_runtime import Live, live_call
@@ -50,7 +57,8 @@ async def _end_call(live: Live, attempt_id: int) -> None:
 async def test_manual_dial_refusals_then_a_call_for_the_agent_only(
     backend: str, tmp_path: Path, sqlite_template: Path, request: pytest.FixtureRequest
 ) -> None:
-    async with live_call(backend, tmp_path, sqlite_template, request, name="manual") as live:
+    async with live_call(backend, tmp_path, sqlite_template, request, name="manual",
+                         agents=("a1", "a2")) as live:
         rt, cmds = live.rt, live.commands
         first = await live.attempt()
         lead_id, own_number = first.lead_id, first.phone_e164
@@ -113,3 +121,19 @@ async def test_manual_dial_refusals_then_a_call_for_the_agent_only(
         assert [(a.result, a.disposition) for a in rows] == [
             (AttemptResult.CONNECTED, "contract")] * 2
         assert rows[1].agent_id == rows[0].agent_id
+
+        # "call back now": the lead of a1's last call is a1's to call back, not a2's
+        rt.agent_login("a2")
+        err = await cmds.handle(rt, "a2", CallBackNowCmd(login="a2", lead_id=lead_id))
+        assert err is not None and err.message.startswith("not_yours"), err
+        assert await cmds.handle(rt, "a1", CallBackNowCmd(login="a1", lead_id=lead_id)) is None
+
+        async def third_bridged() -> bool:
+            rows = await _attempts(live)
+            return len(rows) == 3 and rows[2].stage is AttemptStage.BRIDGED
+        await live.until("the call back's bridge", third_bridged)
+        third = (await _attempts(live))[2]
+        assert third.agent_id == rows[0].agent_id and third.phone_e164 == own_number
+        await _end_call(live, third.id)
+        await live.until("a1 paused after the call back",
+                         lambda: live.state("a1") is AgentState.PAUSED)
