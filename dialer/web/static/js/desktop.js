@@ -9,6 +9,7 @@ import { applyI18n, formatTime, has, initI18n, t } from "./i18n.js";
 import { callbackFor, refreshSide, startSide } from "./sidepanel.js";
 import { backoffDelay, formatDuration, newId, normalizeContext, quickCode } from "./util.js";
 import { loadTransferTargets } from "./transferpanel.js";
+import { renderManual, wireManual } from "./manualpanel.js";
 import { AgentSocket } from "./ws.js";
 
 const CALL_STATES = new Set(["reserved", "talking", "wrap_up"]);
@@ -32,6 +33,8 @@ const S = {
   holdBusy: false, // a hold / resume is on its way
   keypadOpen: false,
   transferOpen: false,
+  lastLead: null, // {id, name, phone} of the last call: a paused agent may dial it itself
+  manualBusy: false,
   transfer: null, // {attemptId, to, mode, phase: "ringing" | "consulting" | "busy"}
   call: null, // {attemptId, lead, history, script, ended, talkS, startedAt, endedAt}
   preview: null, // {lead, history, script, accepted}
@@ -255,6 +258,7 @@ function onScreenPop(m) {
   if (Array.isArray(m.dispositions) && m.dispositions.length) S.catalog = m.dispositions;
   S.preview = null;
   const card = $("call-card");
+  if (m.lead) S.lastLead = { id: m.lead.id, name: m.lead.name, phone: m.lead.phone };
   if (!same) {
     S.call = {
       attemptId: m.attempt_id, lead: m.lead, history: m.history ?? [], script: m.script ?? "",
@@ -516,6 +520,7 @@ function render() {
   $("btn-keypad").setAttribute("aria-expanded", String(Boolean(S.keypadOpen && talking)));
   $("keypad").hidden = !(S.keypadOpen && talking);
   renderTransfer(live, talking, showCall);
+  renderManual({ live, state: S.state, lead: S.lastLead, busy: S.manualBusy });
   $("preview-controls").hidden = !showPreview;
   $("btn-accept").disabled = !live || (S.preview?.accepted ?? false);
   $("btn-skip").disabled = !live || (S.preview?.accepted ?? false);
@@ -779,6 +784,8 @@ function previewAnswer(accept) {
   });
 }
 
+let manualDial = () => {};
+
 function onKey(ev) {
   if ($("pause-dialog").open) {
     if (/^[1-9]$/.test(ev.key)) {
@@ -793,6 +800,11 @@ function onKey(ev) {
   if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "k" || ev.key === "K")) {
     ev.preventDefault();
     toggleKeypad();
+    return;
+  }
+  if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "d" || ev.key === "D")) {
+    ev.preventDefault();
+    manualDial();
     return;
   }
   if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "t" || ev.key === "T")) {
@@ -844,6 +856,13 @@ async function main() {
   $("btn-keypad").addEventListener("click", toggleKeypad);
   $("btn-keypad-send").addEventListener("click", sendTypedDigits);
   $("btn-transfer").addEventListener("click", toggleTransfer);
+  manualDial = wireManual({
+    send: command, lead: () => S.lastLead,
+    onBusy: (b) => {
+      S.manualBusy = b;
+      render();
+    },
+  });
   $("btn-transfer-send").addEventListener("click", sendTransfer);
   $("btn-transfer-complete").addEventListener("click", () => endTransfer(true));
   $("btn-transfer-cancel").addEventListener("click", () => endTransfer(false));
