@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 
-from dialer import call_controls, call_transfer, manual_dial
+from dialer import call_conference, call_controls, call_transfer, manual_dial
 from dialer.bus.errors import ErrorCode, ProtocolError, protocol_error_for
 from dialer.bus.messages import (
     AgentCommand,
     CallBackNowCmd,
+    ConferenceCmd,
+    ConferenceLeaveCmd,
     DispositionCmd,
     DtmfCmd,
     GetStateCmd,
@@ -126,6 +128,11 @@ class AgentCommands:
             elif isinstance(cmd, ManualDialCmd):
                 await manual_dial.manual_dial(rt, login, lead_id=cmd.lead_id, number=cmd.number,
                                               attach=cmd.attach)
+            elif isinstance(cmd, ConferenceCmd):
+                await call_conference.conference(rt, login, cmd.attempt_id, to=cmd.to,
+                                                 number=cmd.number)
+            elif isinstance(cmd, ConferenceLeaveCmd):
+                await call_conference.conference_leave(rt, login, cmd.attempt_id)
             elif isinstance(cmd, CallBackNowCmd):
                 await manual_dial.call_back_now(rt, login, lead_id=cmd.lead_id)
             elif isinstance(cmd, PreviewAcceptCmd | PreviewSkipCmd):

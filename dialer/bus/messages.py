@@ -8,6 +8,9 @@ messages with only the fields that matter, e.g. `ReadyCmd(login="alice")`.
 Validation is strict: unknown fields, wrong JSON types ("12" for a number), naive
 timestamps and unknown enum values are all refused. The JSON Schemas in docs/schemas are
 generated from these models (`python -m dialer.bus.schemas docs/schemas`).
+
+Size: the whole protocol in one module, so the command union, the event models and the
+schemas generated from them cannot drift apart.
 """
 
 from __future__ import annotations
@@ -276,6 +279,30 @@ class ManualDialCmd(_AgentCommand):
     attach: Literal["one_off", "new_number"] = "one_off"
 
 
+class ConferenceCmd(_AgentCommand):
+    """Bring a third party into this agent's call (docs/call-controls.md): ``to`` a paused
+    agent of the campaign, or ``number`` (the manual-dial rules, through the trunk); acked
+    once it answered and all three hear each other. `conference_leave` ends its part."""
+
+    type: Literal["conference"] = "conference"
+    attempt_id: RowId
+    to: Login | None = None
+    number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+
+    @model_validator(mode="after")
+    def _one_party(self) -> ConferenceCmd:
+        if (self.to is None) == (self.number is None):
+            raise ValueError("give exactly one of `to` and `number`")
+        return self
+
+
+class ConferenceLeaveCmd(_AgentCommand):
+    """Hang up the conference's third party; the agent and the customer talk on."""
+
+    type: Literal["conference_leave"] = "conference_leave"
+    attempt_id: RowId
+
+
 class CallBackNowCmd(_AgentCommand):
     """A paused agent calls back its own lead now (its due callback, or its last call's
     lead): `manual_dial` of the lead's number; `not_yours` / `not_due` otherwise."""
@@ -294,14 +321,15 @@ class PreviewSkipCmd(_AgentCommand):
 AgentCommand = Annotated[
     LoginCmd | ReadyCmd | PauseCmd | LogoutCmd | DispositionCmd | PreviewAcceptCmd
     | PreviewSkipCmd | GetStateCmd | HangupCmd | HoldCmd | ResumeCmd | DtmfCmd | TransferCmd
-    | TransferCompleteCmd | TransferCancelCmd | ManualDialCmd | CallBackNowCmd,
+    | TransferCompleteCmd | TransferCancelCmd | ManualDialCmd | CallBackNowCmd | ConferenceCmd
+    | ConferenceLeaveCmd,
     Field(discriminator="type"),
 ]
 AGENT_COMMANDS: TypeAdapter[AgentCommand] = TypeAdapter(AgentCommand)
 AGENT_COMMAND_TYPES: tuple[type[_AgentCommand], ...] = (
     LoginCmd, ReadyCmd, PauseCmd, LogoutCmd, DispositionCmd, PreviewAcceptCmd, PreviewSkipCmd,
     GetStateCmd, HangupCmd, HoldCmd, ResumeCmd, DtmfCmd, TransferCmd, TransferCompleteCmd,
-    TransferCancelCmd, ManualDialCmd, CallBackNowCmd,
+    TransferCancelCmd, ManualDialCmd, CallBackNowCmd, ConferenceCmd, ConferenceLeaveCmd,
 )
 
 
