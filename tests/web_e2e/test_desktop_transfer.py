@@ -7,7 +7,9 @@ transfer panel (Alt+T), picks web2 from the ready-agent picker (web1 is not list
 warm transfer to web2 (the customer is on hold: it hears nothing) and cancels it (the
 customer hears web1's phone again), then a blind one with notes:
 web2's desktop shows the call with the notes, web1 is ready, the customer hears web2's phone.
-web2 hangs up and gives the outcome; the attempt's handler rows name both agents.
+web1 pauses and web2 brings it into the call as a conference (Conference button), then ends
+the conference. web2 hangs up and gives the outcome; the attempt's handler rows name both
+agents.
 """
 
 from __future__ import annotations
@@ -114,6 +116,20 @@ async def test_desktop_transfer_warm_cancel_then_blind(
         cust.talk(False)
         await p2.screenshot(path=str(artifacts / "desktop-transfer-received.png"))
         assert await p1.is_hidden("#call-card")
+
+        # conference: web1 pauses, web2 brings it into the call, then lets it go again
+        await p1.keyboard.press("F3")
+        await p1.keyboard.press("1")
+        await p1.wait_for_selector("body[data-state='paused']")
+        await p2.keyboard.press("Alt+t")
+        await p2.fill("#transfer-to", "web1")
+        await p2.click("#btn-conference")
+        await p2.wait_for_selector("#btn-conference-leave:not([hidden]):not([disabled])")
+        assert await p2.text_content("#transfer-status") == "In conference with web1"
+        await p2.screenshot(path=str(artifacts / "desktop-conference.png"))
+        await p2.click("#btn-conference-leave")
+        await p2.wait_for_selector("#btn-conference:not([hidden]):not([disabled])")
+        assert await p2.text_content("#transfer-status") == ""
 
         await p2.click("#btn-hangup")
         await p2.wait_for_selector("body[data-state='wrap_up']")

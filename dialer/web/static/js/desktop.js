@@ -36,6 +36,7 @@ const S = {
   lastLead: null, // {id, name, phone} of the last call: a paused agent may dial it itself
   manualBusy: false,
   transfer: null, // {attemptId, to, mode, phase: "ringing" | "consulting" | "busy"}
+  conference: null, // {attemptId, who, phase: "ringing" | "on" | "busy"}: a third party joined
   call: null, // {attemptId, lead, history, script, ended, talkS, startedAt, endedAt}
   preview: null, // {lead, history, script, accepted}
   needsOutcome: [], // from the state's needs_outcome
@@ -243,6 +244,7 @@ function onState(m) {
   if (!CALL_STATES.has(m.state) && S.call && !outcomeQueue().includes(S.call.attemptId)) S.call = null;
   if (S.transfer && (!S.call || S.call.attemptId !== S.transfer.attemptId)) S.transfer = null;
   if (!S.call) S.transferOpen = false;
+  if (S.conference && (!S.call || S.call.attemptId !== S.conference.attemptId)) S.conference = null;
   // the dialer says whether the call is on hold (a reloaded page learns it here); a warm
   // transfer's consultation holds the customer by itself and keeps its own flag
   S.stateOnHold = m.on_hold === true;
@@ -696,7 +698,18 @@ function renderTransfer(live, talking, showCall) {
   $("btn-transfer-cancel").hidden = !tr;
   $("btn-transfer-complete").disabled = !live || !tr || tr.phase !== "consulting";
   $("btn-transfer-cancel").disabled = !live || !tr || tr.phase === "busy";
-  $("transfer-status").textContent = !tr ? ""
+  const conf = S.conference && S.call && S.conference.attemptId === S.call.attemptId ? S.conference : null;
+  if (conf) {
+    $("transfer-panel").hidden = !talking;
+    $("btn-transfer-send").hidden = true; // one thing at a time: end the conference first
+  }
+  $("btn-conference").hidden = Boolean(tr || conf);
+  $("btn-conference").disabled = !live || Boolean(tr || conf);
+  $("btn-conference-leave").hidden = !conf || conf.phase === "ringing";
+  $("btn-conference-leave").disabled = !live || !conf || conf.phase !== "on";
+  $("transfer-status").textContent = conf && !tr
+    ? t(conf.phase === "ringing" ? "call.conference_ringing" : "call.conference_on", { who: conf.who })
+    : !tr ? ""
     : tr.phase === "consulting" ? t("call.transfer_consulting", { agent: tr.to })
       : t("call.transfer_ringing", { agent: tr.to });
   const from = showCall ? S.call.transfer : null;
@@ -741,6 +754,40 @@ function sendTransfer() {
     }
   }, () => {
     if (S.transfer === tr) S.transfer = null;
+  }).finally(render);
+}
+
+// a third party into the call (docs/call-controls.md "Conference"): the field holds a paused
+// agent's login, or an outside number (it starts with + or a digit)
+function startConference() {
+  if (!S.call || S.transfer || S.conference || $("btn-conference").disabled) return;
+  const who = $("transfer-to").value.trim();
+  if (!who) {
+    $("transfer-to").focus();
+    return;
+  }
+  const fields = { attempt_id: S.call.attemptId };
+  if (/^[+\d]/.test(who)) fields.number = who;
+  else fields.to = who;
+  const conf = { attemptId: S.call.attemptId, who, phase: "ringing" };
+  S.conference = conf;
+  render();
+  command("conference", fields).then(() => {
+    if (S.conference === conf) conf.phase = "on";
+  }, () => {
+    if (S.conference === conf) S.conference = null;
+  }).finally(render);
+}
+
+function leaveConference() {
+  const conf = S.conference;
+  if (!conf || conf.phase !== "on") return;
+  conf.phase = "busy";
+  render();
+  command("conference_leave", { attempt_id: conf.attemptId }).then(() => {
+    if (S.conference === conf) S.conference = null;
+  }, () => {
+    if (S.conference === conf) conf.phase = "on";
   }).finally(render);
 }
 
@@ -866,6 +913,8 @@ async function main() {
   $("btn-transfer-send").addEventListener("click", sendTransfer);
   $("btn-transfer-complete").addEventListener("click", () => endTransfer(true));
   $("btn-transfer-cancel").addEventListener("click", () => endTransfer(false));
+  $("btn-conference").addEventListener("click", startConference);
+  $("btn-conference-leave").addEventListener("click", leaveConference);
   for (const key of "123456789*0#") {
     const b = document.createElement("button");
     b.type = "button";
