@@ -69,6 +69,28 @@ async def test_claim_orders_by_tier_priority_due(db_engine: AsyncEngine) -> None
     assert len(taken) == 20  # the lead due in an hour is still not due six minutes later
 
 
+async def test_claim_one_lead_for_a_manual_call(db_engine: AsyncEngine) -> None:
+    """A manual call claims its lead whatever its due time, never one a hopper holds, only
+    of its campaign, and may give it the typed number in the same statement."""
+    cid = await _seed(db_engine, 2)
+    sessions = session_factory(db_engine)
+    ttl = timedelta(minutes=5)
+    (held,) = await repo.claim_leads(sessions, campaign_id=cid, now=NOW, limit=1, holder="a",
+                                     ttl=ttl)
+    assert await repo.claim_lead(sessions, lead_id=held.id, campaign_id=cid, now=NOW,
+                                 holder="b", ttl=ttl) is None
+    async with sessions() as s:
+        later = (await s.scalars(select(Lead).where(Lead.phone_e164 == "+14155559991"))).one()
+    assert await repo.claim_lead(sessions, lead_id=later.id, campaign_id=cid + 1, now=NOW,
+                                 holder="b", ttl=ttl) is None
+    got = await repo.claim_lead(sessions, lead_id=later.id, campaign_id=cid, now=NOW,
+                                holder="b", ttl=timedelta(hours=3), phone_e164="+14155550199")
+    assert got is not None and got.claimed_by == "b" and got.phone_e164 == "+14155550199"
+    again = await repo.claim_leads(sessions, campaign_id=cid, now=NOW + timedelta(hours=2),
+                                   limit=50, holder="c", ttl=ttl)
+    assert later.id not in {r.id for r in again}  # held by the manual call
+
+
 async def test_an_outcome_keeps_the_lead_out_of_the_hopper_until_it_is_recomputed(
     db_engine: AsyncEngine,
 ) -> None:
@@ -211,6 +233,8 @@ async def test_every_store_operation_translates_driver_errors(tmp_path: Path) ->
         "hopper_leads": lambda: store.hopper_leads([1]),
         "renew_claims": lambda: store.renew_claims(holder="d", lead_ids=[1], now=NOW, ttl=ttl),
         "release_claims": lambda: store.release_claims(holder="d", lead_ids=[1]),
+        "claim_lead": lambda: store.claim_lead(lead_id=1, campaign_id=1, now=NOW, holder="d",
+                                               ttl=timedelta(minutes=5)),
         "create_attempt": lambda: store.create_attempt(
             now=NOW, campaign_id=1, lead_id=1, phone_e164="+14155550100",
             dial_mode=DialMode.PREDICTIVE, dialer_id="d", trunk=None, agent_id=None),
