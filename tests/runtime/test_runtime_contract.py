@@ -147,7 +147,10 @@ async def test_wrapup_timeout_holds_the_call_for_its_outcome(campaign: CampaignF
         phone = next(iter(h.numbers))
 
         async def held() -> bool:
-            return (await h.leads())[phone].needs_outcome_attempt_id == attempt_id
+            # the hold is written first and the lead's counters right after it (two writes
+            # in order), so wait for both rather than read between them
+            lead = (await h.leads())[phone]
+            return lead.needs_outcome_attempt_id == attempt_id and lead.attempts == 1
 
         # ... and the agent gives no disposition: the engine ends the wrap-up, and no outcome
         # is made up: the call waits as "needs outcome" and its lead is not callable
