@@ -2,7 +2,8 @@
 
 An attempt bridged to an agent gets a row (`answered`) from the bridge; a transfer closes the
 open row at the moment the customer is switched over and opens one for the receiving agent
-(`transfer_blind` / `transfer_warm`); the call's end closes the last one. Writes are
+(`transfer_blind` / `transfer_warm`), or one with no agent for an outside number the call
+was transferred to (`transfer_out`); the call's end closes the last one. Writes are
 idempotent per (attempt, moment), so the record writer may retry them after an outage.
 """
 
@@ -16,27 +17,32 @@ from sqlalchemy import select, update
 from db.models import AttemptHandler
 from db.repositories import Sessions, translated
 
-HOW = ("answered", "transfer_blind", "transfer_warm")
+HOW = ("answered", "transfer_blind", "transfer_warm", "transfer_out")
 
 
 @dataclass(frozen=True, slots=True)
 class Handler:
-    agent_id: int
+    #: None: the outside number of an external transfer
+    agent_id: int | None
     from_at: datetime
     to_at: datetime | None
     how: str
 
 
 @translated
-async def hand_over(sessions: Sessions, attempt_id: int, agent_id: int, at: datetime,
+async def hand_over(sessions: Sessions, attempt_id: int, agent_id: int | None, at: datetime,
                     how: str) -> None:
-    """``agent_id`` holds the call from ``at``: the open row (if any) is closed at ``at``."""
+    """``agent_id`` (None: an outside number) holds the call from ``at``: the open row (if
+    any) is closed at ``at``."""
     if how not in HOW:
         raise ValueError(f"how must be one of {HOW}, got {how!r}")
+    if (agent_id is None) != (how == "transfer_out"):
+        raise ValueError("only a transfer_out row has no agent")
     async with sessions.begin() as s:
+        who = AttemptHandler.agent_id.is_(None) if agent_id is None \
+            else AttemptHandler.agent_id == agent_id
         same = await s.scalar(select(AttemptHandler.id).where(
-            AttemptHandler.attempt_id == attempt_id, AttemptHandler.agent_id == agent_id,
-            AttemptHandler.from_at == at))
+            AttemptHandler.attempt_id == attempt_id, who, AttemptHandler.from_at == at))
         if same is not None:
             return  # a retried write
         await s.execute(update(AttemptHandler).where(

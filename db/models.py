@@ -315,18 +315,20 @@ class AgentStateLog(Base):
 
 class AttemptHandler(Base):
     """Who held a connected call when: the agent it was bridged to (``answered``) until a
-    transfer, then each agent it was transferred to (``transfer_blind``/``transfer_warm``);
-    ``to_at`` is null while that agent holds it (db/handlers.py)."""
+    transfer, then each agent it was transferred to (``transfer_blind``/``transfer_warm``),
+    or the outside number it was transferred to (``transfer_out``, no agent); ``to_at`` is
+    null while that one holds it (db/handlers.py)."""
 
     __tablename__ = "attempt_handlers"
     __table_args__ = (Index("ix_attempt_handlers_attempt", "attempt_id", "from_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
     from_at: Mapped[datetime]
     to_at: Mapped[datetime | None]
-    how: Mapped[str] = mapped_column(String(16))  # answered|transfer_blind|transfer_warm
+    #: answered|transfer_blind|transfer_warm|transfer_out
+    how: Mapped[str] = mapped_column(String(16))
 
 
 class DncEntry(Base):

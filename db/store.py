@@ -343,8 +343,9 @@ class SqlStore:
                 for a, login in rows if a.result is not None]
 
     # ------------------------------------------------------------------ transfers
-    async def hand_over(self, attempt_id: int, agent_id: int, at: datetime, how: str) -> None:
-        """``agent_id`` holds the call from ``at`` (db.handlers)."""
+    async def hand_over(self, attempt_id: int, agent_id: int | None, at: datetime,
+                        how: str) -> None:
+        """``agent_id`` (None: an outside number) holds the call from ``at`` (db.handlers)."""
         await handlers.hand_over(self.sessions, attempt_id, agent_id, at, how)
 
     async def close_handlers(self, attempt_id: int, at: datetime) -> None:

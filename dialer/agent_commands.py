@@ -120,7 +120,8 @@ class AgentCommands:
                 await call_controls.send_dtmf(rt, login, cmd.attempt_id, cmd.digits)
             elif isinstance(cmd, TransferCmd):
                 await call_transfer.transfer(rt, login, cmd.attempt_id, to=cmd.to,
-                                             group=cmd.group, mode=cmd.mode, notes=cmd.notes)
+                                             group=cmd.group, mode=cmd.mode, notes=cmd.notes,
+                                             number=cmd.number)
             elif isinstance(cmd, TransferCompleteCmd):
                 await call_transfer.transfer_complete(rt, login, cmd.attempt_id)
             elif isinstance(cmd, TransferCancelCmd):

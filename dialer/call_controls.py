@@ -163,7 +163,7 @@ def _count(rt: CampaignRuntime, control: str, outcome: str) -> None:
 def _agent_call(rt: CampaignRuntime, login: str, attempt_id: int, what: str) -> LiveCall:
     call = next((c for c in rt.calls.values() if c.attempt_id == attempt_id
                  and not c.engine_done), None)
-    if call is None or call.agent_login != login:
+    if call is None or call.agent_login != login or call.handed_out:  # (transferred out)
         raise UnknownCallError(f"attempt {attempt_id} is not a live call of agent {login}")
     stage = rt.engine.call_stage(call.call_id)
     if stage is not AttemptStage.BRIDGED:

@@ -16,9 +16,16 @@ acked once the node reports the result, like hold and resume (dialer.call_contro
   customer off hold again (acked once the first agent hears the customer). A warm transfer
   whose target never answers also takes the customer off hold.
 
+* `transfer` to a ``number`` (external): the number passes the manual-dial rules (parsed in
+  the campaign's region, DNC, the callee's calling window: `manual_dial_refused` otherwise)
+  and is called through the campaign's trunk, without the auto-answer headers; blind or
+  warm as above. At `AgentTransferred` the customer talks with the outside party, this agent
+  is in wrap-up and gets `call_ended` at once: it owes the call's disposition (decision: no
+  other agent heard the call). The attempt stays open until the outside parties hang up.
+
 Who held the call when: `attempt_handlers` rows (db.handlers), written from the SIP events
-here: `answered` at the bridge, `transfer_blind` / `transfer_warm` at `AgentTransferred`
-(closing the previous row), closed at the call's end.
+here: `answered` at the bridge, `transfer_blind` / `transfer_warm` / `transfer_out` (no
+agent) at `AgentTransferred` (closing the previous row), closed at the call's end.
 
 The runtime's own code, kept in this file (dialer/runtime.py stays within its size): the
 engine input is run here and its `TransferTo` carried out here, the rest by the runtime.
@@ -36,11 +43,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from common.vocabulary import AttemptStage
-from dialer import call_controls
+from common.vocabulary import AgentState, AttemptStage
+from dialer import call_controls, manual_dial
 from dialer.call_controls import CallControlError
 from dialer.core.actions import Action, TransferTo
 from dialer.core.errors import CoreError, IllegalTransitionError
+from dialer.core.manual import Refusal
 from dialer.dispositions import screen_pop_of
 from sip import api as sip
 from sip.api_controls import (
@@ -60,6 +68,8 @@ log = logging.getLogger(__name__)
 
 #: how long the receiving agent's phone may ring (auto-answer phones answer at once)
 TRANSFER_ANSWER_TIMEOUT_S = 15.0
+#: how long an outside number may ring: a person walks to the phone
+EXTERNAL_ANSWER_TIMEOUT_S = 30.0
 _TRANSFER_COMMANDS = frozenset({"TransferAgent", "CompleteTransfer", "CancelTransfer"})
 _SEQ = itertools.count(1)
 
@@ -69,7 +79,8 @@ class _Pending:
     """A transfer in progress on one call, as the runtime sees it."""
 
     from_login: str
-    to_login: str
+    #: the receiving agent; None: an outside number
+    to_login: str | None
     mode: str
     notes: str
     agent_call_id: str
@@ -127,30 +138,47 @@ async def _wait(fut: asyncio.Future[object], what: str, timeout_s: float) -> obj
 
 # ------------------------------------------------------------------ agent commands
 async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str | None,
-                   group: Sequence[str] | None, mode: str, notes: str = "") -> str:
-    """The agent's `transfer`; returns the receiving agent's login once done (blind) or
-    once it answered (warm)."""
+                   group: Sequence[str] | None, mode: str, notes: str = "",
+                   number: str | None = None) -> str | None:
+    """The agent's `transfer`; returns the receiving agent's login (None for an outside
+    ``number``) once done (blind) or once it answered (warm)."""
     call = call_controls._agent_call(rt, login, attempt_id, "transfer")
+    outside: str | None = None
+    if number is not None:
+        got = await manual_dial.check(
+            rt.store, rt.campaign, raw_number=number, state=AgentState.PAUSED, has_lead=True,
+            lead_country=None, lead_zone=None, now=rt.clock.now())
+        if isinstance(got, Refusal):
+            raise manual_dial.ManualDialRefused(got.code.value, got.message)
+        outside = got
     actions = _input(rt, rt.engine.transfer_start, call.call_id, login, to_agent=to,
-                     group=group, consult=mode == "warm")
+                     group=group, consult=mode == "warm", external=outside is not None)
     tt = next(a for a in actions if isinstance(a, TransferTo))
     p = _Pending(login, tt.to_agent, mode, notes, f"{call.call_id}-xfer-{next(_SEQ)}")
     _pending(rt)[call.call_id] = p
-    rt._outbox.put(tt.to_agent, "screen_pop", functools.partial(_screen_pop, rt, call, p))
+    if tt.to_agent is not None:
+        rt._outbox.put(tt.to_agent, "screen_pop", functools.partial(_screen_pop, rt, call, p))
     fut = _expect(p, "consult" if tt.consult else "done")
-    agent = rt.agents.get(tt.to_agent)
     try:
-        if agent is None:
-            raise sip.SipApiError(f"agent {tt.to_agent} has no phone")
-        cmd = TransferAgent(call_id=call.call_id, agent_call_id=p.agent_call_id,
-                            agent_uri=agent.sip_uri, answer_timeout_s=TRANSFER_ANSWER_TIMEOUT_S,
-                            consult=tt.consult)
+        if outside is not None:  # through the campaign's trunk, rung like any callee
+            cmd = TransferAgent(call_id=call.call_id, agent_call_id=p.agent_call_id,
+                                agent_uri=rt.target_for(outside), headers={},
+                                trunk=rt.campaign.trunk,
+                                answer_timeout_s=EXTERNAL_ANSWER_TIMEOUT_S, consult=tt.consult)
+        else:
+            agent = rt.agents.get(tt.to_agent or "")
+            if agent is None:
+                raise sip.SipApiError(f"agent {tt.to_agent} has no phone")
+            cmd = TransferAgent(call_id=call.call_id, agent_call_id=p.agent_call_id,
+                                agent_uri=agent.sip_uri,
+                                answer_timeout_s=TRANSFER_ANSWER_TIMEOUT_S, consult=tt.consult)
     except sip.SipApiError as e:
         _pending(rt).pop(call.call_id, None)
         rt._engine(rt.engine.transfer_failed, call.call_id, "invalid")
         raise CallControlError(f"transfer refused: {e}") from None
+    # the outside number is never logged (personal data)
     log.info("campaign %s: agent %s transfers attempt %s to %s (%s)", rt.name, login,
-             attempt_id, tt.to_agent, mode)
+             attempt_id, tt.to_agent or "an outside number", mode)
     try:
         await rt.pool.submit(cmd)
     except Exception as e:  # the pool is closing: the target is free again
@@ -158,7 +186,7 @@ async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str 
             rt._engine(rt.engine.transfer_failed, call.call_id, "not sent")
         raise CallControlError(f"transfer not sent: {e}") from None
     try:
-        await _wait(fut, "transfer", TRANSFER_ANSWER_TIMEOUT_S + 5)
+        await _wait(fut, "transfer", cmd.answer_timeout_s + 5)
     except CallControlError:
         if _pending(rt).get(call.call_id) is p:  # still running: its TransferFailed frees it
             rt._submit(CancelTransfer(call_id=call.call_id))
@@ -224,6 +252,9 @@ def on_sip_event(rt: CampaignRuntime, call: LiveCall, ev: object) -> None:
     elif isinstance(ev, ConsultStarted) and p is not None:
         rt._engine(rt.engine.transfer_consulting, call.call_id)
         _settle(p, "consult", ev)
+    elif isinstance(ev, AgentTransferred) and p is not None and p.to_login is None:
+        del pending[call.call_id]
+        _handed_out(rt, call, p, ev)
     elif isinstance(ev, AgentTransferred) and p is not None:
         del pending[call.call_id]
         rt._engine(rt.engine.transfer_done, call.call_id)
@@ -254,14 +285,31 @@ def on_sip_event(rt: CampaignRuntime, call: LiveCall, ev: object) -> None:
                 _settle(p, kind, exc=CallControlError("the call ended"))
 
 
+def _handed_out(rt: CampaignRuntime, call: LiveCall, p: _Pending,
+                ev: AgentTransferred) -> None:
+    """An external transfer is done: the customer talks with the outside party; the first
+    agent wraps the call up now (it stays the attempt's agent and owes the disposition)."""
+    rt._engine(rt.engine.transfer_done, call.call_id)
+    call.handed_out = True
+    rt._write(rt.store.hand_over, call.attempt_id, None, ev.wall, "transfer_out")
+    talk_s = 0.0 if call.answered_mono is None else max(0.0, ev.mono - call.answered_mono)
+    rt._to_agent(p.from_login, "call_ended", {"attempt_id": call.attempt_id,
+                                              "talk_s": round(talk_s, 3)})
+    log.info("campaign %s: attempt %s transferred from %s to an outside number (%.0f ms)",
+             rt.name, call.attempt_id, p.from_login, ev.took_ms)
+    _settle(p, "done", ev)
+    _settle(p, "consult", ev)
+
+
 def _failed(rt: CampaignRuntime, call: LiveCall, p: _Pending, reason: str,
             ev: object) -> None:
     del _pending(rt)[call.call_id]
     rt._engine(rt.engine.transfer_failed, call.call_id, reason[:48])
+    target = p.to_login or "the outside number"
     log.info("campaign %s: transfer of attempt %s to %s failed (%s)", rt.name,
-             call.attempt_id, p.to_login, reason)
+             call.attempt_id, target, reason)
     _settle(p, "cancel", ev)
-    err = CallControlError(f"transfer to {p.to_login} failed: {reason}")
+    err = CallControlError(f"transfer to {target} failed: {reason}")
     _settle(p, "done", exc=err)
     _settle(p, "consult", exc=err)
     if p.mode == "warm" and reason != "cancelled":

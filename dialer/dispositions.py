@@ -314,7 +314,7 @@ def hang_up(rt: CampaignRuntime, login: str, attempt_id: int) -> None:
     """The agent's `hangup`: end the call it is talking on (it then wraps up as usual)."""
     call = next((c for c in rt.calls.values() if c.attempt_id == attempt_id
                  and not c.engine_done), None)
-    if call is None or call.agent_login != login:
+    if call is None or call.agent_login != login or call.handed_out:  # (transferred out)
         raise UnknownCallError(f"attempt {attempt_id} is not a live call of agent {login}")
     stage = rt.engine.call_stage(call.call_id)
     if stage is not AttemptStage.BRIDGED:
@@ -375,7 +375,7 @@ async def send_state(rt: CampaignRuntime, login: str, *, catalog: bool = False) 
         # a desktop that was away (a broker restart) missed the pop and the call's end:
         # it gets them again, so it can show the lead and send the disposition
         rt._outbox.put(login, "screen_pop", functools.partial(screen_pop_of, rt, call))
-        if call.engine_done:
+        if call.engine_done or call.handed_out:
             end = call.sip_end
             rt._to_agent(login, "call_ended", {
                 "attempt_id": call.attempt_id,

@@ -504,7 +504,7 @@ class CampaignRuntime:
                 ring_s=end.ring_s if end else None, talk_s=end.talk_s if talked else None)
         self._write(self.store.finish_attempt, call.attempt_id, result=result,
                     ended_at=a.ended_at, **fields)
-        if a.result is AttemptResult.CONNECTED and call.agent_login:
+        if a.result is AttemptResult.CONNECTED and call.agent_login and not call.handed_out:
             self._to_agent(call.agent_login, "call_ended", {
                 "attempt_id": call.attempt_id, "talk_s": float(end.talk_s or 0.0) if end else 0.0,
             })
@@ -512,13 +512,17 @@ class CampaignRuntime:
             call, AttemptStage.ENDED, result=result.value,
             sip_code=end.sip_code if end and end.sip_code else None,
             ring_s=end.ring_s if end else None, talk_s=end.talk_s if end else None)
-        if a.result is not AttemptResult.CONNECTED:
+        if a.result is not AttemptResult.CONNECTED or call.disposed:
             self.calls.pop(a.call_id, None)  # connected calls wait for the disposition
 
     def _lead_update(self, u: LeadUpdate) -> None:
         if self.fence is not None and self.fence.swallow(self, u):
             return
         call = self.calls.pop(u.call_id, None) if u.call_id else None
+        if call is not None and call.handed_out and not call.engine_done:
+            # its agent wrapped it up while the outside parties still talk: kept till its end
+            call.disposed = True
+            self.calls[call.call_id] = call
         attempt_id = call.attempt_id if call else None
         lead_id = int(u.lead_id)
         if u.disposition == WRAPUP_TIMEOUT and call is not None:

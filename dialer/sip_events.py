@@ -55,6 +55,10 @@ class LiveCall:
     pop_prefetch: asyncio.Future[dict[str, object] | None] | None = None
     #: the AMD this call runs (None: off for its campaign or its lead; engine_setup)
     amd: sip.AmdSettings | None = None
+    #: transferred to an outside number: `agent_login` wraps it up while it goes on
+    handed_out: bool = False
+    #: its lead update (the disposition) came before the call's end (a handed-out call)
+    disposed: bool = False
 
 
 def handle_sip_event(rt: CampaignRuntime, ev: SipEvent) -> None:

@@ -188,9 +188,11 @@ class DtmfCmd(_AgentCommand):
 
 class TransferCmd(_AgentCommand):
     """Hand the call this agent is talking on to another agent of the campaign: ``to`` a
-    ready agent, or the longest-idle ready agent of ``group``. ``blind``: acked once the
+    ready agent, or the longest-idle ready agent of ``group``; or to an outside ``number``
+    (the manual-dial rules, through the campaign's trunk). ``blind``: acked once the
     customer is connected to that agent (this agent is then free; the receiving agent owns
-    the disposition); ``warm``: the customer is put on hold and acked once the other agent
+    the disposition) or to the outside party (this agent gets `call_ended` and owes the
+    disposition); ``warm``: the customer is put on hold and acked once the other side
     answered, then `transfer_complete` or `transfer_cancel`. ``notes`` go to the receiving
     agent's screen pop."""
 
@@ -200,13 +202,15 @@ class TransferCmd(_AgentCommand):
     group: list[Login] | None = Field(
         default=None, min_length=1, max_length=200,
         description="instead of `to`: logins to choose from (the longest-idle ready one)")
+    number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        default=None, description="instead of `to`: an outside number (never logged)")
     mode: Literal["blind", "warm"] = "blind"
     notes: Notes = Field(default="", description="shown in the receiving agent's screen pop")
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferCmd:
-        if (self.to is None) == (self.group is None):
-            raise ValueError("give exactly one of `to` and `group`")
+        if sum(x is not None for x in (self.to, self.group, self.number)) != 1:
+            raise ValueError("give exactly one of `to`, `group` and `number`")
         return self
 
 

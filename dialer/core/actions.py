@@ -38,11 +38,12 @@ class BridgeTo:
 class TransferTo:
     """Hand the bridged customer on ``call_id`` from ``from_agent`` to ``to_agent``'s phone
     (``consult``: a warm transfer, the agents talk first). The engine has reserved
-    ``to_agent``; the driver reports the result (dialer.core.transfer)."""
+    ``to_agent``; None: an outside number the driver dials through the campaign's trunk. The
+    driver reports the result (dialer.core.transfer)."""
 
     call_id: str
     from_agent: str
-    to_agent: str
+    to_agent: str | None
     consult: bool = False
 
 

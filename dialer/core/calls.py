@@ -56,6 +56,8 @@ class CallRecord:
     amd_pending: bool = False
     #: agent the customer is being bridged to / talking with
     agent_id: str | None = None
+    #: transferred to an outside number: bridged, with no agent of the campaign on it
+    handed_out: bool = False
     answered_at: datetime | None = None
     clock_at: datetime | None = None
     deadline_t: float = math.inf

@@ -438,6 +438,8 @@ class CampaignEngine(ManualStep):
                 rec = self.board.get(call.reserved_agent)
                 call.reserved_agent = None
                 self._make_available(rec, t, now, out, "reserved_call_unanswered")
+        elif call.stage is AttemptStage.BRIDGED and call.handed_out:
+            pass  # transferred out: its agent is wrapping up since the hand-over
         elif call.stage is AttemptStage.BRIDGED:
             assert call.agent_id is not None
             rec = self.board.get(call.agent_id)

@@ -2,17 +2,26 @@
 
 A talking agent hands its customer to another agent of the campaign: a named ready agent, or
 "a group" (a set of logins, e.g. the closers), where the router picks the longest-idle ready
-one (`choose_agent`, the same rule as for answered calls). The driver reports the SIP
-result; the engine moves the agents::
+one (`choose_agent`, the same rule as for answered calls); or to an outside number
+(``external``: a specialist's direct line, the number a switchboard gave). The driver reports
+the SIP result; the engine moves the agents::
 
     transfer_start(call, from, to|group, consult) -> target RESERVED ("transfer")
                                                   -> TransferTo(call, from, to, consult)
+    transfer_start(call, from, external=True)     -> nobody reserved
+                                                  -> TransferTo(call, from, None, consult)
     [warm: transfer_consulting(call)]             -> target still RESERVED ("consult")
     transfer_done(call)    the customer is with the target: target TALKING (owns the call),
                            first agent WRAP_UP ("transferred") and at once READY (or its
                            pending pause/logout): no disposition is owed for its part
     transfer_failed(call)  (no answer, refused, cancelled): target READY again (or its
                            pending pause/logout), the call stays with the first agent
+
+An external transfer's `transfer_done` leaves the call bridged to the outside party with no
+agent (``CallRecord.handed_out``): the first agent goes to WRAP_UP ("transferred_out") and
+owes the call's one disposition as after any call (nobody else in the dialer heard it); it
+may give it while the two outside parties still talk. The call's end then finishes the
+attempt (CONNECTED) and moves no agent.
 
 Decisions (docs/call-controls.md): the receiving agent owns the call's disposition (the one
 `disposition` of the attempt, in its wrap-up after the call); the first agent's notes travel
@@ -49,7 +58,8 @@ class Transfer:
     """A transfer in progress on one call."""
 
     from_agent: str
-    to_agent: str
+    #: the receiving agent; None: an outside number (an external transfer)
+    to_agent: str | None
     consult: bool
     #: the target answered a warm transfer: the agents are talking
     consulting: bool = False
@@ -89,9 +99,10 @@ class TransferStep(DialingStep):
     @delivers_held
     def transfer_start(self, now: datetime, call_id: str, from_agent: str, *,
                        to_agent: str | None = None, group: Collection[str] | None = None,
-                       consult: bool = False) -> list[Action]:
+                       consult: bool = False, external: bool = False) -> list[Action]:
         """``from_agent`` hands its bridged call to ``to_agent`` or the group's longest-idle
-        ready agent: that agent is reserved and the driver gets `TransferTo`."""
+        ready agent: that agent is reserved and the driver gets `TransferTo`. ``external``:
+        to an outside number the driver dials (no agent is reserved)."""
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
@@ -100,13 +111,19 @@ class TransferStep(DialingStep):
             raise IllegalTransitionError(f"call {call_id}", call.stage.value, "transfer")
         if call_id in self._transfers:
             raise IllegalTransitionError(f"call {call_id}", "transferring", "transfer")
-        rec = self._pick_target(from_agent, to_agent, group)
-        self._set(rec, S.RESERVED, t, now, out, "transfer")
-        rec.call_id = call_id
-        self._transfers[call_id] = Transfer(from_agent, rec.agent_id, consult)
+        target: str | None = None
+        if external:
+            if to_agent is not None or group:
+                raise InvalidInputError("an external transfer names no agent or group")
+        else:
+            rec = self._pick_target(from_agent, to_agent, group)
+            self._set(rec, S.RESERVED, t, now, out, "transfer")
+            rec.call_id = call_id
+            target = rec.agent_id
+        self._transfers[call_id] = Transfer(from_agent, target, consult)
         log.info("call %s: %s transfer from %s to %s", call_id,
-                 "warm" if consult else "blind", from_agent, rec.agent_id)
-        out.append(TransferTo(call_id, from_agent, rec.agent_id, consult))
+                 "warm" if consult else "blind", from_agent, target or "an outside number")
+        out.append(TransferTo(call_id, from_agent, target, consult))
         self._after(t, now, out)
         return out
 
@@ -127,8 +144,8 @@ class TransferStep(DialingStep):
         if not tr.consult:
             raise IllegalTransitionError(f"call {call_id}", "blind transfer", "consult")
         tr.consulting = True
-        rec = self.board.get(tr.to_agent)
-        rec.reason = "consult"
+        if tr.to_agent is not None:
+            self.board.get(tr.to_agent).reason = "consult"
         self._after(t, now, out)
         return out
 
@@ -144,6 +161,15 @@ class TransferStep(DialingStep):
         first = self.board.get(tr.from_agent)
         first.talk_seconds_total += t - first.talk_started
         first.calls_handled += 1
+        if tr.to_agent is None:
+            # to an outside number: the first agent wraps the call up as after any call
+            call.agent_id = None
+            call.handed_out = True
+            first.wrap_started = t
+            self._wrap_leads[first.agent_id] = (call_id, call.lead)
+            self._set(first, S.WRAP_UP, t, now, out, "transferred_out")
+            self._after(t, now, out)
+            return out
         self._set(first, S.WRAP_UP, t, now, out, "transferred")
         first.wrap_started = t
         self._make_available(first, t, now, out, "transferred")
@@ -166,7 +192,8 @@ class TransferStep(DialingStep):
         del self._transfers[call_id]
         why = ("transfer_cancelled" if reason == "cancelled"
                else f"transfer_failed:{reason or 'unknown'}")[:64]
-        self._make_available(self.board.get(tr.to_agent), t, now, out, why)
+        if tr.to_agent is not None:
+            self._make_available(self.board.get(tr.to_agent), t, now, out, why)
         self._after(t, now, out)
         return out
 
@@ -174,6 +201,6 @@ class TransferStep(DialingStep):
                       out: list[Action]) -> None:
         """The call ended with a transfer in progress: its target is free again."""
         tr = self._transfers.pop(call.call_id, None)
-        if tr is not None:
+        if tr is not None and tr.to_agent is not None:
             self._make_available(self.board.get(tr.to_agent), t, now, out,
                                  "transfer_call_ended")

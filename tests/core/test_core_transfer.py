@@ -64,6 +64,40 @@ def test_blind_transfer_to_a_named_agent(clock: FakeClock) -> None:
     assert times[S.TALKING] == pytest.approx(34.0, abs=1e-3)  # 2 s of logins + 32
 
 
+def test_external_transfer_leaves_the_call_with_the_outside_party(clock: FakeClock) -> None:
+    eng, cid = talking(clock)
+    with pytest.raises(InvalidInputError):
+        eng.transfer_start(clock.now, cid, "a", to_agent="b", external=True)
+    out = eng.transfer_start(clock.advance(20), cid, "a", external=True)
+    assert of_type(out, TransferTo) == [TransferTo(cid, "a", None, False)]
+    assert states(eng, "a", "b", "c") == (S.TALKING, S.READY, S.READY)  # nobody reserved
+    out = eng.transfer_done(clock.advance(3), cid)
+    # the first agent wraps the call up and owes its disposition; no agent is on the call
+    assert [(c.agent_id, c.new, c.reason) for c in of_type(out, AgentStateChanged)] == [
+        ("a", S.WRAP_UP, "transferred_out")]
+    out = eng.disposition(clock.advance(10), "a", cid, "no_need", notes="to the specialist")
+    assert of_type(out, LeadUpdate)[0].disposition == "no_need"
+    assert eng.agent_state("a") is S.READY
+    # the outside parties talk on; the call's end finishes the attempt and moves nobody
+    out = eng.call_ended(clock.advance(120), cid)
+    (fin,) = of_type(out, AttemptFinished)
+    assert (fin.result, fin.agent_id) == (AttemptResult.CONNECTED, None)
+    assert of_type(out, AgentStateChanged) == [] and of_type(out, LeadUpdate) == []
+    assert states(eng, "a", "b", "c") == (S.READY, S.READY, S.READY)
+
+
+def test_external_transfer_that_fails_or_ends_early_keeps_the_agent(clock: FakeClock) -> None:
+    eng, cid = talking(clock)
+    eng.transfer_start(clock.advance(5), cid, "a", external=True, consult=True)
+    eng.transfer_consulting(clock.advance(5), cid)
+    out = eng.transfer_failed(clock.advance(5), cid, "cancelled")
+    assert of_type(out, AgentStateChanged) == []
+    assert eng.agent_state("a") is S.TALKING and eng.transfer_of(cid) is None
+    eng.transfer_start(clock.advance(5), cid, "a", external=True)
+    (fin,) = of_type(eng.call_ended(clock.advance(5), cid), AttemptFinished)
+    assert fin.agent_id == "a" and eng.agent_state("a") is S.WRAP_UP
+
+
 def test_blind_transfer_failure_keeps_the_call_with_the_first_agent(clock: FakeClock) -> None:
     eng, cid = talking(clock)
     eng.transfer_start(clock.advance(10), cid, "a", to_agent="b")

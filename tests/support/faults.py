@@ -133,6 +133,9 @@ class StackSpec:
     own_postgres: bool = False
     #: (abandoned, connected) attempts seeded in the last days: over the abandon cap
     abandon_history: tuple[int, int] | None = None
+    #: numbers the trunk reaches that are nobody's lead (an outside party): the last three
+    #: digits -> the SIPp callee user part; make such a number with support.leads.make_numbers
+    outside: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -281,7 +284,7 @@ class FaultStack:
         return self.spec.callee_scenario
 
     def _write_dialplan(self) -> None:
-        users = {p[-3:]: u for p, u in self.behaviour.items()}
+        users = {**{p[-3:]: u for p, u in self.behaviour.items()}, **self.spec.outside}
         (self.dir / "fault_dialplan.py").write_text(
             '"""Dial plan of one fault test: number -> SIPp callee behaviour."""\n'
             f"USERS = {users!r}\n\n\n"

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from common.clock import SYSTEM_CLOCK
 from common.vocabulary import AgentState, AttemptStage, DialMode
 from db.handlers import Handler
-from db.models import Agent, Attempt
+from db.models import Agent, Attempt, Lead
 from db.session import create_engine, session_factory
 from db.store import SqlStore
 from dialer.agent_commands import AgentCommands
@@ -85,15 +85,25 @@ class Live:
         finally:
             await engine.dispose()
 
+    async def lead(self) -> Lead:
+        """The call's lead row (the campaign has one), read fresh from the database."""
+        engine = create_engine(self.url)
+        try:
+            async with session_factory(engine)() as s:
+                return (await s.scalars(select(Lead))).one()
+        finally:
+            await engine.dispose()
+
     async def handlers(self) -> list[tuple[str, str, Handler]]:
-        """Who held the call when: (login, how, row) per handler row."""
+        """Who held the call when: (login, how, row) per handler row ("(outside)": an
+        outside number the call was transferred to)."""
         engine = create_engine(self.url)
         try:
             async with session_factory(engine)() as s:
                 logins = {a.id: a.login for a in await s.scalars(select(Agent))}
         finally:
             await engine.dispose()
-        return [(logins[h.agent_id], h.how, h)
+        return [(logins[h.agent_id] if h.agent_id is not None else "(outside)", h.how, h)
                 for h in await self.store.handlers_of(self.attempt_id)]
 
     async def until(self, what: str, cond: object, seconds: float = 30) -> None:

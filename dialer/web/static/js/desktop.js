@@ -731,14 +731,17 @@ function toggleTransfer() {
 
 function sendTransfer() {
   if (!S.call || S.transfer || $("btn-transfer-send").disabled) return;
-  const logins = $("transfer-to").value.split(/[\s,]+/).filter(Boolean);
+  const typed = $("transfer-to").value.trim();
+  const logins = typed.split(/[\s,]+/).filter(Boolean);
   if (!logins.length) {
     $("transfer-to").focus();
     return;
   }
   const mode = $("transfer-warm").checked ? "warm" : "blind";
   const fields = { attempt_id: S.call.attemptId, mode, notes: $("transfer-notes").value.slice(0, 4000) };
-  if (logins.length === 1) fields.to = logins[0];
+  // an outside number starts with + or a digit (as for a conference); logins do not
+  if (/^[+\d]/.test(typed)) fields.number = typed;
+  else if (logins.length === 1) fields.to = logins[0];
   else fields.group = logins;
   const tr = { attemptId: S.call.attemptId, to: logins.join(", "), mode, phase: "ringing" };
   S.transfer = tr;
