@@ -8,6 +8,7 @@ Enum values are the strings stored in SQL and sent over MQTT: never rename a val
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -208,3 +209,24 @@ def disposition_catalog(
     specs: tuple[DispositionSpec, ...] = DEFAULT_DISPOSITIONS,
 ) -> dict[str, DispositionSpec]:
     return {s.code: s for s in specs}
+
+
+#: a named group of agents ("closers", "senior-sales"): lower case, digits, "_" and "-"
+GROUP_PATTERN = r"^[a-z0-9_-]{1,32}$"
+#: how many groups one agent may belong to
+MAX_GROUPS_PER_AGENT = 16
+
+
+def check_groups(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The group names, each checked against GROUP_PATTERN, duplicates dropped, in order;
+    ValueError names the bad one and the expected form."""
+    out: list[str] = []
+    for n in names:
+        if not re.fullmatch(GROUP_PATTERN, n):
+            raise ValueError(f"group name {n!r}: expected 1-32 of a-z, 0-9, '_' and '-' "
+                             "(e.g. closers)")
+        if n not in out:
+            out.append(n)
+    if len(out) > MAX_GROUPS_PER_AGENT:
+        raise ValueError(f"at most {MAX_GROUPS_PER_AGENT} groups per agent, got {len(out)}")
+    return out

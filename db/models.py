@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -155,6 +156,10 @@ class Agent(Base):
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: named groups (e.g. "closers"): a transfer to a group goes to its longest-idle ready
+    #: agent (names: common.vocabulary.GROUP_PATTERN)
+    groups: Mapped[list[Any]] = mapped_column(JSONType, default=list,
+                                              server_default=text("'[]'"))
 
 
 class Lead(Base):

@@ -130,15 +130,20 @@ async def upsert_campaign(sessions: Sessions, cfg: Any) -> Campaign:
 
 
 @translated
-async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_name: str) -> Agent:
+async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_name: str,
+                       groups: list[str] | None = None) -> Agent:
+    """The agent's row, made or updated; ``groups`` None keeps the row's groups."""
     async def once() -> Agent:
         async with sessions.begin() as s:
             row = await s.scalar(select(Agent).where(Agent.login == login))
             if row is None:
-                row = Agent(login=login, sip_uri=sip_uri, display_name=display_name)
+                row = Agent(login=login, sip_uri=sip_uri, display_name=display_name,
+                            groups=list(groups or []))
                 s.add(row)
             else:
                 row.sip_uri, row.display_name, row.active = sip_uri, display_name, True
+                if groups is not None:
+                    row.groups = list(groups)
             await s.flush()
             return row
 
@@ -414,3 +419,14 @@ async def log_agent_state(
         if state is not AgentState.LOGGED_OUT:
             s.add(AgentStateLog(agent_id=agent_id, campaign_id=campaign_id, state=state,
                                 reason=reason, started_at=at))
+
+
+@translated
+async def set_agent_groups(sessions: Sessions, login: str, groups: list[str]) -> bool:
+    """Replace the agent's groups; False when there is no such agent."""
+    async with sessions.begin() as s:
+        row = await s.scalar(select(Agent).where(Agent.login == login))
+        if row is None:
+            return False
+        row.groups = list(groups)
+        return True

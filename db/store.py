@@ -131,8 +131,9 @@ class SqlStore:
         """Create or update a campaign from a `dialer.config.CampaignConfig`."""
         return await repo.upsert_campaign(self.sessions, cfg)
 
-    async def upsert_agent(self, login: str, sip_uri: str, display_name: str) -> Agent:
-        return await repo.upsert_agent(self.sessions, login, sip_uri, display_name)
+    async def upsert_agent(self, login: str, sip_uri: str, display_name: str,
+                           groups: list[str] | None = None) -> Agent:
+        return await repo.upsert_agent(self.sessions, login, sip_uri, display_name, groups)
 
     @translated
     async def campaigns(self) -> list[Campaign]:

@@ -172,7 +172,7 @@ async def create_user(
 @translated
 async def add_agent(
     sessions: Sessions, *, login: str, sip_uri: str, password_hash: str, now: datetime,
-    display_name: str = "", campaign: str | None = None,
+    display_name: str = "", campaign: str | None = None, groups: list[str] | None = None,
 ) -> Account:
     """An agent kept in the database: its agents row (made, or taken over from a config
     agent without an account) with its campaign, and its web account (role agent).
@@ -202,12 +202,15 @@ async def add_agent(
         agent = await s.scalar(select(Agent).where(Agent.login == login))
         if agent is None:
             agent = Agent(login=login, sip_uri=sip_uri, display_name=display_name,
-                          active=True, campaign_id=campaign_id, created_at=now)
+                          active=True, campaign_id=campaign_id, created_at=now,
+                          groups=list(groups or []))
             s.add(agent)
         else:
             agent.sip_uri, agent.campaign_id, agent.active = sip_uri, campaign_id, True
             if display_name:
                 agent.display_name = display_name
+            if groups is not None:
+                agent.groups = list(groups)
         await s.flush()
         row = WebUser(login=login, role="agent", password_hash=password_hash,
                       display_name=display_name or agent.display_name, agent_id=agent.id,

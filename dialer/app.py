@@ -46,7 +46,7 @@ from dialer.bus.messages import (
     StateEvt,
 )
 from dialer.call_controls import ListenIn, set_hold_music
-from dialer.call_transfer import ready_targets
+from dialer.call_transfer import ready_targets, transfer_groups
 from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
@@ -189,7 +189,8 @@ class DialerApp:
                 campaigns = await store.campaigns()
             if not campaigns:
                 raise RuntimeError("no campaign configured: add a [[campaigns]] table")
-            agents = {a.login: await store.upsert_agent(a.login, a.sip_uri, a.display_name)
+            agents = {a.login: await store.upsert_agent(a.login, a.sip_uri, a.display_name,
+                                                        a.groups)
                       for a in s.agents}
             for a in s.agents:
                 self.agent_campaign[a.login] = a.campaign or campaigns[0].name
@@ -424,6 +425,10 @@ class DialerApp:
     def transfer_targets(self, login: str) -> list[str]:
         rt = self.runtimes.get(self.agent_campaign.get(login, ""))
         return ready_targets(rt, login) if rt is not None else []
+
+    def transfer_groups(self, login: str) -> list[dict[str, object]]:
+        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        return transfer_groups(rt, login) if rt is not None else []
 
     async def supervisor(self, event: Body) -> None:
         if self.bus is not None:

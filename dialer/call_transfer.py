@@ -47,7 +47,7 @@ from common.vocabulary import AgentState, AttemptStage
 from dialer import call_controls, manual_dial
 from dialer.call_controls import CallControlError
 from dialer.core.actions import Action, TransferTo
-from dialer.core.errors import CoreError, IllegalTransitionError
+from dialer.core.errors import CoreError, IllegalTransitionError, UnknownAgentError
 from dialer.core.manual import Refusal
 from dialer.dispositions import screen_pop_of
 from sip import api as sip
@@ -138,11 +138,13 @@ async def _wait(fut: asyncio.Future[object], what: str, timeout_s: float) -> obj
 
 # ------------------------------------------------------------------ agent commands
 async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str | None,
-                   group: Sequence[str] | None, mode: str, notes: str = "",
+                   group: str | Sequence[str] | None, mode: str, notes: str = "",
                    number: str | None = None) -> str | None:
     """The agent's `transfer`; returns the receiving agent's login (None for an outside
     ``number``) once done (blind) or once it answered (warm)."""
     call = call_controls._agent_call(rt, login, attempt_id, "transfer")
+    if isinstance(group, str):
+        group = group_members(rt, group)
     outside: str | None = None
     if number is not None:
         got = await manual_dial.check(
@@ -329,3 +331,22 @@ def ready_targets(rt: CampaignRuntime, login: str) -> list[str]:
     log-out pending is left out: the engine would refuse it as a target."""
     recs = sorted(rt.engine.board.ready.values(), key=lambda r: (r.ready_since, r.agent_id))
     return [r.agent_id for r in recs if r.agent_id != login and r.pending is None]
+
+
+def group_members(rt: CampaignRuntime, name: str) -> list[str]:
+    """The campaign's agents in the named group (`agents.groups`); UnknownAgentError when
+    nobody is, so the agent learns the name is wrong rather than "nobody ready"."""
+    members = [login for login, a in rt.agents.items() if name in (a.groups or ())]
+    if not members:
+        raise UnknownAgentError(f"no agent of campaign {rt.name} is in group {name!r}")
+    return members
+
+
+def transfer_groups(rt: CampaignRuntime, login: str) -> list[dict[str, object]]:
+    """The desktop's picker: each named group of the campaign's other agents, with how many
+    of them could take a transfer now (ready, not leaving), by name."""
+    ready = set(ready_targets(rt, login))
+    names = sorted({g for who, a in rt.agents.items() if who != login for g in a.groups or ()})
+    return [{"name": n, "ready": sum(1 for who, a in rt.agents.items()
+                                     if who != login and n in (a.groups or ()) and who in ready)}
+            for n in names]

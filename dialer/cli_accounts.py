@@ -1,5 +1,5 @@
-"""`dialer agents add|passwd` and `dialer users add|passwd|list`: the web server's accounts
-(docs/web.md, "Accounts, roles and sessions").
+"""`dialer agents add|passwd|groups` and `dialer users add|passwd|list`: the web server's
+accounts (docs/web.md, "Accounts, roles and sessions") and agents' named groups.
 
 Passwords are asked twice with hidden input, or read from the first line of stdin with
 `--password-stdin`; only their argon2id hash is stored. Nothing here prints a password or a
@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from common.clock import utc_now
+from common.vocabulary import check_groups
 from dialer.cli import ConfigOpt, DbOpt, agents_app
 from dialer.cli_data import _fail, _guard_db, _run, _url, out
 
@@ -33,6 +34,20 @@ def _login(login: str) -> str:
     if not _LOGIN.fullmatch(login):
         raise _fail(f"LOGIN {login!r}: expected 1-64 letters, digits, '.', '_' or '-'")
     return login
+
+
+GroupsOpt = Annotated[str | None, typer.Option(
+    "--groups", help="Named groups, comma-separated (e.g. closers,senior): a transfer to a "
+    "group goes to its longest-idle ready agent")]
+
+
+def _groups(raw: str | None, option: str) -> list[str] | None:
+    if raw is None:
+        return None
+    try:
+        return check_groups([g.strip() for g in raw.split(",") if g.strip()])
+    except ValueError as e:
+        raise _fail(f"{option}: {e}") from None
 
 
 def _password(from_stdin: bool) -> str:
@@ -65,6 +80,7 @@ def agents_add(
         "--campaign", help="The campaign the agent takes calls for (default: the only one)")]
     = None,
     name: Annotated[str, typer.Option("--name", help="Display name")] = "",
+    groups: GroupsOpt = None,
     password_stdin: PasswordStdin = False,
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -80,13 +96,14 @@ def agents_add(
                     "sip:alice@pbx.example.com")
     if len(name) > 200:
         raise _fail("--name: at most 200 characters")
+    group_names = _groups(groups, "--groups")
     url = _url(config, db)
     password = _password(password_stdin)
 
     async def work(sessions: Any) -> Any:
         return await web_accounts.add_agent(
             sessions, login=login, sip_uri=sip_uri, password_hash=hash_password(password),
-            now=utc_now(), display_name=name, campaign=campaign)
+            now=utc_now(), display_name=name, campaign=campaign, groups=group_names)
 
     account = _account_error(lambda: _run(url, work))
     out.print(f"agent {account.login} added to campaign {account.campaign}; it signs in at "
@@ -102,6 +119,40 @@ def agents_passwd(
 ) -> None:
     """Set an agent's web password; its open sessions end."""
     _set_password(login, "agent", password_stdin, config, db)
+
+
+@agents_app.command("groups")
+def agents_groups(
+    login: Annotated[str, typer.Argument(help="The agent's login")],
+    set_to: Annotated[str | None, typer.Option(
+        "--set", help="Replace the agent's groups: comma-separated names, '' for none")] = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Show an agent's named groups, or replace them with --set (a running dialer takes the
+    change on at its next start). A config agent with `groups` in the file gets the file's
+    groups back at each start."""
+    from sqlalchemy import select
+
+    from db.models import Agent
+    from db.repositories import set_agent_groups
+
+    _login(login)
+    names = _groups(set_to, "--set")
+    url = _url(config, db)
+
+    async def work(sessions: Any) -> list[str] | None:
+        if names is not None and not await set_agent_groups(sessions, login, names):
+            return None
+        async with sessions() as s:
+            row = await s.scalar(select(Agent.groups).where(Agent.login == login))
+        return None if row is None else list(row)
+
+    got = _guard_db(lambda: _run(url, work))
+    if got is None:
+        raise _fail(f"no agent {login!r} (add it with `dialer agents add`, or run the "
+                    "dialer once with it in the config file)")
+    out.print(f"{login}: {', '.join(got) if got else '(no groups)'}", highlight=False)
 
 
 @users_app.command("add")

@@ -224,7 +224,7 @@ def campaigns_sync(config: ConfigOpt = None, db: DbOpt = None) -> None:
             await upsert_campaign(sessions, c)
             done.append((c.name, existed))
         for a in settings.agents:
-            await upsert_agent(sessions, a.login, a.sip_uri, a.display_name)
+            await upsert_agent(sessions, a.login, a.sip_uri, a.display_name, a.groups)
         return done
 
     for name, existed in _guard_db(lambda: _run(url, work)):

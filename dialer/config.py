@@ -32,7 +32,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from common.vocabulary import AbandonClockStart, AbandonWindow, DialMode, MachinePolicy
+from common.vocabulary import (
+    AbandonClockStart,
+    AbandonWindow,
+    DialMode,
+    MachinePolicy,
+    check_groups,
+)
 from dialer.passwords import check_password_hash
 
 log = logging.getLogger(__name__)
@@ -201,6 +207,14 @@ class AgentConfig(_Section):
     password: str = ""
     #: the campaign this agent takes calls for ("" = the first campaign of the file)
     campaign: str = ""
+    #: named groups (e.g. ["closers"]) a transfer can name instead of an agent; unset: the
+    #: groups kept in the database (`dialer agents groups`) stay as they are
+    groups: list[str] | None = None
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else check_groups(v)
 
     @field_validator("password_hash")
     @classmethod

@@ -62,6 +62,10 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
          "sip.trunks.t.dial_plan = 'no.such.module:f': cannot import it"),
         ('[sip.trunks.t]\nuri = "sip:x"\ndial_plan = "not a path"\n',
          "sip.trunks.t.dial_plan = 'not a path'"),
+        ('[[agents]]\nlogin = "a"\nsip_uri = "sip:a@h"\ngroups = ["Closers!"]\n',
+         "agents.0.groups"),
+        ('[[agents]]\nlogin = "a"\nsip_uri = "sip:a@h"\ngroups = ["Closers!"]\n',
+         "group name 'Closers!': expected 1-32 of a-z, 0-9"),
     ],
 )
 def test_bad_config_names_key_value_and_form(tmp_path: Path, toml: str, expected: str) -> None:

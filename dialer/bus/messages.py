@@ -34,6 +34,7 @@ from pydantic import (
 
 from common.clock import utc_now
 from common.vocabulary import (
+    GROUP_PATTERN,
     AgentState,
     AttemptResult,
     AttemptStage,
@@ -54,6 +55,7 @@ _MESSAGE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _MESSAGE_ID_RE = re.compile(_MESSAGE_ID_PATTERN)
 MessageId = Annotated[str, StringConstraints(pattern=_MESSAGE_ID_PATTERN)]
 Login = Annotated[str, StringConstraints(pattern=LOGIN_PATTERN)]
+GroupName = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
 RowId = Annotated[int, Field(gt=0, lt=2**63)]
 DispositionCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -199,9 +201,9 @@ class TransferCmd(_AgentCommand):
     type: Literal["transfer"] = "transfer"
     attempt_id: RowId
     to: Login | None = Field(default=None, description="the receiving agent's login")
-    group: list[Login] | None = Field(
-        default=None, min_length=1, max_length=200,
-        description="instead of `to`: logins to choose from (the longest-idle ready one)")
+    group: GroupName | Annotated[list[Login], Field(min_length=1, max_length=200)] | None \
+        = Field(default=None, description="instead of `to`: a named group of agents (e.g. "
+                "closers), or logins to choose from; the longest-idle ready one takes it")
     number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
         default=None, description="instead of `to`: an outside number (never logged)")
     mode: Literal["blind", "warm"] = "blind"

@@ -136,7 +136,10 @@ async def day(s: AgentSession, d: Deps) -> dict[str, Any]:
 @router.get("/transfer-targets")
 async def transfer_targets(s: AgentSession, d: Deps) -> dict[str, Any]:
     """The Transfer panel's picker: the agent's campaign's ready agents, the agent itself
-    left out (empty on a web server without a running dialer)."""
+    left out, and the named groups of its other agents with how many are ready (empty on a
+    web server without a running dialer)."""
     c = await _campaign(d, s)
     logins = d.desk.transfer_targets(s.login) if d.desk is not None else []
-    return {"campaign": c.name, "agents": [{"login": login} for login in logins]}
+    groups = d.desk.transfer_groups(s.login) if d.desk is not None else []
+    return {"campaign": c.name, "agents": [{"login": login} for login in logins],
+            "groups": groups}

@@ -42,6 +42,9 @@ class AgentDesk(Protocol):
     def transfer_targets(self, login: str) -> list[str]:
         """The ready agents of `login`'s campaign it may transfer to, longest-idle first."""
 
+    def transfer_groups(self, login: str) -> list[dict[str, object]]:
+        """The named groups of `login`'s campaign's other agents: {name, ready}."""
+
 
 @dataclass(eq=False)
 class WebDeps:

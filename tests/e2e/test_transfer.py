@@ -132,8 +132,11 @@ async def test_warm_transfer_consults_then_cancel_returns_the_customer_then_comp
         no_consult = await cmds.handle(rt, "a1", TransferCompleteCmd(login="a1",
                                                                      attempt_id=aid))
         assert no_consult is not None and no_consult.code is ErrorCode.INVALID_STATE
-        # again, to "the group" this time, and completed
-        group = TransferCmd(login="a1", attempt_id=aid, group=["a2", "a3"], mode="warm")
+        # again, to the named group "closers" this time (agents.groups), and completed
+        for who in ("a2", "a3"):
+            rt.agents[who] = await live.store.upsert_agent(who, live.uris[who], who.upper(),
+                                                           ["closers"])
+        group = TransferCmd(login="a1", attempt_id=aid, group="closers", mode="warm")
         assert await cmds.handle(rt, "a1", group) is None  # a3 is paused: a2 is chosen
         assert live.state("a2") is AgentState.RESERVED
         assert await cmds.handle(rt, "a1", TransferCompleteCmd(login="a1",
@@ -164,6 +167,10 @@ async def test_transfer_refusals_and_a_phone_that_does_not_answer(
         nobody = await cmds.handle(rt, "a1", TransferCmd(login="a1", attempt_id=aid,
                                                          group=["a3"]))
         assert nobody is not None and nobody.code is ErrorCode.INVALID_STATE
+        no_group = await cmds.handle(rt, "a1", TransferCmd(login="a1", attempt_id=aid,
+                                                           group="closers"))
+        assert no_group is not None and no_group.code is ErrorCode.UNKNOWN_AGENT
+        assert "'closers'" in no_group.message
         unknown = await cmds.handle(rt, "a1", TransferCmd(login="a1", attempt_id=aid,
                                                           to="zed"))
         assert unknown is not None and unknown.code is ErrorCode.UNKNOWN_AGENT
@@ -200,13 +207,19 @@ async def test_transfer_refusals_and_a_phone_that_does_not_answer(
 
 
 @pytest.mark.parametrize("fields", [{}, {"to": "a2", "group": ["a2"]}, {"group": []},
-                                    {"to": "a2", "mode": "cold"}])
+                                    {"to": "a2", "mode": "cold"}, {"group": "Closers!"},
+                                    {"to": "a2", "number": "+46701234567"}])
 def test_transfer_command_names_exactly_one_target(fields: dict[str, object]) -> None:
     raw = {"type": "transfer", "v": 1, "id": "m1", "ts": "2026-03-02T09:00:00+00:00",
            "login": "a1", "attempt_id": 7, **fields}
     with pytest.raises(ProtocolError) as e:
         parse_command(json.dumps(raw).encode(), "a1")
     assert e.value.code is ErrorCode.INVALID_MESSAGE and e.value.ref_id == "m1"
-    ok = parse_command(json.dumps({**raw, "to": "a2", "group": None, "mode": "warm"}).encode(),
-                       "a1")
+    ok = parse_command(json.dumps({**raw, "to": "a2", "group": None, "number": None,
+                                   "mode": "warm"}).encode(), "a1")
     assert isinstance(ok, TransferCmd) and (ok.to, ok.mode, ok.notes) == ("a2", "warm", "")
+    one = {**raw, "to": None, "number": None, "mode": "blind"}
+    named = parse_command(json.dumps({**one, "group": "closers"}).encode(), "a1")
+    assert isinstance(named, TransferCmd) and named.group == "closers"
+    logins = parse_command(json.dumps({**one, "group": ["a2", "a3"]}).encode(), "a1")
+    assert isinstance(logins, TransferCmd) and logins.group == ["a2", "a3"]

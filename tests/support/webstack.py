@@ -22,6 +22,8 @@ from support.faults import FaultStack, StackSpec, free_tcp_port
 class WebSpec(StackSpec):
     #: agents at web desktops: login -> password (simulated MQTT agents: `agents`, usually none)
     web_agents: Mapping[str, str] = field(default_factory=lambda: {"web1": "pw-web-1"})
+    #: named groups of web agents: login -> group names (the config's `groups`)
+    web_groups: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 class WebStack(FaultStack):
@@ -44,7 +46,8 @@ class WebStack(FaultStack):
         text = self.config_path.read_text()
         people = "".join(
             f'[[agents]]\nlogin = "{login}"\nsip_uri = "{self.phones.uri(login)}"\n'
-            f'password_hash = "{hash_password(pw)}"\n\n'
+            f'password_hash = "{hash_password(pw)}"\n'
+            f'groups = {list(self.spec.web_groups.get(login, []))!r}\n\n'
             for login, pw in self.spec.web_agents.items())
         # the agents go before the first campaign table (TOML: arrays of tables may interleave,
         # but keeping them together reads better in a failing test's artefacts)

@@ -125,3 +125,29 @@ def test_hash_password_command_prints_argon2id() -> None:
     r = CliRunner().invoke(_cli(), ["agents", "hash-password", "--stdin"], input="pw-x-1\n")
     assert r.exit_code == 0 and r.stdout.startswith("$argon2id$")
     assert verify_password("pw-x-1", r.stdout.strip())
+
+
+def test_cli_sets_agents_named_groups(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'groups.db'}"
+    upgrade(url)
+    db = ["--db", url]
+    run = CliRunner().invoke
+    app = _cli()
+    assert run(app, ["campaigns", "create", "spring", "--caller-id", "+14155550100",
+                     *db]).exit_code == 0
+    r = run(app, ["agents", "add", "amy", "--sip-uri", "sip:amy@pbx", "--groups",
+                  "Closers!", "--password-stdin", *db], input="amy-pw-123\n")
+    assert r.exit_code == 2 and "--groups" in r.output and "'Closers!'" in r.output
+    r = run(app, ["agents", "add", "amy", "--sip-uri", "sip:amy@pbx", "--groups",
+                  "closers, senior,closers", "--password-stdin", *db], input="amy-pw-123\n")
+    assert r.exit_code == 0, r.output
+    r = run(app, ["agents", "groups", "amy", *db])
+    assert r.exit_code == 0 and "amy: closers, senior" in r.output
+    r = run(app, ["agents", "groups", "amy", "--set", "retention", *db])
+    assert r.exit_code == 0 and "amy: retention" in r.output
+    r = run(app, ["agents", "groups", "amy", "--set", "", *db])
+    assert r.exit_code == 0 and "amy: (no groups)" in r.output
+    r = run(app, ["agents", "groups", "bob", "--set", "closers", *db])
+    assert r.exit_code == 2 and "no agent 'bob'" in r.output
+    r = run(app, ["agents", "groups", "amy", "--set", "a b", *db])
+    assert r.exit_code == 2 and "--set" in r.output

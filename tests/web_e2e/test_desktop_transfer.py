@@ -5,7 +5,8 @@ Kamailio staying in the dialog, SIPp agent phones echoing RTP, the web server), 
 at desktops in headless Chromium. web1 takes the call; web2 logs in after it. web1 opens the
 transfer panel (Alt+T), picks web2 from the ready-agent picker (web1 is not listed), makes a
 warm transfer to web2 (the customer is on hold: it hears nothing) and cancels it (the
-customer hears web1's phone again), then a blind one with notes:
+customer hears web1's phone again), then a blind one with notes to the named group "closers"
+(picked from the picker; web2 is in it):
 web2's desktop shows the call with the notes, web1 is ready, the customer hears web2's phone.
 web1 pauses and web2 brings it into the call as a conference (Conference button), then ends
 the conference. web2 hangs up and gives the outcome; the attempt's handler rows name both
@@ -72,6 +73,7 @@ async def test_desktop_transfer_warm_cancel_then_blind(
                                                                     record_route=True))
     cust = hub.peer()
     spec = WebSpec(kind="default", agents={}, web_agents={"web1": PASSWORD, "web2": PASSWORD},
+                   web_groups={"web2": ["closers"]},
                    leads={f"cust-{cust.port}": 1}, callee_scenario="phone",
                    campaign_toml='dial_mode = "progressive"\nmax_wrapup_s = 0\n')
     async with WebStack(tmp_path, spec) as st:
@@ -90,7 +92,8 @@ async def test_desktop_transfer_warm_cancel_then_blind(
         await p1.wait_for_selector("#transfer-panel:not([hidden])")
         # the picker lists the ready agents, web1 itself left out; a click fills the field
         await p1.wait_for_selector("#transfer-picker button[data-login='web2']")
-        assert await p1.locator("#transfer-picker button").all_inner_texts() == ["web2"]
+        assert await p1.locator("#transfer-picker button[data-login]").all_inner_texts() \
+            == ["web2"]
         await p1.click("#transfer-picker button[data-login='web2']")
         assert await p1.input_value("#transfer-to") == "web2"
         await p1.check("#transfer-warm")
@@ -104,7 +107,12 @@ async def test_desktop_transfer_warm_cancel_then_blind(
         await p2.wait_for_selector("body[data-state='ready']")
         assert await voiced_in(cust, 1.0) >= 30  # back with web1
 
-        # blind, with notes: web2 has the call, web1 is free
+        # blind, to the named group "closers" (web2 is its one ready agent), with notes:
+        # web2 has the call, web1 is free
+        group = await p1.wait_for_selector("#transfer-picker button[data-group='closers']")
+        assert await group.text_content() == "closers (1 ready)"
+        await group.click()
+        assert await p1.input_value("#transfer-to") == "@closers"
         await p1.uncheck("#transfer-warm")
         await p1.fill("#transfer-notes", "Wants the two-year price")
         await p1.click("#btn-transfer-send")

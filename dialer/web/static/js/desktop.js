@@ -739,8 +739,10 @@ function sendTransfer() {
   }
   const mode = $("transfer-warm").checked ? "warm" : "blind";
   const fields = { attempt_id: S.call.attemptId, mode, notes: $("transfer-notes").value.slice(0, 4000) };
-  // an outside number starts with + or a digit (as for a conference); logins do not
+  // an outside number starts with + or a digit (as for a conference), a named group with @;
+  // logins do neither
   if (/^[+\d]/.test(typed)) fields.number = typed;
+  else if (typed.startsWith("@")) fields.group = typed.slice(1);
   else if (logins.length === 1) fields.to = logins[0];
   else fields.group = logins;
   const tr = { attemptId: S.call.attemptId, to: logins.join(", "), mode, phase: "ringing" };
