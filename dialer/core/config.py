@@ -57,8 +57,11 @@ class EngineConfig:
     #: pacing cadence, and the least gap between two pacing passes triggered by events
     pace_interval_seconds: float = 2.0
     min_pace_gap_seconds: float = 0.5
-    #: hopper refill: keep at least this many leads, or the dials of the next lookahead
+    #: hopper refill: keep at least this many leads (but no more than
+    #: ``hopper_leads_per_agent`` per working agent, so an instance with few agents does
+    #: not hold leads another instance's agents wait for), or the dials of the next lookahead
     hopper_low_water: int = 20
+    hopper_leads_per_agent: float = 2.0
     hopper_lookahead_seconds: float = 60.0
     #: ask again for leads if the driver has not answered a NeedLeads within this
     lead_request_timeout_seconds: float = 10.0
@@ -108,8 +111,10 @@ class EngineConfig:
             raise bad("pace_interval_seconds must be > 0 and min_pace_gap_seconds >= 0")
         if self.min_pace_gap_seconds > self.pace_interval_seconds:
             raise bad("min_pace_gap_seconds must not exceed pace_interval_seconds")
-        if self.hopper_low_water < 1 or self.hopper_lookahead_seconds < 0:
-            raise bad("hopper_low_water must be >= 1 and hopper_lookahead_seconds >= 0")
+        if self.hopper_low_water < 1 or self.hopper_lookahead_seconds < 0 \
+                or self.hopper_leads_per_agent <= 0:
+            raise bad("hopper_low_water must be >= 1, hopper_lookahead_seconds >= 0 and "
+                      "hopper_leads_per_agent > 0")
         if self.lead_request_timeout_seconds <= 0:
             raise bad("lead_request_timeout_seconds must be > 0")
         if not self.dispositions:

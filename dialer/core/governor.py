@@ -57,6 +57,11 @@ class GovernorSettings:
     #: live beyond the ready agents): matters when the window holds few answers, as a
     #: 24-hour window does each morning (settings_for_window turns it on there)
     reserve_inflight: bool = False
+    #: with reserve_inflight: the ringing calls' live answers are counted this many standard
+    #: deviations above their mean (a burst of answers, not the average, breaks a window)
+    exposure_z: float = 1.5
+    #: the hour guard keeps room for the calls already placed too (any window)
+    hour_reserve_inflight: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -70,6 +75,8 @@ class GovernorSettings:
             raise ValueError(f"hour_cap_ratio must be >= 0, got {self.hour_cap_ratio}")
         if not 0.0 <= self.guard_margin < 1.0:
             raise ValueError(f"guard_margin must be in [0, 1), got {self.guard_margin}")
+        if self.exposure_z < 0:
+            raise ValueError(f"exposure_z must be >= 0, got {self.exposure_z}")
         if self.credit_abandons < 0:
             raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
@@ -125,13 +132,16 @@ class AbandonGovernor:
         allowed = max(cap * (counts.denominator + 1), self.settings.credit_abandons)
         return allowed - counts.numerator - 1
 
-    def hour_spare(self, hour: WindowCounts | None) -> bool:
-        """Whether one more abandon keeps the last hour under hour_cap_ratio x cap."""
+    def hour_spare(self, hour: WindowCounts | None, exposure: float = 0.0) -> bool:
+        """Whether one more abandon keeps the last hour under hour_cap_ratio x cap, with
+        room for the abandons the calls already placed may produce (``exposure``, when
+        ``hour_reserve_inflight``: an hour holds few answers at any campaign size)."""
         ratio = self.settings.hour_cap_ratio
         if hour is None or ratio <= 0.0:
             return True
         allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
-        return allowed - hour.numerator - 1 >= 0.0
+        reserve = exposure if self.settings.hour_reserve_inflight else 0.0
+        return allowed - hour.numerator - 1 >= reserve
 
     def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None,
                           exposure: float = 0.0) -> bool:
@@ -140,7 +150,7 @@ class AbandonGovernor:
         the last 60 minutes' counts, for the hour guard; `exposure`: abandons the calls
         already placed may still produce (used with `reserve_inflight`)."""
         reserve = exposure if self.settings.reserve_inflight else 0.0
-        return self.spare_abandons(counts) >= reserve and self.hour_spare(hour)
+        return self.spare_abandons(counts) >= reserve and self.hour_spare(hour, exposure)
 
     def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None,
                      exposure: float = 0.0) -> float:
@@ -150,7 +160,7 @@ class AbandonGovernor:
         spare = self.spare_abandons(counts)  # abandons to spare after one more
         if s.reserve_inflight:
             spare -= exposure
-        if spare < 0.0 or not self.hour_spare(hour):
+        if spare < 0.0 or not self.hour_spare(hour, exposure):
             return s.min_risk
         if spare < s.soft_headroom:
             return s.min_risk + (theta - s.min_risk) * (1.0 + spare) / (1.0 + s.soft_headroom)

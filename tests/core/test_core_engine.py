@@ -223,8 +223,17 @@ def test_agent_owned_callback_is_dialed_only_for_its_owner(clock: FakeClock) -> 
     assert eng.agent_state("bob") is AgentState.RESERVED
 
 
+def test_a_few_agents_keep_a_hopper_sized_by_them(clock: FakeClock) -> None:
+    """One working agent: 2 leads per agent, below the low water mark (refilled to twice
+    that), so an instance with few agents does not hold leads others wait for."""
+    eng = make_engine(mode=DialMode.PROGRESSIVE, hopper_low_water=20)
+    out = eng.agent_login(clock.now, "a0", ready=True)
+    assert [n.n for n in of_type(out, NeedLeads)] == [4]
+
+
 def test_need_leads_when_hopper_runs_low(clock: FakeClock) -> None:
-    eng = make_engine(mode=DialMode.PROGRESSIVE, hopper_low_water=5)
+    eng = make_engine(mode=DialMode.PROGRESSIVE, hopper_low_water=5,
+                      hopper_leads_per_agent=10.0)
     out = eng.agent_login(clock.now, "a0", ready=True)
     need = of_type(out, NeedLeads)
     assert need and need[0].n >= 5

@@ -331,3 +331,42 @@ def test_calls_connected_under_the_clamp_do_not_raise_the_risk_level(clock: Fake
             assert eng.governor.risk_level == before
         else:
             assert eng.governor.risk_level > before
+
+
+def test_the_hour_guard_keeps_room_for_the_calls_already_placed() -> None:
+    from dialer.core.abandon import WindowCounts
+    from dialer.core.governor import AbandonGovernor, GovernorSettings
+
+    gov = AbandonGovernor(0.024, 0.03, GovernorSettings())
+    window = WindowCounts(live=10_000, abandoned=100, machines=0, est_false_positives=0.0)
+    # 40 live answers, 1 abandon this hour: allowed 0.06 x 41 = 2.46, so 0.46 to spare
+    hour = WindowCounts(live=40, abandoned=1, machines=0, est_false_positives=0.0)
+    assert gov.has_spare_abandon(window, hour, exposure=0.0)
+    assert not gov.has_spare_abandon(window, hour, exposure=0.5)  # a ringing call may go live
+    assert gov.allowed_risk(window, hour, exposure=0.5) == gov.settings.min_risk
+    off = AbandonGovernor(0.024, 0.03, GovernorSettings(hour_reserve_inflight=False))
+    assert off.has_spare_abandon(window, hour, exposure=0.5)
+
+
+def test_exposure_counts_the_ringing_calls_above_their_mean(clock: FakeClock) -> None:
+    """More calls ringing than agents staying ready (two asked for a break while their
+    calls ring): the exposure is above the expected overflow, by exposure_z standard
+    deviations of the number that go live."""
+    eng = make_engine(mode=DialMode.PREDICTIVE)
+    eng.add_leads(clock.now, [lead() for _ in range(40)])
+    for i in range(3):
+        eng.agent_login(clock.now, f"a{i}", ready=True)
+    eng.tick(clock.advance(1))
+    for i in (1, 2):
+        eng.agent_pause(clock.advance(0.1), f"a{i}", "break")
+    calls = eng.model.calls
+    t = clock.now.timestamp()
+    ps = [calls.live_within(t - c.dialed_t, 60.0) for c in eng.calls.inflight.values()]
+    assert len(ps) > eng._ready_staying()
+    mean = sum(ps)
+    sd = sum(p * (1 - p) for p in ps) ** 0.5
+    z = eng.config.governor.exposure_z
+    assert z > 0
+    want = max(0.0, mean + z * sd - eng._ready_staying()) + len(eng.calls.waiting)
+    assert math.isclose(eng._abandon_exposure(t), want, rel_tol=1e-9)
+    assert eng._abandon_exposure(t) >= max(0.0, mean - eng._ready_staying())
