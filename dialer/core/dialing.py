@@ -13,6 +13,7 @@ from common.vocabulary import AgentState, DialMode
 from dialer.core.actions import Action, Dial, EndCall, NeedLeads, PreviewOffer
 from dialer.core.calls import CallRecord, Offer
 from dialer.core.engine_state import EPS, EngineState
+from dialer.core.governor import InflightRisk
 from dialer.core.pacer import (
     AbandonBudget,
     PacerSnapshot,
@@ -27,21 +28,26 @@ S = AgentState
 class DialingStep(EngineState):
     """The engine's pacing pass (see the module docstring)."""
 
-    def _abandon_exposure(self, t: float) -> float:
-        """Abandons the calls already placed may still produce: every answered call waiting
-        for an agent, plus the ringing calls that may go live beyond the ready agents - not
-        their expected number but ``exposure_z`` standard deviations above it (each ringing
-        call goes live or not on its own: a sum of Bernoullis), because a short window is
-        broken by the unlucky burst, not the average (bench/compliance.py: four abandons
-        within two seconds on a Monday morning at 100 agents)."""
+    def _inflight_risk(self, t: float) -> InflightRisk:
+        """The calls already placed as the governor's reserve sees them: answered calls
+        waiting for an agent, and the ringing calls' chances of going live within 60 s (a
+        sum of Bernoullis: the reserve counts them some standard deviations above the mean,
+        because a short window is broken by the unlucky burst, not the average -
+        bench/compliance.py saw nine abandons within two seconds on a Monday morning at
+        100 agents)."""
         calls = self.model.calls
         mean = var = 0.0
         for c in self.calls.inflight.values():
             p = calls.live_within(t - c.dialed_t, 60.0)
             mean += p
             var += p * (1.0 - p)
-        live = mean + self.config.governor.exposure_z * var ** 0.5
-        return len(self.calls.waiting) + max(0.0, live - self._ready_staying())
+        return InflightRisk(len(self.calls.waiting), mean, var, self._ready_staying())
+
+    def _abandon_exposure(self, t: float, z: float | None = None) -> float:
+        """Abandons the calls already placed may still produce (`InflightRisk.exposure`
+        with ``z``, default ``exposure_z``)."""
+        z = self.config.governor.exposure_z if z is None else z
+        return self._inflight_risk(t).exposure(z)
 
     def snapshot(self, now: datetime) -> PacerSnapshot:
         """The pacer's view of the campaign at ``now`` (also useful for dashboards)."""
@@ -63,8 +69,24 @@ class DialingStep(EngineState):
         counts = self.ledger.counts(now)
         hour = self.hour_counts(now)
         g = self.config.governor
-        exposure = self._abandon_exposure(t) \
-            if g.reserve_inflight or (g.hour_reserve_inflight and g.hour_cap_ratio > 0) else 0.0
+        exposure = hour_exposure = 0.0
+        room: int | None = None
+        hour_budget = self.governor.hour_budget(hour) if g.hour_exposure_z > 0 else None
+        if g.reserve_inflight or hour_budget is not None:
+            # the reserve for the calls in flight, and the room it leaves for new ones
+            risk = self._inflight_risk(t)
+            p_new = self.model.calls.live_within(0.0, 60.0)
+            if g.reserve_inflight:
+                exposure = risk.exposure(g.exposure_z)
+                # the new calls' own abandons are in the exposure: the whole spare is theirs
+                # (spare_abandons keeps one back for "the next call")
+                room = self.governor.room_for_calls(
+                    self.governor.spare_abandons(counts) + 1.0, risk, p_new, g.exposure_z)
+            if hour_budget is not None:
+                hour_exposure = risk.exposure(g.hour_exposure_z)
+                in_hour = self.governor.room_for_calls(hour_budget + 1.0, risk, p_new,
+                                                       g.hour_exposure_z)
+                room = in_hour if room is None else min(room, in_hour)
         return PacerSnapshot(
             mode=self.config.mode,
             t=t,
@@ -85,8 +107,9 @@ class DialingStep(EngineState):
                 target=self.config.abandon_target,
                 window_live=counts.denominator,
                 window_abandoned=counts.numerator,
-                risk=self.governor.allowed_risk(counts, hour, exposure),
-                spare=self.governor.has_spare_abandon(counts, hour, exposure),
+                risk=self.governor.allowed_risk(counts, hour, exposure, hour_exposure),
+                spare=self.governor.has_spare_abandon(counts, hour, exposure, hour_exposure),
+                room=room,
             ),
             agent_wait=self.config.agent_wait_seconds,
             dials_total=self._dials,

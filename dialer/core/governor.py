@@ -59,9 +59,15 @@ class GovernorSettings:
     reserve_inflight: bool = False
     #: with reserve_inflight: the ringing calls' live answers are counted this many standard
     #: deviations above their mean (a burst of answers, not the average, breaks a window)
-    exposure_z: float = 1.5
-    #: the hour guard keeps room for the calls already placed too (any window)
-    hour_reserve_inflight: bool = True
+    exposure_z: float = 3.0
+    #: the hour guard keeps room for the calls already placed too, at any window, counting
+    #: their live answers this many standard deviations above the mean (an hour of a small
+    #: campaign holds ~40-80 answers, so a burst of three is what breaks it; 0: no room kept)
+    hour_exposure_z: float = 3.0
+    #: the hour guard aims this far below hour_cap_ratio x cap: it reads the last hour, but
+    #: an abandon stays in every hour that follows it for 60 minutes, and a small team's
+    #: answers per hour drop when agents go on breaks (bench/compliance.py, 5 agents)
+    hour_guard_margin: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -73,14 +79,39 @@ class GovernorSettings:
             raise ValueError(f"soft_headroom must be >= 0, got {self.soft_headroom}")
         if self.hour_cap_ratio < 0:
             raise ValueError(f"hour_cap_ratio must be >= 0, got {self.hour_cap_ratio}")
-        if not 0.0 <= self.guard_margin < 1.0:
-            raise ValueError(f"guard_margin must be in [0, 1), got {self.guard_margin}")
-        if self.exposure_z < 0:
-            raise ValueError(f"exposure_z must be >= 0, got {self.exposure_z}")
+        if not 0.0 <= self.guard_margin < 1.0 or not 0.0 <= self.hour_guard_margin < 1.0:
+            raise ValueError("guard_margin and hour_guard_margin must be in [0, 1), got "
+                             f"{self.guard_margin} and {self.hour_guard_margin}")
+        if self.exposure_z < 0 or self.hour_exposure_z < 0:
+            raise ValueError("exposure_z and hour_exposure_z must be >= 0, got "
+                             f"{self.exposure_z} and {self.hour_exposure_z}")
         if self.credit_abandons < 0:
             raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
             raise ValueError(f"governor eta must be in (0, 1], got {self.eta}")
+
+
+#: the most new calls `room_for_calls` ever allows (no limit in practice)
+_MAX_ROOM = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class InflightRisk:
+    """The calls already placed, as the reserve sees them: answered calls waiting for an
+    agent, the ringing calls' chances of going live within the horizon (their sum and the
+    variance of the number that do: independent Bernoullis) and the agents ready for them."""
+
+    waiting: int
+    mean: float
+    var: float
+    ready: int
+
+    def exposure(self, z: float, new: int = 0, p_new: float = 0.0) -> float:
+        """Abandons these calls (and ``new`` more) may produce, counting their live answers
+        ``z`` standard deviations above the mean."""
+        mean = self.mean + new * p_new
+        var = self.var + new * p_new * (1.0 - p_new)
+        return self.waiting + max(0.0, mean + z * math.sqrt(var) - self.ready)
 
 
 #: abandon windows short enough that a campaign meets them fresh every day (after a night or
@@ -132,35 +163,70 @@ class AbandonGovernor:
         allowed = max(cap * (counts.denominator + 1), self.settings.credit_abandons)
         return allowed - counts.numerator - 1
 
+    def hour_budget(self, hour: WindowCounts | None) -> float | None:
+        """Abandons the last hour could still take after one more, once the hour holds
+        enough live answers for its cap to allow an abandon of its own (before that the
+        credit decides, as at the start of a shift). None: no hour guard, or not yet."""
+        ratio = self.settings.hour_cap_ratio * (1.0 - self.settings.hour_guard_margin)
+        if hour is None or ratio <= 0.0 or self.cap * ratio * hour.denominator < 1.0:
+            return None
+        allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
+        return allowed - hour.numerator - 1
+
+    @staticmethod
+    def room_for_calls(budget: float, inflight: InflightRisk, p_new: float, z: float) -> int:
+        """The most new calls (each going live within the horizon with ``p_new``) that keep
+        the calls in flight's exposure (``InflightRisk.exposure`` with ``z``) within
+        ``budget`` abandons; 0 when there is no room even now."""
+        if inflight.exposure(z) > budget:
+            return 0
+        if p_new <= 0.0:
+            return _MAX_ROOM
+
+        def fits(n: int) -> bool:
+            return inflight.exposure(z, n, p_new) <= budget
+        lo, hi = 0, 1
+        while fits(hi):
+            lo, hi = hi, hi * 2
+            if hi > _MAX_ROOM:
+                return _MAX_ROOM
+        while hi - lo > 1:  # fits(lo), not fits(hi)
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     def hour_spare(self, hour: WindowCounts | None, exposure: float = 0.0) -> bool:
         """Whether one more abandon keeps the last hour under hour_cap_ratio x cap, with
-        room for the abandons the calls already placed may produce (``exposure``, when
-        ``hour_reserve_inflight``: an hour holds few answers at any campaign size)."""
-        ratio = self.settings.hour_cap_ratio
+        room for the abandons the calls already placed may produce (``exposure``, counted
+        with ``hour_exposure_z``: an hour holds few answers at any campaign size)."""
+        ratio = self.settings.hour_cap_ratio * (1.0 - self.settings.hour_guard_margin)
         if hour is None or ratio <= 0.0:
             return True
         allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
-        reserve = exposure if self.settings.hour_reserve_inflight else 0.0
-        return allowed - hour.numerator - 1 >= reserve
+        return allowed - hour.numerator - 1 >= exposure
 
     def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None,
-                          exposure: float = 0.0) -> bool:
+                          exposure: float = 0.0, hour_exposure: float = 0.0) -> bool:
         """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
         line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md). `hour`:
         the last 60 minutes' counts, for the hour guard; `exposure`: abandons the calls
-        already placed may still produce (used with `reserve_inflight`)."""
+        already placed may still produce (used with `reserve_inflight`); `hour_exposure`: the
+        same counted for the hour guard (with `hour_exposure_z`)."""
         reserve = exposure if self.settings.reserve_inflight else 0.0
-        return self.spare_abandons(counts) >= reserve and self.hour_spare(hour, exposure)
+        return self.spare_abandons(counts) >= reserve and self.hour_spare(hour, hour_exposure)
 
     def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None,
-                     exposure: float = 0.0) -> float:
+                     exposure: float = 0.0, hour_exposure: float = 0.0) -> float:
         """Risk for the next call given the regulatory window's (and the last hour's) counts."""
         s = self.settings
         theta = self.risk_level
         spare = self.spare_abandons(counts)  # abandons to spare after one more
         if s.reserve_inflight:
             spare -= exposure
-        if spare < 0.0 or not self.hour_spare(hour, exposure):
+        if spare < 0.0 or not self.hour_spare(hour, hour_exposure):
             return s.min_risk
         if spare < s.soft_headroom:
             return s.min_risk + (theta - s.min_risk) * (1.0 + spare) / (1.0 + s.soft_headroom)

@@ -65,6 +65,9 @@ class AbandonBudget:
     #: abandon would put the window over the cap, or it is over already. Every dial mode
     #: then keeps calls in flight + waiting + new calls <= ready agents (`over_cap_clamp`)
     spare: bool = True
+    #: with a spare abandon: the most new calls the reserve for the calls in flight leaves
+    #: room for (`AbandonGovernor.room_for_calls`; None: no such limit)
+    room: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,15 +133,19 @@ def clamp_to_limits(snap: PacerSnapshot, n: int) -> int:
 
 
 def over_cap_limit(snap: PacerSnapshot) -> int | None:
-    """Most new calls allowed while the window has no abandon to spare; None: no such limit.
+    """Most new calls allowed; None: no such limit.
 
-    One line per READY agent, counting the lines that already wait for one: unanswered calls
-    not tied to a reserved agent (dialing, ringing, AMD listening) and answered calls
-    waiting for an agent. Nothing for agents only expected to free, no overdial ratio.
+    While the window has no abandon to spare: one line per READY agent, counting the lines
+    that already wait for one: unanswered calls not tied to a reserved agent (dialing,
+    ringing, AMD listening) and answered calls waiting for an agent. Nothing for agents only
+    expected to free, no overdial ratio. With one to spare: the room the governor's reserve
+    leaves (``abandon.room``), when a guard keeps one.
     """
+    one_each = max(0, snap.agents_ready - len(snap.inflight_ages) - snap.waiting)
     if snap.abandon.spare:
-        return None
-    return max(0, snap.agents_ready - len(snap.inflight_ages) - snap.waiting)
+        # the reserve limits the overdial, never the line each ready agent may have
+        return None if snap.abandon.room is None else max(snap.abandon.room, one_each)
+    return one_each
 
 
 def over_cap_clamp(snap: PacerSnapshot, n: int) -> int:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.vocabulary import AgentState, AmdVerdict, AttemptResult, DialMode
+from common.vocabulary import AbandonWindow, AgentState, AmdVerdict, AttemptResult, DialMode
 from dialer.core import (
     AttemptFinished,
     CampaignEngine,
@@ -339,13 +339,16 @@ def test_the_hour_guard_keeps_room_for_the_calls_already_placed() -> None:
 
     gov = AbandonGovernor(0.024, 0.03, GovernorSettings())
     window = WindowCounts(live=10_000, abandoned=100, machines=0, est_false_positives=0.0)
-    # 40 live answers, 1 abandon this hour: allowed 0.06 x 41 = 2.46, so 0.46 to spare
-    hour = WindowCounts(live=40, abandoned=1, machines=0, est_false_positives=0.0)
-    assert gov.has_spare_abandon(window, hour, exposure=0.0)
-    assert not gov.has_spare_abandon(window, hour, exposure=0.5)  # a ringing call may go live
-    assert gov.allowed_risk(window, hour, exposure=0.5) == gov.settings.min_risk
-    off = AbandonGovernor(0.024, 0.03, GovernorSettings(hour_reserve_inflight=False))
-    assert off.has_spare_abandon(window, hour, exposure=0.5)
+    # 40 live answers, none abandoned this hour: the guard aims at 0.06 x 0.75 (its margin),
+    # allowing 0.045 x 41 = 1.85 abandons, so 0.85 to spare after one more
+    hour = WindowCounts(live=40, abandoned=0, machines=0, est_false_positives=0.0)
+    assert gov.has_spare_abandon(window, hour, hour_exposure=0.0)
+    # ringing calls that may go live: no risk until the hour has room for them
+    assert not gov.has_spare_abandon(window, hour, hour_exposure=1.0)
+    assert gov.allowed_risk(window, hour, hour_exposure=1.0) == gov.settings.min_risk
+    assert gov.has_spare_abandon(window, hour, exposure=1.0)  # the 30-day window has room
+    one = WindowCounts(live=40, abandoned=1, machines=0, est_false_positives=0.0)
+    assert not gov.has_spare_abandon(window, one)  # 2 of 41 would pass 4.5 %
 
 
 def test_exposure_counts_the_ringing_calls_above_their_mean(clock: FakeClock) -> None:
@@ -370,3 +373,46 @@ def test_exposure_counts_the_ringing_calls_above_their_mean(clock: FakeClock) ->
     want = max(0.0, mean + z * sd - eng._ready_staying()) + len(eng.calls.waiting)
     assert math.isclose(eng._abandon_exposure(t), want, rel_tol=1e-9)
     assert eng._abandon_exposure(t) >= max(0.0, mean - eng._ready_staying())
+
+
+@given(waiting=st.integers(0, 5), n_ringing=st.integers(0, 60), p=st.floats(0.01, 0.99),
+       ready=st.integers(0, 40), budget=st.floats(0.0, 10.0), z=st.floats(0.0, 3.0),
+       p_new=st.floats(0.01, 0.99))
+@settings(max_examples=200, deadline=None)
+def test_room_for_calls_is_the_largest_count_within_the_budget(
+    waiting: int, n_ringing: int, p: float, ready: int, budget: float, z: float, p_new: float,
+) -> None:
+    from dialer.core.governor import AbandonGovernor, InflightRisk
+
+    risk = InflightRisk(waiting, n_ringing * p, n_ringing * p * (1 - p), ready)
+    room = AbandonGovernor.room_for_calls(budget, risk, p_new, z)
+    assert room >= 0
+    if risk.exposure(z) > budget:
+        assert room == 0
+    else:
+        assert risk.exposure(z, room, p_new) <= budget + 1e-9
+        assert risk.exposure(z, room + 1, p_new) > budget  # one more would not fit
+
+
+def test_a_burst_reserve_limits_the_overdial_but_never_a_line_per_ready_agent(
+    clock: FakeClock,
+) -> None:
+    """The UK's 24-hour window on a Monday morning (few answers, a little spare): the
+    predictive pacer may overdial only as far as the calls' exposure fits the spare."""
+    from dialer.core.governor import AbandonGovernor, InflightRisk, settings_for_window
+    from dialer.core.pacer import AbandonBudget, over_cap_limit
+
+    gov = AbandonGovernor(0.024, 0.03, settings_for_window(AbandonWindow.ROLLING_24H))
+    few = InflightRisk(waiting=0, mean=13.5, var=10.0, ready=59)
+    room = gov.room_for_calls(1.0, few, 0.3, gov.settings.exposure_z)
+    # about (59 - 13.5 - the margin) / 0.3 more calls: far fewer than the 184 seen
+    assert 80 < room < 150
+    snap_budget = AbandonBudget(cap=0.03, target=0.024, window_live=42, window_abandoned=0.2,
+                                risk=0.0137, spare=True, room=0)
+
+    class Snap:
+        abandon = snap_budget
+        agents_ready = 5
+        inflight_ages = (1.0, 2.0)
+        waiting = 0
+    assert over_cap_limit(Snap()) == 3  # type: ignore[arg-type]  # a line per ready agent
