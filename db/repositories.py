@@ -430,3 +430,11 @@ async def set_agent_groups(sessions: Sessions, login: str, groups: list[str]) ->
             return False
         row.groups = list(groups)
         return True
+
+
+@translated
+async def agent_groups(sessions: Sessions, login: str) -> list[str] | None:
+    """The agent's named groups; None when there is no such agent."""
+    async with sessions() as s:
+        row = await s.scalar(select(Agent.groups).where(Agent.login == login))
+        return None if row is None else [str(g) for g in row]

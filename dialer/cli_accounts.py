@@ -132,10 +132,7 @@ def agents_groups(
     """Show an agent's named groups, or replace them with --set (a running dialer takes the
     change on at its next start). A config agent with `groups` in the file gets the file's
     groups back at each start."""
-    from sqlalchemy import select
-
-    from db.models import Agent
-    from db.repositories import set_agent_groups
+    from db.repositories import agent_groups, set_agent_groups
 
     _login(login)
     names = _groups(set_to, "--set")
@@ -144,9 +141,7 @@ def agents_groups(
     async def work(sessions: Any) -> list[str] | None:
         if names is not None and not await set_agent_groups(sessions, login, names):
             return None
-        async with sessions() as s:
-            row = await s.scalar(select(Agent.groups).where(Agent.login == login))
-        return None if row is None else list(row)
+        return await agent_groups(sessions, login)
 
     got = _guard_db(lambda: _run(url, work))
     if got is None:
