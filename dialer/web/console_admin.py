@@ -3,7 +3,7 @@ add numbers to the do-not-call list. Each calls the command line's own code path
 page and `dialer agents add` / `dialer leads import` / `dialer dnc add` agree:
 
 * `POST /api/console/agents` (admin) `{"login", "password", "sip_uri", "campaign",
-  "display_name"}`: `db.web_accounts.add_agent`, as `dialer agents add`
+  "display_name", "groups"}`: `db.web_accounts.add_agent`, as `dialer agents add`
 * `POST /api/console/leads/import?campaign=&region=&delimiter=&encoding=&create_companies=`
   with the CSV file as the request body: `dialer.importer.import_leads`, as `dialer leads
   import`, answering its row-by-row report (every rejected or skipped row: line, outcome,
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.vocabulary import MAX_GROUPS_PER_AGENT, check_groups
 from db import audit, dnc, web_accounts
 from db.audit import Actor
 from db.repositories import RepositoryError
@@ -55,6 +56,12 @@ class NewAgent(BaseModel):
     sip_uri: str = Field(min_length=5, max_length=255, pattern=r"^sips?:\S+$")
     campaign: str | None = Field(default=None, max_length=100)
     display_name: str = Field(default="", max_length=200)
+    groups: list[str] = Field(default_factory=list, max_length=MAX_GROUPS_PER_AGENT)
+
+    @field_validator("groups")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return check_groups(v)
 
 
 class DncAdd(BaseModel):
@@ -73,7 +80,8 @@ async def add_agent(body: NewAgent, s: Admin, d: Deps) -> dict[str, Any]:
     try:
         account = await web_accounts.add_agent(
             d.sessions, login=body.login, sip_uri=body.sip_uri, password_hash=password_hash,
-            now=d.clock.now(), display_name=body.display_name, campaign=body.campaign or None)
+            now=d.clock.now(), display_name=body.display_name, campaign=body.campaign or None,
+            groups=body.groups)
     except AccountError as e:
         raise HTTPException(409 if "already" in str(e) else 422, str(e)) from None
     await audit.record(d.sessions, Actor.user(s.login), "agent.add", f"agent:{account.login}",

@@ -23,12 +23,13 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.vocabulary import MAX_GROUPS_PER_AGENT, check_groups
 from db import audit
 from db.audit import Actor
 from db.lookups import campaigns_by_name
-from db.repositories import RepositoryError
+from db.repositories import RepositoryError, set_agent_groups
 from dialer.control import Control, ControlError
 from dialer.control.board import campaign_board, day_report
 from dialer.web.auth import Signed, role
@@ -66,6 +67,17 @@ class Move(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     campaign: str = Field(min_length=1, max_length=100)
+
+
+class Groups(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[str] = Field(max_length=MAX_GROUPS_PER_AGENT)
+
+    @field_validator("groups")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return check_groups(v)
 
 
 def actor_of(s: Signed) -> Actor:
@@ -195,7 +207,7 @@ async def agents(s: Supervisor, d: Deps) -> dict[str, Any]:
             out.append({"login": login, "display_name": row.display_name, "campaign": rt.name,
                         "state": live.get("state", "logged_out"),
                         "reason": live.get("reason"), "since": live.get("since"),
-                        "pending": live.get("pending")})
+                        "pending": live.get("pending"), "groups": list(row.groups or [])})
     return {"agents": out, "campaigns": sorted(control.runtimes)}
 
 
@@ -207,6 +219,27 @@ async def agent_pause(login: str, body: Reason, s: Supervisor, d: Deps) -> dict[
 @router.post("/agents/{login}/logout")
 async def agent_logout(login: str, body: Reason, s: Supervisor, d: Deps) -> dict[str, Any]:
     return await run_control(control_of(d).force_logout(login, actor_of(s), body.reason))
+
+
+@router.put("/agents/{login}/groups")
+async def agent_groups(login: str, body: Groups, s: Supervisor, d: Deps) -> dict[str, Any]:
+    """Replace the agent's named groups (transfer targets, docs/call-controls.md): in the
+    database (one audit row) and, on a running dialer, at once for the next transfer."""
+    try:
+        found = await set_agent_groups(d.sessions, login, body.groups)
+    except RepositoryError as e:
+        raise HTTPException(503, f"the database did not take the change: {e}") from None
+    if not found:
+        raise HTTPException(404, f"no agent {login!r}")
+    await audit.record(d.sessions, actor_of(s), "agent.groups", f"agent:{login}",
+                       {"groups": body.groups}, now=d.clock.now())
+    if d.console is not None:
+        for rt in d.console.runtimes.values():
+            row = rt.agents.get(login)
+            if row is not None:
+                row.groups = list(body.groups)
+    log.info("web: %s set agent %s's groups (%d)", s.login, login, len(body.groups))
+    return {"login": login, "groups": body.groups}
 
 
 @router.post("/agents/{login}/move")

@@ -16,7 +16,7 @@ from web_harness import NOW, WebDb, make_deps, seed, sign_in
 
 from common.clock import ManualClock
 from db import audit, web_accounts
-from db.models import Company, Lead
+from db.models import Agent, Company, Lead
 from db.session import create_engine, session_factory
 from dialer.cli_companies import companies_app
 from dialer.passwords import hash_password
@@ -158,8 +158,28 @@ async def test_lead_upload_dnc_and_agent_accounts(
     bad = {**new, "login": "dee", "sip_uri": "alice"}
     r = await c.post("/api/console/agents", headers=csrf, json=bad)
     assert r.status_code == 422 and "sip_uri" in r.json()["detail"]
+    # named groups (transfer targets): at creation, then replaced; names are checked
+    r = await c.post("/api/console/agents", headers=csrf,
+                     json={**new, "login": "dee", "groups": ["Closers!"]})
+    assert r.status_code == 422 and "group name 'Closers!'" in r.json()["detail"]
+    r = await c.post("/api/console/agents", headers=csrf,
+                     json={**new, "login": "dee", "groups": ["closers", "closers"]})
+    assert r.status_code == 200, r.text
+    async with db.sessions() as s:
+        assert (await s.scalar(select(Agent.groups).where(Agent.login == "dee"))) == ["closers"]
+    r = await c.put("/api/console/agents/dee/groups", headers=csrf,
+                    json={"groups": ["senior", "retention"]})
+    assert r.status_code == 200 and r.json()["groups"] == ["senior", "retention"]
+    async with db.sessions() as s:
+        assert (await s.scalar(select(Agent.groups).where(Agent.login == "dee"))) \
+            == ["senior", "retention"]
+    r = await c.put("/api/console/agents/nobody/groups", headers=csrf, json={"groups": []})
+    assert r.status_code == 404
+    r = await c.put("/api/console/agents/dee/groups", headers=csrf, json={"groups": ["a b"]})
+    assert r.status_code == 422
     r = await c.post("/api/session", json={"login": "cy", "password": "cy-agent-pw"})
     assert r.status_code == 200 and r.json()["role"] == "agent"
-    assert await _actions(db) == ["leads.import", "dnc.add", "agent.add"]
+    assert await _actions(db) == ["leads.import", "dnc.add", "agent.add", "agent.add",
+                                  "agent.groups"]
     entries = await audit.entries(db.sessions)
     assert all("+1212" not in str(e.detail) for e in entries)  # no phone numbers

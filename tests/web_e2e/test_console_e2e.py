@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -342,6 +343,17 @@ async def _run(st: ConsoleStack, browser: Any, artifacts: Path, base: str,
     # ---- the other tabs: agents, campaigns, a number on the do-not-call list
     await con.click("#tab-agents")
     await con.wait_for_selector("#agents-table tr[data-login='web1']")
+    # the agent's named groups (transfer targets), set on the page
+    agent_row = "#agents-table tr[data-login='web1']"
+    await con.fill(f"{agent_row} input.groups", "closers, senior")
+    await con.click(f"{agent_row} button[data-action='groups']")
+
+    async def groups_stored() -> bool:
+        got = await st.query("SELECT groups FROM agents WHERE login = 'web1'")
+        raw = got[0][0]
+        return (json.loads(raw) if isinstance(raw, str) else raw) == ["closers", "senior"]
+
+    await wait_for(groups_stored, 15, "web1's groups in its agents row")
     await con.click("#tab-campaigns")
     await con.wait_for_selector(f"#campaigns-table tr[data-campaign='{CAMPAIGN}']")
     await con.wait_for_selector("#campaigns-table tr[data-campaign='upload-check']")
@@ -369,7 +381,8 @@ async def _run(st: ConsoleStack, browser: Any, artifacts: Path, base: str,
     actions = [r[0] for r in await st.query(
         "SELECT action FROM audit_log WHERE actor = 'sue' ORDER BY id")]
     assert actions == ["campaign.pause", "leads.import", "company.set", "campaign.resume",
-                       "agent.force_pause", "campaign.set_dial", "dnc.add"], actions
+                       "agent.force_pause", "agent.groups", "campaign.set_dial",
+                       "dnc.add"], actions
     await con.screenshot(path=str(artifacts / "console-audit.png"), full_page=True)
 
 

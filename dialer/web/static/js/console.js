@@ -23,6 +23,7 @@ const api = {
   agentControl: (login, action, body) =>
     request("POST", `/api/console/agents/${enc(login)}/${action}`, body),
   addAgent: (body) => request("POST", "/api/console/agents", body),
+  setGroups: (login, groups) => request("PUT", `/api/console/agents/${enc(login)}/groups`, { groups }),
   audit: (beforeId) => request("GET", `/api/console/audit?limit=50${beforeId ? `&before_id=${beforeId}` : ""}`),
   companies: () => request("GET", "/api/console/companies"),
   company: (key) => request("GET", `/api/console/companies/${enc(key)}`),
@@ -290,10 +291,26 @@ async function loadAgents() {
     body.append(h("tr", { dataset: { login: a.login } }, h("td", {}, a.login), h("td", {}, a.display_name),
       h("td", {}, a.campaign), h("td", {}, t(`state.${a.state}`)),
       h("td", {}, a.since ? formatDuration(secondsSince(a.since, Date.now())) : "\u2013"),
-      h("td", {}, a.pending ? t(`console.agents.pending_${a.pending}`) : "")));
+      h("td", {}, a.pending ? t(`console.agents.pending_${a.pending}`) : ""),
+      groupsCell(a)));
   }
   const pick = clear($("add-campaign"));
   for (const n of data.campaigns) pick.append(h("option", { value: n }, n));
+}
+
+// an agent's named groups (transfer targets): comma-separated names, saved at once
+function splitGroups(text) {
+  return text.split(/[\s,]+/).map((g) => g.trim()).filter(Boolean);
+}
+
+function groupsCell(a) {
+  const inp = h("input", { class: "groups", value: (a.groups ?? []).join(", "),
+    "aria-label": `${t("console.agents.groups")} ${a.login}` });
+  const save = h("button", { class: "btn btn-small", type: "button", dataset: { action: "groups" },
+    onclick: () => act(() => api.setGroups(a.login, splitGroups(inp.value)),
+      t("console.agents.groups_saved", { login: a.login })),
+  }, t("console.agents.groups_save"));
+  return h("td", {}, inp, save);
 }
 
 async function loadCampaigns() {
@@ -449,6 +466,7 @@ function wireForms() {
     act(() => api.addAgent({
       login: $("add-login").value.trim(), display_name: $("add-name").value.trim(), sip_uri: $("add-sip").value.trim(),
       campaign: $("add-campaign").value || null, password: $("add-password").value,
+      groups: splitGroups($("add-groups").value),
     }), t("console.agents.added")).then(() => loadAgents().catch(failed));
   });
 }
