@@ -160,10 +160,21 @@ class DialingStep(EngineState):
         dials_before = self._dials
         # agent-owned callbacks go to their owners first, whatever the mode
         if board.ready and len(self.hopper):
+            clamped: bool | None = None  # the guard's verdict, read once if needed
             for agent_id in self.hopper.owners_with_due_callbacks(now):
                 rec = board.ready.get(agent_id)
                 if rec is None:
                     continue
+                staying_after = self._ready_staying() - (1 if rec.pending is None else 0)
+                if self._guard_clamp and self._unassigned_calls() > staying_after:
+                    # the owner is one of the ready agents the calls already placed count
+                    # on: with no abandon to spare, its callback waits for the next pass
+                    # with a ready agent to spare (a ring time at most, since the clamp
+                    # dials no more lines than ready agents)
+                    if clamped is None:
+                        clamped = not self.snapshot(now).abandon.spare
+                    if clamped:
+                        continue
                 lead = self.hopper.take_for_owner(agent_id, now)
                 if lead is None:
                     continue
