@@ -416,3 +416,24 @@ def test_a_burst_reserve_limits_the_overdial_but_never_a_line_per_ready_agent(
         inflight_ages = (1.0, 2.0)
         waiting = 0
     assert over_cap_limit(Snap()) == 3  # type: ignore[arg-type]  # a line per ready agent
+
+
+def test_over_the_cap_a_callback_owner_covering_a_ringing_call_waits(clock: FakeClock) -> None:
+    """Over the cap, two ready agents and two calls ringing for them: bob's due callback
+    would take one of them away and leave a ringing call without an agent. It waits, and
+    goes as soon as a ringing call ends and leaves bob to spare."""
+    eng = make_engine(mode=DialMode.PROGRESSIVE)
+    seed_ledger(eng, clock.now, 100, 10)
+    eng.add_leads(clock.now, [lead(), lead()])
+    out = eng.agent_login(clock.now, "alice", ready=True)
+    out += eng.agent_login(clock.now, "bob", ready=True)
+    out += eng.tick(clock.advance(1))
+    ringing = [d.call_id for d in of_type(out, Dial)]
+    assert len(ringing) == 2 and no_spare(eng, clock.now)
+    cb = lead(callback_owner="bob", callback_due_at=clock.now - timedelta(minutes=1))
+    out = eng.add_leads(clock.advance(0.5), [cb]) + eng.tick(clock.advance(2))
+    assert not [d for d in of_type(out, Dial) if d.agent_id == "bob"]
+    assert eng.agent_state("bob") is AgentState.READY
+    out = eng.call_ended(clock.advance(20), ringing[0], AttemptResult.NO_ANSWER)
+    out += eng.tick(clock.advance(2))
+    assert [d.lead for d in of_type(out, Dial) if d.agent_id == "bob"] == [cb]
