@@ -426,6 +426,9 @@ class JobLease(Base):
     occurrence: Mapped[str] = mapped_column(String(64))
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime]
+    #: a cluster member's heartbeat row only: its supervisor console's base URL, where the
+    #: other members forward agent controls and listen-ins for what it serves (migration 0019)
+    console_url: Mapped[str | None] = mapped_column(String(300), default=None)
 
 
 class InstanceBoard(Base):
