@@ -40,9 +40,15 @@ from sip.protocol import ProtocolError, recv_frame_blocking
 
 log = logging.getLogger("sip.node")
 
-#: libHandleEvents wait. Commands and media results do not wait for it: their producers
-#: wake the loop (see Waker); it only bounds timer resolution (ring/answer timeouts).
-POLL_MS = 20
+#: libHandleEvents wait while the node has anything live. Commands and media results do not
+#: wait for it (their producers wake the loop, see Waker) and pjsip's own timers are kept by
+#: libHandleEvents itself: it only bounds the resolution of the node's timers (ring, answer,
+#: AMD and re-INVITE timeouts, slot retries), where 100 ms is far below what they measure.
+#: It was 20 ms: 50 idle Python passes a second cost a node ~0.5 % of a core, about a third
+#: of what a bridged call costs (docs/capacity.md).
+POLL_MS = 100
+#: the wait with nothing live on the node: only a command (the waker) or pjsip has work
+IDLE_POLL_MS = 1000
 #: how often answered legs' RTP rx counters are read (the media timeout's resolution)
 MEDIA_POLL_S = 1.0
 #: media states in which the far end legitimately sends no RTP (the watch pauses)
@@ -207,7 +213,7 @@ class Node(NodeCommands):
     def run(self) -> None:
         assert self.ep is not None
         while True:
-            self.ep.libHandleEvents(POLL_MS)
+            self.ep.libHandleEvents(POLL_MS if self._busy() else IDLE_POLL_MS)
             self.waker.clear()
             self._drain_commands()
             self._drain_media()
@@ -218,6 +224,22 @@ class Node(NodeCommands):
             if self.stopping:
                 break
         self.shutdown()
+
+    def _busy(self) -> bool:
+        """Whether any node timer may come due: anything live, pending or still held."""
+        return bool(
+            self.legs
+            or self.agents
+            or self.listens
+            or self.incoming
+            or self.held
+            or self.cancelling
+            or self.deferred
+            or self.pending_originates
+            or self.awaiting_recording
+            or self._held_sent
+            or self.slots.live_calls()
+        )
 
     def _drain_commands(self) -> None:
         while True:
