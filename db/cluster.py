@@ -7,6 +7,8 @@ under names of their own so no job ever touches them:
   heartbeat, `occurrence` is `up:<start time>` while it lives. A survivor that finds it
   expired marks it `dead` (one conditional UPDATE: exactly one survivor wins) and then
   cleans up after it;
+  The row also carries the member's `console_url` (migration 0019): where the other members'
+  consoles forward an agent control or a listen-in for what this member serves;
 * `cluster/agent/<login>`: which instance serves an agent; taken with one conditional UPDATE
   (free, expired or already ours) or the first INSERT, so two instances never both win.
 
@@ -45,6 +47,8 @@ class Member:
     #: `up:<start>` while it lives, `dead` once a survivor cleaned up after it
     occurrence: str
     holder: str
+    #: its supervisor console's base URL (None: it runs no web server, or an older version)
+    console_url: str | None = None
 
     def alive(self, now: datetime) -> bool:
         return self.expires_at >= now and self.occurrence.startswith("up:")
@@ -58,22 +62,25 @@ class AgentLease:
 
 
 async def _upsert(sessions: Sessions, name: str, occurrence: str, holder: str,
-                  expires: datetime, *, only_if: object | None = None) -> bool:
+                  expires: datetime, *, only_if: object | None = None,
+                  **extra: Any) -> bool:
     """UPDATE the lease row `name` (if `only_if` holds), else INSERT it; False when the row
-    exists and `only_if` does not hold, or another process inserted it first."""
+    exists and `only_if` does not hold, or another process inserted it first. `extra`: more
+    columns to set (an instance's `console_url`)."""
     async with sessions.begin() as s:
         stmt = update(JobLease).where(JobLease.name == name)
         if only_if is not None:
             stmt = stmt.where(only_if)  # type: ignore[arg-type]
         res = await s.execute(stmt.values(occurrence=occurrence, holder=holder,
-                                          expires_at=expires))
+                                          expires_at=expires, **extra))
         if res.rowcount:  # type: ignore[attr-defined]
             return True
         if (await s.execute(select(JobLease.name).where(JobLease.name == name))).first():
             return False
     try:
         async with sessions.begin() as s:
-            s.add(JobLease(name=name, occurrence=occurrence, holder=holder, expires_at=expires))
+            s.add(JobLease(name=name, occurrence=occurrence, holder=holder, expires_at=expires,
+                           **extra))
         return True
     except IntegrityError:
         return False
@@ -84,36 +91,39 @@ async def _upsert(sessions: Sessions, name: str, occurrence: str, holder: str,
 
 @translated
 async def heartbeat(sessions: Sessions, *, dialer_id: str, started: datetime, now: datetime,
-                    ttl: timedelta) -> None:
+                    ttl: timedelta, console_url: str | None = None) -> None:
     """Renew this instance's heartbeat lease (creates it at the first beat)."""
     await _upsert(sessions, INSTANCE + dialer_id, f"up:{started.isoformat()}", dialer_id,
-                  now + ttl)
+                  now + ttl, console_url=console_url)
 
 
 @translated
 async def renew_if_mine(sessions: Sessions, *, dialer_id: str, started: datetime,
-                        now: datetime, ttl: timedelta) -> bool:
+                        now: datetime, ttl: timedelta, console_url: str | None = None) -> bool:
     """Renew this instance's heartbeat only while its row is still `up:<started>`: False when a
     survivor judged it dead meanwhile (`cleaning`, `dead`): it stalled past the TTL and must
-    fence itself. One conditional UPDATE, so it never undoes a survivor's claim."""
+    fence itself. One conditional UPDATE, so it never undoes a survivor's claim. The console
+    URL is written with it: a row another process reset, or a web server that started after
+    the first beat, is advertised again within a heartbeat."""
     async with sessions.begin() as s:
         res = await s.execute(
             update(JobLease)
             .where(JobLease.name == INSTANCE + dialer_id, JobLease.holder == dialer_id,
                    JobLease.occurrence == f"up:{started.isoformat()}")
-            .values(expires_at=now + ttl))
+            .values(expires_at=now + ttl, console_url=console_url))
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 @translated
 async def rejoin(sessions: Sessions, *, dialer_id: str, started: datetime, now: datetime,
-                 ttl: timedelta) -> bool:
+                 ttl: timedelta, console_url: str | None = None) -> bool:
     """A fenced instance registers again as `up:<started>` (a new run), but only once the
     survivor's clean-up after it is over (`dead`, or a `cleaning` lease that expired): its
     new attempts are never closed by that clean-up."""
     return await _upsert(
         sessions, INSTANCE + dialer_id, f"up:{started.isoformat()}", dialer_id, now + ttl,
-        only_if=or_(JobLease.occurrence != CLEANING, JobLease.expires_at < now))
+        only_if=or_(JobLease.occurrence != CLEANING, JobLease.expires_at < now),
+        console_url=console_url)
 
 
 @translated
@@ -141,7 +151,27 @@ async def members(sessions: Sessions) -> list[Member]:
         rows = (await s.execute(
             select(JobLease).where(JobLease.name.startswith(INSTANCE, autoescape=True))
             .order_by(JobLease.name))).scalars().all()
-    return [Member(r.name[len(INSTANCE):], r.expires_at, r.occurrence, r.holder) for r in rows]
+    return [Member(r.name[len(INSTANCE):], r.expires_at, r.occurrence, r.holder, r.console_url)
+            for r in rows]
+
+
+@translated
+async def advertise_console(sessions: Sessions, *, dialer_id: str, url: str | None) -> None:
+    """Set this instance's console URL on its heartbeat row now (its web server started after
+    the first beat; the next renewal would write it too, a heartbeat later)."""
+    async with sessions.begin() as s:
+        await s.execute(update(JobLease).where(JobLease.name == INSTANCE + dialer_id,
+                                               JobLease.holder == dialer_id)
+                        .values(console_url=url))
+
+
+@translated
+async def attempt_dialer(sessions: Sessions, attempt_id: int) -> str | None:
+    """The instance that placed attempt `attempt_id` (its call lives on that instance's SIP
+    nodes), or None for no such attempt."""
+    async with sessions() as s:
+        got = await s.scalar(select(Attempt.dialer_id).where(Attempt.id == attempt_id))
+    return None if got is None else str(got)
 
 
 @translated
@@ -209,6 +239,14 @@ async def release_agents(sessions: Sessions, *, dialer_id: str, logins: Iterable
     async with sessions.begin() as s:
         await s.execute(delete(JobLease).where(JobLease.name.in_(names),
                                                JobLease.holder == dialer_id))
+
+
+@translated
+async def agent_lease(sessions: Sessions, login: str) -> AgentLease | None:
+    """Which instance serves agent `login` (None: no instance ever took it)."""
+    async with sessions() as s:
+        r = await s.scalar(select(JobLease).where(JobLease.name == AGENT + login))
+    return None if r is None else AgentLease(login, r.holder, r.expires_at)
 
 
 @translated

@@ -5,7 +5,9 @@
   agents add`) join the config's agents (the config wins for a login in both). Returns the
   MQTT secrets of the database agents, so the embedded broker lets them in as well.
 * `start_web`: the web server after the MQTT bus, sharing the app's command runner (one
-  command at a time per agent across both transports) and its socket hub.
+  command at a time per agent across both transports) and its socket hub; in a cluster it
+  advertises the console's base URL in the heartbeat row (`[web] advertise_url`, else the
+  bound address), where the other members forward agent controls and listen-ins.
 """
 
 from __future__ import annotations
@@ -68,4 +70,11 @@ async def start_web(app: DialerApp, stack: contextlib.AsyncExitStack,
     except OSError as e:
         log.error("%s; the dialer runs without its web desktop", e)
         return None
+    if app.cluster is not None:
+        url = web.advertise_url or server.url
+        try:
+            await app.cluster.advertise(url)
+        except Exception as e:  # the next heartbeat writes it (cluster.console_url is set)
+            log.warning("cluster: advertising the console at %s failed: %s", url, e)
+        log.info("cluster: instance %s's console advertised at %s", app.cluster.id, url)
     return server

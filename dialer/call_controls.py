@@ -325,6 +325,15 @@ class ListenIn:
                     return rt, c
         raise ListenError("no_such_call", f"attempt {attempt_id} is not a live call")
 
+    def holds_call(self, attempt_id: int) -> bool:
+        """Whether attempt `attempt_id` is a live call of this dialer (in a cluster another
+        instance's console forwards a listen-in for it here)."""
+        try:
+            self._find(attempt_id)
+        except ListenError:
+            return False
+        return True
+
     def _session(self, session_id: str) -> tuple[CampaignRuntime, LiveCall, ListenSession]:
         for rt in self.runtimes.values():
             s = controls_of(rt).sessions.get(session_id)

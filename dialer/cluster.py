@@ -48,6 +48,7 @@ from dialer.bus.messages import AgentCommand
 from dialer.bus.runner import AgentCommandRunner, CommandHandler, Reply
 from dialer.cluster_agents import restore_agent
 from dialer.core.abandon import ExternalCounts
+from dialer.core.governor import hour_outlook_spans
 
 if TYPE_CHECKING:
     from dialer.app import DialerApp
@@ -120,6 +121,9 @@ class Cluster:
         #: the `up:<run>` of this instance's heartbeat row; a new one after a self-fence
         self.run = self.started
         self.fence = Fencing(self)
+        #: this instance's console base URL, advertised in its heartbeat row (`advertise`):
+        #: the other members' consoles forward agent controls and listen-ins to it
+        self.console_url: str | None = None
         #: run after every healthy beat (dialer/control/cluster_view.py registers them)
         self.on_beat: list[Callable[[], Awaitable[None]]] = []
         self.runtimes: dict[str, CampaignRuntime] = {}
@@ -145,7 +149,7 @@ class Cluster:
         restart finds them still held), and start beating."""
         now = self.clock.now()
         await db.heartbeat(self.sessions, dialer_id=self.id, started=self.run, now=now,
-                           ttl=self.ttl)
+                           ttl=self.ttl, console_url=self.console_url)
         self.fence.last_ok = self.clock.monotonic()
         self.runtimes = runtimes
         for rt in runtimes.values():
@@ -173,6 +177,12 @@ class Cluster:
             # a clean stop: the agents' leases lapse on their own (a survivor takes them
             # over once they expire), the heartbeat row goes now
             await db.leave(self.sessions, dialer_id=self.id)
+
+    async def advertise(self, url: str | None) -> None:
+        """This instance's console is at `url` (the web server has started): written now,
+        and with every heartbeat from then on."""
+        self.console_url = url
+        await db.advertise_console(self.sessions, dialer_id=self.id, url=url)
 
     # ------------------------------------------------------------------ agents' commands
     def alive(self, now: datetime) -> list[str]:
@@ -247,7 +257,7 @@ class Cluster:
         mono = self.clock.monotonic()
         if not self.fence.fenced:
             if await db.renew_if_mine(self.sessions, dialer_id=self.id, started=self.run,
-                                      now=now, ttl=self.ttl):
+                                      now=now, ttl=self.ttl, console_url=self.console_url):
                 if mono - self.fence.last_ok > self.ttl.total_seconds():
                     self._healthy_since = None  # stalled, unnoticed: judge nobody just yet
                     log.warning("cluster: instance %s's heartbeat was %.1f s old (a stall or "
@@ -330,7 +340,10 @@ class Cluster:
         reserve = len([m for m in self.alive(now) if m != self.id])
         for rt in self.runtimes.values():
             ledger = rt.engine.ledger
-            keys: list[AbandonWindow | float] = [*AbandonWindow, 3600.0]
+            # the hour guard's spans too (the last hour and the parts of it that the hours
+            # ending soon keep: dialer.core.governor.HourOutlook)
+            keys: list[AbandonWindow | float] = [
+                *AbandonWindow, *hour_outlook_spans(rt.engine.config.governor)]
             starts = {k: datetime.fromtimestamp(ledger.window_start(now, k), UTC) for k in keys}
             got = await db.answered_by_others(
                 self.sessions, campaign_id=rt.campaign.id, dialer_id=self.id,
@@ -424,7 +437,8 @@ class Fencing:
     async def rejoin(self, now: datetime, mono: float) -> bool:
         c = self.cluster
         run = now
-        if not await db.rejoin(c.sessions, dialer_id=c.id, started=run, now=now, ttl=c.ttl):
+        if not await db.rejoin(c.sessions, dialer_id=c.id, started=run, now=now, ttl=c.ttl,
+                               console_url=c.console_url):
             return False  # a survivor is still cleaning up after this instance
         c.run = run
         c._healthy_since = None

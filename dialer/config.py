@@ -162,6 +162,9 @@ class SipSection(_Section):
     trunks: dict[str, TrunkSection] = {}
 
 
+#: a console's base URL (WebSection.advertise_url): http(s), a host or [IPv6], a port
+_BASE_URL = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?/?")
+
 class WebSection(_Section):
     """The web server: agent desktop, supervisor console, CRM API (docs/web.md)."""
 
@@ -182,6 +185,16 @@ class WebSection(_Section):
     api_burst: int = Field(default=40, ge=1, le=100_000)
     #: CRM API: the largest request body accepted (413 before it is parsed)
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    #: [cluster]: the base URL the other instances reach this console at (docs/cluster.md),
+    #: e.g. "http://10.0.0.12:8080"; "" = http://<host>:<port> as bound
+    advertise_url: str = Field(default="", max_length=300)
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url(cls, v: str) -> str:
+        if v and not _BASE_URL.fullmatch(v):
+            raise ValueError("expected http(s)://host[:port], no path, query or user")
+        return v.rstrip("/")
 
     @field_validator("pause_reasons")
     @classmethod
@@ -557,6 +570,10 @@ def _check_cross_references(s: Settings) -> None:
     if s.cluster.enabled and (not s.mqtt.url or s.database.url.startswith("sqlite")):
         problems.append("cluster.enabled: several instances need a shared external broker "
                         "([mqtt] url) and PostgreSQL ([database] url), docs/cluster.md")
+    if s.cluster.enabled and s.web.enabled and s.web.host in ("0.0.0.0", "::", "") \
+            and not s.web.advertise_url:  # every address is none another instance can use
+        problems.append(f"web.advertise_url: [cluster] with web.host = {s.web.host!r}: set "
+                        "where the other instances reach this console, e.g. http://10.0.0.12:8080")
     if s.cluster.enabled and s.cluster.lease_ttl_s < 2 * s.cluster.heartbeat_s:
         problems.append(f"cluster.lease_ttl_s = {s.cluster.lease_ttl_s}: expected at least "
                         f"twice heartbeat_s ({s.cluster.heartbeat_s})")

@@ -14,6 +14,10 @@ its `ControlError` becomes the HTTP status it names.
 * `POST /api/console/agents/{login}/{pause|logout}` `{"reason"}`,
   `POST /api/console/agents/{login}/move` `{"campaign"}`
 * `GET  /api/console/audit?limit=&before_id=`: the audit log, newest first
+
+In a cluster an agent control (pause, logout, move, groups) for an agent another member
+serves goes to that member's console and its answer comes back unchanged
+(dialer/web/console_forward.py); the member that acts writes the one audit row.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.vocabulary import MAX_GROUPS_PER_AGENT, check_groups
@@ -33,6 +37,7 @@ from db.repositories import RepositoryError, set_agent_groups
 from dialer.control import Control, ControlError
 from dialer.control.board import campaign_board, day_report
 from dialer.web.auth import Signed, role
+from dialer.web.console_forward import agent_elsewhere
 from dialer.web.deps import WebDeps, deps
 
 log = logging.getLogger(__name__)
@@ -211,20 +216,34 @@ async def agents(s: Supervisor, d: Deps) -> dict[str, Any]:
     return {"agents": out, "campaigns": sorted(control.runtimes)}
 
 
+# the role and CSRF checks (Supervisor) run here before an agent control is forwarded, and
+# again on the member that takes it (it authenticates the forwarded request itself)
+
+
 @router.post("/agents/{login}/pause")
-async def agent_pause(login: str, body: Reason, s: Supervisor, d: Deps) -> dict[str, Any]:
+async def agent_pause(login: str, body: Reason, s: Supervisor, d: Deps,
+                      request: Request) -> Any:
+    if (elsewhere := await agent_elsewhere(d, request, login)) is not None:
+        return elsewhere
     return await run_control(control_of(d).force_pause(login, actor_of(s), body.reason))
 
 
 @router.post("/agents/{login}/logout")
-async def agent_logout(login: str, body: Reason, s: Supervisor, d: Deps) -> dict[str, Any]:
+async def agent_logout(login: str, body: Reason, s: Supervisor, d: Deps,
+                       request: Request) -> Any:
+    if (elsewhere := await agent_elsewhere(d, request, login)) is not None:
+        return elsewhere
     return await run_control(control_of(d).force_logout(login, actor_of(s), body.reason))
 
 
 @router.put("/agents/{login}/groups")
-async def agent_groups(login: str, body: Groups, s: Supervisor, d: Deps) -> dict[str, Any]:
+async def agent_groups(login: str, body: Groups, s: Supervisor, d: Deps,
+                       request: Request) -> Any:
     """Replace the agent's named groups (transfer targets, docs/call-controls.md): in the
-    database (one audit row) and, on a running dialer, at once for the next transfer."""
+    database (one audit row) and, on a running dialer, at once for the next transfer (in a
+    cluster: on the member serving the agent, which takes the request)."""
+    if (elsewhere := await agent_elsewhere(d, request, login)) is not None:
+        return elsewhere
     try:
         found = await set_agent_groups(d.sessions, login, body.groups)
     except RepositoryError as e:
@@ -243,7 +262,10 @@ async def agent_groups(login: str, body: Groups, s: Supervisor, d: Deps) -> dict
 
 
 @router.post("/agents/{login}/move")
-async def agent_move(login: str, body: Move, s: Supervisor, d: Deps) -> dict[str, Any]:
+async def agent_move(login: str, body: Move, s: Supervisor, d: Deps,
+                     request: Request) -> Any:
+    if (elsewhere := await agent_elsewhere(d, request, login)) is not None:
+        return elsewhere
     return await run_control(control_of(d).move_agent(login, body.campaign, actor_of(s)))
 
 

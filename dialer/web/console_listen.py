@@ -17,6 +17,12 @@ or `node_full` (retry later), 422 `invalid`, 502 `failed` (the phone did not ans
 or the call ended meanwhile). A listen whose audit row cannot be written is hung up again
 (503): nobody listens in without a record. The supervisor's phone URI is never logged at INFO
 nor stored in the audit row.
+
+In a cluster (docs/cluster.md) a session lives on the instance that placed the call (its SIP
+node joins the phone): a start for another member's call goes to that member's console, a
+mode change or stop of a session not held here goes to the member holding it, and the list
+holds every live member's sessions (each with its `instance`; members that could not say
+are named in `unreachable`). dialer/web/console_forward.py does the forwarding.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +39,7 @@ from db import audit
 from db.audit import Actor
 from dialer.call_controls import ListenError, ListenIn, ListenSession
 from dialer.web.auth import Signed, role
+from dialer.web.console_forward import call_elsewhere, others_sessions, session_elsewhere
 from dialer.web.deps import WebDeps, deps
 from sip.api_controls import LISTEN_MODES
 
@@ -86,7 +93,12 @@ def check_mode(mode: str) -> None:
 def session_json(s: ListenSession, d: WebDeps) -> dict[str, Any]:
     return {"session_id": s.session_id, "attempt_id": s.attempt_id, "campaign": s.campaign,
             "agent": s.agent, "mode": s.mode, "started_at": s.started_at.isoformat(),
-            "join_ms": round(s.join_ms, 1), "by": d.listeners.get(s.session_id)}
+            "join_ms": round(s.join_ms, 1), "by": d.listeners.get(s.session_id),
+            "instance": d.cluster.id if d.cluster is not None else None}
+
+
+def _held_here(li: ListenIn, session_id: str) -> bool:
+    return any(x.session_id == session_id for x in li.sessions())
 
 
 async def _audit(d: WebDeps, s: Signed, action: str, session: ListenSession,
@@ -109,23 +121,32 @@ def _find(li: ListenIn, session_id: str) -> ListenSession:
 
 
 @router.get("")
-async def sessions(s: Supervisor, d: Deps) -> dict[str, Any]:
-    """The live listen-in sessions of this dialer, oldest first."""
+async def sessions(s: Supervisor, d: Deps, request: Request) -> dict[str, Any]:
+    """The live listen-in sessions of this dialer (in a cluster: of every live member),
+    oldest first."""
     live = listen_in_of(d).sessions()
     ids = {x.session_id for x in live}
     for gone in [k for k in d.listeners if k not in ids]:
         del d.listeners[gone]
-    return {"sessions": [session_json(x, d) for x in sorted(live, key=lambda x: x.started_at)],
-            "modes": list(LISTEN_MODES)}
+    out = [session_json(x, d) for x in live]
+    others, unreachable = await others_sessions(d, request)
+    out = sorted(out + others, key=lambda x: x["started_at"])
+    answer: dict[str, Any] = {"sessions": out, "modes": list(LISTEN_MODES)}
+    if unreachable:
+        answer["unreachable"] = unreachable
+    return answer
 
 
 @router.post("")
-async def start(body: Start, s: Supervisor, d: Deps) -> Any:
+async def start(body: Start, s: Supervisor, d: Deps, request: Request) -> Any:
     li = listen_in_of(d)
     check_mode(body.mode)
     if not SIP_URI.match(body.phone):
         raise HTTPException(422, "phone: expected your phone's SIP URI, such as "
                                  "sip:sue@pbx.example.com")
+    if not li.holds_call(body.attempt_id) and (
+            elsewhere := await call_elsewhere(d, request, body.attempt_id)) is not None:
+        return elsewhere
     try:
         session = await li.listen(body.attempt_id, body.phone, body.mode)
     except ListenError as e:
@@ -148,9 +169,13 @@ async def start(body: Start, s: Supervisor, d: Deps) -> Any:
 
 
 @router.put("/{session_id}")
-async def change_mode(session_id: str, body: ModeChange, s: Supervisor, d: Deps) -> Any:
+async def change_mode(session_id: str, body: ModeChange, s: Supervisor, d: Deps,
+                      request: Request) -> Any:
     li = listen_in_of(d)
     check_mode(body.mode)
+    if not _held_here(li, session_id) and (
+            elsewhere := await session_elsewhere(d, request, session_id)) is not None:
+        return elsewhere
     before = _find(li, session_id)
     try:
         session = await li.change_mode(session_id, body.mode)
@@ -165,8 +190,11 @@ async def change_mode(session_id: str, body: ModeChange, s: Supervisor, d: Deps)
 
 
 @router.delete("/{session_id}")
-async def stop(session_id: str, s: Supervisor, d: Deps) -> Any:
+async def stop(session_id: str, s: Supervisor, d: Deps, request: Request) -> Any:
     li = listen_in_of(d)
+    if not _held_here(li, session_id) and (
+            elsewhere := await session_elsewhere(d, request, session_id)) is not None:
+        return elsewhere
     before = _find(li, session_id)
     try:
         await li.stop_listen(session_id)

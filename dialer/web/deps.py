@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
 from fastapi import Request
 
 from common.clock import Clock
@@ -21,6 +22,7 @@ from dialer.metrics import DialerMetrics
 
 if TYPE_CHECKING:
     from dialer.call_controls import ListenIn
+    from dialer.cluster import Cluster
     from dialer.control import Control
     from dialer.web.agent_ws import AgentSocketHub
     from dialer.web.auth import SignInLimiter
@@ -67,13 +69,32 @@ class WebDeps:
     #: listen-in session id -> the login of the supervisor who started it (the wallboard's
     #: "who listens"); pruned when the session is gone
     listeners: dict[str, str] = field(default_factory=dict)
+    #: this instance's cluster membership (docs/cluster.md); None: the desk's `cluster`, else
+    #: alone. Agent controls and listen-ins for what another member serves go to its console
+    cluster: Cluster | None = None
     _refresh: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _peers: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.console is None and self.desk is not None:
             self.console = getattr(self.desk, "control", None)
         if self.listen_in is None and self.desk is not None:
             self.listen_in = getattr(self.desk, "listen_in", None)
+        if self.cluster is None and self.desk is not None:
+            self.cluster = getattr(self.desk, "cluster", None)
+
+    def peer_client(self) -> httpx.AsyncClient:
+        """The HTTP client to the other members' consoles (dialer/web/console_forward.py):
+        one per web server, kept alive between requests; never a proxy from the environment
+        (the supervisor's session cookie goes straight to the member)."""
+        if self._peers is None:
+            self._peers = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        return self._peers
+
+    async def aclose(self) -> None:
+        if self._peers is not None:
+            peers, self._peers = self._peers, None
+            await peers.aclose()
 
     def count_sign_in_failure(self) -> None:
         if self.metrics is not None:

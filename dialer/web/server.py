@@ -214,6 +214,7 @@ class WebServer:
                 log.exception("web server: failed while stopping")
         if self._sock is not None:
             self._sock.close()
+        await self.deps.aclose()
         self._task = self._server = self._sock = None
 
     async def __aenter__(self) -> WebServer:

@@ -23,6 +23,12 @@ PG = 'url = "postgresql+asyncpg://u@h:5432/d"\n'
     (f'[cluster]\nenabled = true\n[database]\n{PG}', "need a shared external broker"),
     (f'[cluster]\nenabled = true\nheartbeat_s = 3\nlease_ttl_s = 4\n[database]\n{PG}'
      '[mqtt]\nurl = "mqtt://h:1883"\n', "cluster.lease_ttl_s = 4.0: expected at least"),
+    # the console's advertised URL (agent controls forwarded to it, docs/cluster.md)
+    (f'[cluster]\nenabled = true\n[database]\n{PG}[mqtt]\nurl = "mqtt://h:1883"\n'
+     '[web]\nhost = "0.0.0.0"\n', "web.advertise_url: [cluster] with web.host = '0.0.0.0'"),
+    ('[web]\nadvertise_url = "http://h:8080/console"\n',
+     "web.advertise_url = 'http://h:8080/console': expected http(s)://host[:port]"),
+    ('[web]\nadvertise_url = "h:8080"\n', "web.advertise_url = 'h:8080': expected"),
 ])
 def test_cluster_config_is_checked(tmp_path: Path, toml: str, expected: str) -> None:
     path = tmp_path / "c.toml"
@@ -38,6 +44,10 @@ def test_cluster_config_defaults(tmp_path: Path) -> None:
     s = load_settings(path)
     assert (s.cluster.heartbeat_s, s.cluster.lease_ttl_s) == (1.0, 5.0)
     assert load_settings(None).cluster.enabled is False
+    assert s.web.advertise_url == ""  # the bound http://<host>:<port> is advertised
+    path.write_text(f'[cluster]\nenabled = true\n[database]\n{PG}[mqtt]\nurl = "mqtt://h"\n'
+                    '[web]\nhost = "::"\nadvertise_url = "https://[fd00::7]:8443/"\n')
+    assert load_settings(path).web.advertise_url == "https://[fd00::7]:8443"
 
 
 async def test_only_a_healthy_instance_judges_others_dead(db_engine: AsyncEngine) -> None:
