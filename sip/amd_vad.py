@@ -19,6 +19,14 @@ ignored):
 * after the first speech, ``vad_silence_ms`` of silence -> HUMAN (``silence_after_greeting``);
   after a greeting spanning more than 1.5 s the wait is ``vad_long_silence_ms`` (a recorded
   greeting often pauses before its beep; a person who said one word is decided sooner);
+* the decision deadline, ``decide_by_ms`` after answer (2.5 s; 0 = none), checked once:
+  a caller still undecided who has paused ``decide_by_pause_ms`` and never said one utterance
+  (speech without a 160 ms pause) longer than ``decide_by_utterance_ms`` -> HUMAN
+  (``deadline``). A person who answers late or slowly has said "hello, who's calling?" and
+  stopped, but the full closing silence would end past 2.5 s; when in doubt a person (a
+  machine put through costs an agent a few seconds, a person hung up on is an abandoned
+  call). Speech still going on, a long utterance or a tone at the deadline is left to the
+  other rules (a receptionist's company greeting is governed by the greeting budget);
 * speech still going on ``greeting_budget_ms`` after the first speech -> MACHINE
   (``long_greeting``); with ``beep_wait_ms`` > 0 the verdict waits up to that long for the
   beep (``beep``) or the greeting's end (``greeting_end``) so a message starts after it;
@@ -56,6 +64,9 @@ FLOOR_CAP = 400.0
 TALKER_FACTOR = 0.2
 TALKER_MIN_FRAMES = 10
 TALKER_FRAMES = 100
+#: a pause this long (ms) between speech runs ends an utterance (commas and sentence ends do;
+#: the gaps between words do not)
+UTTERANCE_GAP_MS = 160
 
 
 def load_vad(aggressiveness: int) -> Any | None:
@@ -122,6 +133,8 @@ class VadAmdAnalyzer:
         self._onset: int | None = None  # ms of the first counted speech
         self._last_voice: int | None = None  # ms at the end of the last counted speech frame
         self._pending_since: int | None = None  # long greeting seen, waiting for the beep
+        self._utt_start: int | None = None  # ms at the start of the current utterance
+        self._longest_utt = 0  # longest utterance so far (ms of speech without a pause)
         self.result: AmdResult | None = None
 
     def _done(self, verdict: AmdVerdict, cause: str) -> AmdResult:
@@ -146,6 +159,15 @@ class VadAmdAnalyzer:
             if self._run == MIN_RUN_FRAMES and self._onset is None:
                 self._onset = now - MIN_RUN_FRAMES * self.frame_ms
             if self._run >= MIN_RUN_FRAMES:
+                run_start = now - self._run * self.frame_ms
+                # a pause of UTTERANCE_GAP_MS or more between speech runs starts an utterance
+                if (
+                    self._utt_start is None
+                    or self._last_voice is None
+                    or run_start - self._last_voice >= UTTERANCE_GAP_MS
+                ):
+                    self._utt_start = run_start
+                self._longest_utt = max(self._longest_utt, now - self._utt_start)
                 self._last_voice = now
                 assert self._onset is not None
                 if self._pending_since is None and now - self._onset >= s.greeting_budget_ms:
@@ -167,6 +189,21 @@ class VadAmdAnalyzer:
             return None
         if waited:
             return self._done(AmdVerdict.HUMAN, "silence_after_greeting")
+        if (
+            s.decide_by_ms
+            and now - self.frame_ms < s.decide_by_ms <= now  # once, at the deadline
+            and not tonal
+            and self._last_voice is not None
+            and now - self._last_voice >= s.decide_by_pause_ms
+            and self._longest_utt <= s.decide_by_utterance_ms
+        ):
+            # the deadline (from answer): the talker has stopped and never said one long
+            # utterance - when in doubt a person (a machine costs an agent a few seconds, a
+            # person hung up on is an abandoned call). Checked once, not from then on: later
+            # pauses are mostly a recording's sentence ends (measured on the bench corpus:
+            # re-checking every frame after the deadline lost ~15 % of the machines and
+            # decided hardly any person sooner)
+            return self._done(AmdVerdict.HUMAN, "deadline")
         if self._onset is None and now >= s.initial_silence_ms:
             return self._done(AmdVerdict.UNKNOWN, "initial_silence")
         if now >= s.max_analysis_ms:

@@ -74,6 +74,8 @@ class AmdSettings:
     missing). ``max_analysis_ms`` bounds the whole analysis (the 2-second abandon clock may be
     running meanwhile: keep it short); with ``"vad"`` give it at least pick-up delay (~1 s) +
     ``greeting_budget_ms`` + ``vad_long_silence_ms``, or long greetings end as UNKNOWN.
+    ``decide_by_ms`` (default 2.5 s after answer) is the decision deadline for people: a caller
+    who has stopped after a short answer by then is HUMAN without the full closing silence.
     """
 
     initial_silence_ms: int = 2500
@@ -102,6 +104,16 @@ class AmdSettings:
     #: vad: after a long-greeting verdict keep listening up to this long for the beep (or the
     #: greeting's end) so a message starts after it; 0 = report at once
     beep_wait_ms: int = 0
+    #: vad: the decision deadline, ms after answer (0 = none). Still undecided then, a caller
+    #: who has stopped talking (``decide_by_pause_ms``) and never said one utterance (speech
+    #: without a pause of 160 ms) longer than ``decide_by_utterance_ms`` is HUMAN (cause
+    #: ``deadline``: when in doubt a person); anything else (a greeting still going on, a
+    #: tone) is left to the rules above. The two limits are bench/amd.py's tuned values
+    decide_by_ms: int = 2500
+    #: vad: the pause that, at the deadline, means the caller has stopped talking
+    decide_by_pause_ms: int = 200
+    #: vad: the longest utterance still taken for a person at the deadline
+    decide_by_utterance_ms: int = 1300
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -110,7 +122,7 @@ class AmdSettings:
                 if v not in AMD_METHODS:
                     raise SipApiError(f"AmdSettings.method must be one of {AMD_METHODS}, got {v!r}")
                 continue
-            low = 0 if f.name in ("vad_aggressiveness", "beep_wait_ms") else 1
+            low = 0 if f.name in ("vad_aggressiveness", "beep_wait_ms", "decide_by_ms") else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 kind = "a non-negative" if low == 0 else "a positive"
                 raise SipApiError(f"AmdSettings.{f.name} must be {kind} int, got {v!r}")
@@ -124,6 +136,21 @@ class AmdSettings:
             raise SipApiError("AmdSettings.vad_silence_ms must be in [200, 5000]")
         if not 200 <= self.vad_long_silence_ms <= 5000:
             raise SipApiError("AmdSettings.vad_long_silence_ms must be in [200, 5000]")
+        if self.decide_by_ms and not 1000 <= self.decide_by_ms <= 30_000:
+            raise SipApiError(
+                f"AmdSettings.decide_by_ms must be 0 (no deadline) or in [1000, 30000] ms after "
+                f"answer, got {self.decide_by_ms}"
+            )
+        if not 20 <= self.decide_by_pause_ms <= 5000:
+            raise SipApiError(
+                f"AmdSettings.decide_by_pause_ms must be in [20, 5000] ms, "
+                f"got {self.decide_by_pause_ms}"
+            )
+        if not 200 <= self.decide_by_utterance_ms <= 20_000:
+            raise SipApiError(
+                f"AmdSettings.decide_by_utterance_ms must be in [200, 20000] ms, "
+                f"got {self.decide_by_utterance_ms}"
+            )
 
 
 #: the analysers :class:`AmdSettings.method` can select
