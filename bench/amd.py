@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import statistics
 import sys
 import time
@@ -188,7 +189,7 @@ def score(
         if it.clip.kind == "person":
             persons += 1
             # not decided HUMAN (machine, unknown) counts as late: the person is not served
-            person_took.append(r.took_ms if v == AmdVerdict.HUMAN else 10**6)
+            person_took.append(r.took_ms if v == AmdVerdict.HUMAN else math.inf)
             person_fast += v == AmdVerdict.HUMAN and r.took_ms <= HUMAN_DECIDE_MS
         if it.clip.kind == "receptionist":
             receptions += 1
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"    miss: {c.lang} {c.kind} pickup={c.pickup_s:.2f}s "
                     f"speech={c.speech_s:.2f}s -> {r.verdict.value} {r.cause} {r.took_ms}ms"
                 )
-    dsc = sc(score_set, res_d)
+    dsc = score(score_set, [res_d[id(it)] for it in score_set], reception_budget(d))
     print(
         f"\nVAD analyser with the AmdSettings defaults (budget {d.greeting_budget_ms} ms, "
         f"silence {d.vad_silence_ms}/{d.vad_long_silence_ms} ms, aggressiveness "
