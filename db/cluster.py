@@ -102,15 +102,17 @@ async def renew_if_mine(sessions: Sessions, *, dialer_id: str, started: datetime
                         now: datetime, ttl: timedelta, console_url: str | None = None) -> bool:
     """Renew this instance's heartbeat only while its row is still `up:<started>`: False when a
     survivor judged it dead meanwhile (`cleaning`, `dead`): it stalled past the TTL and must
-    fence itself. One conditional UPDATE, so it never undoes a survivor's claim. The console
-    URL is written with it: a row another process reset, or a web server that started after
-    the first beat, is advertised again within a heartbeat."""
+    fence itself. One conditional UPDATE, so it never undoes a survivor's claim. A console
+    URL is written with it (a row another process rewrote is advertised again within a
+    heartbeat); None leaves the column as it is: a renewal that started before the web server
+    did must not blank the URL `advertise_console` has just written."""
+    extra = {} if console_url is None else {"console_url": console_url}
     async with sessions.begin() as s:
         res = await s.execute(
             update(JobLease)
             .where(JobLease.name == INSTANCE + dialer_id, JobLease.holder == dialer_id,
                    JobLease.occurrence == f"up:{started.isoformat()}")
-            .values(expires_at=now + ttl, console_url=console_url))
+            .values(expires_at=now + ttl, **extra))
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
 

@@ -111,3 +111,29 @@ async def test_a_stalled_instance_fences_itself_and_rejoins(db_engine: AsyncEngi
     row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
     assert row.occurrence == f"up:{a.run.isoformat()}" and row.alive(clock.now())
     await a.stop()
+
+
+async def test_the_console_url_rides_on_the_heartbeat_row(db_engine: AsyncEngine) -> None:
+    """An instance advertises its console in its heartbeat row (docs/cluster.md) once its web
+    server listens; a renewal that began before that (no URL yet) does not blank it."""
+    ses = session_factory(db_engine)
+    t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
+    await a.start({})
+    assert a._task is not None
+    a._task.cancel()  # the test beats by hand, on its own clock
+
+    async def url() -> str | None:
+        return next(m.console_url for m in await dbc.members(ses) if m.dialer_id == "a")
+
+    assert await url() is None
+    await a.advertise("http://10.0.0.7:8080")
+    assert await url() == "http://10.0.0.7:8080"
+    assert await dbc.renew_if_mine(ses, dialer_id="a", started=a.run, now=clock.now(),
+                                   ttl=timedelta(seconds=4))  # console_url=None: left alone
+    assert await url() == "http://10.0.0.7:8080"
+    clock.advance(1)
+    await a.beat()
+    assert await url() == "http://10.0.0.7:8080"
+    await a.stop()
