@@ -48,6 +48,7 @@ from dialer.bus.messages import AgentCommand
 from dialer.bus.runner import AgentCommandRunner, CommandHandler, Reply
 from dialer.cluster_agents import restore_agent
 from dialer.core.abandon import ExternalCounts
+from dialer.core.governor import hour_outlook_spans
 
 if TYPE_CHECKING:
     from dialer.app import DialerApp
@@ -339,7 +340,10 @@ class Cluster:
         reserve = len([m for m in self.alive(now) if m != self.id])
         for rt in self.runtimes.values():
             ledger = rt.engine.ledger
-            keys: list[AbandonWindow | float] = [*AbandonWindow, 3600.0]
+            # the hour guard's spans too (the last hour and the parts of it that the hours
+            # ending soon keep: dialer.core.governor.HourOutlook)
+            keys: list[AbandonWindow | float] = [
+                *AbandonWindow, *hour_outlook_spans(rt.engine.config.governor)]
             starts = {k: datetime.fromtimestamp(ledger.window_start(now, k), UTC) for k in keys}
             got = await db.answered_by_others(
                 self.sessions, campaign_id=rt.campaign.id, dialer_id=self.id,

@@ -24,7 +24,7 @@ from dialer.core.agents import AgentBoard, AgentRecord
 from dialer.core.calls import CallRecord, CallTable, Offer
 from dialer.core.config import EngineConfig
 from dialer.core.errors import IllegalTransitionError, InvalidInputError
-from dialer.core.governor import AbandonGovernor
+from dialer.core.governor import AbandonGovernor, HourOutlook, hour_outlook_spans
 from dialer.core.hopper import Hopper
 from dialer.core.pacer import Pacer, pacer_for
 from dialer.core.router import choose_agent
@@ -169,11 +169,16 @@ class EngineState:
         """Counts over the campaign's regulatory window ending at ``now``."""
         return self.ledger.counts(now)
 
-    def hour_counts(self, now: datetime) -> WindowCounts | None:
-        """Counts over the last 60 minutes, for the governor's hour guard (None: off)."""
-        if not self.config.governor.hour_cap_ratio:
+    def hour_counts(self, now: datetime) -> HourOutlook | None:
+        """Counts over the last 60 minutes and the parts of it the hours ending within
+        ``hour_lookahead_s`` keep (`HourOutlook`), for the governor's hour guard (None: off).
+        Future answers are assumed at ``hour_future_rate`` of the last hour's rate."""
+        g = self.config.governor
+        if not g.hour_cap_ratio:
             return None
-        return self.ledger.counts(now, 3600.0)
+        windows = tuple((3600.0 - span, self.ledger.counts(now, span))
+                        for span in hour_outlook_spans(g))
+        return HourOutlook(windows, g.hour_future_rate * windows[0][1].denominator / 3600.0)
 
     def call_stage(self, call_id: str) -> AttemptStage | None:
         """The stage of a call in flight; None once the engine finished it (or never knew it)."""

@@ -67,7 +67,16 @@ class GovernorSettings:
     #: the hour guard aims this far below hour_cap_ratio x cap: it reads the last hour, but
     #: an abandon stays in every hour that follows it for 60 minutes, and a small team's
     #: answers per hour drop when agents go on breaks (bench/compliance.py, 5 agents)
-    hour_guard_margin: float = 0.25
+    hour_guard_margin: float = 0.2
+    #: the hour guard also holds for the hours that end within this many seconds from now
+    #: (0: only the last 60 minutes). An abandon stays in every hour that ends within 60
+    #: minutes of it, while the answers before it leave those hours one by one: a small team
+    #: whose answers slow down (breaks, a thin list) sees an hour that was fine when the call
+    #: was placed end over 2 x cap (bench/compliance.py, 5 agents: 4 abandons in 57 answers)
+    hour_lookahead_s: float = 3000.0
+    #: the projection assumes the answers still to come in those hours arrive at this share
+    #: of the last hour's rate (a pessimistic forecast, not the pacer's)
+    hour_future_rate: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_risk <= self.initial_risk <= self.max_risk < 1.0:
@@ -85,6 +94,9 @@ class GovernorSettings:
         if self.exposure_z < 0 or self.hour_exposure_z < 0:
             raise ValueError("exposure_z and hour_exposure_z must be >= 0, got "
                              f"{self.exposure_z} and {self.hour_exposure_z}")
+        if not 0.0 <= self.hour_lookahead_s < 3600.0 or not 0.0 <= self.hour_future_rate <= 1.0:
+            raise ValueError("hour_lookahead_s must be in [0, 3600) and hour_future_rate in "
+                             f"[0, 1], got {self.hour_lookahead_s} and {self.hour_future_rate}")
         if self.credit_abandons < 0:
             raise ValueError(f"credit_abandons must be >= 0, got {self.credit_abandons}")
         if not 0.0 < self.eta <= 1.0:
@@ -112,6 +124,42 @@ class InflightRisk:
         mean = self.mean + new * p_new
         var = self.var + new * p_new * (1.0 - p_new)
         return self.waiting + max(0.0, mean + z * math.sqrt(var) - self.ready)
+
+
+#: step between the future hours `HourOutlook` looks at
+HOUR_OUTLOOK_STEP_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class HourOutlook:
+    """The last 60 minutes and the hours that end soon after now, as the hour guard sees
+    them: for an hour ending ``ahead`` seconds from now, the counts of the part that has
+    already happened (the last ``3600 - ahead`` seconds) plus the live answers expected in
+    the rest (``live_per_s x ahead``, no abandons: the calls placed later are guarded
+    then). ``windows[0]`` is the last hour itself."""
+
+    windows: tuple[tuple[float, WindowCounts], ...]
+    live_per_s: float = 0.0
+
+    @property
+    def hour(self) -> WindowCounts:
+        return self.windows[0][1]
+
+    @classmethod
+    def of(cls, hour: WindowCounts) -> HourOutlook:
+        """The last hour alone (no look ahead)."""
+        return cls(((0.0, hour),))
+
+
+def hour_outlook_spans(settings: GovernorSettings) -> tuple[float, ...]:
+    """The rolling spans (s) `HourOutlook` reads: the last hour, then the part of it each
+    hour ending 5, 10, ... minutes (up to ``hour_lookahead_s``) from now keeps."""
+    steps = int(settings.hour_lookahead_s // HOUR_OUTLOOK_STEP_S)
+    return tuple(3600.0 - k * HOUR_OUTLOOK_STEP_S for k in range(steps + 1))
+
+
+def _outlook(hour: WindowCounts | HourOutlook | None) -> HourOutlook | None:
+    return HourOutlook.of(hour) if isinstance(hour, WindowCounts) else hour
 
 
 #: abandon windows short enough that a campaign meets them fresh every day (after a night or
@@ -163,15 +211,25 @@ class AbandonGovernor:
         allowed = max(cap * (counts.denominator + 1), self.settings.credit_abandons)
         return allowed - counts.numerator - 1
 
-    def hour_budget(self, hour: WindowCounts | None) -> float | None:
-        """Abandons the last hour could still take after one more, once the hour holds
-        enough live answers for its cap to allow an abandon of its own (before that the
-        credit decides, as at the start of a shift). None: no hour guard, or not yet."""
+    def _hour_allowance(self, outlook: HourOutlook) -> float:
+        """Abandons the tightest of the outlook's hours could still take after one more."""
         ratio = self.settings.hour_cap_ratio * (1.0 - self.settings.hour_guard_margin)
-        if hour is None or ratio <= 0.0 or self.cap * ratio * hour.denominator < 1.0:
+        return min(
+            max(self.cap * ratio * (w.denominator + outlook.live_per_s * ahead + 1),
+                self.settings.credit_abandons) - w.numerator - 1
+            for ahead, w in outlook.windows
+        )
+
+    def hour_budget(self, hour: WindowCounts | HourOutlook | None) -> float | None:
+        """Abandons the last hour (and the hours ending soon, see `HourOutlook`) could still
+        take after one more, once the last hour holds enough live answers for its cap to
+        allow an abandon of its own (before that the credit decides, as at the start of a
+        shift). None: no hour guard, or not yet."""
+        outlook = _outlook(hour)
+        ratio = self.settings.hour_cap_ratio * (1.0 - self.settings.hour_guard_margin)
+        if outlook is None or ratio <= 0.0 or self.cap * ratio * outlook.hour.denominator < 1.0:
             return None
-        allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
-        return allowed - hour.numerator - 1
+        return self._hour_allowance(outlook)
 
     @staticmethod
     def room_for_calls(budget: float, inflight: InflightRisk, p_new: float, z: float) -> int:
@@ -198,17 +256,20 @@ class AbandonGovernor:
                 hi = mid
         return lo
 
-    def hour_spare(self, hour: WindowCounts | None, exposure: float = 0.0) -> bool:
-        """Whether one more abandon keeps the last hour under hour_cap_ratio x cap, with
-        room for the abandons the calls already placed may produce (``exposure``, counted
-        with ``hour_exposure_z``: an hour holds few answers at any campaign size)."""
+    def hour_spare(self, hour: WindowCounts | HourOutlook | None,
+                   exposure: float = 0.0) -> bool:
+        """Whether one more abandon keeps the last hour (and the hours ending soon, see
+        `HourOutlook`) under hour_cap_ratio x cap, with room for the abandons the calls
+        already placed may produce (``exposure``, counted with ``hour_exposure_z``: an hour
+        holds few answers at any campaign size)."""
+        outlook = _outlook(hour)
         ratio = self.settings.hour_cap_ratio * (1.0 - self.settings.hour_guard_margin)
-        if hour is None or ratio <= 0.0:
+        if outlook is None or ratio <= 0.0:
             return True
-        allowed = max(self.cap * ratio * (hour.denominator + 1), self.settings.credit_abandons)
-        return allowed - hour.numerator - 1 >= exposure
+        return self._hour_allowance(outlook) >= exposure
 
-    def has_spare_abandon(self, counts: WindowCounts, hour: WindowCounts | None = None,
+    def has_spare_abandon(self, counts: WindowCounts,
+                          hour: WindowCounts | HourOutlook | None = None,
                           exposure: float = 0.0, hour_exposure: float = 0.0) -> bool:
         """The guard. False: no abandon risk at all, and the engine's pacers dial at most one
         line per ready agent (`dialer.core.pacer.over_cap_clamp`, docs/pacing.md). `hour`:
@@ -218,7 +279,7 @@ class AbandonGovernor:
         reserve = exposure if self.settings.reserve_inflight else 0.0
         return self.spare_abandons(counts) >= reserve and self.hour_spare(hour, hour_exposure)
 
-    def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | None = None,
+    def allowed_risk(self, counts: WindowCounts, hour: WindowCounts | HourOutlook | None = None,
                      exposure: float = 0.0, hour_exposure: float = 0.0) -> float:
         """Risk for the next call given the regulatory window's (and the last hour's) counts."""
         s = self.settings

@@ -9,7 +9,7 @@ calls do not teach the answer-time model that answers are rare.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -339,8 +339,8 @@ def test_the_hour_guard_keeps_room_for_the_calls_already_placed() -> None:
 
     gov = AbandonGovernor(0.024, 0.03, GovernorSettings())
     window = WindowCounts(live=10_000, abandoned=100, machines=0, est_false_positives=0.0)
-    # 40 live answers, none abandoned this hour: the guard aims at 0.06 x 0.75 (its margin),
-    # allowing 0.045 x 41 = 1.85 abandons, so 0.85 to spare after one more
+    # 40 live answers, none abandoned this hour: the guard aims at 0.06 x 0.8 (its margin),
+    # allowing 0.048 x 41 = 1.97 abandons, so 0.97 to spare after one more
     hour = WindowCounts(live=40, abandoned=0, machines=0, est_false_positives=0.0)
     assert gov.has_spare_abandon(window, hour, hour_exposure=0.0)
     # ringing calls that may go live: no risk until the hour has room for them
@@ -348,7 +348,42 @@ def test_the_hour_guard_keeps_room_for_the_calls_already_placed() -> None:
     assert gov.allowed_risk(window, hour, hour_exposure=1.0) == gov.settings.min_risk
     assert gov.has_spare_abandon(window, hour, exposure=1.0)  # the 30-day window has room
     one = WindowCounts(live=40, abandoned=1, machines=0, est_false_positives=0.0)
-    assert not gov.has_spare_abandon(window, one)  # 2 of 41 would pass 4.5 %
+    assert not gov.has_spare_abandon(window, one)  # 2 of 41 would pass 4.8 %
+
+
+def test_the_hour_guard_holds_for_the_hours_ending_soon() -> None:
+    """The last hour is fine, but its answers are mostly old and its two abandons recent:
+    the hour ending 45 minutes from now keeps both abandons and only the last quarter's
+    answers, plus the answers expected meanwhile at half the last hour's rate - over the
+    hour's limit, so no risk now. Looking only at the last hour (the rule before) dials on."""
+    from dataclasses import replace
+
+    from dialer.core.governor import HourOutlook
+
+    now = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    eng = make_engine(mode=DialMode.PREDICTIVE)
+    seed_ledger(eng, now, live=5000, abandoned=50)  # the 30-day window has room
+    t = now.timestamp()
+    for i in range(60):  # 55 to 45 minutes ago
+        eng.ledger.record(t - 3300 + i * 10, live=True)
+    for i in range(10):  # the last 15 minutes, two of them abandoned
+        eng.ledger.record(t - 900 + i * 60, live=True, abandoned=i in (3, 7))
+    window = eng.ledger.counts(now)
+    outlook = eng.hour_counts(now)
+    assert outlook is not None
+    hour = outlook.hour
+    assert (hour.live, hour.abandoned) == (70, 2)
+    # the last hour alone: 0.048 x 71 = 3.4 allowed, 2 + 1 taken
+    assert eng.governor.has_spare_abandon(window, HourOutlook.of(hour))
+    # the hour ending in 45 min: 10 answers kept + 0.5 x 70 x 0.75 to come = 36.25;
+    # 0.048 x 37.25 = 1.8 allowed < 3
+    assert not eng.governor.has_spare_abandon(window, outlook)
+    assert eng.governor.allowed_risk(window, outlook) == eng.governor.settings.min_risk
+    # the projection is a setting: off, the engine reads the last hour alone again
+    eng.config = replace(eng.config, governor=replace(eng.config.governor, hour_lookahead_s=0.0))
+    off = eng.hour_counts(now)
+    assert off is not None and len(off.windows) == 1
+    assert eng.governor.has_spare_abandon(window, off)
 
 
 def test_exposure_counts_the_ringing_calls_above_their_mean(clock: FakeClock) -> None:
