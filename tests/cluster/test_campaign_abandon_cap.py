@@ -26,7 +26,7 @@ from db.repositories import abandon_figures
 from db.session import session_factory
 from dialer.cluster import Cluster
 from dialer.core.abandon import AbandonLedger
-from dialer.core.governor import AbandonGovernor
+from dialer.core.governor import AbandonGovernor, GovernorSettings
 
 CAP = 0.03
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -78,7 +78,9 @@ async def _run(db_engine: AsyncEngine, *, shared: bool) -> tuple[float, int, int
     clusters = {d: Cluster(dialer_id=d, sessions=ses, clock=clock, heartbeat_s=1.0,
                            lease_ttl_s=5.0) for d in LOADS}
     for d, c in clusters.items():
-        c.runtimes = {"c": SimpleNamespace(engine=SimpleNamespace(ledger=ledgers[d]),
+        engine = SimpleNamespace(ledger=ledgers[d],
+                                 config=SimpleNamespace(governor=GovernorSettings()))
+        c.runtimes = {"c": SimpleNamespace(engine=engine,
                                            campaign=SimpleNamespace(id=cid))}  # type: ignore
         # registered as `start` does: a beat only renews this instance's own heartbeat row
         await cluster_db.heartbeat(ses, dialer_id=d, started=c.run, now=clock.now(), ttl=c.ttl)
