@@ -108,6 +108,8 @@ class Campaign(Base):
     #: vad: a greeting still going on this long after it began is a recording
     amd_greeting_budget_ms: Mapped[int] = mapped_column(Integer, default=4500,
                                                         server_default="4500")
+    #: vad: the decision deadline for people, ms after answer (0 = none; docs/sip.md)
+    amd_decide_by_ms: Mapped[int] = mapped_column(Integer, default=2500, server_default="2500")
     #: run AMD on leads of a client company too (False: a business number always reaches
     #: an agent, since receptionists are what AMD most often mistakes for machines)
     amd_company_numbers: Mapped[bool] = mapped_column(Boolean, default=True,

@@ -88,7 +88,7 @@ _CAMPAIGN_FIELDS = (
     "caller_id", "dial_mode", "trunk", "timezone", "ring_timeout_s", "min_ring_s",
     "lines_per_agent", "max_dial_level", "abandon_cap", "abandon_window", "abandon_grace_s",
     "abandon_clock_start", "amd_enabled", "amd_max_ms", "amd_method", "amd_greeting_budget_ms",
-    "amd_company_numbers", "amd_false_positive_rate",
+    "amd_decide_by_ms", "amd_company_numbers", "amd_false_positive_rate",
     "machine_policy", "message_wav", "optout_key",
     "record_calls", "calling_window", "default_region", "callback_grace_s", "max_wrapup_s",
     "max_call_s",

@@ -296,9 +296,9 @@ def campaigns_show(
                 "default_region", "calling_window", "ring_timeout_s", "min_ring_s",
                 "lines_per_agent", "max_dial_level", "max_lines", "abandon_cap",
                 "abandon_window", "abandon_grace_s", "abandon_clock_start", "amd_enabled",
-                "amd_method", "amd_max_ms", "amd_greeting_budget_ms", "amd_company_numbers",
-                "amd_false_positive_rate", "machine_policy", "record_calls", "callback_grace_s",
-                "retry_rules"):
+                "amd_method", "amd_max_ms", "amd_greeting_budget_ms", "amd_decide_by_ms",
+                "amd_company_numbers", "amd_false_positive_rate", "machine_policy",
+                "record_calls", "callback_grace_s", "retry_rules"):
         value = getattr(c, key)
         table.add_row(key, str(getattr(value, "value", value)))
     out.print(table)

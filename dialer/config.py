@@ -266,6 +266,9 @@ class CampaignConfig(_Section):
     #: vad: a greeting still going on this long after it began is a recording; the
     #: campaign's decision-time budget for business answers (receptionists talk 2-4 s)
     amd_greeting_budget_ms: int = Field(default=4500, ge=1000, le=8000)
+    #: vad: the decision deadline for people, ms after answer (0 = none): a caller who has
+    #: stopped after a short answer by then is HUMAN without the full closing silence
+    amd_decide_by_ms: int = 2500
     #: run AMD on leads of a client company (false: those calls always go to an agent)
     amd_company_numbers: bool = True
     machine_policy: MachinePolicy = MachinePolicy.HANG_UP
@@ -310,6 +313,13 @@ class CampaignConfig(_Section):
             raise ValueError("expected an IANA time zone such as Europe/Riga") from e
         return v
 
+    @field_validator("amd_decide_by_ms")
+    @classmethod
+    def _decide_by(cls, v: int) -> int:
+        if v and not 1000 <= v <= 30_000:
+            raise ValueError("expected 0 (no deadline) or 1000-30000 ms after answer")
+        return v
+
     @model_validator(mode="after")
     def _within_preset(self) -> CampaignConfig:
         """A campaign may be stricter than its compliance preset, never looser."""
@@ -325,6 +335,11 @@ class CampaignConfig(_Section):
                 f"amd_max_ms: {self.amd_max_ms} leaves no time after amd_greeting_budget_ms "
                 f"({self.amd_greeting_budget_ms}): give at least the budget + 1500 (pick-up "
                 "and the silence that ends a greeting), or long greetings end as unknown")
+        if self.amd_method == "vad" and self.amd_decide_by_ms > self.amd_max_ms:
+            raise ValueError(
+                f"amd_decide_by_ms: {self.amd_decide_by_ms} is after amd_max_ms "
+                f"({self.amd_max_ms}), so the analysis always ends first: expected 0 (no "
+                f"deadline) or 1000-{self.amd_max_ms} ms after answer")
         problems = check_campaign(
             preset, abandon_cap=self.abandon_cap, abandon_window=self.abandon_window,
             abandon_grace_s=self.abandon_grace_s, caller_id=self.caller_id)

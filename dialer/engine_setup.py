@@ -124,7 +124,8 @@ def amd_settings(campaign: Campaign, lead: LeadTicket) -> sip.AmdSettings | None
     if not campaign.amd_enabled or (lead.company_lead and not campaign.amd_company_numbers):
         return None
     return sip.AmdSettings(max_analysis_ms=campaign.amd_max_ms, method=campaign.amd_method,
-                           greeting_budget_ms=campaign.amd_greeting_budget_ms)
+                           greeting_budget_ms=campaign.amd_greeting_budget_ms,
+                           decide_by_ms=campaign.amd_decide_by_ms)
 
 
 def _spec_kwargs(s: Mapping[str, Any]) -> dict[str, Any]:

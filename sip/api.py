@@ -108,7 +108,8 @@ class AmdSettings:
     #: who has stopped talking (``decide_by_pause_ms``) and never said one utterance (speech
     #: without a pause of 160 ms) longer than ``decide_by_utterance_ms`` is HUMAN (cause
     #: ``deadline``: when in doubt a person); anything else (a greeting still going on, a
-    #: tone) is left to the rules above. The two limits are bench/amd.py's tuned values
+    #: tone) is left to the rules above. The two limits are bench/amd.py's tuned values; the
+    #: deadline itself is set per campaign (``amd_decide_by_ms``)
     decide_by_ms: int = 2500
     #: vad: the pause that, at the deadline, means the caller has stopped talking
     decide_by_pause_ms: int = 200

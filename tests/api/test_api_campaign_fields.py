@@ -30,3 +30,29 @@ async def test_config_only_settings_are_not_campaign_fields(client: httpx.AsyncC
         assert r.status_code == 422, r.text
     assert [c["name"] for c in (await client.get("/api/v1/campaigns")).json()["campaigns"]] \
         == ["spring"]
+
+
+async def test_the_amd_deadline_is_a_campaign_setting_refused_naming_the_key(
+        client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/campaigns", json={"name": "b2c", "caller_id": "+14155550100"})
+    assert r.status_code == 201 and r.json()["amd_decide_by_ms"] == 2500, r.text
+    r = await client.patch("/api/v1/campaigns/b2c", json={"amd_decide_by_ms": 3500})
+    assert r.status_code == 200 and r.json()["amd_decide_by_ms"] == 3500, r.text
+    for bad in (500, 30001):
+        r = await client.patch("/api/v1/campaigns/b2c", json={"amd_decide_by_ms": bad})
+        assert r.status_code == 422, r.text
+        (err,) = r.json()["errors"]
+        assert err["field"] == "amd_decide_by_ms"
+        assert "0 (no deadline) or 1000-30000 ms" in err["message"]
+    r = await client.patch("/api/v1/campaigns/b2c", json={"amd_decide_by_ms": 9000})
+    assert r.status_code == 422 and "amd_decide_by_ms: 9000 is after amd_max_ms" in r.text
+    assert (await client.get("/api/v1/campaigns/b2c")).json()["amd_decide_by_ms"] == 3500
+    r = await client.post("/api/v1/campaigns", json={
+        "name": "nodeadline", "caller_id": "+14155550100", "amd_decide_by_ms": 0})
+    assert r.status_code == 201 and r.json()["amd_decide_by_ms"] == 0, r.text
+    r = await client.post("/api/v1/campaigns", json={
+        "name": "bad", "caller_id": "+14155550100", "amd_decide_by_ms": 999})
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["errors"]
+    assert err["field"] == "amd_decide_by_ms"
+    assert "0 (no deadline) or 1000-30000 ms" in err["message"]

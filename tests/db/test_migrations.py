@@ -52,3 +52,42 @@ def test_models_match_migrations(tmp_path: Path) -> None:
     with sync_engine(f"sqlite:///{path}").connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+async def _campaign_rows(url: str, insert: bool) -> list[dict[str, object]]:
+    """The campaigns table's rows as dicts; first insert one with the model's defaults for the
+    columns that need a value (`insert`), through a table naming those columns only, so it
+    works on an older schema."""
+    import sqlalchemy as sa
+
+    from db.models import Campaign
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            if insert:
+                cols = [c for c in Campaign.__table__.columns if not c.nullable
+                        and c.server_default is None and not c.primary_key]
+                values = {c.name: c.default.arg(None) if callable(c.default.arg)
+                          else c.default.arg for c in cols if c.default is not None}
+                values.update(name="old", caller_id="+14155550100")
+                table = sa.table("campaigns", *(sa.column(c.name, c.type) for c in cols))
+                await conn.execute(sa.insert(table).values(**values))
+            rows = await conn.execute(sa.text("SELECT * FROM campaigns"))
+            return [dict(r._mapping) for r in rows]
+    finally:
+        await engine.dispose()
+
+
+def test_0020_gives_existing_campaigns_the_default_amd_deadline(empty_url: str) -> None:
+    """campaigns.amd_decide_by_ms: a campaign made before the column keeps the 2.5 s deadline
+    it ran with; the downgrade drops the column and leaves the row."""
+    upgrade(empty_url, "0019")
+    (before,) = asyncio.run(_campaign_rows(empty_url, insert=True))
+    assert "amd_decide_by_ms" not in before
+    upgrade(empty_url, "0020")
+    (after,) = asyncio.run(_campaign_rows(empty_url, insert=False))
+    assert after["amd_decide_by_ms"] == 2500 and after["name"] == "old"
+    downgrade(empty_url, "0019")
+    (down,) = asyncio.run(_campaign_rows(empty_url, insert=False))
+    assert "amd_decide_by_ms" not in down and down["name"] == "old"

@@ -1,18 +1,25 @@
 """AMD settings per campaign, through the whole DialerApp over the in-memory SIP pool: a
 campaign can keep AMD off for leads of client companies (receptionists are what AMD most
-often takes for machines), and the attempt row keeps why AMD decided as it did."""
+often takes for machines), and the attempt row keeps why AMD decided as it did. The
+campaign's keys go from the config through the campaign row (SQLite and PostgreSQL) to the
+`AmdSettings` of its calls, and a bad value is refused naming the key."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.clock import SYSTEM_CLOCK
 from common.vocabulary import AmdVerdict, AttemptResult, DialMode
+from db import repositories as repo
 from db.models import Attempt, Company, Lead
 from db.session import create_engine, session_factory
+from db.store import SqlStore
 from dialer.agentsim import AgentProfile, simulated_agents
 from dialer.app import DialerApp
 from dialer.config import AgentConfig, CampaignConfig
@@ -29,18 +36,69 @@ def test_amd_settings_follow_the_campaign() -> None:
     from db.models import Campaign
 
     c = Campaign(name="c", caller_id="+14155550100", amd_enabled=True, amd_max_ms=7000,
-                 amd_method="energy", amd_greeting_budget_ms=3000, amd_company_numbers=False)
+                 amd_method="energy", amd_greeting_budget_ms=3000, amd_decide_by_ms=4000,
+                 amd_company_numbers=False)
     due = datetime(2026, 12, 4, tzinfo=UTC)
     person = LeadTicket(lead_id="1", phone_e164="+14155550101", due_at=due)
     office = LeadTicket(lead_id="2", phone_e164="+14155550102", due_at=due, company_lead=True)
     got = amd_settings(c, person)
     assert got is not None
-    assert (got.max_analysis_ms, got.method, got.greeting_budget_ms) == (7000, "energy", 3000)
+    assert (got.max_analysis_ms, got.method, got.greeting_budget_ms, got.decide_by_ms) \
+        == (7000, "energy", 3000, 4000)
     assert amd_settings(c, office) is None
     c.amd_company_numbers = True
     assert amd_settings(c, office) is not None
     c.amd_enabled = False
     assert amd_settings(c, person) is None
+
+
+async def test_amd_keys_go_from_the_config_through_the_row_to_the_call(
+        db_engine: AsyncEngine) -> None:
+    from datetime import UTC, datetime
+
+    sessions = session_factory(db_engine)
+    store = SqlStore(sessions)
+    lead = LeadTicket(lead_id="1", phone_e164="+14155550101",
+                      due_at=datetime(2026, 12, 4, tzinfo=UTC))
+    # a campaign the config never set the deadline for runs today's default
+    await repo.upsert_campaign(sessions, CampaignConfig(name="c", caller_id="+14155550100",
+                                                        amd_enabled=True))
+    (row,) = await store.campaigns()
+    got = amd_settings(row, lead)
+    assert got is not None and (row.amd_decide_by_ms, got.decide_by_ms) == (2500, 2500)
+    for decide_by in (3500, 0, 1000):  # a later deadline, none, the earliest allowed
+        cfg = CampaignConfig(name="c", caller_id="+14155550100", amd_enabled=True,
+                             amd_max_ms=5500, amd_greeting_budget_ms=3500,
+                             amd_decide_by_ms=decide_by)
+        await repo.upsert_campaign(sessions, cfg)
+        (row,) = await store.campaigns()
+        got = amd_settings(row, lead)
+        assert got is not None
+        assert (row.amd_decide_by_ms, got.decide_by_ms, got.greeting_budget_ms,
+                got.max_analysis_ms) == (decide_by, decide_by, 3500, 5500)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"amd_decide_by_ms": 500}, "expected 0 (no deadline) or 1000-30000 ms after answer"),
+    ({"amd_decide_by_ms": 30001}, "expected 0 (no deadline) or 1000-30000 ms after answer"),
+    ({"amd_decide_by_ms": -1}, "expected 0 (no deadline) or 1000-30000 ms after answer"),
+    ({"amd_decide_by_ms": "soon"}, "valid integer"),
+    ({"amd_decide_by_ms": 7000}, "amd_decide_by_ms: 7000 is after amd_max_ms (6500)"),
+])
+def test_a_bad_deadline_is_refused_naming_the_key(values: dict[str, object],
+                                                  expected: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        CampaignConfig(name="c", caller_id="+14155550100", **values)  # type: ignore[arg-type]
+    (err,) = info.value.errors()
+    assert "amd_decide_by_ms" in (".".join(map(str, err["loc"])) + err["msg"])
+    assert expected in err["msg"]
+
+
+def test_a_deadline_after_the_analysis_is_kept_for_the_energy_analyser() -> None:
+    # the energy analyser has no deadline: the key is kept for a switch back to vad only
+    cfg = CampaignConfig(name="c", caller_id="+14155550100", amd_method="energy",
+                         amd_max_ms=3000, amd_decide_by_ms=7000)
+    assert cfg.amd_decide_by_ms == 7000
 
 
 async def test_company_leads_skip_amd_and_the_cause_is_kept(tmp_path: Path) -> None:
