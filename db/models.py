@@ -102,7 +102,8 @@ class Campaign(Base):
         str_enum(AbandonClockStart), default=AbandonClockStart.ANSWER
     )
     amd_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    amd_max_ms: Mapped[int] = mapped_column(Integer, default=3500)
+    # the config's default: a row made without it must pass the config's rules on update
+    amd_max_ms: Mapped[int] = mapped_column(Integer, default=6500)
     #: vad (voice activity + beep) | energy (the classic cadence rules)
     amd_method: Mapped[str] = mapped_column(String(16), default="vad", server_default="vad")
     #: vad: a greeting still going on this long after it began is a recording

@@ -56,3 +56,13 @@ async def test_the_amd_deadline_is_a_campaign_setting_refused_naming_the_key(
     (err,) = r.json()["errors"]
     assert err["field"] == "amd_decide_by_ms"
     assert "0 (no deadline) or 1000-30000 ms" in err["message"]
+
+
+async def test_a_campaign_row_made_with_the_model_defaults_can_be_updated(
+        client: httpx.AsyncClient) -> None:
+    """"spring" is made by the harness with the row's own defaults: they must pass the
+    config's rules, or every update of such a campaign is refused whatever it sends (the
+    row's amd_max_ms default was 3500, below the greeting budget + 1500 the config asks)."""
+    r = await client.patch("/api/v1/campaigns/spring", json={"amd_decide_by_ms": 3000})
+    assert r.status_code == 200, r.text
+    assert r.json()["amd_max_ms"] == CampaignConfig.model_fields["amd_max_ms"].default
