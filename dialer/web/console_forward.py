@@ -148,7 +148,9 @@ async def send(
     delivered (nothing changed there) and HTTPException(504) when it was delivered but not
     answered in time."""
     body = await request.body()  # FastAPI read it already: the same bytes
-    url = to.url.rstrip("/") + request.url.path
+    # the path as the client sent it (still percent-encoded): the member routes exactly it
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    url = to.url.rstrip("/") + raw.decode("latin-1")
     try:
         return await d.peer_client().request(
             request.method,

@@ -6,7 +6,8 @@ PostgreSQL. Agent ann is served by `b`; the supervisor uses `a`'s console only:
 * listen-in start on ann's call (bridged on b) creates the session on b; a second listen is
   b's own `node_full` refusal; a's list shows b's session; the mode change and the stop go
   to b; one audit row each;
-* force pause (after the call), log out and move act on b's runtime, one audit row each;
+* force pause (after the call), groups, log out and move act on b's runtime, one audit row
+  each;
 * an agent's session is refused through a (403) as directly, and b refuses a forwarded
   request of an agent (or without CSRF) itself;
 * a request marked as forwarded is not forwarded again (a answers it itself: 404);
@@ -316,6 +317,13 @@ async def test_agent_controls_and_listen_in_through_another_instances_console(
         assert r.status_code == 503, r.text
         assert r.json()["instance"] == "z" and "'z'" in r.json()["detail"]
 
+        # ---- an agent's groups through a: b's running dialer has them at once
+        r = await sue.put(
+            "/api/console/agents/ann/groups", headers=csrf, json={"groups": ["closers"]}
+        )
+        assert r.status_code == 200 and r.headers[ANSWERED_BY] == "b", r.text
+        assert rt.agents["ann"].groups == ["closers"]
+
         # ---- log out and move through a
         r = await sue.post("/api/console/agents/ann/logout", headers=csrf, json={})
         assert r.status_code == 200 and r.json()["state"] == "logged_out", r.text
@@ -358,6 +366,7 @@ async def test_agent_controls_and_listen_in_through_another_instances_console(
         ("listen.mode", f"attempt:{attempt}", "sue"),
         ("listen.stop", f"attempt:{attempt}", "sue"),
         ("agent.force_pause", "agent:ann", "sue"),
+        ("agent.groups", "agent:ann", "sue"),
         ("agent.force_logout", "agent:ann", "sue"),
         ("agent.move", "agent:ann", "sue"),
     ]

@@ -229,7 +229,9 @@ async def _agent_controls(
     except AssertionError:
         rows = await lab.query(
             "SELECT s.state, s.reason, s.started_at FROM agent_state_log s JOIN agents g ON "
-            "g.id = s.agent_id WHERE g.login = :l ORDER BY s.id", l=second)
+            "g.id = s.agent_id WHERE g.login = :l ORDER BY s.id",
+            l=second,
+        )
         raise AssertionError(f"{second}'s states: {rows}") from None
     assert "forwarded to instance d2" in lab.log("d1")
 
