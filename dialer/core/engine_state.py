@@ -231,6 +231,20 @@ class EngineState:
         """Calls placed (or answered and waiting) that no agent holds or is reserved for."""
         return len(self.calls.inflight) - self.calls.reserved_inflight + len(self.calls.waiting)
 
+    def _machine_estimate_breaks(self, now: datetime) -> bool:
+        """Whether counting one more AMD machine verdict's false-positive estimate (where
+        the policy counts them, as Ofcom's does) would put the window over the guard's cap.
+        Only a window with very few live answers is moved by it: with 1 live answer and 3
+        machines the estimate alone is (0.012 x 3) / (1 + 0.012 x 3) = 3.5 %, on a Monday
+        morning of a UK campaign (bench/compliance.py, 100 agents)."""
+        pol = self.ledger.policy
+        if not pol.count_amd_false_positives or pol.amd_false_positive_rate <= 0.0:
+            return False
+        c = self.ledger.counts(now)
+        fp = pol.amd_false_positive_rate
+        cap = self.config.abandon.cap * (1.0 - self.governor.settings.guard_margin)
+        return c.numerator + fp > cap * (c.denominator + fp)
+
     def _ready_staying(self) -> int:
         """Ready agents without a pending pause/logout: the ones new dials are for."""
         return sum(1 for r in self.board.ready.values() if r.pending is None)

@@ -14,7 +14,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.vocabulary import AbandonWindow, AgentState, AmdVerdict, AttemptResult, DialMode
+from common.vocabulary import (
+    AbandonPolicy,
+    AbandonWindow,
+    AgentState,
+    AmdVerdict,
+    AttemptResult,
+    DialMode,
+)
 from dialer.core import (
     AttemptFinished,
     CampaignEngine,
@@ -25,6 +32,7 @@ from dialer.core import (
     LineLimits,
     UnknownCallError,
 )
+from dialer.core.governor import settings_for_window
 from dialer.core.stats import NETWORK_RESULTS, CallEstimator
 
 from .conftest import FakeClock, lead, make_engine, of_type
@@ -472,3 +480,35 @@ def test_over_the_cap_a_callback_owner_covering_a_ringing_call_waits(clock: Fake
     out = eng.call_ended(clock.advance(20), ringing[0], AttemptResult.NO_ANSWER)
     out += eng.tick(clock.advance(2))
     assert [d.lead for d in of_type(out, Dial) if d.agent_id == "bob"] == [cb]
+
+
+def test_a_machine_goes_to_a_free_agent_while_its_estimate_would_break_a_young_window(
+        clock: FakeClock) -> None:
+    """Under a policy counting AMD false positives (the UK's), a machine verdict adds
+    rate x 1 to both sides of the window: in a window with no live answer yet that alone is
+    100 %, with 1 live answer and 3 machines 3.5 %. While it would pass the guard's cap and
+    an agent is free, the engine hands the call to the agent (no estimate counted); once the
+    window holds enough live answers, machines are hung up on as before."""
+    from dialer.core.abandon import AbandonLedger
+    from dialer.core.actions import BridgeTo, EndCall
+
+    uk = AbandonPolicy(cap=0.03, window=AbandonWindow.ROLLING_24H,
+                       count_amd_false_positives=True, amd_false_positive_rate=0.012)
+
+    def first_answer(live_before: int) -> list[object]:
+        eng = make_engine(mode=DialMode.PROGRESSIVE, abandon=uk,
+                          governor=settings_for_window(AbandonWindow.ROLLING_24H))
+        assert isinstance(eng.ledger, AbandonLedger)
+        t = (clock.now - timedelta(hours=2)).timestamp()
+        for i in range(live_before):
+            eng.ledger.record(t + i, live=True)
+        eng.add_leads(clock.now, [lead() for _ in range(3)])
+        out = eng.agent_login(clock.now, "a0", ready=True) + eng.tick(clock.advance(1.0))
+        cid = of_type(out, Dial)[0].call_id
+        eng.call_picked_up(clock.advance(3.0), cid)
+        return eng.call_answered(clock.advance(2.0), cid, AmdVerdict.MACHINE)
+
+    young = first_answer(0)
+    assert not of_type(young, EndCall) and of_type(young, BridgeTo)
+    grown = first_answer(40)  # 0.012 / 40.012 = 0.03 % : the window carries it
+    assert of_type(grown, EndCall) and not of_type(grown, BridgeTo)
