@@ -316,12 +316,8 @@ class CampaignEngine(ManualStep):
         machine = verdict is AmdVerdict.MACHINE and (
             self.config.machine_policy is not MachinePolicy.TREAT_AS_HUMAN
         )
-        if machine and self._machine_estimate_breaks(now) and (
-            call.reserved_agent is not None or self._ready_staying() > self._unassigned_calls()
-        ):
-            # an agent is free for it: the agent hears the machine, and no false-positive
-            # estimate is counted against a window too young to carry it
-            machine = False
+        if machine and self._machine_goes_to_agent(call, now):
+            machine = False  # a free agent hears it (EngineState._machine_goes_to_agent)
         self._learn_call(call, t, needs_agent=not machine)
         if machine:
             self._machines += 1

@@ -231,12 +231,20 @@ class EngineState:
         """Calls placed (or answered and waiting) that no agent holds or is reserved for."""
         return len(self.calls.inflight) - self.calls.reserved_inflight + len(self.calls.waiting)
 
+    def _machine_goes_to_agent(self, call: CallRecord, now: datetime) -> bool:
+        """Whether an AMD machine verdict is handed to a free agent instead of hung up on:
+        when counting its false-positive estimate (where the policy counts them, as Ofcom's
+        does) would put the window over the guard's cap, and an agent is reserved for the
+        call or ready with no other call needing them. Only a window with very few live
+        answers is moved by one estimate: with 1 live answer and 3 machines the estimate
+        alone is (0.012 x 3) / (1 + 0.012 x 3) = 3.5 %, on a Monday morning of a UK
+        campaign (bench/compliance.py, 100 agents). The agent hears the machine."""
+        free = call.reserved_agent is not None or self._ready_staying() > self._unassigned_calls()
+        return free and self._machine_estimate_breaks(now)
+
     def _machine_estimate_breaks(self, now: datetime) -> bool:
-        """Whether counting one more AMD machine verdict's false-positive estimate (where
-        the policy counts them, as Ofcom's does) would put the window over the guard's cap.
-        Only a window with very few live answers is moved by it: with 1 live answer and 3
-        machines the estimate alone is (0.012 x 3) / (1 + 0.012 x 3) = 3.5 %, on a Monday
-        morning of a UK campaign (bench/compliance.py, 100 agents)."""
+        """Whether one more machine verdict's false-positive estimate would put the
+        window over the guard's cap (`_machine_goes_to_agent`)."""
         pol = self.ledger.policy
         if not pol.count_amd_false_positives or pol.amd_false_positive_rate <= 0.0:
             return False
