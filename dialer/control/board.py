@@ -55,6 +55,7 @@ def campaign_board(rt: CampaignRuntime, control: Control | None,
             "pending": rec.pending.value if rec.pending is not None else None,
             "attempt_id": call.attempt_id if call is not None and busy else None,
             "calls_handled": rec.calls_handled,
+            "groups": list(row.groups or []) if row is not None else [],
         })
     in_flight = dict.fromkeys(IN_FLIGHT_STAGES, 0)
     in_flight.update(rt.stages_in_flight())

@@ -22,6 +22,7 @@ serves goes to that member's console and its answer comes back unchanged
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
@@ -201,18 +202,28 @@ async def campaigns(s: Supervisor, d: Deps) -> dict[str, Any]:
 
 @router.get("/agents")
 async def agents(s: Supervisor, d: Deps) -> dict[str, Any]:
-    """The agents of this dialer's campaigns with their state now."""
+    """The agents of this dialer's campaigns with their state now; in a cluster their state
+    where they are served, and which instance serves them (as on the wallboard)."""
     control = control_of(d)
     now = d.clock.now()
+    runtimes = list(control.runtimes.values())
+    boards = [campaign_board(rt, control, now) for rt in runtimes]
+    if control.cluster_view is not None:
+        with contextlib.suppress(RepositoryError):  # this instance's own states still show
+            boards = await control.cluster_view.merged(boards, now)
     out = []
-    for rt in control.runtimes.values():
-        board = {a["login"]: a for a in campaign_board(rt, control, now)["agents"]}
-        for login, row in sorted(rt.agents.items()):
-            live = board.get(login, {})
-            out.append({"login": login, "display_name": row.display_name, "campaign": rt.name,
+    for rt, merged in zip(runtimes, boards, strict=True):
+        board = {a["login"]: a for a in merged["agents"]}
+        # this instance's agents, and the ones another instance serves (not in rt.agents)
+        for login in sorted(set(rt.agents) | set(board)):
+            row, live = rt.agents.get(login), board.get(login, {})
+            out.append({"login": login, "campaign": rt.name,
+                        "display_name": row.display_name if row else live.get("display_name"),
                         "state": live.get("state", "logged_out"),
                         "reason": live.get("reason"), "since": live.get("since"),
-                        "pending": live.get("pending"), "groups": list(row.groups or [])})
+                        "pending": live.get("pending"),
+                        "groups": list(row.groups or []) if row else live.get("groups", []),
+                        "instance": live.get("instance")})
     return {"agents": out, "campaigns": sorted(control.runtimes)}
 
 

@@ -202,6 +202,11 @@ async def test_agent_controls_and_listen_in_through_another_instances_console(
 
         row = await until(ann_on_a, 10, "a's wallboard to show ann's call on b")
         assert row["instance"] == "b" and row["state"] == "talking"
+        # and a's agents tab lists her with her state on b and the instance serving her
+        r = await sue.get("/api/console/agents")
+        assert r.status_code == 200, r.text
+        listed = {x["login"]: x for x in r.json()["agents"]}
+        assert listed["ann"]["state"] == "talking" and listed["ann"]["instance"] == "b"
 
         # ---- an agent's session: refused on a as it is directly, and b refuses a
         # forwarded request of an agent (or one without CSRF) itself
