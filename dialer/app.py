@@ -56,6 +56,7 @@ from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
 from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool
 from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
+from dialer.web.agent_relay import AgentRelay
 from dialer.web.agent_ws import AgentSocketHub
 from dialer.web.server import WebServer
 from dialer.webhooks import WebhookWorker, WorkerSettings, report_pause
@@ -304,9 +305,15 @@ class DialerApp:
             self.broker = broker
             url, creds = broker.url, broker.dialer_credentials
             log.info("embedded MQTT broker on %s", broker.url)
-        bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds, runner=self.runner)
+        # a cluster member also carries the events of agents served elsewhere to its own
+        # WebSockets, and relays those sockets' commands (dialer/web/agent_relay.py)
+        relay = AgentRelay(self.hub, self.cluster) if self.cluster is not None else None
+        bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds, runner=self.runner,
+                           events=relay.event if relay is not None else None)
         await stack.enter_async_context(bus)
         self.bus = bus
+        if relay is not None:
+            self.hub.relay = bus.relay
 
     async def _start_pool(
         self, stack: contextlib.AsyncExitStack, campaigns: list[Campaign], message: str,

@@ -45,7 +45,7 @@ from db.models import Agent
 from db.repositories import Sessions
 from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import AgentCommand
-from dialer.bus.runner import AgentCommandRunner, CommandHandler, Reply
+from dialer.bus.runner import AgentCommandRunner, CommandHandler, Elsewhere, Reply
 from dialer.cluster_agents import restore_agent
 from dialer.core.abandon import ExternalCounts
 from dialer.core.governor import hour_outlook_spans
@@ -89,10 +89,13 @@ class ClusterRunner(AgentCommandRunner):
                 return NOT_MINE
         return await self._inner(login, cmd)
 
-    def submit(self, login: str, cmd: AgentCommand, reply: Reply) -> ProtocolError | None:
+    def submit(self, login: str, cmd: AgentCommand, reply: Reply, *,
+               elsewhere: Elsewhere | None = None) -> ProtocolError | None:
         def answer(c: AgentCommand, result: ProtocolError | None, fault: bool) -> None:
             if result is not NOT_MINE:
                 reply(c, result, fault)
+            elif elsewhere is not None:  # a WebSocket's command: relayed to the serving one
+                elsewhere(c)
 
         return super().submit(login, cmd, answer)
 

@@ -21,6 +21,11 @@ publish fails stays at the head of the queue and is sent again after the reconne
 once: agents drop duplicates by `id`). The queues are bounded; when one is full its oldest
 message is dropped and counted in `stats.dropped`.
 
+Cluster members (docs/cluster.md, "The browser desktop on any instance"): with an `events`
+function the bus also subscribes to `<prefix>/agents/+/evt` and hands it every agent event
+(login, payload); `relay(login, cmd)` publishes a command on that agent's cmd topic, for the
+member that serves the agent to answer.
+
 Connection: reconnects with exponential backoff and jitter. `async with` fails with
 BusError if the first connection cannot be made within `connect_timeout_s`, or at once if the
 broker refuses the credentials.
@@ -35,7 +40,7 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -161,6 +166,7 @@ class AgentBus:
         keepalive_s: int = 30,
         tls_context: ssl.SSLContext | None = None,
         runner: AgentCommandRunner | None = None,
+        events: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(url or DEFAULT_URL)
         self._url_shown = _redact(url or DEFAULT_URL)
@@ -189,6 +195,8 @@ class AgentBus:
         #: runs the commands one at a time per agent; shared with the web server in the app
         self._owns_runner = runner is None
         self._runner = runner or AgentCommandRunner(max_pending_per_agent=max_pending_per_agent)
+        #: a cluster member's: every agent's events, for its WebSockets (see the docstring)
+        self._events = events
         self._outbox: collections.deque[_Item] = collections.deque()
         self._sup_outbox: collections.deque[_Item] = collections.deque()
         self._outbox_ready = asyncio.Event()
@@ -232,6 +240,16 @@ class AgentBus:
                 f"got {type(message).__name__}"
             )
         self._enqueue(self._outbox, self._max_outbox, (self.topics.evt(login), message.to_json()))
+
+    def relay(self, login: str, cmd: AgentCommand) -> bool:
+        """Queue `cmd` on `login`'s cmd topic, as the agent's MQTT desktop would send it (the
+        member that serves the agent answers on its evt topic). False, and nothing queued,
+        while the broker is not connected: the command would wait an unknown time and the
+        desktop had better hear at once that it did not go."""
+        if not self.connected:
+            return False
+        self._enqueue(self._outbox, self._max_outbox, (self.topics.cmd(login), cmd.to_json()))
+        return True
 
     async def supervisor(self, event: Mapping[str, Any] | SupervisorEvent) -> None:
         """Queue one event for the supervisor stream.
@@ -352,6 +370,14 @@ class AgentBus:
                             self._first_connect.set_exception(err)
                             return
                         raise aiomqtt.MqttError(str(err))
+                    if self._events is not None:
+                        granted = await client.subscribe(self.topics.all_evt, qos=1)
+                        if any(getattr(c, "is_failure", False) for c in granted):
+                            # the commands still work; only desktops on other members' web
+                            # servers miss this one's agents' events
+                            log.error("agent bus: the broker refused the subscription to %s; "
+                                      "its ACL must let the dialer read %s/#",
+                                      self.topics.all_evt, self.topics.prefix)
                     self._connected.set()
                     self.stats.connected = True
                     self.stats.connects += 1
@@ -416,15 +442,24 @@ class AgentBus:
             self.stats.published += 1
 
     def _on_message(self, topic: str, payload: Any) -> None:
-        login = self.topics.login_of_cmd(topic)
-        if login is None:  # not possible with our subscription; never fatal
-            log.debug("agent bus: ignoring message on unexpected topic %r", topic)
-            return
-        self.stats.received += 1
         if isinstance(payload, str):
             payload = payload.encode()
         elif not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
+        login = self.topics.login_of_cmd(topic)
+        if login is None:
+            evt_login = self.topics.login_of_evt(topic)
+            if evt_login is not None and self._events is not None:
+                try:
+                    self._events(evt_login, bytes(payload))
+                except Exception:  # a fault there must not end the receive loop
+                    log.exception("agent bus: passing an event of agent %s on failed",
+                                  evt_login)
+                return
+            # not possible with our subscriptions; never fatal
+            log.debug("agent bus: ignoring message on unexpected topic %r", topic)
+            return
+        self.stats.received += 1
         try:
             cmd = parse_command(payload, login)
         except ProtocolError as e:

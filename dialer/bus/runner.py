@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[str, AgentCommand], Awaitable[ProtocolError | None]]
 #: (the command, the verdict: None = ack, the handler raised something unexpected)
 Reply = Callable[[AgentCommand, ProtocolError | None, bool], None]
+#: a command of an agent that another cluster member serves (the WebSocket relays it)
+Elsewhere = Callable[[AgentCommand], None]
 
 _FAULT = "the dialer failed while processing this command; it is logged there"
 
@@ -52,9 +54,14 @@ class AgentCommandRunner:
         """Whether a command is queued or running."""
         return bool(self._queues)
 
-    def submit(self, login: str, cmd: AgentCommand, reply: Reply) -> ProtocolError | None:
+    def submit(self, login: str, cmd: AgentCommand, reply: Reply, *,
+               elsewhere: Elsewhere | None = None) -> ProtocolError | None:
         """Queue `cmd` of `login`; its verdict goes to `reply`. Returns the `overloaded` error
-        (and queues nothing) when too many of this login's commands are waiting."""
+        (and queues nothing) when too many of this login's commands are waiting.
+
+        `elsewhere` is for a cluster's runner (dialer/cluster.py `ClusterRunner`): it gets,
+        instead of `reply`, a command whose agent another instance serves. This runner has
+        no such commands and never calls it."""
         queue = self._queues.get(login)
         if queue is None:
             queue = asyncio.Queue(maxsize=self._max_pending)

@@ -52,16 +52,29 @@ class Topics:
         return f"{self.prefix}/agents/+/cmd"
 
     @property
+    def all_evt(self) -> str:
+        """Every agent's events: what a cluster member subscribes to as well, to carry the
+        events of an agent another member serves to its desktop's WebSocket here."""
+        return f"{self.prefix}/agents/+/evt"
+
+    @property
     def supervisor(self) -> str:
         """Dialer -> supervisors: calls and agent state changes."""
         return f"{self.prefix}/supervisor/events"
 
     def login_of_cmd(self, topic: str) -> str | None:
         """The login in a `<prefix>/agents/<login>/cmd` topic, or None for any other topic."""
+        return self._login_of(topic, "/cmd")
+
+    def login_of_evt(self, topic: str) -> str | None:
+        """The login in a `<prefix>/agents/<login>/evt` topic, or None for any other topic."""
+        return self._login_of(topic, "/evt")
+
+    def _login_of(self, topic: str, tail: str) -> str | None:
         head = f"{self.prefix}/agents/"
-        if not (topic.startswith(head) and topic.endswith("/cmd")):
+        if not (topic.startswith(head) and topic.endswith(tail)):
             return None
-        login = topic[len(head) : -len("/cmd")]
+        login = topic[len(head) : -len(tail)]
         return login if _LOGIN_RE.fullmatch(login) else None
 
 

@@ -13,6 +13,10 @@ browser connection (docs/web.md, "The agent WebSocket").
   socket of that login, through a bounded per-socket queue (a socket that cannot keep up is
   closed with 1013; the desktop reconnects and sends `login`, which resynchronises it).
 * A session that ends (sign-out, password change, idle expiry) closes its sockets (4401).
+* In a cluster (docs/cluster.md, "The browser desktop on any instance") a command whose
+  agent another member serves is relayed to it over MQTT (`relay`, set by the app; after
+  all the checks above), and that member's events for the agent come back through
+  `dialer/web/agent_relay.py` to `deliver`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -109,6 +113,9 @@ class AgentSocketHub:
         #: `state` other than reserved ends the offer (skipped, withdrawn, or the call is on
         #: and the page reads its attempt's context instead).
         self._offered: dict[str, int] = {}
+        #: a cluster member's: publish a command for the member serving its agent (False:
+        #: the broker is not reachable); None on a single instance
+        self.relay: Callable[[str, AgentCommand], bool] | None = None
 
     def offered_lead(self, login: str) -> int | None:
         """The lead offered to agent `login` in preview now (None: no offer)."""
@@ -121,6 +128,10 @@ class AgentSocketHub:
 
     async def send(self, login: str, message: DialerMessage) -> None:
         """Send one dialer message to every open socket of `login` (none: nothing to do)."""
+        self.deliver(login, message)
+
+    def deliver(self, login: str, message: DialerMessage) -> None:
+        """`send` without the await: also for the messages another cluster member sent."""
         if isinstance(message, PreviewEvt):
             self._offered[login] = message.lead.id
         elif isinstance(message, StateEvt) and message.state is not AgentState.RESERVED:
@@ -226,9 +237,23 @@ class AgentSocketHub:
             _reply_error(sock, e)
             return
         refused = self.runner.submit(sock.login, cmd,
-                                     lambda c, result, _fault: _verdict(sock, c, result))
+                                     lambda c, result, _fault: _verdict(sock, c, result),
+                                     elsewhere=lambda c: self._relay(sock, c))
         if refused is not None:
             _reply_error(sock, refused)
+
+    def _relay(self, sock: AgentSocket, cmd: AgentCommand) -> None:
+        """Another member serves the agent (this one's gate said so, in the agent's command
+        order): that member answers, on the agent's evt topic, which comes back here."""
+        if self.relay is None:
+            return  # no cluster, no relay: the gate never refuses then
+        if not self.relay(sock.login, cmd):
+            log.warning("web: agent %s's %s not relayed: the MQTT broker is not connected",
+                        sock.login, cmd.type)
+            _reply_error(sock, ProtocolError(
+                ErrorCode.INTERNAL, "another dialer instance serves you and it cannot be "
+                "reached now (the message broker is down); nothing was changed: retry",
+                ref_id=cmd.id))
 
 
 def _verdict(sock: AgentSocket, cmd: AgentCommand, result: ProtocolError | None) -> None:
