@@ -33,6 +33,11 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dialer.demo import MAX_LEADS_PER_COMPANY  # noqa: E402
+
 _QUEUE_GAUGES = ("dialer_calls_in_flight", "dialer_hopper_depth", "dialer_webhook_pending")
 
 
@@ -127,7 +132,8 @@ def main() -> int:
             f"--db=sqlite:///{db_path}",
             # enough leads for the whole run: the demo's 30 per company last ~10 minutes
             # for 10 agents (and fewer companies are open at weekends)
-            f"--leads-per-company={min(1000, max(30, math.ceil(args.agents * args.minutes / 2)))}",
+            f"--leads-per-company="
+            f"{min(MAX_LEADS_PER_COMPANY, max(30, math.ceil(args.agents * args.minutes / 2)))}",
         ]
         with open(f"{tmp}/demo.log", "w") as log:
             child = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

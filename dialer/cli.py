@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from dialer.config import ConfigError, Settings, load_settings
+from dialer.demo import MAX_LEADS_PER_COMPANY
 
 app = typer.Typer(
     name="dialer",
@@ -145,7 +146,8 @@ def demo_cmd(
     = True,
     seed: Annotated[int, typer.Option(help="Seed of the generated leads and agents")] = 7,
     leads_per_company: Annotated[int, typer.Option(
-        help="Generated leads per company (a long run needs more)", min=1, max=1000)] = 30,
+        help="Generated leads per company (a long run needs more)", min=1,
+        max=MAX_LEADS_PER_COMPANY)] = 30,
     amd: Annotated[bool, typer.Option(help="Answering-machine detection on (adds its ~1.5 s "
                                            "analysis to answer-to-agent)")] = False,
     web_port: Annotated[int, typer.Option(help="Port of the web desktop, where a seat for "
