@@ -179,6 +179,15 @@ def main() -> int:
     rss_g = steady[-1].rss_mb - steady[0].rss_mb if len(steady) >= 2 else float("nan")
     fd_g = steady[-1].fds - steady[0].fds if len(steady) >= 2 else 0
     print(f"  demo exit code: {rc}; attempts per 5 minutes: {per_5} (total {sum(per_5)})")
+    # levelling off shows as a falling slope from one quarter of the steady run to the next
+    if len(steady) >= 8:
+        q = len(steady) // 4
+        slopes = []
+        for i in range(4):
+            a, b = steady[i * q], steady[min((i + 1) * q, len(steady) - 1)]
+            slopes.append((b.rss_mb - a.rss_mb) / max((b.t_s - a.t_s) / 60, 1e-9))
+        print("  RSS growth per quarter of the steady run (MB/min): "
+              + " ".join(f"{x:.3f}" for x in slopes))
     print(f"soak: minutes={args.minutes:g} rss_growth_mb={rss_g:.1f} fd_growth={fd_g} "
           f"lost_attempts={lost}")
     return 0 if rc == 0 and lost == 0 else 1

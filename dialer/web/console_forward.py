@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from fastapi import HTTPException, Request, Response
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from dialer.cluster import Cluster
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: marks a request one console sent another: never forwarded again
 FORWARDED = "X-Dialer-Forwarded"
@@ -199,6 +201,11 @@ async def forward(
     except Unavailable as e:
         log.warning("console: %s %s not forwarded: %s", request.method, request.url.path, e.message)
         return e.response()
+    return answered(request, got, dialer_id)
+
+
+def answered(request: Request, got: httpx.Response, dialer_id: str) -> Response:
+    """Log the forward's outcome and relay the member's answer."""
     log.info(
         "console: %s %s forwarded to instance %s: %d",
         request.method,
@@ -207,6 +214,14 @@ async def forward(
         got.status_code,
     )
     return relay(got, dialer_id)
+
+
+async def ask_db(query: Awaitable[T], unanswered: str) -> T:
+    """A cluster lookup; the database failing is a 503 saying what could not be told."""
+    try:
+        return await query
+    except RepositoryError as e:
+        raise HTTPException(503, f"the database could not say {unanswered}: {e}") from None
 
 
 # ------------------------------------------------------------------ who serves it
@@ -218,12 +233,9 @@ async def agent_elsewhere(d: WebDeps, request: Request, login: str) -> Response 
     cluster = cluster_of(d, request)
     if cluster is None or login in cluster.mine:
         return None
-    try:
-        lease = await dbc.agent_lease(d.sessions, login)
-    except RepositoryError as e:
-        raise HTTPException(
-            503, f"the database could not say which dialer instance serves agent {login!r}: {e}"
-        ) from None
+    lease = await ask_db(
+        dbc.agent_lease(d.sessions, login), f"which dialer instance serves agent {login!r}"
+    )
     if lease is None or lease.holder == cluster.id:
         return None
     return await forward(d, request, cluster, lease.holder, f"agent {login!r}", timeout_s=CONTROL_S)
@@ -235,12 +247,10 @@ async def call_elsewhere(d: WebDeps, request: Request, attempt_id: int) -> Respo
     cluster = cluster_of(d, request)
     if cluster is None:
         return None
-    try:
-        owner = await dbc.attempt_dialer(d.sessions, attempt_id)
-    except RepositoryError as e:
-        raise HTTPException(
-            503, f"the database could not say which dialer instance holds attempt {attempt_id}: {e}"
-        ) from None
+    owner = await ask_db(
+        dbc.attempt_dialer(d.sessions, attempt_id),
+        f"which dialer instance holds attempt {attempt_id}",
+    )
     if not owner or owner == cluster.id:
         return None
     return await forward(
@@ -268,14 +278,7 @@ async def session_elsewhere(d: WebDeps, request: Request, session_id: str) -> Re
             missed.append((to.dialer_id, e.message))
             continue
         if got.status_code != 404:
-            log.info(
-                "console: %s %s forwarded to instance %s: %d",
-                request.method,
-                request.url.path,
-                to.dialer_id,
-                got.status_code,
-            )
-            return relay(got, to.dialer_id)
+            return answered(request, got, to.dialer_id)
     if missed:
         first = missed[0][0]
         return Unavailable(

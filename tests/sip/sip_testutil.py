@@ -5,14 +5,35 @@ from __future__ import annotations
 import shutil
 import weakref
 
+import numpy as np
 import pytest
 
-from sip.api import CallEnded, CallLost, CommandRejected
+from sip.amd import AmdResult, detect, frames
+from sip.api import AmdSettings, CallEnded, CallLost, CommandRejected
 from sip.pool import NodePool
 
 requires_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")
 
 FINAL = (CallEnded, CallLost)
+
+#: the sample rate of the AMD port's audio (8 kHz 16-bit mono)
+AMD_RATE = 8000
+
+
+def amd_pcm(*parts: list[int] | np.ndarray, noise: float = 40.0, seed: int = 0) -> bytes:
+    """The parts end to end plus Gaussian line hiss, as the AMD port's 16-bit PCM."""
+    x = np.concatenate([np.asarray(p, float) for p in parts])
+    x = x + np.random.default_rng(seed).normal(0, noise, len(x))
+    return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * AMD_RATE))
+
+
+def run_amd(pcm: bytes, s: AmdSettings | None = None) -> AmdResult:
+    """The analyser the settings name, fed the PCM frame by frame."""
+    return detect(frames(pcm), s or AmdSettings())
 
 #: events read while waiting for another call, kept for whoever waits for them next
 _backlog: weakref.WeakKeyDictionary[NodePool, list[object]] = weakref.WeakKeyDictionary()

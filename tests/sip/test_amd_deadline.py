@@ -4,13 +4,15 @@ beep still makes a machine; plus the deadline settings' validation."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sip_testutil import amd_pcm as _pcm
+from sip_testutil import run_amd as _run
+from sip_testutil import silence as _sil
 
 from common.vocabulary import AmdVerdict
-from sip.amd import AmdResult, detect, frames
+from sip.amd import AmdResult
 from sip.amd_vad import VadAmdAnalyzer
 from sip.api import AmdSettings, SipApiError, from_wire, to_wire
 from sip.assets import speech_like, tone
@@ -18,20 +20,6 @@ from sip.assets import speech_like, tone
 RATE = 8000
 FRAME_MS = 20
 DEADLINE_MS = AmdSettings().decide_by_ms
-
-
-def _pcm(*parts: list[int] | np.ndarray, noise: float = 40.0, seed: int = 0) -> bytes:
-    x = np.concatenate([np.asarray(p, float) for p in parts])
-    x = x + np.random.default_rng(seed).normal(0, noise, len(x))
-    return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
-
-
-def _sil(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE))
-
-
-def _run(pcm: bytes, s: AmdSettings | None = None) -> AmdResult:
-    return detect(frames(pcm), s or AmdSettings())
 
 
 def _late_slow_hello(noise: float = 40.0) -> bytes:

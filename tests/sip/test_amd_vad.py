@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sip_testutil import amd_pcm as _pcm
+from sip_testutil import run_amd as _run
+from sip_testutil import silence as _sil
 
 import sip.amd
 from common.vocabulary import AmdVerdict
@@ -21,20 +24,6 @@ from sip.assets import human_greeting, machine_greeting, speech_like, tone
 
 RATE = 8000
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-
-
-def _pcm(*parts: list[int] | np.ndarray, noise: float = 40.0, seed: int = 0) -> bytes:
-    x = np.concatenate([np.asarray(p, float) for p in parts])
-    x = x + np.random.default_rng(seed).normal(0, noise, len(x))
-    return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
-
-
-def _sil(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE))
-
-
-def _run(pcm: bytes, s: AmdSettings | None = None) -> AmdResult:
-    return detect(frames(pcm), s or AmdSettings())
 
 
 # --- synthetic audio ---------------------------------------------------------------------
