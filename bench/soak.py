@@ -1,11 +1,12 @@
 """Soak test: a steady predictive campaign for ``--minutes``, sampling the dialer's resources.
 
 Reuses ``dialer demo`` as is (a subprocess: the real DialerApp with its pjsua2 node pool,
-embedded MQTT broker, simulated agents, SIPp callees and agent phones) on its own SQLite file,
-and every ``--every`` seconds samples the dialer process: RSS, open fds, threads, node
-processes (its children running ``sip.node``), the database's open handles (fds on the SQLite
-file; on SQLite there is no connection pool to count), and the queue gauges it exports on
-/metrics (calls in flight, hopper depth, webhook deliveries pending).
+embedded MQTT broker, simulated agents, SIPp callees and agent phones) on its own SQLite file
+(or, with ``--postgres``, on a throw-away PostgreSQL server started on loopback, as in
+production), and every ``--every`` seconds samples the dialer process: RSS, open fds, threads,
+node processes (its children running ``sip.node``), the database's open handles (fds on the
+SQLite file; TCP connections to PostgreSQL), and the queue gauges it exports on /metrics
+(calls in flight, hopper depth, webhook deliveries pending).
 
 Growth is measured from the first sample after ``--warmup-s`` to the last one. Lost attempts
 are attempts without a final result in the database once the demo has drained and exited.
@@ -13,29 +14,34 @@ are attempts without a final result in the database once the demo has drained an
 Ends with one line:
 ``soak: minutes=<x> rss_growth_mb=<x> fd_growth=<x> lost_attempts=<x>``
 
-Usage: ``.venv/bin/python bench/soak.py [--minutes 30] [--agents 10] [--every 15]``
+Usage: ``.venv/bin/python bench/soak.py [--minutes 30] [--agents 10] [--every 15] [--postgres]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import math
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from db.pgserver import TempPostgres  # noqa: E402
 from dialer.demo import MAX_LEADS_PER_COMPANY  # noqa: E402
 
 _QUEUE_GAUGES = ("dialer_calls_in_flight", "dialer_hopper_depth", "dialer_webhook_pending")
@@ -73,13 +79,32 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def sample(proc: psutil.Process, db_path: str, port: int, t0: float) -> Sample | None:
+@dataclass(frozen=True)
+class Database:
+    """Where the demo keeps its records: a SQLite file, or a PostgreSQL server's port."""
+
+    url: str
+    sqlite_path: str | None = None
+    pg_port: int | None = None
+
+    def handles(self, proc: psutil.Process) -> int:
+        """The dialer's open handles on it: fds on the file, or TCP connections to the server."""
+        if self.sqlite_path is not None:
+            return sum(f.path.startswith(self.sqlite_path) for f in proc.open_files())
+        return sum(
+            1
+            for c in proc.net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == self.pg_port
+        )
+
+
+def sample(proc: psutil.Process, db: Database, port: int, t0: float) -> Sample | None:
     try:
         with proc.oneshot():
             rss = proc.memory_info().rss / 2**20
             fds = proc.num_fds()
             threads = proc.num_threads()
-            files = proc.open_files()
+            handles = db.handles(proc)
         kids = proc.children(recursive=True)
     except psutil.NoSuchProcess:
         return None
@@ -89,24 +114,36 @@ def sample(proc: psutil.Process, db_path: str, port: int, t0: float) -> Sample |
             nodes += "sip.node" in " ".join(k.cmdline())
         except psutil.NoSuchProcess:
             continue
-    handles = sum(f.path.startswith(db_path) for f in files)
     return Sample(time.monotonic() - t0, rss, fds, threads, nodes, handles, scrape(port))
 
 
-def lost_attempts(db_path: str) -> int:
-    with sqlite3.connect(db_path) as c:
-        return int(c.execute("SELECT count(*) FROM attempts WHERE result IS NULL").fetchone()[0])
+async def _attempt_rows(url: str) -> tuple[int, list[datetime]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as c:
+            lost = (await c.execute(text("SELECT count(*) FROM attempts WHERE result IS NULL")))
+            created = (await c.execute(text("SELECT created_at FROM attempts"))).scalars()
+            return int(lost.scalar_one()), [_as_datetime(x) for x in created]
+    finally:
+        await engine.dispose()
 
 
-def attempts_per_5_min(db_path: str) -> list[int]:
-    """Attempts created in each 5 minutes of the run: a steady campaign keeps dialing to the end."""
-    with sqlite3.connect(db_path) as c:
-        rows = c.execute("SELECT (julianday(created_at) - (SELECT julianday(min(created_at)) "
-                         "FROM attempts)) * 288 FROM attempts").fetchall()
+def _as_datetime(x: object) -> datetime:
+    return x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+
+
+def attempts_outcome(url: str) -> tuple[int, list[int]]:
+    """Attempts without a final result once the demo exited, and attempts created in each
+    5 minutes of the run (a steady campaign keeps dialing to the end)."""
+    lost, created = asyncio.run(_attempt_rows(url))
+    if not created:
+        return lost, []
+    first = min(created)
     buckets: dict[int, int] = {}
-    for (x,) in rows:
-        buckets[int(x)] = buckets.get(int(x), 0) + 1
-    return [buckets.get(i, 0) for i in range(max(buckets, default=-1) + 1)]
+    for t in created:
+        i = int((t - first).total_seconds() // 300)
+        buckets[i] = buckets.get(i, 0) + 1
+    return lost, [buckets.get(i, 0) for i in range(max(buckets) + 1)]
 
 
 def main() -> int:
@@ -115,6 +152,8 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=10, help="simulated agents (1..40)")
     ap.add_argument("--every", type=float, default=15.0, help="seconds between samples")
     ap.add_argument("--warmup-s", type=float, default=60.0, help="growth measured after this")
+    ap.add_argument("--postgres", action="store_true",
+                    help="records in a throw-away PostgreSQL server (as in production)")
     args = ap.parse_args()
     if not 0 < args.minutes <= 240:
         ap.error("--minutes must be in (0, 240]")
@@ -124,12 +163,17 @@ def main() -> int:
         ap.error("--every must be >= 1")
     port = _free_port()
     samples: list[Sample] = []
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        db_path = f"{tmp}/soak.db"
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-soak-"))
+        if args.postgres:
+            pg = stack.enter_context(TempPostgres(database="soak"))
+            db = Database(pg.url, pg_port=pg.port)
+        else:
+            db = Database(f"sqlite+aiosqlite:///{tmp}/soak.db", sqlite_path=f"{tmp}/soak.db")
         cmd = [
             str(ROOT / ".venv/bin/dialer"), "demo", "--no-live", f"--minutes={args.minutes}",
             f"--agents={args.agents}", f"--metrics-port={port}", "--web-port=0",
-            f"--db=sqlite:///{db_path}",
+            f"--db={db.url}",
             # enough leads for the whole run: the demo's 30 per company last ~10 minutes
             # for 10 agents (and fewer companies are open at weekends)
             f"--leads-per-company="
@@ -141,12 +185,13 @@ def main() -> int:
             t0 = time.monotonic()
             # the demo drains for up to 20 s after its campaign; a hard cap beyond that
             cap = args.minutes * 60 + 180
-            print(f"soak: dialer demo, {args.agents} agents, {args.minutes} min, pid {child.pid}")
+            print(f"soak: dialer demo, {args.agents} agents, {args.minutes} min, "
+                  f"{'PostgreSQL' if args.postgres else 'SQLite'}, pid {child.pid}")
             print(f"  {'t s':>6} {'RSS MB':>8} {'fds':>5} {'thr':>4} {'nodes':>5} {'db':>3} "
                   f"{'in flight':>9} {'hopper':>6} {'webhk':>5}")
             try:
                 while child.poll() is None and time.monotonic() - t0 < cap:
-                    s = sample(proc, db_path, port, t0)
+                    s = sample(proc, db, port, t0)
                     if s is not None and child.poll() is None:
                         samples.append(s)
                         q = s.queues
@@ -168,8 +213,7 @@ def main() -> int:
                         child.kill()
                         child.wait()
         rc = child.returncode
-        lost = lost_attempts(db_path)
-        per_5 = attempts_per_5_min(db_path)
+        lost, per_5 = attempts_outcome(db.url)
         if rc != 0:
             print(Path(f"{tmp}/demo.log").read_text()[-3000:])
     # only samples while the campaign dials (not its drain) count towards growth
