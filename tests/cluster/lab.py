@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ from support.netns import Host, NetLab
 
 DIALER = str(Path(sys.executable).with_name("dialer"))
 CAMPAIGN = "cluster"
-CALLEE_PORT, PHONES_PORT = 5060, 5070
+CALLEE_PORT, PHONES_PORT, SUPERVISOR_PHONE_PORT = 5060, 5070, 5080
 WEB_PORT = 8080
 #: the consoles' supervisor (login, password)
 SUPERVISOR = ("sue", "sue-cluster-pw")
@@ -158,6 +159,33 @@ class ClusterLab:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"sipp {name} exited: "
                                    f"{(self.dir / name / 'stderr.log').read_text()[-1000:]}")
+
+    def start_supervisor_phone(self) -> tuple[str, Path]:
+        """A supervisor's phone on `pstn` whose media a test counts: SIPp's phone.xml answers
+        with an SDP naming the port of an RTP counter (tests/cluster/rtp_count.py) on the same
+        host. Returns the phone's SIP URI and the counter's state file (JSON)."""
+        assert self.pstn is not None
+        wd = self.dir / "supervisor-phone"
+        wd.mkdir()
+        state = wd / "rtp.json"
+        self.procs["supervisor-rtp"] = self.lab.popen(
+            self.pstn, [sys.executable, str(Path(__file__).with_name("rtp_count.py")),
+                        self.pstn.ip, str(state)],
+            stdout=subprocess.DEVNULL, stderr=(wd / "rtp.log").open("wb"))
+        self.procs["supervisor-phone"] = self.lab.popen(self.pstn, [
+            "sipp", "-sf", str(scenario_path("phone")), "-i", self.pstn.ip,
+            "-p", str(SUPERVISOR_PHONE_PORT), "-nostdin", "-timeout", "900s", "-timeout_error",
+            "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+            cwd=wd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=(wd / "stderr.log").open("wb"))
+        deadline = time.monotonic() + 10
+        while not state.exists():
+            if time.monotonic() > deadline or self.procs["supervisor-rtp"].poll() is not None:
+                raise RuntimeError(f"the RTP counter did not start: "
+                                   f"{(wd / 'rtp.log').read_text()[-1000:]}")
+            time.sleep(0.1)
+        port = json.loads(state.read_text())["port"]
+        return f"sip:supervisor-{port}@{self.pstn.ip}:{SUPERVISOR_PHONE_PORT}", state
 
     # ------------------------------------------------------------------ the dialers
     def write_config(self, dialer_id: str, host: Host) -> Path:

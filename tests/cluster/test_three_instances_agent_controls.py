@@ -6,8 +6,9 @@ one Mosquitto, SIPp callees (20 s calls) and SIPp phones for the agents and the 
 Everything is given on d1's console, for agents whose lease is d2's:
 
 * listen-in on a call bridged on d2: the session is created on d2 (d2's own list has it, its
-  node rang the supervisor's SIPp phone), d1's list shows it, a stop through d1 ends it on d2;
-  one `listen.start` and one `listen.stop` row;
+  node rang the supervisor's SIPp phone), the supervisor's phone on the `pstn` host receives
+  the call's audio from d2's host (an RTP counter there) until a stop through d1 ends the
+  session on d2; d1's list shows it; one `listen.start` and one `listen.stop` row;
 * force pause and log out: d2 acts (its log says so, the agent state log has the pause's
   reason, d2's board has the agent logged out), one audit row each; move to the second
   campaign: `agents.campaign_id` changes;
@@ -19,9 +20,11 @@ Everything is given on d1's console, for agents whose lease is d2's:
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +34,7 @@ from dialer.agentsim import AgentProfile
 from dialer.web.console_forward import ANSWERED_BY, FORWARDED
 from support.netns import NetLab, unavailable
 
-from .lab import CAMPAIGN, PHONES_PORT, ClusterLab
+from .lab import CAMPAIGN, ClusterLab
 
 why = unavailable() or (None if shutil.which("sipp") else "sipp not installed")
 pytestmark = [
@@ -85,7 +88,7 @@ async def test_agent_controls_and_listen_in_across_instances(tmp_path: Any) -> N
     try:
         await lab.start(PROFILE)
         assert lab.pstn is not None
-        phone = f"sip:supervisor@{lab.pstn.ip}:{PHONES_PORT}"
+        phone, rtp_state = lab.start_supervisor_phone()
 
         async def leases() -> dict[str, str]:
             rows = await lab.query(
@@ -116,7 +119,7 @@ async def test_agent_controls_and_listen_in_across_instances(tmp_path: Any) -> N
         d1, csrf = await lab.console("d1")
         d2, _ = await lab.console("d2")
         try:
-            await _listen_in(lab, d1, csrf, d2, on_d2, phone)
+            await _listen_in(lab, d1, csrf, d2, on_d2, phone, rtp_state)
             await _agent_controls(lab, d1, csrf, d2, on_d2)
             # ---- d2 dies: a control for its agent through d1 is refused, naming d2
             lab.lab.kill(lab.procs["d2"])
@@ -136,6 +139,10 @@ async def test_agent_controls_and_listen_in_across_instances(tmp_path: Any) -> N
         await lab.close()
 
 
+def _rtp(state: Path) -> dict[str, Any]:
+    return dict(json.loads(state.read_text()))
+
+
 async def _listen_in(
     lab: ClusterLab,
     d1: httpx.AsyncClient,
@@ -143,9 +150,11 @@ async def _listen_in(
     d2: httpx.AsyncClient,
     on_d2: list[str],
     phone: str,
+    rtp_state: Path,
 ) -> None:
     """Listen in through d1 on a call bridged on d2 (a refusal such as `node_full` is d2's
-    own answer: another of d2's calls is tried), then stop it through d1."""
+    own answer: another of d2's calls is tried), count the audio reaching the supervisor's
+    phone, then stop it through d1."""
     refusals: Counter[str] = Counter()
 
     async def start() -> dict[str, Any] | None:
@@ -178,8 +187,23 @@ async def _listen_in(
     assert [(s["session_id"], s["instance"]) for s in own["sessions"]] == [(sid, "d2")]
     seen = (await d1.get("/api/console/listen")).json()
     assert [(s["session_id"], s["instance"]) for s in seen["sessions"]] == [(sid, "d2")]
+    # the supervisor's phone hears the call: a second's worth of 20 ms packets carrying sound
+    # (the callee's recorded voice; silence would be a leg not in the mix) from d2's host
+    first = _rtp(rtp_state)
+
+    async def heard() -> dict[str, Any] | None:
+        now = _rtp(rtp_state)
+        return now if now["rx_voiced"] - first["rx_voiced"] >= 50 else None
+
+    listening = await _until(heard, 10, "the listen-in's audio at the supervisor's phone")
+    assert listening["remote"][0] == lab.hosts["d2"].ip, listening
     r = await d1.delete(f"/api/console/listen/{sid}", headers=csrf)
     assert r.status_code == 200 and r.json() == {"session_id": sid, "stopped": True}, r.text
+    # ... and nothing once the session is stopped (its leg hung up on d2's node)
+    await asyncio.sleep(1.0)
+    after_stop = _rtp(rtp_state)["rx_audio"]
+    await asyncio.sleep(1.5)
+    assert _rtp(rtp_state)["rx_audio"] == after_stop, "audio still reaches the supervisor"
     own = (await d2.get("/api/console/listen", headers={FORWARDED: "test"})).json()
     assert own["sessions"] == []
     rows = await lab.query(
@@ -187,7 +211,10 @@ async def _listen_in(
     )
     assert [tuple(r) for r in rows] == [("listen.start", "sue"), ("listen.stop", "sue")]
     print(
-        f"\nlisten-in through d1 on {session['agent']}'s call on d2: session {sid} "
+        f"\nlisten-in through d1 on {session['agent']}'s call on d2: session {sid}, "
+        f"{listening['rx_audio'] - first['rx_audio']} RTP packets "
+        f"({listening['rx_voiced'] - first['rx_voiced']} voiced) from "
+        f"{listening['remote'][0]} at the supervisor's phone "
         f"({session['join_ms']} ms to join, {join_s:.1f} s to find a call; refusals on the "
         f"way: {dict(refusals)})"
     )
