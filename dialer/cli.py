@@ -119,10 +119,10 @@ def run_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Run the dialer: campaigns, SIP nodes, MQTT, scheduling jobs and /metrics until SIGTERM."""
     import asyncio
 
-    from dialer.allocator import limit_malloc_arenas
+    from dialer.allocator import tune_malloc
     from dialer.app import DialerApp
 
-    limit_malloc_arenas()  # before any thread: see dialer/allocator.py
+    tune_malloc()  # before any thread: see dialer/allocator.py
     settings = settings_from(config, db)
     logging.getLogger().setLevel(settings.dialer.log_level)
 
@@ -159,10 +159,10 @@ def demo_cmd(
     """A predictive campaign on loopback: SQLite, embedded MQTT, SIPp callees and phones."""
     import asyncio
 
-    from dialer.allocator import limit_malloc_arenas
+    from dialer.allocator import tune_malloc
     from dialer.demo.run import DemoOptions, run_demo
 
-    limit_malloc_arenas()  # as `dialer run` does
+    tune_malloc()  # as `dialer run` does
     opts = DemoOptions(minutes=minutes, agents=agents, metrics_port=metrics_port, live=live,
                        seed=seed, leads_per_company=leads_per_company, database_url=db,
                        amd=amd, web_port=web_port)

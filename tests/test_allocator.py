@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer.allocator import limit_malloc_arenas
+from dialer.allocator import fix_mmap_threshold, limit_malloc_arenas, tune_malloc
 
 ROOT = Path(__file__).resolve().parent.parent
 glibc = pytest.mark.skipif(
@@ -41,7 +41,7 @@ def test_threads_share_the_capped_arenas() -> None:
     code = """
 import ctypes, sys, threading
 sys.path.insert(0, sys.argv[2])
-from dialer.allocator import limit_malloc_arenas
+from dialer.allocator import fix_mmap_threshold, limit_malloc_arenas, tune_malloc
 if sys.argv[1] == "cap":
     assert limit_malloc_arenas(2)
 barrier = threading.Barrier(8)
@@ -65,3 +65,53 @@ ctypes.CDLL(None).malloc_stats()
         arenas[mode] = out.stderr.count("Arena ")
     assert 1 <= arenas["cap"] <= 2, arenas
     assert arenas["default"] > arenas["cap"], arenas
+
+
+@glibc
+def test_the_mmap_threshold_is_fixed_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert fix_mmap_threshold() is True
+    assert tune_malloc() == {"arenas": True, "mmap_threshold": True}
+
+
+def test_the_operators_threshold_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert fix_mmap_threshold() is False
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        fix_mmap_threshold(0)
+
+
+@glibc
+def test_large_freed_blocks_no_longer_move_the_threshold() -> None:
+    # glibc raises its threshold to a freed 4 MiB block; a 256 KiB buffer then comes from the
+    # heap (mallinfo2's arena grows). With the threshold fixed it is its own mapping (hblkhd).
+    code = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[2])
+from dialer.allocator import fix_mmap_threshold
+class MI(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MI
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.malloc.argtypes = [ctypes.c_size_t]
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+libc.free(libc.malloc(4 << 20))
+before = libc.mallinfo2().hblkhd
+p = libc.malloc(256 << 10)
+print(libc.mallinfo2().hblkhd - before >= 256 << 10)
+libc.free(p)
+"""
+    got = {}
+    for mode in ("fixed", "default"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, mode, str(ROOT)],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+            check=True,
+        )
+        got[mode] = out.stdout.strip()
+    assert got == {"fixed": "True", "default": "False"}, got
