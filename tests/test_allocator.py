@@ -18,6 +18,19 @@ glibc = pytest.mark.skipif(
 )
 
 
+def _probe(code: str, tuned: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run `code` in a fresh interpreter (no inherited MALLOC_* settings) twice: with
+    argv[1] == `tuned` (the snippet applies the setting) and == "default"."""
+    return {
+        mode: subprocess.run(
+            [sys.executable, "-c", code, mode, str(ROOT)],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+            check=True,
+        )
+        for mode in (tuned, "default")
+    }
+
+
 @glibc
 def test_the_cap_is_set_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
@@ -55,14 +68,7 @@ for t in threads: t.start()
 for t in threads: t.join()
 ctypes.CDLL(None).malloc_stats()
 """
-    arenas = {}
-    for mode in ("cap", "default"):
-        env = {"PATH": "/usr/bin:/bin"}
-        out = subprocess.run(
-            [sys.executable, "-c", code, mode, str(ROOT)],
-            capture_output=True, text=True, env=env, timeout=60, check=True,
-        )
-        arenas[mode] = out.stderr.count("Arena ")
+    arenas = {mode: out.stderr.count("Arena ") for mode, out in _probe(code, "cap").items()}
     assert 1 <= arenas["cap"] <= 2, arenas
     assert arenas["default"] > arenas["cap"], arenas
 
@@ -106,12 +112,5 @@ p = libc.malloc(256 << 10)
 print(libc.mallinfo2().hblkhd - before >= 256 << 10)
 libc.free(p)
 """
-    got = {}
-    for mode in ("fixed", "default"):
-        out = subprocess.run(
-            [sys.executable, "-c", code, mode, str(ROOT)],
-            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
-            check=True,
-        )
-        got[mode] = out.stdout.strip()
+    got = {mode: out.stdout.strip() for mode, out in _probe(code, "fixed").items()}
     assert got == {"fixed": "True", "default": "False"}, got

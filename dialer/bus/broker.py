@@ -218,6 +218,8 @@ class EmbeddedBroker:
     AgentBus; agents connect to `broker.url` with their login and password.
     """
 
+    shutdown_timeout_s: float = 10.0
+
     def __init__(
         self,
         agents: Mapping[str, str],
@@ -308,7 +310,17 @@ class EmbeddedBroker:
         if broker is None:
             return
         try:
-            await broker.shutdown()
+            # amqtt's shutdown awaits every client's handler without a bound; a handler stuck
+            # on a half-closed connection would hang the dialer's stop (seen once under load)
+            async with asyncio.timeout(self.shutdown_timeout_s):
+                await broker.shutdown()
+        except TimeoutError:
+            log.warning("embedded MQTT broker did not shut down within %.1f s; closing its "
+                        "listeners and leaving the rest to the process's exit",
+                        self.shutdown_timeout_s)
+            for server in broker._servers.values():  # amqtt has no public accessor
+                if server.instance is not None:
+                    server.instance.close()
         finally:
             self._port = None
             log.info("embedded MQTT broker stopped")

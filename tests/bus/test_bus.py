@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -474,3 +475,32 @@ async def test_embedded_broker_reports_a_busy_port() -> None:
             await second.start()
         with pytest.raises(BusError, match="not running"):
             _ = second.port
+
+
+async def test_embedded_broker_stop_is_bounded_when_shutdown_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """amqtt's shutdown can wait forever on a stuck client handler: stop gives up after its
+    bound, warns, and still frees the port for a broker started after it."""
+    first = EmbeddedBroker(AGENTS)
+    first.shutdown_timeout_s = 0.2
+    await first.start()
+    port = first.port
+    inner = first._broker
+    assert inner is not None
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    inner.shutdown = hangs  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="dialer.bus.broker"):
+        async with asyncio.timeout(5):
+            await first.stop()
+    assert "did not shut down within 0.2 s" in caplog.text
+    with pytest.raises(BusError, match="not running"):
+        _ = first.port
+    async with (
+        EmbeddedBroker(AGENTS, port=port) as second,
+        AgentClient("alice", AGENTS["alice"], second.url),
+    ):
+        pass  # connected and authenticated on the freed port
