@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "--per-kind",
         type=int,
         default=None,
-        help="clips per language and kind (people x2); default 10, quick 5",
+        help="clips per language and kind (people x2); default 20, quick 5",
     )
     args = ap.parse_args(argv)
     if not espeak_available():

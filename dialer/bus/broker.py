@@ -211,6 +211,37 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _bound_handler_stops(broker: Broker, timeout_s: float) -> None:
+    """Give each client handler's stop `timeout_s`, then abort its connection.
+
+    amqtt 0.12's `handler.stop()` cancels the handler's reader task and waits for an event
+    that task sets on its way out; a cancel landing while the reader is already closing the
+    connection skips the set, and the wait (and with it the broker's shutdown, one client at
+    a time) never ends (reproduced ~1 in 20 broker restarts under load). Aborting the socket
+    makes the client see the broker gone and reconnect, as it does on any broker restart.
+    """
+    unbounded = broker._stop_handler  # amqtt has no public hook for this
+
+    async def bounded(handler: Any) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await unbounded(handler)
+        except TimeoutError:
+            log.warning("embedded MQTT broker: a client's connection did not close within "
+                        "%.1f s; aborting it", timeout_s)
+            stream = getattr(handler.writer, "_writer", None)  # StreamWriterAdapter's stream
+            if isinstance(stream, asyncio.StreamWriter):
+                stream.transport.abort()
+
+    broker._stop_handler = bounded  # type: ignore[method-assign]
+
+
+def _close_listeners(broker: Broker) -> None:
+    for server in broker._servers.values():  # amqtt has no public accessor
+        if server.instance is not None:
+            server.instance.close()
+
+
 class EmbeddedBroker:
     """`async with EmbeddedBroker(agents={"alice": "pw"}) as broker:` serves MQTT in-process.
 
@@ -218,6 +249,7 @@ class EmbeddedBroker:
     AgentBus; agents connect to `broker.url` with their login and password.
     """
 
+    handler_stop_timeout_s: float = 2.0
     shutdown_timeout_s: float = 10.0
 
     def __init__(
@@ -293,6 +325,7 @@ class EmbeddedBroker:
             },
         }
         broker = Broker(config)
+        _bound_handler_stops(broker, self.handler_stop_timeout_s)
         try:
             await broker.start()
         except Exception as e:  # amqtt wraps OSError (port in use) in BrokerError
@@ -309,18 +342,17 @@ class EmbeddedBroker:
         broker, self._broker = self._broker, None
         if broker is None:
             return
+        # amqtt closes its listeners last, after stopping each client: a client reconnecting
+        # in between (the dialer's bus retries within 50 ms) would land on a broker that no
+        # longer routes anything and stay there. Stop accepting first.
+        _close_listeners(broker)
         try:
-            # amqtt's shutdown awaits every client's handler without a bound; a handler stuck
-            # on a half-closed connection would hang the dialer's stop (seen once under load)
+            # each client's stop is bounded (_bound_handler_stops); this bounds the rest
             async with asyncio.timeout(self.shutdown_timeout_s):
                 await broker.shutdown()
         except TimeoutError:
-            log.warning("embedded MQTT broker did not shut down within %.1f s; closing its "
-                        "listeners and leaving the rest to the process's exit",
-                        self.shutdown_timeout_s)
-            for server in broker._servers.values():  # amqtt has no public accessor
-                if server.instance is not None:
-                    server.instance.close()
+            log.warning("embedded MQTT broker did not shut down within %.1f s; leaving the "
+                        "rest to the process's exit", self.shutdown_timeout_s)
         finally:
             self._port = None
             log.info("embedded MQTT broker stopped")

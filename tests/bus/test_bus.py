@@ -495,7 +495,13 @@ async def test_embedded_broker_stop_is_bounded_when_shutdown_hangs(
     inner.shutdown = hangs  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="dialer.bus.broker"):
         async with asyncio.timeout(5):
-            await first.stop()
+            stopping = asyncio.create_task(first.stop())
+            await asyncio.sleep(0.05)
+            # no client lands on a broker that is shutting down: it stops accepting first
+            with pytest.raises(BusError, match="could not connect"):
+                async with AgentClient("alice", AGENTS["alice"], f"mqtt://127.0.0.1:{port}"):
+                    pass
+            await stopping
     assert "did not shut down within 0.2 s" in caplog.text
     with pytest.raises(BusError, match="not running"):
         _ = first.port
@@ -504,3 +510,30 @@ async def test_embedded_broker_stop_is_bounded_when_shutdown_hangs(
         AgentClient("alice", AGENTS["alice"], second.url),
     ):
         pass  # connected and authenticated on the freed port
+
+
+async def test_a_client_connection_that_never_closes_is_aborted_at_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """amqtt 0.12 can wait forever for a client's reader to finish: the broker gives each
+    client's stop a bound, aborts that connection (the client sees the broker gone and would
+    reconnect) and finishes its shutdown well within the overall bound."""
+    broker = EmbeddedBroker(AGENTS)
+    broker.handler_stop_timeout_s = 0.2
+    await broker.start()
+    async with AgentClient("alice", AGENTS["alice"], broker.url) as alice:
+        inner = broker._broker
+        assert inner is not None
+        handlers = [h for _, h in inner._sessions.values()]
+        assert len(handlers) == 1
+
+        async def never_stops() -> None:
+            await asyncio.Event().wait()
+
+        handlers[0].stop = never_stops  # type: ignore[method-assign]
+        with caplog.at_level(logging.WARNING, logger="dialer.bus.broker"):
+            async with asyncio.timeout(5):
+                await broker.stop()
+        assert "did not close within 0.2 s; aborting it" in caplog.text
+        assert "did not shut down" not in caplog.text
+        await wait_until(lambda: alice._closed is not None)
