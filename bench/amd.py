@@ -47,8 +47,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# first, always: bench/sip.py would otherwise shadow the sip package when the
+# project is already on PYTHONPATH (after bench/, which Python puts first)
+sys.path.insert(0, str(ROOT))
 
 from common.vocabulary import AmdVerdict  # noqa: E402
 from sip.amd import AmdResult, analyse, frames  # noqa: E402

@@ -38,8 +38,9 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# first, always: bench/sip.py would otherwise shadow the sip package when the
+# project is already on PYTHONPATH (after bench/, which Python puts first)
+sys.path.insert(0, str(ROOT))
 
 from sip.api import (  # noqa: E402
     Bridge,

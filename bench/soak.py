@@ -38,8 +38,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# first, always: bench/sip.py would otherwise shadow the sip package when the
+# project is already on PYTHONPATH (after bench/, which Python puts first)
+sys.path.insert(0, str(ROOT))
 
 from db.pgserver import TempPostgres  # noqa: E402
 from dialer.demo import MAX_LEADS_PER_COMPANY  # noqa: E402
