@@ -92,12 +92,13 @@ class AmdSettings:
     #: vad: the decision-time budget per campaign - a greeting still going on this long after
     #: its first voiced frame is a recorded one (a receptionist has stopped and waits by then)
     greeting_budget_ms: int = 4500
-    #: vad: silence after a short greeting meaning the caller waits for us -> HUMAN
-    vad_silence_ms: int = 600
+    #: vad: silence after a short greeting meaning the caller waits for us -> HUMAN (tuned by
+    #: bench/amd.py on its 2,400-clip corpus; Asterisk's app_amd waits 800 ms by default)
+    vad_silence_ms: int = 900
     #: vad: the same after a greeting longer than 1.5 s (receptionist or recording): a little
     #: longer, to hear a beep that follows a recorded greeting's pause (never below
     #: ``vad_silence_ms``: the larger of the two applies)
-    vad_long_silence_ms: int = 1000
+    vad_long_silence_ms: int = 900
     #: vad: WebRTC VAD aggressiveness 0..3 (3 = least likely to call noise speech; frames
     #: are also gated by the line's noise floor)
     vad_aggressiveness: int = 1
@@ -112,9 +113,9 @@ class AmdSettings:
     #: deadline itself is set per campaign (``amd_decide_by_ms``)
     decide_by_ms: int = 2500
     #: vad: the pause that, at the deadline, means the caller has stopped talking
-    decide_by_pause_ms: int = 200
+    decide_by_pause_ms: int = 240
     #: vad: the longest utterance still taken for a person at the deadline
-    decide_by_utterance_ms: int = 1300
+    decide_by_utterance_ms: int = 1200
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

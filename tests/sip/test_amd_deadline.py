@@ -103,9 +103,14 @@ def _step_all(flags: list[bool], s: AmdSettings) -> AmdResult:
     return a.timeout()
 
 
-#: (utterance frames, pause frames after it): utterances of 60-1300 ms, pauses that split
-#: utterances (>= 160 ms) but are shorter than the closing silence (600 ms)
-_UTTERANCES = st.lists(st.tuples(st.integers(3, 65), st.integers(8, 25)), min_size=1, max_size=6)
+#: (utterance frames, pause frames after it): utterances of 60 ms up to the deadline's
+#: utterance limit, pauses that split utterances (>= 160 ms) but are shorter than the
+#: closing silence
+_MAX_TALK = AmdSettings().decide_by_utterance_ms // FRAME_MS
+_MAX_PAUSE = AmdSettings().vad_silence_ms // FRAME_MS - 5
+_UTTERANCES = st.lists(
+    st.tuples(st.integers(3, _MAX_TALK), st.integers(8, _MAX_PAUSE)), min_size=1, max_size=6
+)
 
 
 @settings(max_examples=200, deadline=None)

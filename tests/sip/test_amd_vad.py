@@ -87,8 +87,8 @@ def test_beep_wait_holds_a_long_greeting_verdict_until_the_beep() -> None:
 
 
 def test_after_a_longer_greeting_the_wait_is_longer_to_hear_the_beep() -> None:
-    s = AmdSettings()
-    assert s.vad_long_silence_ms > s.vad_silence_ms
+    # the mechanism, with two different waits (the tuned defaults happen to be equal)
+    s = AmdSettings(vad_silence_ms=600, vad_long_silence_ms=1000)
     greeting = speech_like(2.5)
     # a pause of 0.8 s before the beep: longer than the short wait, shorter than the long one
     pcm = _pcm(_sil(0.3), greeting, _sil(0.8), tone(0.3, 1000.0, 5000), _sil(3.0))
