@@ -424,6 +424,10 @@ class DialerApp:
         rt = self.runtimes.get(self.agent_campaign.get(login, ""))
         return rt.campaign if rt is not None and login in rt.agents else None
 
+    def configured_campaign(self, login: str) -> Campaign | None:
+        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        return rt.campaign if rt is not None else None
+
     def holds_call(self, login: str, attempt_id: int) -> bool:
         rt = self.runtimes.get(self.agent_campaign.get(login, ""))
         return rt is not None and any(c.attempt_id == attempt_id and c.agent_login == login

@@ -13,12 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 
 from db import web_accounts as accounts
 from db.models import Campaign
 from db.web_accounts import AttemptContext
 from dialer.web.auth import AgentSession
+from dialer.web.console_forward import agent_elsewhere
 from dialer.web.contact_rules import check_contact, describe
 from dialer.web.deps import WebDeps, deps
 from scheduling.calendar import zone
@@ -51,8 +53,15 @@ async def _campaign(d: WebDeps, s: Any) -> Campaign:
     return c
 
 
-@router.get("/context/{attempt_id}")
-async def context(attempt_id: int, s: AgentSession, d: Deps) -> dict[str, Any]:
+@router.get("/context/{attempt_id}", response_model=None)
+async def context(
+    attempt_id: int, request: Request, s: AgentSession, d: Deps
+) -> dict[str, Any] | Response:
+    # in a cluster the member serving the agent knows which call it holds now (one
+    # transferred to it is not its by the attempt's row)
+    forwarded = await agent_elsewhere(d, request, s.login)
+    if forwarded is not None:
+        return forwarded
     ctx = await _own_attempt(d, s, attempt_id)
     return describe(ctx, d.clock.now())
 
@@ -133,11 +142,17 @@ async def day(s: AgentSession, d: Deps) -> dict[str, Any]:
     return out
 
 
-@router.get("/transfer-targets")
-async def transfer_targets(s: AgentSession, d: Deps) -> dict[str, Any]:
+@router.get("/transfer-targets", response_model=None)
+async def transfer_targets(
+    request: Request, s: AgentSession, d: Deps
+) -> dict[str, Any] | Response:
     """The Transfer panel's picker: the agent's campaign's ready agents, the agent itself
     left out, and the named groups of its other agents with how many are ready (empty on a
-    web server without a running dialer)."""
+    web server without a running dialer). In a cluster, the answer of the member serving the
+    agent: it carries the transfer out, to the agents it serves."""
+    forwarded = await agent_elsewhere(d, request, s.login)
+    if forwarded is not None:
+        return forwarded
     c = await _campaign(d, s)
     logins = d.desk.transfer_targets(s.login) if d.desk is not None else []
     groups = d.desk.transfer_groups(s.login) if d.desk is not None else []

@@ -38,6 +38,10 @@ class AgentDesk(Protocol):
     def campaign_of(self, login: str) -> Campaign | None:
         """The running campaign agent `login` takes calls for (None: not on this dialer)."""
 
+    def configured_campaign(self, login: str) -> Campaign | None:
+        """The running campaign the config (or, at start, the agents row) names for agent
+        `login`, whether this member serves it or another one does (None: unknown here)."""
+
     def holds_call(self, login: str, attempt_id: int) -> bool:
         """Whether agent `login` is on (or wrapping up) the live call of `attempt_id`."""
 
@@ -116,12 +120,15 @@ class WebDeps:
 
     async def agent_campaign(self, user: Account) -> Campaign | None:
         """The campaign an agent account takes calls for: the running dialer's word, else
-        (no dialer) the agents row's campaign."""
+        the agents row's campaign, else the config's (no dialer here, or, in a cluster,
+        another member serves the agent: the desktop may be signed in on any member)."""
         if self.desk is not None:
-            return self.desk.campaign_of(user.login)
-        if user.campaign:
+            mine = self.desk.campaign_of(user.login)
+            if mine is not None:
+                return mine
+        if user.campaign:  # a move writes it, so it outranks the config
             return await campaign_by_name(self.sessions, user.campaign)
-        return None
+        return self.desk.configured_campaign(user.login) if self.desk is not None else None
 
 
 def deps(request: Request) -> WebDeps:

@@ -10,6 +10,7 @@ PostgreSQL. Agent ann is served by `b`; the supervisor uses `a`'s console only:
   each;
 * an agent's session is refused through a (403) as directly, and b refuses a forwarded
   request of an agent (or without CSRF) itself;
+* ann's desktop signed in on a: its transfer picker and call context are b's answers;
 * a request marked as forwarded is not forwarded again (a answers it itself: 404);
 * a member that is not live, or whose console cannot be reached: 503 naming it, nothing
   changed, no audit row.
@@ -69,7 +70,14 @@ def _settings(url: str, data: Path, dialer_id: str) -> Settings:
                 sip_uri="sip:ann@memory.invalid",
                 password_hash=hash_password(PW["ann"]),
                 campaign="mem",
-            )
+            ),
+            AgentConfig(
+                login="bob",
+                sip_uri="sip:bob@memory.invalid",
+                password_hash=hash_password("bob-agent-pw"),
+                campaign="mem",
+                groups=["closers"],
+            ),
         ],
         main,
     )
@@ -207,6 +215,23 @@ async def test_agent_controls_and_listen_in_through_another_instances_console(
         assert r.status_code == 200, r.text
         listed = {x["login"]: x for x in r.json()["agents"]}
         assert listed["ann"]["state"] == "talking" and listed["ann"]["instance"] == "b"
+
+        # ---- ann's desktop on a: the reads that ask a runtime are answered by b, which
+        # serves her (a serves nobody: its own answer would list no group and no call of hers)
+        assert await agent_cmd(b, LoginCmd(login="bob")) is None  # on b; not ready: no calls
+        r = await ann.get("/api/agent/transfer-targets")
+        assert r.status_code == 200 and r.headers[ANSWERED_BY] == "b", r.text
+        assert [g["name"] for g in r.json()["groups"]] == ["closers"]
+        r = await ann.get(f"/api/agent/context/{attempt}")
+        assert r.status_code == 200 and r.headers[ANSWERED_BY] == "b", r.text
+        assert r.json()["attempt_id"] == attempt
+        r = await ann_b.get("/api/agent/transfer-targets")  # b's own answer: not forwarded
+        assert r.status_code == 200 and ANSWERED_BY not in r.headers, r.text
+        # the reads of the database are a's own, for her campaign (its row's, on a)
+        for path in ("/api/me", "/api/agent/callbacks", "/api/agent/day"):
+            r = await ann.get(path)
+            assert r.status_code == 200 and ANSWERED_BY not in r.headers, (path, r.text)
+            assert r.json()["campaign"] == "mem", (path, r.text)
 
         # ---- an agent's session: refused on a as it is directly, and b refuses a
         # forwarded request of an agent (or one without CSRF) itself
