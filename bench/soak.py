@@ -217,8 +217,15 @@ def main() -> int:
         lost, per_5 = attempts_outcome(db.url)
         if rc != 0:
             print(Path(f"{tmp}/demo.log").read_text()[-3000:])
-    # only samples while the campaign dials (not its drain) count towards growth
-    steady = [s for s in samples if args.warmup_s <= s.t_s <= args.minutes * 60]
+    # only samples while the campaign dials count towards growth: not the drain, and not an
+    # idle tail after the demo's leads ran out (no call in flight from then on)
+    dialing_until = args.minutes * 60
+    busy = [s.t_s for s in samples if s.queues.get("dialer_calls_in_flight", 0) > 0]
+    if busy and busy[-1] < dialing_until - 5 * args.every:
+        dialing_until = busy[-1]
+        print(f"  the campaign stopped dialing at {dialing_until:.0f} s (no callable lead left): "
+              "growth is measured up to there")
+    steady = [s for s in samples if args.warmup_s <= s.t_s <= dialing_until]
     if len(steady) < 2:
         steady = samples[-2:] if len(samples) >= 2 else samples
     rss_g = steady[-1].rss_mb - steady[0].rss_mb if len(steady) >= 2 else float("nan")
