@@ -203,6 +203,7 @@ class AgentBus:
         self._tg: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
         self._first_connect: asyncio.Future[None] | None = None
+        self._stopping = False
         self._connected = asyncio.Event()
         self._rng = random.Random()
         self.stats = BusStats()
@@ -282,6 +283,7 @@ class AgentBus:
             raise BusError("AgentBus is already running (it is not reentrant)")
         loop = asyncio.get_running_loop()
         self._first_connect = loop.create_future()
+        self._stopping = False
         self._main = asyncio.create_task(self._run(), name="agentbus")
         try:
             await asyncio.wait({self._first_connect, self._main}, timeout=self._connect_timeout_s,
@@ -314,6 +316,7 @@ class AgentBus:
     async def _stop(self) -> None:
         main, self._main = self._main, None
         if main is not None:
+            self._stopping = True
             main.cancel()
             (outcome,) = await asyncio.gather(main, return_exceptions=True)
             if isinstance(outcome, Exception):
@@ -406,6 +409,11 @@ class AgentBus:
             finally:
                 self._connected.clear()
                 self.stats.connected = False
+            if self._stopping:
+                # the stop's cancel can come back as an MqttError (a TaskGroup whose child
+                # failed while being cancelled raises the failure, not the cancel): without
+                # this the loop reconnected and the stop waited forever (seen once in CI)
+                return
             await asyncio.sleep(self._rng.uniform(delay / 2, delay))
             delay = min(self._reconnect_max_s, delay * 2)
 

@@ -537,3 +537,24 @@ async def test_a_client_connection_that_never_closes_is_aborted_at_stop(
         assert "did not close within 0.2 s; aborting it" in caplog.text
         assert "did not shut down" not in caplog.text
         await wait_until(lambda: alice._closed is not None)
+
+
+async def test_a_stop_whose_cancel_comes_back_as_a_connection_error_still_stops() -> None:
+    """A TaskGroup whose child fails while being cancelled raises that failure, not the
+    cancel: the bus's stop then saw an MqttError in its reconnect loop, which reconnected,
+    and the stop waited forever (once in CI). The stop must end all the same."""
+    async with EmbeddedBroker(AGENTS, dialer_password=DIALER[1]) as emb:
+        bus = AgentBus(emb.dialer_url, reconnect_min_s=0.05, reconnect_max_s=0.2)
+        bus.set_handler(Recorder())
+
+        async def serve_then_fail_on_cancel(client: aiomqtt.Client) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+        bus._serve = serve_then_fail_on_cancel  # type: ignore[method-assign]
+        await bus.__aenter__()
+        async with asyncio.timeout(10):
+            await bus.__aexit__(None, None, None)
+        assert not bus.connected
