@@ -420,25 +420,29 @@ class DialerApp:
         await self.hub.send(login, message)
 
     # what the web server asks (dialer.web.deps.AgentDesk) ----------------------------------
+    def _runtime_of(self, login: str) -> CampaignRuntime | None:
+        """The runtime of the campaign agent `login` works for here, served here or not."""
+        return self.runtimes.get(self.agent_campaign.get(login, ""))
+
     def campaign_of(self, login: str) -> Campaign | None:
-        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        rt = self._runtime_of(login)
         return rt.campaign if rt is not None and login in rt.agents else None
 
     def configured_campaign(self, login: str) -> Campaign | None:
-        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        rt = self._runtime_of(login)
         return rt.campaign if rt is not None else None
 
     def holds_call(self, login: str, attempt_id: int) -> bool:
-        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        rt = self._runtime_of(login)
         return rt is not None and any(c.attempt_id == attempt_id and c.agent_login == login
                                       for c in rt.calls.values())
 
     def transfer_targets(self, login: str) -> list[str]:
-        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        rt = self._runtime_of(login)
         return ready_targets(rt, login) if rt is not None else []
 
     def transfer_groups(self, login: str) -> list[dict[str, object]]:
-        rt = self.runtimes.get(self.agent_campaign.get(login, ""))
+        rt = self._runtime_of(login)
         return transfer_groups(rt, login) if rt is not None else []
 
     async def supervisor(self, event: Body) -> None:
