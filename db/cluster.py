@@ -217,6 +217,19 @@ async def take_agent(sessions: Sessions, *, login: str, dialer_id: str, now: dat
 
 
 @translated
+async def hand_agent(sessions: Sessions, *, login: str, from_id: str, to_id: str,
+                     now: datetime, ttl: timedelta) -> bool:
+    """Instance `from_id` hands agent `login` to `to_id` (a transfer there:
+    dialer/cluster_lend.py): True when `from_id` held the lease and `to_id` holds it now."""
+    async with sessions.begin() as s:
+        res = await s.execute(update(JobLease)
+                              .where(JobLease.name == AGENT + login,
+                                     JobLease.holder == from_id)
+                              .values(holder=to_id, expires_at=now + ttl))
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+@translated
 async def renew_agents(sessions: Sessions, *, dialer_id: str, logins: Sequence[str],
                        now: datetime, ttl: timedelta) -> list[str]:
     """Renew the leases this instance still holds; returns the logins it lost (another

@@ -308,10 +308,14 @@ class DialerApp:
         # a cluster member also carries the events of agents served elsewhere to its own
         # WebSockets, and relays those sockets' commands (dialer/web/agent_relay.py)
         relay = AgentRelay(self.hub, self.cluster) if self.cluster is not None else None
+        lending = self.cluster.lending if self.cluster is not None else None
         bus = MqttAgentBus(url, s.mqtt.topic_prefix, creds, runner=self.runner,
-                           events=relay.event if relay is not None else None)
+                           events=relay.event if relay is not None else None,
+                           peer=(s.dialer.id, lending.on_message) if lending else None)
         await stack.enter_async_context(bus)
         self.bus = bus
+        if lending is not None:
+            lending.send = bus.to_peer
         if relay is not None:
             self.hub.relay = bus.relay
 

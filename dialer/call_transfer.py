@@ -145,6 +145,8 @@ async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str 
     call = call_controls._agent_call(rt, login, attempt_id, "transfer")
     if isinstance(group, str):
         group = group_members(rt, group)
+    if number is None:
+        await _bring_target(rt, login, to, group)
     outside: str | None = None
     if number is not None:
         got = await manual_dial.check(
@@ -325,18 +327,58 @@ def _hand_over(rt: CampaignRuntime, call: LiveCall, login: str | None, at: objec
         rt._write(rt.store.hand_over, call.attempt_id, agent.id, at, how)
 
 
+async def _bring_target(rt: CampaignRuntime, login: str, to: str | None,
+                        group: Sequence[str] | None) -> None:
+    """In a cluster, a target that another member serves comes to this one first
+    (dialer/cluster_lend.py): the named agent, or for a group with nobody ready here, its
+    longest-ready member elsewhere. When none can come the engine refuses the transfer as
+    for an agent not ready here."""
+    peers = rt.peers
+    if peers is None:
+        return
+    if to is not None:
+        if to not in rt.agents:
+            await peers.borrow(rt, to)
+        return
+    if group is None or _ready_here(rt, login, group):
+        return
+    members = set(group)
+    for r in peers.ready_elsewhere(rt):
+        if r.login != login and r.login in members and await peers.borrow(rt, r.login):
+            return
+
+
+def _ready_here(rt: CampaignRuntime, login: str, group: Sequence[str]) -> bool:
+    ready = rt.engine.board.ready
+    return any(x != login and x in ready and ready[x].pending is None for x in group)
+
+
 def ready_targets(rt: CampaignRuntime, login: str) -> list[str]:
     """The desktop's transfer picker: the campaign's ready agents other than ``login``,
-    longest-idle first (the order a group transfer picks in). An agent with a pause or
-    log-out pending is left out: the engine would refuse it as a target."""
+    longest-idle first (the order a group transfer picks in), then in a cluster those other
+    members serve, longest ready first (as their last boards showed them). An agent with a
+    pause or log-out pending is left out: the engine would refuse it as a target."""
     recs = sorted(rt.engine.board.ready.values(), key=lambda r: (r.ready_since, r.agent_id))
-    return [r.agent_id for r in recs if r.agent_id != login and r.pending is None]
+    here = [r.agent_id for r in recs if r.agent_id != login and r.pending is None]
+    if rt.peers is not None:
+        here += [r.login for r in rt.peers.ready_elsewhere(rt) if r.login != login]
+    return here
+
+
+def _groups_of(rt: CampaignRuntime) -> dict[str, tuple[str, ...]]:
+    """Every agent of the campaign with its groups: this member's, and in a cluster the
+    ones other members serve."""
+    out = {login: tuple(a.groups or ()) for login, a in rt.agents.items()}
+    if rt.peers is not None:
+        for login, groups in rt.peers.groups_elsewhere(rt).items():
+            out.setdefault(login, groups)
+    return out
 
 
 def group_members(rt: CampaignRuntime, name: str) -> list[str]:
     """The campaign's agents in the named group (`agents.groups`); UnknownAgentError when
     nobody is, so the agent learns the name is wrong rather than "nobody ready"."""
-    members = [login for login, a in rt.agents.items() if name in (a.groups or ())]
+    members = [login for login, groups in _groups_of(rt).items() if name in groups]
     if not members:
         raise UnknownAgentError(f"no agent of campaign {rt.name} is in group {name!r}")
     return members
@@ -346,7 +388,7 @@ def transfer_groups(rt: CampaignRuntime, login: str) -> list[dict[str, object]]:
     """The desktop's picker: each named group of the campaign's other agents, with how many
     of them could take a transfer now (ready, not leaving), by name."""
     ready = set(ready_targets(rt, login))
-    names = sorted({g for who, a in rt.agents.items() if who != login for g in a.groups or ()})
-    return [{"name": n, "ready": sum(1 for who, a in rt.agents.items()
-                                     if who != login and n in (a.groups or ()) and who in ready)}
+    groups = {who: g for who, g in _groups_of(rt).items() if who != login}
+    names = sorted({n for g in groups.values() for n in g})
+    return [{"name": n, "ready": sum(1 for who, g in groups.items() if n in g and who in ready)}
             for n in names]

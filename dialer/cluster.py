@@ -47,6 +47,7 @@ from dialer.bus.errors import ErrorCode, ProtocolError
 from dialer.bus.messages import AgentCommand
 from dialer.bus.runner import AgentCommandRunner, CommandHandler, Elsewhere, Reply
 from dialer.cluster_agents import restore_agent
+from dialer.cluster_lend import Lending
 from dialer.core.abandon import ExternalCounts
 from dialer.core.governor import hour_outlook_spans
 
@@ -145,6 +146,8 @@ class Cluster:
         self._healthy_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._gauges = _gauges(registry, dialer_id)
+        #: lends and borrows agents for transfers across members (set by start_cluster)
+        self.lending: Lending | None = None
 
     # ------------------------------------------------------------------ start and stop
     async def start(self, runtimes: dict[str, CampaignRuntime]) -> None:
@@ -481,6 +484,10 @@ async def start_cluster(app: DialerApp, stack: contextlib.AsyncExitStack,
                       registry=getattr(app.metrics, "registry", None))
     await cluster.start(app.runtimes)
     stack.push_async_callback(cluster.stop)
+    # transfers to agents other members serve (the bus wires its sender: dialer/app.py)
+    cluster.lending = Lending(cluster)
+    for rt in app.runtimes.values():
+        rt.peers = cluster.lending
     if isinstance(app.runner, ClusterRunner):
         app.runner.gate = cluster.admit
     return cluster

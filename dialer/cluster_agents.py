@@ -5,6 +5,7 @@ every agent (dialer.dispositions.restore_agents), and told so on its desktop."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from common.vocabulary import AgentState
@@ -54,3 +55,28 @@ class Fence(Protocol):
     def swallow(self, rt: CampaignRuntime, update: LeadUpdate) -> bool:
         """True for the lead update of a call a survivor took over: nothing is written."""
         ...
+
+
+class Peers(Protocol):
+    """The other cluster members' agents as a campaign runtime's transfers see them
+    (dialer/cluster_lend.py `Lending`)."""
+
+    def ready_elsewhere(self, rt: CampaignRuntime) -> Sequence[RemoteAgentLike]:
+        """The campaign's ready agents other members serve, longest ready first."""
+        ...
+
+    def groups_elsewhere(self, rt: CampaignRuntime) -> dict[str, tuple[str, ...]]:
+        """The named groups of the campaign's agents this member does not serve."""
+        ...
+
+    async def borrow(self, rt: CampaignRuntime, login: str) -> bool:
+        """Bring a ready agent served elsewhere onto `rt`'s board; True once it is here."""
+        ...
+
+
+class RemoteAgentLike(Protocol):
+    @property
+    def login(self) -> str: ...
+
+    @property
+    def groups(self) -> tuple[str, ...]: ...

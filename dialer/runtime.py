@@ -42,7 +42,7 @@ from common.vocabulary import (
 )
 from db.models import Agent, Campaign
 from dialer.agent_messages import AgentOutbox, preview_body
-from dialer.cluster_agents import Fence
+from dialer.cluster_agents import Fence, Peers
 from dialer.core.actions import (
     Action,
     AgentStateChanged,
@@ -166,6 +166,8 @@ class CampaignRuntime:
         #: leads of the campaign callable now (refreshed by the app's periodic count)
         self.callable_leads = 0
         self.fence: Fence | None = None  # the cluster's self-fence (dialer/cluster.py)
+        #: the other cluster members' agents, for transfers (dialer/cluster_lend.py)
+        self.peers: Peers | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:

@@ -24,7 +24,10 @@ message is dropped and counted in `stats.dropped`.
 Cluster members (docs/cluster.md, "The browser desktop on any instance"): with an `events`
 function the bus also subscribes to `<prefix>/agents/+/evt` and hands it every agent event
 (login, payload); `relay(login, cmd)` publishes a command on that agent's cmd topic, for the
-member that serves the agent to answer.
+member that serves the agent to answer. With `peer=(id, handler)` it subscribes to its own
+member topic `<prefix>/cluster/<id>` and hands the handler every payload; `to_peer(member,
+payload)` publishes on another member's (the cluster's requests between members, e.g. lending
+an agent for a transfer: dialer/cluster_lend.py).
 
 Connection: reconnects with exponential backoff and jitter. `async with` fails with
 BusError if the first connection cannot be made within `connect_timeout_s`, or at once if the
@@ -167,6 +170,7 @@ class AgentBus:
         tls_context: ssl.SSLContext | None = None,
         runner: AgentCommandRunner | None = None,
         events: Callable[[str, bytes], None] | None = None,
+        peer: tuple[str, Callable[[bytes], None]] | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(url or DEFAULT_URL)
         self._url_shown = _redact(url or DEFAULT_URL)
@@ -197,6 +201,8 @@ class AgentBus:
         self._runner = runner or AgentCommandRunner(max_pending_per_agent=max_pending_per_agent)
         #: a cluster member's: every agent's events, for its WebSockets (see the docstring)
         self._events = events
+        #: a cluster member's own topic and what handles its messages
+        self._peer = (self.topics.peer(peer[0]), peer[1]) if peer is not None else None
         self._outbox: collections.deque[_Item] = collections.deque()
         self._sup_outbox: collections.deque[_Item] = collections.deque()
         self._outbox_ready = asyncio.Event()
@@ -250,6 +256,14 @@ class AgentBus:
         if not self.connected:
             return False
         self._enqueue(self._outbox, self._max_outbox, (self.topics.cmd(login), cmd.to_json()))
+        return True
+
+    def to_peer(self, member: str, payload: bytes) -> bool:
+        """Queue `payload` for cluster member `member`'s topic. False, and nothing queued,
+        while the broker is not connected (the caller gives up at once rather than wait)."""
+        if not self.connected:
+            return False
+        self._enqueue(self._outbox, self._max_outbox, (self.topics.peer(member), payload))
         return True
 
     async def supervisor(self, event: Mapping[str, Any] | SupervisorEvent) -> None:
@@ -381,6 +395,12 @@ class AgentBus:
                             log.error("agent bus: the broker refused the subscription to %s; "
                                       "its ACL must let the dialer read %s/#",
                                       self.topics.all_evt, self.topics.prefix)
+                    if self._peer is not None:
+                        granted = await client.subscribe(self._peer[0], qos=1)
+                        if any(getattr(c, "is_failure", False) for c in granted):
+                            log.error("agent bus: the broker refused the subscription to %s; "
+                                      "its ACL must let the dialer read %s/#",
+                                      self._peer[0], self.topics.prefix)
                     self._connected.set()
                     self.stats.connected = True
                     self.stats.connects += 1
@@ -454,6 +474,12 @@ class AgentBus:
             payload = payload.encode()
         elif not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
+        if self._peer is not None and topic == self._peer[0]:
+            try:
+                self._peer[1](bytes(payload))
+            except Exception:  # a fault there must not end the receive loop
+                log.exception("agent bus: handling a cluster member's message failed")
+            return
         login = self.topics.login_of_cmd(topic)
         if login is None:
             evt_login = self.topics.login_of_evt(topic)

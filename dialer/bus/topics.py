@@ -57,6 +57,14 @@ class Topics:
         events of an agent another member serves to its desktop's WebSocket here."""
         return f"{self.prefix}/agents/+/evt"
 
+    def peer(self, member: str) -> str:
+        """Dialer instance -> dialer instance, for the member `member` (`[dialer] id`):
+        the cluster's requests between members (dialer/cluster_lend.py). Only the dialer's
+        own MQTT user may read or write it (the ACL gives agents their two topics only).
+        An id that is not a plain topic level is written in hex."""
+        level = member if _LOGIN_RE.fullmatch(member) else "x" + member.encode().hex()
+        return f"{self.prefix}/cluster/{level}"
+
     @property
     def supervisor(self) -> str:
         """Dialer -> supervisors: calls and agent state changes."""

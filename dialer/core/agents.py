@@ -96,6 +96,17 @@ class AgentBoard:
         self.counts[S.LOGGED_OUT] -= 1
         return True
 
+    def hand_off(self, agent_id: str) -> None:
+        """Drop a READY agent's record without a transition of its own: another dialer
+        instance takes the agent over, ready (dialer/cluster_lend.py). Its state log goes on
+        there; a LOGGED_OUT here would tell its desktop and the log it logged out."""
+        rec = self.get(agent_id)
+        if rec.state is not S.READY:
+            raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "handed off")
+        del self._agents[agent_id]
+        self.ready.pop(agent_id, None)
+        self.counts[S.READY] -= 1
+
     @property
     def logged_in(self) -> int:
         return len(self._agents) - self.counts[S.LOGGED_OUT]

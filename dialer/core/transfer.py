@@ -97,6 +97,23 @@ class TransferStep(DialingStep):
         return best
 
     @delivers_held
+    def agent_hand_off(self, now: datetime, agent_id: str) -> list[Action]:
+        """A ready agent leaves this board for another dialer instance, which takes it on
+        ready (a transfer there: dialer/cluster_lend.py). Refused (IllegalTransitionError)
+        unless it is READY with nothing pending and no preview offer. Like a transfer to a
+        ready agent here, it is taken even when calls already placed were counting on it
+        (a person chose the colleague; the pacer places fewer calls from now on)."""
+        t = self._clock(now)
+        out: list[Action] = []
+        self._expire(t, out)
+        rec = self.board.get(agent_id)
+        if rec.state is not S.READY or rec.pending is not None or agent_id in self._offers:
+            raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "handed off")
+        self.board.hand_off(agent_id)
+        self._after(t, now, out)
+        return out
+
+    @delivers_held
     def transfer_start(self, now: datetime, call_id: str, from_agent: str, *,
                        to_agent: str | None = None, group: Collection[str] | None = None,
                        consult: bool = False, external: bool = False) -> list[Action]:

@@ -228,3 +228,46 @@ def test_any_sequence_ends_in_one_final_state(steps: list[str]) -> None:
     assert len(wrapping) == 1
     eng.disposition(clock.advance(1), wrapping[0], cid, "no_need")
     assert all(r.state is S.READY for r in eng.board)
+
+
+def test_a_ready_agent_is_handed_off_silently_and_only_when_ready(clock: FakeClock) -> None:
+    """`agent_hand_off`: another dialer instance takes a ready agent for a transfer there
+    (dialer/cluster_lend.py). The record goes without a state change (no log out is logged
+    or told to the desktop: the agent goes on ready there); anything but a free ready agent
+    is refused and left as it was."""
+    eng, _cid = talking(clock, others=("b", "c", "d"))
+    eng.agent_pause(clock.advance(1), "d", "break")
+    eng.agent_pause(clock.advance(1), "c", "break")
+    working = eng.board.working
+    out = eng.agent_hand_off(clock.advance(1), "b")
+    assert of_type(out, AgentStateChanged) == []
+    assert "b" not in eng.board and "b" not in eng.board.ready
+    assert eng.board.working == working - 1
+    assert eng.board.counts[S.READY] == 0
+    for who in ("a", "c"):  # talking; paused
+        before = eng.agent_state(who)
+        with pytest.raises(IllegalTransitionError):
+            eng.agent_hand_off(clock.advance(1), who)
+        assert eng.agent_state(who) is before
+    with pytest.raises(UnknownAgentError):
+        eng.agent_hand_off(clock.now, "b")
+    # the agent may come back later (a lend the other way): a new record, ready
+    eng.agent_login(clock.advance(1), "b", ready=True)
+    assert eng.agent_state("b") is S.READY
+
+
+def test_a_ready_agent_with_a_pause_pending_or_an_offer_is_not_handed_off(
+        clock: FakeClock) -> None:
+    eng = make_engine(mode=DialMode.PREVIEW)
+    eng.add_leads(clock.now, [lead()])
+    eng.agent_login(clock.now, "p", ready=True)
+    eng.tick(clock.advance(1))  # the preview offer goes to p: reserved for it
+    before = eng.agent_state("p")
+    with pytest.raises(IllegalTransitionError):
+        eng.agent_hand_off(clock.advance(1), "p")
+    assert eng.agent_state("p") is before
+    eng2, _cid = talking(clock, others=())
+    eng2.agent_login(clock.advance(1), "q", ready=True)
+    eng2.board.get("q").pending = S.PAUSED  # a pause asked for, not applied yet
+    with pytest.raises(IllegalTransitionError):
+        eng2.agent_hand_off(clock.advance(1), "q")
