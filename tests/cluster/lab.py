@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -274,7 +274,10 @@ min_ring_s = 5.0
         raise AssertionError(f"{dialer_id} did not start:\n{self.log(dialer_id)[-4000:]}")
 
     # ------------------------------------------------------------------ whole lab
-    async def start(self, profile: AgentProfile) -> None:
+    async def start(self, profile: AgentProfile, *,
+                    simulated: Collection[str] | None = None) -> None:
+        """Start every host and the dialers; `simulated`: the agents whose desktops are
+        simulated (default all; the others' desktops are the test's own)."""
         self.data = self.lab.add_host("data")
         self.pstn = self.lab.add_host("pstn")
         for i in range(self.n):
@@ -302,7 +305,8 @@ min_ring_s = 5.0
             self.start_dialer(d)
         await asyncio.gather(*(self.wait_up(d) for d in self.hosts))
         assert self.data is not None
-        self._agents_cm = simulated_agents(self.agent_creds, f"mqtt://{self.data.ip}:1883",
+        sims = {a: p for a, p in self.agent_creds.items() if simulated is None or a in simulated}
+        self._agents_cm = simulated_agents(sims, f"mqtt://{self.data.ip}:1883",
                                            seed=1, profile=profile, stop_timeout_s=5.0)
         self.agents = await self._agents_cm.__aenter__()
 
