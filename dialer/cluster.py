@@ -134,6 +134,8 @@ class Cluster:
         #: agents this instance serves, and the rows of those it does not (yet)
         self.mine: set[str] = set()
         self.spare: dict[str, tuple[CampaignRuntime, Agent]] = {}
+        #: agents being handed to another member right now (dialer/cluster_lend.py)
+        self.handing: set[str] = set()
         self.members: list[db.Member] = []
         self.leases: dict[str, db.AgentLease] = {}
         #: what this instance did (logs, tests)
@@ -204,7 +206,7 @@ class Cluster:
         """Whether this instance handles `login`'s command (the runner's gate)."""
         if login in self.mine:
             return True
-        if login not in self.spare:
+        if login not in self.spare or login in self.handing:
             return False  # not an agent of this instance's campaigns: another may know it
         now = self.clock.now()
         lease = self.leases.get(login)

@@ -149,9 +149,16 @@ class Lending:
 
     def _take(self, login: str, lender: str) -> bool:
         """The lender handed `login`'s lease to this member: serve the agent, ready."""
-        rt = self.cluster._adopt(login)
+        c = self.cluster
+        # the agent's own command may have been admitted here first (the gate took the
+        # lease the lender had just handed over): then it is in the runtime already
+        rt = c._adopt(login) or next((r for r in c.runtimes.values() if login in r.agents
+                                      and login in c.mine), None)
         if rt is None:
-            return login in self.cluster.mine
+            return False
+        board = rt.engine.board
+        if login in board and board.get(login).state is not AgentState.LOGGED_OUT:
+            return True
         try:
             rt._engine(rt.engine.agent_login, login, ready=True)
         except CoreError as e:  # cannot happen for an agent new to this board; never fatal
@@ -210,12 +217,15 @@ class Lending:
         row = rt.agents.pop(login)
         c.mine.discard(login)
         c.spare[login] = (rt, row)
+        c.handing.add(login)  # the gate must not take the agent back meanwhile
         moved = False
         try:
             moved = await db.hand_agent(c.sessions, login=login, from_id=c.id, to_id=to,
                                         now=c.clock.now(), ttl=c.ttl)
         except Exception as e:  # the database: the agent stays here
             log.warning("cluster: handing agent %s to %s failed: %s", login, to, e)
+        finally:
+            c.handing.discard(login)
         if not moved:
             c._adopt(login)
             rt._engine(rt.engine.agent_login, login, ready=True)

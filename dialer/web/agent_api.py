@@ -149,7 +149,8 @@ async def transfer_targets(
     """The Transfer panel's picker: the agent's campaign's ready agents, the agent itself
     left out, and the named groups of its other agents with how many are ready (empty on a
     web server without a running dialer). In a cluster, the answer of the member serving the
-    agent: it carries the transfer out, to the agents it serves."""
+    agent: it carries the transfer out (to its own agents or, lent, another member's).
+    """
     forwarded = await agent_elsewhere(d, request, s.login)
     if forwarded is not None:
         return forwarded
