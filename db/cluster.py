@@ -29,7 +29,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.vocabulary import AttemptResult, AttemptStage
-from db.models import Attempt, JobLease
+from db.models import Agent, Attempt, AuditEntry, JobLease
 from db.repositories import Sessions, translated
 
 INSTANCE = "cluster/instance/"
@@ -272,6 +272,29 @@ async def agent_leases(sessions: Sessions) -> dict[str, AgentLease]:
         ).scalars().all()
     return {r.name[len(AGENT):]: AgentLease(r.name[len(AGENT):], r.holder, r.expires_at)
             for r in rows}
+
+
+@translated
+async def agent_row(sessions: Sessions, login: str) -> Agent | None:
+    """Agent `login`'s row (an agent moved to a campaign this instance runs)."""
+    async with sessions() as s:
+        return await s.scalar(select(Agent).where(Agent.login == login))
+
+
+@translated
+async def moves_after(sessions: Sessions, *, after_id: int,
+                      since: datetime) -> list[tuple[int, str, str]]:
+    """(audit id, login, campaign) of the agent moves (`agent.move` audit rows) with an id
+    above `after_id` made at `since` or later, oldest first: the moves another instance
+    made, for every member to follow (dialer/cluster.py `follow_moves`)."""
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(AuditEntry.id, AuditEntry.target, AuditEntry.detail)
+            .where(AuditEntry.action == "agent.move", AuditEntry.id > after_id,
+                   AuditEntry.at >= since)
+            .order_by(AuditEntry.id))).all()
+    return [(i, target.split(":", 1)[1], str((detail or {}).get("to")))
+            for i, target, detail in rows if target.startswith("agent:")]
 
 
 # ------------------------------------------------------------------------------ abandons

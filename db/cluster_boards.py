@@ -68,6 +68,19 @@ async def published_boards(sessions: Sessions, *, campaigns: Collection[str],
 
 
 @translated
+async def published_campaigns(sessions: Sessions, *, dialer_ids: Collection[str],
+                              newer_than: datetime) -> list[str]:
+    """The campaigns `dialer_ids` wrote a board of after `newer_than` (they run them)."""
+    if not dialer_ids:
+        return []
+    async with sessions() as s:
+        rows = (await s.scalars(select(InstanceBoard.campaign).where(
+            InstanceBoard.dialer_id.in_(list(dialer_ids)),
+            InstanceBoard.at > newer_than).distinct())).all()
+    return sorted(str(r) for r in rows)
+
+
+@translated
 async def drop_boards(sessions: Sessions, *, dialer_id: str) -> None:
     """An instance's rows go when it stops cleanly or a survivor cleans up after it."""
     async with sessions.begin() as s:

@@ -150,6 +150,9 @@ class Cluster:
         self._gauges = _gauges(registry, dialer_id)
         #: lends and borrows agents for transfers across members (set by start_cluster)
         self.lending: Lending | None = None
+        #: the app's login -> campaign name (kept current when an agent moves)
+        self.agent_campaign: dict[str, str] | None = None
+        self._moves_seen = 0
 
     # ------------------------------------------------------------------ start and stop
     async def start(self, runtimes: dict[str, CampaignRuntime]) -> None:
@@ -248,6 +251,56 @@ class Cluster:
                     rt._engine(rt.engine.agent_logout, login)
                 self.spare[login] = (rt, rt.agents.pop(login))
 
+    # ------------------------------------------------------------------ agent moves
+    async def relocate(self, login: str, campaign: str) -> None:
+        """Another member moved agent `login` (not served here) to `campaign`: this member
+        takes it on there if it runs that campaign (its next command, or a take-over, puts
+        it on that campaign's board), else forgets it. Idempotent."""
+        if login in self.mine:
+            return  # served here: the move was made here, on the runtimes themselves
+        new = next((rt for rt in self.runtimes.values() if rt.name == campaign), None)
+        got = self.spare.get(login)
+        if got is not None and got[0] is new:
+            return
+        row = got[1] if got is not None else None
+        if got is not None:
+            del self.spare[login]
+            got[0].engine.board.forget(login)  # its logged-out record, if any
+        if self.agent_campaign is not None:
+            self.agent_campaign[login] = campaign
+        if new is None:
+            return
+        if row is None:
+            row = await db.agent_row(self.sessions, login)
+            if row is None:
+                return
+        self.spare[login] = (new, row)
+        log.info("cluster: instance %s follows the move of agent %s to %s", self.id, login,
+                 campaign)
+
+    async def follow_moves(self) -> None:
+        """Every heartbeat: the moves made since this member started (audit rows), in case
+        a notice from the moving member was missed (the broker down)."""
+        for audit_id, login, campaign in await db.moves_after(
+                self.sessions, after_id=self._moves_seen, since=self.started):
+            self._moves_seen = audit_id
+            await self.relocate(login, campaign)
+
+    async def send_away(self, rt: CampaignRuntime, login: str, campaign: str) -> None:
+        """This member moved agent `login` (logged out, its row written) to `campaign`,
+        which runs on other members only: it stops serving the agent (the lease is
+        released, so the agent's next command lands on a member running `campaign`) and
+        tells the live members at once (`Lending`'s `moved` notice)."""
+        rt.agents.pop(login, None)
+        rt.engine.board.forget(login)
+        self.mine.discard(login)
+        self.spare.pop(login, None)
+        if self.agent_campaign is not None:
+            self.agent_campaign[login] = campaign
+        await db.release_agents(self.sessions, dialer_id=self.id, logins=[login])
+        if self.lending is not None:
+            self.lending.announce_move(login, campaign)
+
     # ------------------------------------------------------------------ the heartbeat
     async def _loop(self) -> None:
         while True:
@@ -285,6 +338,7 @@ class Cluster:
             self._healthy_since = mono
         self.members = await db.members(self.sessions)
         self.leases = await db.agent_leases(self.sessions)
+        await self.follow_moves()
         if mono - self._healthy_since >= self.ttl.total_seconds():
             for m in self.members:
                 if m.dialer_id != self.id and not m.alive(now) and m.occurrence != db.DEAD:
@@ -484,10 +538,12 @@ async def start_cluster(app: DialerApp, stack: contextlib.AsyncExitStack,
     cluster = Cluster(dialer_id=s.dialer.id, sessions=sessions, clock=app.clock,
                       heartbeat_s=s.cluster.heartbeat_s, lease_ttl_s=s.cluster.lease_ttl_s,
                       registry=getattr(app.metrics, "registry", None))
+    # transfers to agents other members serve, moves' notices (the bus wires its sender:
+    # dialer/app.py)
+    cluster.lending = Lending(cluster)
+    cluster.agent_campaign = app.agent_campaign
     await cluster.start(app.runtimes)
     stack.push_async_callback(cluster.stop)
-    # transfers to agents other members serve (the bus wires its sender: dialer/app.py)
-    cluster.lending = Lending(cluster)
     for rt in app.runtimes.values():
         rt.peers = cluster.lending
     if isinstance(app.runner, ClusterRunner):

@@ -21,6 +21,11 @@ it. A reply that comes after the borrower stopped waiting (`LEND_TIMEOUT_S`) sti
 borrower adopt the agent, so a lease handed over is never left without an instance serving
 it. The picker lists the other members' ready agents from their boards (published with every
 heartbeat, so up to one heartbeat old); the lend itself is checked live by the lender.
+
+The same member topics carry **move notices**: a member that moved an agent to a campaign
+only other members run (dialer/control `move_agent`) sends `moved {login, campaign}` to
+every live member, which takes the agent on for that campaign at once (`Cluster.relocate`;
+the heartbeat's `follow_moves` reads the same moves from the audit log, for a missed notice).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -170,6 +175,26 @@ class Lending:
         return True
 
     # ------------------------------------------------------------------ messages
+    def announce_move(self, login: str, campaign: str) -> None:
+        """Tell every other live member that `login` now works on `campaign`."""
+        c = self.cluster
+        body = json.dumps({"type": "moved", "req": f"{c.id}-{next(_SEQ)}", "login": login,
+                           "campaign": campaign}).encode()
+        for member in c.alive(c.clock.now()):
+            if member != c.id and (self.send is None or not self.send(member, body)):
+                log.warning("cluster: the move of agent %s could not be announced to %s "
+                            "(its heartbeat will see it)", login, member)
+
+    def _spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster: %s failed", task.get_name(), exc_info=task.exception())
+
     def on_message(self, payload: bytes) -> None:
         """A message on this member's topic (the agent bus's receive loop: never blocks)."""
         try:
@@ -180,9 +205,10 @@ class Lending:
                         self.cluster.id)
             return
         if kind == "lend":
-            task = asyncio.get_running_loop().create_task(self._lend(msg), name="cluster-lend")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._lend(msg), "cluster-lend")
+        elif kind == "moved":
+            self._spawn(self.cluster.relocate(str(msg.get("login")), str(msg.get("campaign"))),
+                        "cluster-moved")
         elif kind == "lent":
             fut = self._waiting.get(req)
             if fut is not None and not fut.done():

@@ -399,12 +399,23 @@ class Control:
         return out
 
     async def move_agent(self, login: str, campaign: str, actor: Actor) -> dict[str, Any]:
-        """Move agent `login` to `campaign` (running on this dialer): logged out of the old
-        one first (refused while on a call or in wrap-up), then in the new one's agent set
-        and `agents.campaign_id`. The agent logs in again from the desktop."""
+        """Move agent `login` to `campaign`: logged out of the old one first (refused while
+        on a call or in wrap-up), then in the new one's agent set and `agents.campaign_id`.
+        The agent logs in again from the desktop. In a cluster the campaign may run on other
+        instances only: this one then stops serving the agent and tells them
+        (dialer/cluster.py `send_away`); refused when no live instance runs it."""
         async with self._lock:
             old = self._agent_runtime(login)
-            new = self._runtime(campaign)
+            new = self.runtimes.get(campaign)
+            elsewhere: list[str] = []
+            if new is None:
+                if self.cluster_view is None:
+                    self._runtime(campaign)  # the 404 naming the campaigns that run here
+                else:
+                    elsewhere = await self.cluster_view.runs_on(campaign)
+                    if not elsewhere:
+                        raise ControlError(409, f"campaign {campaign!r} runs on no live "
+                                                "dialer instance")
             if new is old:
                 raise ControlError(409, f"agent {login!r} works on {campaign!r} already")
             state = self.agent_state(login)
@@ -425,13 +436,19 @@ class Control:
             if not ok:
                 raise ControlError(404, f"agent {login!r} or campaign {campaign!r} is not in "
                                         "the database")
-            row = old.agents.pop(login)
-            forget_agent(old, login)
-            new.agents[login] = row
-            self.agent_campaign[login] = campaign
-            log.info("agent %s: moved from %s to %s by %s %s", login, old.name, campaign,
-                     actor.kind, actor.name)
-            return {"login": login, "from": old.name, "to": campaign, "state": "logged_out"}
+            if new is None:
+                assert self.cluster_view is not None
+                await self.cluster_view.cluster.send_away(old, login, campaign)
+            else:
+                row = old.agents.pop(login)
+                forget_agent(old, login)
+                new.agents[login] = row
+                self.agent_campaign[login] = campaign
+            log.info("agent %s: moved from %s to %s by %s %s%s", login, old.name, campaign,
+                     actor.kind, actor.name,
+                     f" (runs on {', '.join(elsewhere)})" if elsewhere else "")
+            out = {"login": login, "from": old.name, "to": campaign, "state": "logged_out"}
+            return {**out, "instances": elsewhere} if elsewhere else out
 
 
 def apply_dial_settings(rt: CampaignRuntime, mode: DialMode, max_dial_level: float) -> None:

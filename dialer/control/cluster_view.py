@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from db.cluster_boards import PublishedBoard, publish_boards, published_boards
+from db.cluster_boards import (
+    PublishedBoard,
+    publish_boards,
+    published_boards,
+    published_campaigns,
+)
 from db.repositories import Sessions
 from dialer.control import Control
 from dialer.control.board import campaign_board
@@ -101,6 +106,21 @@ class ClusterView:
         boards = {name: campaign_board(rt, self.control, now)
                   for name, rt in self.control.runtimes.items()}
         await publish_boards(self.sessions, dialer_id=self.cluster.id, boards=boards, now=now)
+
+    async def campaigns_elsewhere(self) -> list[str]:
+        """The campaigns the other live members run (their fresh boards)."""
+        now = self.cluster.clock.now()
+        others = [d for d in self.cluster.alive(now) if d != self.cluster.id]
+        return await published_campaigns(self.sessions, dialer_ids=others,
+                                         newer_than=now - self.cluster.ttl)
+
+    async def runs_on(self, campaign: str) -> list[str]:
+        """The other live members running `campaign` (their boards of it are fresh)."""
+        now = self.cluster.clock.now()
+        others = [d for d in self.cluster.alive(now) if d != self.cluster.id]
+        rows = await published_boards(self.sessions, campaigns=[campaign], dialer_ids=others,
+                                      newer_than=now - self.cluster.ttl)
+        return sorted({r.dialer_id for r in rows})
 
     async def merged(self, boards: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """`boards` (this instance's, one per campaign) with the live instances' shares."""

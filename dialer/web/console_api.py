@@ -133,10 +133,16 @@ async def snapshot(s: Supervisor, d: Deps) -> dict[str, Any]:
         except RepositoryError as e:  # this instance's own board still shows
             for board in boards:
                 board["instances_error"] = str(e)
+    # where the Agents controls may move an agent: the campaigns running here and, in a
+    # cluster, on the other live instances (the serving instance carries the move out)
+    move_to = set(control.runtimes)
     for board in boards:
         board["report"] = await _report(d, control.runtimes[board["name"]])
+    if control.cluster_view is not None:
+        with contextlib.suppress(RepositoryError):
+            move_to |= set(await control.cluster_view.campaigns_elsewhere())
     return {"at": now.isoformat(), "poll_s": POLL_S, "campaigns": boards,
-            "me": {"login": s.login, "role": s.role}}
+            "move_to": sorted(move_to), "me": {"login": s.login, "role": s.role}}
 
 
 # ---------------------------------------------------------------- campaign controls

@@ -139,7 +139,8 @@ function campaignCard(c) {
 
 function agentTable(c) {
   const byAttempt = listensByAttempt(listens);
-  const others = snapshot.campaigns.map((x) => x.name).filter((n) => n !== c.name);
+  // a cluster's snapshot also names the campaigns other instances run (move_to)
+  const others = (snapshot.move_to || snapshot.campaigns.map((x) => x.name)).filter((n) => n !== c.name);
   const rows = sortAgents(c.agents).map((a) => {
     const move = others.length ? h("select", { class: "move-to" }, h("option", { value: "" }, t("console.agents.move_to")),
       ...others.map((n) => h("option", { value: n }, n))) : null;
