@@ -10,6 +10,8 @@ ready, dan paused), both in group "closers":
 * a transfer to group "closers" brings cat to b (a hands over her lease), b's node rings her
   phone, her desktop gets the screen pop naming ann; ann is free; cat's hangup and
   disposition are b's to answer; the agent state log has no log out for cat;
+* a warm transfer of ann's next call to dan (ready on a by then) brings dan over, the two
+  talk, `transfer_complete` hands the customer to dan;
 * a lend that the lender answers after the borrower stopped waiting still leaves the agent
   served (by the borrower).
 """
@@ -40,6 +42,7 @@ from dialer.bus.messages import (
     PauseCmd,
     ReadyCmd,
     TransferCmd,
+    TransferCompleteCmd,
 )
 from dialer.config import AgentConfig, CampaignConfig, ClusterSection, MqttSection, Settings
 from dialer.passwords import hash_password
@@ -105,7 +108,7 @@ async def two(pg_server: TempPostgres, tmp_path: Path,
     db_url = pg_server.create_database(f"xfr_{uuid.uuid4().hex[:12]}",
                                        template="template_dialer")
     now = SYSTEM_CLOCK.now()
-    await seed_campaign(db_url, "mem", make_numbers(now, {"000": 8}), now)
+    await seed_campaign(db_url, "mem", make_numbers(now, {f"{i:03d}": 5 for i in range(4)}), now)
     # b's callees answer after 0.2 s and never hang up; a's are busy after 1 s, so cat
     # stays ready on a while a dials for her
     a, ta = await _start(db_url, mqtt_url, tmp_path, "a", "status486_1_0")
@@ -200,6 +203,24 @@ async def test_a_transfer_brings_a_ready_agent_from_another_member(
                     select(AgentStateLog).order_by(AgentStateLog.id))).all()
                     if r.agent_id == rt_b.agents["cat"].id]
             assert AgentState.LOGGED_OUT not in states, states
+
+            # ---- a warm transfer of ann's next call on b to dan, ready on a by then
+            await _ok(a, ReadyCmd(login="dan"))
+            await until(lambda: "dan" in b.transfer_targets("ann"), 10, "dan in b's picker")
+            call2 = await until(lambda: next((c for c in rt_b.calls.values()
+                                              if c.agent_login == "ann" and rt_b.engine.call_stage(
+                                                  c.call_id) is AttemptStage.BRIDGED), None),
+                                20, "ann's next call bridged on b")
+            await _ok(b, TransferCmd(login="ann", attempt_id=call2.attempt_id, to="dan",
+                                     mode="warm"))
+            assert "dan" in b.cluster.mine and "dan" not in a.cluster.mine
+            assert rt_b.engine.board.get("dan").state is AgentState.RESERVED  # consulting
+            await _ok(b, TransferCompleteCmd(login="ann", attempt_id=call2.attempt_id))
+            assert rt_b.engine.board.get("dan").state is AgentState.TALKING
+            assert any(c.agent_login == "dan" and c.attempt_id == call2.attempt_id
+                       for c in rt_b.calls.values())
+            assert [w[:3] for w in b.cluster.lending.history
+                    if w[2] == "borrowed"] == [("cat", "a", "borrowed"), ("dan", "a", "borrowed")]
         finally:
             reader.cancel()
 

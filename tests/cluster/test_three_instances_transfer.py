@@ -145,11 +145,16 @@ async def test_a_transfer_to_an_agent_of_another_instance_over_real_sip(tmp_path
                 assert holders[f"cluster/agent/{target}"] == "d2", holders
                 assert f"lent agent {target} to d2 for a transfer" in lab.log("d1")
                 assert f"serves agent {target}, lent by d1 for a transfer" in lab.log("d2")
-                rows = await lab.query(
-                    "SELECT g.login, h.how FROM attempt_handlers h JOIN agents g "
-                    "ON g.id = h.agent_id WHERE h.attempt_id = :a ORDER BY h.id", a=attempt)
-                assert [tuple(r) for r in rows] == [(caller, "answered"),
-                                                    (target, "transfer_blind")], rows
+                async def handlers() -> list[tuple[str, str]] | None:
+                    # written by d2 after the hand-over, not before the ack
+                    rows = [tuple(r) for r in await lab.query(
+                        "SELECT g.login, h.how FROM attempt_handlers h JOIN agents g "
+                        "ON g.id = h.agent_id WHERE h.attempt_id = :a ORDER BY h.id",
+                        a=attempt)]
+                    return rows if len(rows) == 2 else None
+
+                rows = await _until(handlers, 10, "the transfer's handler row")
+                assert rows == [(caller, "answered"), (target, "transfer_blind")], rows
                 # ---- target's call is d2's now
                 await t.ok(HangupCmd(login=target, attempt_id=attempt))
                 await t.ok(DispositionCmd(login=target, attempt_id=attempt, code="no_need"))
