@@ -25,6 +25,10 @@ Every instance shares one PostgreSQL and one external MQTT broker; each has its 
 * **self-fencing** (`Fencing`): no call while this instance's own heartbeat is older than
   the TTL; if a survivor judged it dead meanwhile, it hangs up what it holds, writes nothing
   over the survivor's clean-up and rejoins as a new run once that is over;
+* **transfers and moves across members** (dialer/cluster_lend.py): a transfer to a ready
+  agent another member serves first moves the agent to the call's member (the lender hands
+  its lease over); a move to a campaign only other members run releases the agent to them;
+  every member follows every move (`relocate`, `follow_moves`);
 * `dialer_instance_info{dialer_id}` and `dialer_cluster_members` gauges.
 """
 

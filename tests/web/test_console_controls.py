@@ -149,6 +149,8 @@ async def test_controls_hold_audit_and_survive_a_restart(
         assert r.status_code == 409 and "paused already" in r.json()["detail"]
         snap = (await http.get("/api/console/snapshot")).json()
         board = next(c for c in snap["campaigns"] if c["name"] == "mem")
+        # one instance: an agent may be moved to the campaigns running here
+        assert snap["move_to"] == sorted(c["name"] for c in snap["campaigns"])
         assert board["state"] == "paused" and board["hold"]["by"] == "sue"
         assert board["hold"]["reason"] == "script change"
 
