@@ -157,6 +157,7 @@ class Cluster:
         #: the app's login -> campaign name (kept current when an agent moves)
         self.agent_campaign: dict[str, str] | None = None
         self._moves_seen = 0
+        self._moves_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ start and stop
     async def start(self, runtimes: dict[str, CampaignRuntime]) -> None:
@@ -220,8 +221,12 @@ class Cluster:
         if lease is not None and lease.holder != self.id and lease.expires_at >= now:
             return False
         # decide on the members of now, not of the last heartbeat (several instances starting
-        # together would otherwise each see fewer members than there are)
+        # together would otherwise each see fewer members than there are), and on the moves
+        # of now (the agent may have been moved to a campaign run elsewhere, or here)
         self.members = await db.members(self.sessions)
+        await self.follow_moves()
+        if login not in self.spare:
+            return False
         lease = (await db.agent_leases(self.sessions)).get(login)
         if lease is not None and lease.holder != self.id and lease.holder in self.alive(now):
             # its instance lives and will renew it (a lapse after a database outage): the
@@ -262,6 +267,8 @@ class Cluster:
         it on that campaign's board), else forgets it. Idempotent."""
         if login in self.mine:
             return  # served here: the move was made here, on the runtimes themselves
+        # the lease as of the last heartbeat is stale: the moving member released it
+        self.leases.pop(login, None)
         new = next((rt for rt in self.runtimes.values() if rt.name == campaign), None)
         got = self.spare.get(login)
         if got is not None and got[0] is new:
@@ -283,18 +290,21 @@ class Cluster:
                  campaign)
 
     async def follow_moves(self) -> None:
-        """Every heartbeat: the moves made since this member started (audit rows), in case
-        a notice from the moving member was missed (the broker down)."""
-        for audit_id, login, campaign in await db.moves_after(
-                self.sessions, after_id=self._moves_seen, since=self.started):
-            self._moves_seen = audit_id
-            await self.relocate(login, campaign)
+        """The moves made since this member started (audit rows) and not followed yet, in
+        their order: at every heartbeat (a notice missed while the broker was down), at a
+        `moved` notice, and before a free agent is taken on (`admit`). One at a time, so an
+        older move is never applied after a newer one."""
+        async with self._moves_lock:
+            for audit_id, login, campaign in await db.moves_after(
+                    self.sessions, after_id=self._moves_seen, since=self.started):
+                await self.relocate(login, campaign)
+                self._moves_seen = audit_id
 
     async def send_away(self, rt: CampaignRuntime, login: str, campaign: str) -> None:
         """This member moved agent `login` (logged out, its row written) to `campaign`,
         which runs on other members only: it stops serving the agent (the lease is
         released, so the agent's next command lands on a member running `campaign`) and
-        tells the live members at once (`Lending`'s `moved` notice)."""
+        tells the live members at once (`Lending`'s `moved` notice: they read the moves)."""
         rt.agents.pop(login, None)
         rt.engine.board.forget(login)
         self.mine.discard(login)

@@ -24,8 +24,9 @@ heartbeat, so up to one heartbeat old); the lend itself is checked live by the l
 
 The same member topics carry **move notices**: a member that moved an agent to a campaign
 only other members run (dialer/control `move_agent`) sends `moved {login, campaign}` to
-every live member, which takes the agent on for that campaign at once (`Cluster.relocate`;
-the heartbeat's `follow_moves` reads the same moves from the audit log, for a missed notice).
+every live member, which then reads the moves from the audit log at once
+(`Cluster.follow_moves`: in their order, so a late notice cannot undo a newer move; the
+heartbeat reads them too, for a missed notice).
 """
 
 from __future__ import annotations
@@ -206,9 +207,8 @@ class Lending:
             return
         if kind == "lend":
             self._spawn(self._lend(msg), "cluster-lend")
-        elif kind == "moved":
-            self._spawn(self.cluster.relocate(str(msg.get("login")), str(msg.get("campaign"))),
-                        "cluster-moved")
+        elif kind == "moved":  # read the moves now (in order, from the audit log)
+            self._spawn(self.cluster.follow_moves(), "cluster-moved")
         elif kind == "lent":
             fut = self._waiting.get(req)
             if fut is not None and not fut.done():
