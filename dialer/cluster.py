@@ -152,6 +152,8 @@ class Cluster:
         self._healthy_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._gauges = _gauges(registry, dialer_id)
+        #: dialer_cluster_agent_handovers_total{result} (None without metrics)
+        self.handovers = self._gauges[2] if self._gauges is not None else None
         #: lends and borrows agents for transfers across members (set by start_cluster)
         self.lending: Lending | None = None
         #: the app's login -> campaign name (kept current when an agent moves)
@@ -529,17 +531,24 @@ class Fencing:
         return True
 
 
-def _gauges(registry: Any, dialer_id: str) -> tuple[Any, Any] | None:
+def _gauges(registry: Any, dialer_id: str) -> tuple[Any, Any, Any] | None:
     if registry is None:
         return None
-    from prometheus_client import Gauge
+    from prometheus_client import Counter, Gauge
 
     info = Gauge("dialer_instance_info", "This dialer instance (value 1); its [dialer] id",
                  ["dialer_id"], registry=registry)
     info.labels(dialer_id=dialer_id).set(1)
     members = Gauge("dialer_cluster_members", "Dialer instances alive on this database "
                     "(heartbeat not expired), as this instance sees them", registry=registry)
-    return info, members
+    handovers = Counter(
+        "dialer_cluster_agent_handovers", "Agents handed between instances for a transfer "
+        "(dialer/cluster_lend.py): result lent (this instance gave one), borrowed (took one), "
+        "refused (a request this instance made or answered came to nothing)", ["result"],
+        registry=registry)
+    for result in ("lent", "borrowed", "refused"):
+        handovers.labels(result=result)
+    return info, members, handovers
 
 
 async def start_cluster(app: DialerApp, stack: contextlib.AsyncExitStack,

@@ -220,6 +220,8 @@ class Lending:
         c = self.cluster
         login, to, req = str(msg.get("login")), str(msg.get("to")), str(msg.get("req"))
         why = await self._hand_off(login, to, str(msg.get("campaign")))
+        if why is not None:
+            self._note(login, to, f"refused: {why}")
         reply = {"type": "lent", "req": req, "login": login, "from": c.id,
                  "ok": why is None, "why": why}
         if self.send is None or not self.send(to, json.dumps(reply).encode()):
@@ -255,13 +257,14 @@ class Lending:
         if not moved:
             c._adopt(login)
             rt._engine(rt.engine.agent_login, login, ready=True)
-            self._note(login, to, "refused: the lease could not be handed over")
             return "the lease could not be handed over"
         self._note(login, to, "lent")
         log.info("cluster: instance %s lent agent %s to %s for a transfer", c.id, login, to)
         return None
 
     def _note(self, login: str, member: str, what: str) -> None:
+        if self.cluster.handovers is not None:
+            self.cluster.handovers.labels(result=what.split(":", 1)[0]).inc()
         self.history.append((login, member, what))
         del self.history[:-100]
         if what.startswith("refused"):

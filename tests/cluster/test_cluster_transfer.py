@@ -221,6 +221,13 @@ async def test_a_transfer_brings_a_ready_agent_from_another_member(
                        for c in rt_b.calls.values())
             assert [w[:3] for w in b.cluster.lending.history
                     if w[2] == "borrowed"] == [("cat", "a", "borrowed"), ("dan", "a", "borrowed")]
+            # dialer_cluster_agent_handovers_total{result}: b borrowed two, a lent two and
+            # refused one (dan, paused); b counted that refusal too
+            def handovers(app: DialerApp, result: str) -> float | None:
+                return app.metrics.registry.get_sample_value(
+                    "dialer_cluster_agent_handovers_total", {"result": result})
+            assert [handovers(b, r) for r in ("borrowed", "lent", "refused")] == [2, 0, 1]
+            assert [handovers(a, r) for r in ("borrowed", "lent", "refused")] == [0, 2, 1]
         finally:
             reader.cancel()
 
