@@ -145,6 +145,11 @@ async def test_a_transfer_to_an_agent_of_another_instance_over_real_sip(tmp_path
                 assert holders[f"cluster/agent/{target}"] == "d2", holders
                 assert f"lent agent {target} to d2 for a transfer" in lab.log("d1")
                 assert f"serves agent {target}, lent by d1 for a transfer" in lab.log("d2")
+                # each instance's /metrics counts its side of the hand-over
+                assert lab.scrape("d2", "dialer_cluster_agent_handovers_total",
+                                  result="borrowed") == 1
+                assert lab.scrape("d1", "dialer_cluster_agent_handovers_total",
+                                  result="lent") == 1
                 async def handlers() -> list[tuple[str, str]] | None:
                     # written by d2 after the hand-over, not before the ack
                     rows = [tuple(r) for r in await lab.query(
