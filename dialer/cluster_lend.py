@@ -129,7 +129,12 @@ class Lending:
         if got is None or got[0] is not rt or self.send is None:
             return False
         now = c.clock.now()
-        lease = await db.agent_lease(c.sessions, login)
+        try:
+            lease = await db.agent_lease(c.sessions, login)
+        except Exception as e:  # the database: the transfer fails as for an agent not ready
+            log.warning("cluster: agent %s's lease could not be read for a transfer: %s",
+                        login, e)
+            return False
         if lease is None or lease.holder == c.id or lease.expires_at < now \
                 or lease.holder not in c.alive(now):
             return False  # nobody serves the agent now: it is not ready anywhere
