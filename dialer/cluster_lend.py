@@ -112,9 +112,13 @@ class Lending:
         return [r for r in self.remote.get(rt.name, []) if r.login not in rt.agents]
 
     def groups_elsewhere(self, rt: CampaignRuntime) -> dict[str, tuple[str, ...]]:
-        """The named groups of `rt`'s campaign's agents this member does not serve."""
-        return {login: tuple(row.groups or ()) for login, (spare_rt, row)
-                in self.cluster.spare.items() if spare_rt is rt}
+        """The named groups of `rt`'s campaign's agents this member does not serve: as
+        their members' boards show them for the ready ones (a console may have changed
+        them since), else as this member read them."""
+        out = {login: tuple(row.groups or ()) for login, (spare_rt, row)
+               in self.cluster.spare.items() if spare_rt is rt}
+        out.update({r.login: r.groups for r in self.ready_elsewhere(rt) if r.login in out})
+        return out
 
     # ------------------------------------------------------------------ borrowing
     async def borrow(self, rt: CampaignRuntime, login: str) -> bool:
