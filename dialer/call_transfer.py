@@ -337,8 +337,11 @@ async def _bring_target(rt: CampaignRuntime, login: str, to: str | None,
     if peers is None:
         return
     if to is not None:
-        if to not in rt.agents:
-            await peers.borrow(rt, to)
+        if to not in rt.agents and not await peers.borrow(rt, to) \
+                and to in peers.groups_elsewhere(rt):
+            # an agent of the campaign another member serves (or nobody): not ready there
+            raise IllegalTransitionError(f"agent {to} (on another dialer instance)",
+                                         "not ready", "transfer")
         return
     if group is None or _ready_here(rt, login, group):
         return

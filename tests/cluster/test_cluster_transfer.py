@@ -169,6 +169,7 @@ async def test_a_transfer_brings_a_ready_agent_from_another_member(
             err = await agent_cmd(b, TransferCmd(login="ann", attempt_id=call.attempt_id,
                                                  to="dan"))
             assert err is not None, "a transfer to a paused agent elsewhere was accepted"
+            assert err.code == "invalid_state" and "dan" in err.message, err
             assert "dan" in a.cluster.mine and "dan" not in rt_b.agents
             assert rt_a.engine.board.get("dan").state is AgentState.PAUSED
             assert rt_b.engine.board.get("ann").state is AgentState.TALKING
