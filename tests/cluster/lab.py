@@ -402,6 +402,17 @@ min_ring_s = 5.0
             shutil.rmtree(self.pg_dir, ignore_errors=True)
 
 
+async def lab_until(cond: Any, seconds: float, what: str) -> Any:
+    """Await `cond()` every 0.3 s until it gives something true (returned)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        got = await cond()
+        if got:
+            return got
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
 def _wait_tcp(host: str, port: int, seconds: float = 15) -> None:
     import socket
 

@@ -33,8 +33,8 @@ from dialer.control import ControlError
 from support.leads import loopback_settings, make_numbers, seed_campaign
 from support.mosquitto import MosquittoServer
 
+from .test_cluster_desktop_ws import DIALER, _pool, broker  # noqa: F401 (the fixture)
 from .test_cluster_forwarding import agent_cmd, until
-from .test_cluster_transfer import DIALER, _pool, broker  # noqa: F401 (the fixture)
 
 SUE = Actor.user("sue")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,12 @@ from dialer.bus.messages import (
 )
 from dialer.config import AgentConfig, CampaignConfig, ClusterSection, MqttSection, Settings
 from dialer.passwords import hash_password
-from dialer.ports import SipEventHandler
-from sip.memory import MemoryPool
 from support.leads import loopback_settings, make_numbers, seed_campaign
-from support.mosquitto import MOSQUITTO, MosquittoServer, dialer_acl
+from support.mosquitto import MosquittoServer
 
+from .test_cluster_desktop_ws import DIALER, _pool, broker  # noqa: F401 (the fixture)
 from .test_cluster_forwarding import agent_cmd, until
 
-DIALER = ("dialer", "dialer-mqtt-pw")
 GROUPS = {"ann": [], "cat": ["closers"], "dan": ["closers"]}
 
 
@@ -73,10 +71,6 @@ def _settings(db_url: str, mqtt_url: str, data: Path, dialer_id: str) -> Setting
     })
 
 
-def _pool(on_event: SipEventHandler) -> MemoryPool:
-    return MemoryPool(on_event=on_event, trunks={"pstn"}, capacity=4)
-
-
 async def _start(db_url: str, mqtt_url: str, data: Path, dialer_id: str,
                  callee: str) -> tuple[DialerApp, asyncio.Task[Any]]:
     app = DialerApp(_settings(db_url, mqtt_url, data, dialer_id), clock=SYSTEM_CLOCK,
@@ -88,22 +82,8 @@ async def _start(db_url: str, mqtt_url: str, data: Path, dialer_id: str,
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
-    broker_dir = tmp_path / "mosquitto"
-    broker_dir.mkdir()
-    server = MosquittoServer(broker_dir, dialer_acl(dialer=DIALER[0]),
-                             {DIALER[0]: DIALER[1]}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 async def two(pg_server: TempPostgres, tmp_path: Path,
-              broker: MosquittoServer) -> AsyncIterator[Any]:
+              broker: MosquittoServer) -> AsyncIterator[Any]:  # noqa: F811
     mqtt_url = f"mqtt://{DIALER[0]}:{DIALER[1]}@127.0.0.1:{broker.port}"
     db_url = pg_server.create_database(f"xfr_{uuid.uuid4().hex[:12]}",
                                        template="template_dialer")
@@ -129,14 +109,14 @@ async def _ok(app: DialerApp, cmd: Any) -> None:
 async def test_a_transfer_brings_a_ready_agent_from_another_member(
     two: tuple[DialerApp, DialerApp, MosquittoServer],
 ) -> None:
-    a, b, broker = two
+    a, b, mosquitto = two
     assert a.cluster is not None and b.cluster is not None
     assert a.cluster.lending is not None and b.cluster.lending is not None
     rt_a, rt_b = a.runtimes["mem"], b.runtimes["mem"]
 
     # cat's desktop over MQTT (the dialer's user reads every agent's events here)
     pops: list[dict[str, Any]] = []
-    async with aiomqtt.Client("127.0.0.1", broker.port, username=DIALER[0],
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username=DIALER[0],
                               password=DIALER[1]) as desk:
         await desk.subscribe("dialer/agents/cat/evt", qos=1)
 

@@ -35,6 +35,7 @@ from dialer.web.console_forward import ANSWERED_BY, FORWARDED
 from support.netns import NetLab, unavailable
 
 from .lab import CAMPAIGN, ClusterLab
+from .lab import lab_until as _until
 
 why = unavailable() or (None if shutil.which("sipp") else "sipp not installed")
 pytestmark = [
@@ -61,16 +62,6 @@ caller_id = "+14155550100"
 trunk = "pstn"
 dial_mode = "progressive"
 """
-
-
-async def _until(cond: Any, seconds: float, what: str) -> Any:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        got = await cond()
-        if got:
-            return got
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 async def test_agent_controls_and_listen_in_across_instances(tmp_path: Any) -> None:

@@ -38,6 +38,7 @@ from dialer.cluster import rendezvous
 from support.netns import NetLab, unavailable
 
 from .lab import CAMPAIGN, ClusterLab
+from .lab import lab_until as _until
 
 why = unavailable() or (None if shutil.which("sipp") else "sipp not installed")
 pytestmark = [
@@ -90,16 +91,6 @@ class Desk:
                                and e["type"] in ("ack", "error"), seconds,
                                f"answer to {cmd.type}")
         assert got["type"] == "ack", (cmd.type, got.get("code"), got.get("message"))
-
-
-async def _until(cond: Any, seconds: float, what: str) -> Any:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        got = await cond()
-        if got:
-            return got
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 async def test_a_transfer_to_an_agent_of_another_instance_over_real_sip(tmp_path: Any) -> None:
