@@ -166,8 +166,10 @@ async def test_a_delivery_past_the_horizon_is_a_dead_letter_and_requeue_delivers
         async with worker:
             # the first dies; then the second (which waited behind it) dies too
             await until(lambda: worker.dead == 2, 15, "two dead letters")
-            await asyncio.sleep(0.3)
-            assert metrics.webhooks.dead_letters._value.get() == 2
+            # the gauge is the backlog loop's reading (every BACKLOG_EVERY_S): waited for, not
+            # slept for (a fixed 0.3 s was too short once on a loaded CI machine)
+            await until(lambda: metrics.webhooks.dead_letters._value.get() == 2, 10,
+                        "the dead-letter gauge at 2")
             dead = await wh.dead_letters(sessions)
             assert [d.last_error for d in dead] == ["HTTP 503", "HTTP 503"]
             r.status = 200
@@ -175,8 +177,8 @@ async def test_a_delivery_past_the_horizon_is_a_dead_letter_and_requeue_delivers
                 assert await wh.requeue(sessions, d.id, now=datetime.now(UTC),
                                         policy=short.policy)
             await until(lambda: len(r.accepted()) == 2, 10, "re-queued deliveries")
-            await asyncio.sleep(0.3)
-            assert metrics.webhooks.dead_letters._value.get() == 0
+            await until(lambda: metrics.webhooks.dead_letters._value.get() == 0, 10,
+                        "the dead-letter gauge back at 0")
     assert {q.delivery for q in r.accepted()} == {d.delivery_id for d in dead}
 
 
