@@ -154,10 +154,13 @@ class Agent(Base):
     #: where the agent's phone is reached: sip:alice@pbx.example.com or sip:127.0.0.1:5070
     sip_uri: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    #: the campaign of an agent added with `dialer agents add` (config agents name theirs in
-    #: the config file); NULL: none
+    #: the campaign the agent works on: set by `dialer agents add`, by a supervisor's move
+    #: and, for config agents, seeded from the config file (see config_campaign); NULL: none
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="SET NULL"))
+    #: a config agent: the campaign its [[agents]] entry named when it last set campaign_id
+    #: (db.repositories.seed_agent_campaign); a move outlives restarts until the file changes
+    config_campaign: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: named groups (e.g. "closers"): a transfer to a group goes to its longest-idle ready
     #: agent (names: common.vocabulary.GROUP_PATTERN)

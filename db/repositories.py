@@ -151,6 +151,27 @@ async def upsert_agent(sessions: Sessions, login: str, sip_uri: str, display_nam
 
 
 @translated
+async def seed_agent_campaign(sessions: Sessions, login: str, campaign: str) -> str | None:
+    """The campaign config agent `login` works on. The config file's `campaign` is written to
+    agents.campaign_id the first time and whenever the file names another campaign than at
+    its last start (agents.config_campaign remembers which); otherwise the row's campaign
+    stands, so a supervisor's move outlives restarts. None when the agent row is missing."""
+    async with sessions.begin() as s:
+        agent = await s.scalar(select(Agent).where(Agent.login == login).with_for_update())
+        if agent is None:
+            return None
+        current = None if agent.campaign_id is None else await s.scalar(
+            select(Campaign.name).where(Campaign.id == agent.campaign_id))
+        if current is not None and agent.config_campaign == campaign:
+            return current
+        target = await s.scalar(select(Campaign.id).where(Campaign.name == campaign))
+        if target is None:
+            return current
+        agent.campaign_id, agent.config_campaign = target, campaign
+        return campaign
+
+
+@translated
 async def campaign_by_name(sessions: Sessions, name: str) -> Campaign | None:
     async with sessions() as s:
         return await s.scalar(select(Campaign).where(Campaign.name == name))

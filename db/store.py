@@ -135,6 +135,9 @@ class SqlStore:
                            groups: list[str] | None = None) -> Agent:
         return await repo.upsert_agent(self.sessions, login, sip_uri, display_name, groups)
 
+    async def seed_agent_campaign(self, login: str, campaign: str) -> str | None:
+        return await repo.seed_agent_campaign(self.sessions, login, campaign)
+
     @translated
     async def campaigns(self) -> list[Campaign]:
         async with self.sessions() as s:

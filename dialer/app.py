@@ -54,7 +54,7 @@ from dialer.control.cluster_view import ClusterView
 from dialer.dispositions import hold_open_wrapups
 from dialer.hopper import SchedulingCallability
 from dialer.metrics import DialerMetrics
-from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool
+from dialer.ports import AgentMessageKind, Body, SipEvent, SipEventHandler, SipPool, Store
 from dialer.runtime import CampaignRuntime, PacingPriors, pacing_priors
 from dialer.web.agent_relay import AgentRelay
 from dialer.web.agent_ws import AgentSocketHub
@@ -193,8 +193,7 @@ class DialerApp:
             agents = {a.login: await store.upsert_agent(a.login, a.sip_uri, a.display_name,
                                                         a.groups)
                       for a in s.agents}
-            for a in s.agents:
-                self.agent_campaign[a.login] = a.campaign or campaigns[0].name
+            await self._place_config_agents(store, campaigns)
             db_secrets = await app_web.take_on_agents(self, sessions, campaigns, agents)
             message = str(ensure_default_message(data_dir / "message.wav"))
             async with contextlib.AsyncExitStack() as stack:
@@ -318,6 +317,24 @@ class DialerApp:
             lending.send = bus.to_peer
         if relay is not None:
             self.hub.relay = bus.relay
+
+    async def _place_config_agents(self, store: Store, campaigns: list[Campaign]) -> None:
+        """Each config agent's campaign: the one its [[agents]] entry names, unless a
+        supervisor moved it since the file last changed (the row's campaign stands:
+        db.repositories.seed_agent_campaign). A moved-to campaign that does not run here:
+        in a cluster another member serves the agent; alone, the file's campaign again."""
+        running = {c.name for c in campaigns}
+        for a in self.settings.agents:
+            named = a.campaign or campaigns[0].name
+            where = await store.seed_agent_campaign(a.login, named) or named
+            if where != named and where not in running and not self.settings.cluster.enabled:
+                log.warning("agent %s: moved to campaign %s, which this dialer does not run; "
+                            "back on %s as the config file says", a.login, where, named)
+                where = named
+            elif where != named:
+                log.info("agent %s works on %s (moved there; the config file says %s)",
+                         a.login, where, named)
+            self.agent_campaign[a.login] = where
 
     async def _start_pool(
         self, stack: contextlib.AsyncExitStack, campaigns: list[Campaign], message: str,

@@ -223,6 +223,7 @@ async def test_every_store_operation_translates_driver_errors(tmp_path: Path) ->
         "upsert_campaign": lambda: store.upsert_campaign(
             CampaignConfig(name="c", caller_id="+14155550100")),
         "upsert_agent": lambda: store.upsert_agent("a", "sip:a@h", "A"),
+        "seed_agent_campaign": lambda: store.seed_agent_campaign("a", "c"),
         "campaigns": store.campaigns,
         "agent_login": lambda: store.agent_login(1),
         "callable_counts": lambda: store.callable_counts([1], NOW),

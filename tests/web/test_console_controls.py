@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from common.clock import SYSTEM_CLOCK
 from common.vocabulary import AgentState, DialMode
 from db import audit, web_accounts
+from db.audit import Actor
 from db.models import Agent, Attempt, Campaign
 from db.session import create_engine, session_factory
 from dialer.app import DialerApp
@@ -227,6 +228,11 @@ async def test_controls_hold_audit_and_survive_a_restart(
         r = await http.post("/api/console/agents/dan/move", headers=csrf,
                             json={"campaign": "other"})
         assert r.status_code == 409
+        # ---- and ann, a config file agent (logged out above): her row says "other" now
+        r = await http.post("/api/console/agents/ann/move", headers=csrf,
+                            json={"campaign": "other"})
+        assert r.status_code == 200, r.text
+        assert "ann" in app.runtimes["other"].agents and "ann" not in rt.agents
 
         # ---- stop wins over pause; resume refuses a stop; start lifts it; pause to restart
         r = await http.post("/api/console/campaigns/mem/stop", headers=csrf,
@@ -260,7 +266,8 @@ async def test_controls_hold_audit_and_survive_a_restart(
             ("campaign.set_dial", "campaign:mem", "sue"),
             ("campaign.set_dial", "campaign:mem", "sue"),
             ("agent.force_pause", "agent:ann", "sue"), ("agent.force_logout", "agent:ann", "sue"),
-            ("agent.move", "agent:dan", "sue"), ("campaign.stop", "campaign:mem", "sue"),
+            ("agent.move", "agent:dan", "sue"), ("agent.move", "agent:ann", "sue"),
+            ("campaign.stop", "campaign:mem", "sue"),
             ("campaign.start", "campaign:mem", "sue"), ("campaign.pause", "campaign:mem", "sue"),
             ("campaign.resume", "campaign:mem", "sue"), ("campaign.pause", "campaign:mem", "sue"),
         ]
@@ -282,6 +289,10 @@ async def test_controls_hold_audit_and_survive_a_restart(
         assert hold.kind.value == "paused" and hold.actor == "sue" and hold.reason == "overnight"
         assert not app.runtimes["mem"].dialing and app.runtimes["other"].dialing
         assert app.agent_campaign["dan"] == "other"
+        # the config file still says ann works on "mem": the move made since stands
+        assert app.agent_campaign["ann"] == "other" and "ann" in app.runtimes["other"].agents
+        assert "ann" not in app.runtimes["mem"].agents
+        await app.control.move_agent("ann", "mem", Actor("web", "sue"))
         before = await _attempts(sessions, "mem")
         assert await agent_cmd(app, "ann", LoginCmd(login="ann")) is None
         assert await agent_cmd(app, "ann", ReadyCmd(login="ann")) is None
