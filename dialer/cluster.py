@@ -164,10 +164,22 @@ class Cluster:
     # ------------------------------------------------------------------ start and stop
     async def start(self, runtimes: dict[str, CampaignRuntime]) -> None:
         """Beat once, keep in the runtimes only the agents whose lease is ours (a quick
-        restart finds them still held), and start beating."""
+        restart finds them still held), and start beating.
+
+        A restart while a survivor is still cleaning up after this instance's previous run
+        (its row `cleaning`) waits for that clean-up (at most the clean-up lease, `lease_ttl_s`,
+        should the survivor die meanwhile): the clean-up closes every open attempt of this
+        `dialer_id`, and would close the new run's first attempts too."""
+        waited = False
+        while not await db.rejoin(self.sessions, dialer_id=self.id, started=self.run,
+                                  now=self.clock.now(), ttl=self.ttl,
+                                  console_url=self.console_url):
+            if not waited:
+                log.warning("cluster: instance %s waits for another instance's clean-up after "
+                            "its previous run before it starts", self.id)
+                waited = True
+            await asyncio.sleep(self.every)
         now = self.clock.now()
-        await db.heartbeat(self.sessions, dialer_id=self.id, started=self.run, now=now,
-                           ttl=self.ttl, console_url=self.console_url)
         self.fence.last_ok = self.clock.monotonic()
         self.runtimes = runtimes
         for rt in runtimes.values():

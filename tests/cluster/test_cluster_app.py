@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,6 +112,45 @@ async def test_a_stalled_instance_fences_itself_and_rejoins(db_engine: AsyncEngi
     row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
     assert row.occurrence == f"up:{a.run.isoformat()}" and row.alive(clock.now())
     await a.stop()
+
+
+async def test_a_restart_waits_for_the_clean_up_after_its_previous_run(
+        db_engine: AsyncEngine) -> None:
+    """`a` died; `b` is closing its open attempts (row `cleaning`) when `a` starts again
+    with the same id: `a` waits until the clean-up is over before it beats (its new
+    attempts would be closed with the old ones), and starts at once when the cleaner died
+    (its clean-up lease expired)."""
+    ses = session_factory(db_engine)
+    t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    ttl = timedelta(seconds=4)
+    await dbc.heartbeat(ses, dialer_id="a", started=t0, now=t0, ttl=ttl)
+    clock.advance(5)
+    await dbc.heartbeat(ses, dialer_id="b", started=t0, now=clock.now(), ttl=ttl)
+    assert await dbc.claim_dead(ses, dead_id="a", by="b", now=clock.now(), ttl=ttl)
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=0.02, lease_ttl_s=4.0)
+    starting = asyncio.create_task(a.start({}))
+    await asyncio.sleep(0.3)
+    assert not starting.done(), "started over the clean-up after its previous run"
+    row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
+    assert row.occurrence == dbc.CLEANING and row.holder == "b"
+    assert await dbc.mark_dead(ses, dead_id="a", by="b")
+    await asyncio.wait_for(starting, 5)
+    row = next(m for m in await dbc.members(ses) if m.dialer_id == "a")
+    assert row.occurrence == f"up:{a.run.isoformat()}" and row.alive(clock.now())
+    await a.stop()
+
+    # a dies again; the cleaner dies mid-way: a waits no longer than the clean-up lease
+    await dbc.heartbeat(ses, dialer_id="a", started=clock.now(), now=clock.now(), ttl=ttl)
+    clock.advance(5)
+    assert await dbc.claim_dead(ses, dead_id="a", by="b", now=clock.now(), ttl=ttl)
+    a2 = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=0.02, lease_ttl_s=4.0)
+    starting = asyncio.create_task(a2.start({}))
+    await asyncio.sleep(0.2)
+    assert not starting.done()
+    clock.advance(4.5)
+    await asyncio.wait_for(starting, 5)
+    await a2.stop()
 
 
 async def test_the_console_url_rides_on_the_heartbeat_row(db_engine: AsyncEngine) -> None:
