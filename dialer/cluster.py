@@ -227,7 +227,7 @@ class Cluster:
     async def admit(self, login: str, cmd: AgentCommand) -> bool:
         """Whether this instance handles `login`'s command (the runner's gate)."""
         if login in self.mine:
-            return True
+            return not self.fence.stale() or await self._still_mine(login)
         if login not in self.spare or login in self.handing:
             return False  # not an agent of this instance's campaigns: another may know it
         now = self.clock.now()
@@ -273,6 +273,18 @@ class Cluster:
                 if login in rt.engine.board:
                     rt._engine(rt.engine.agent_logout, login)
                 self.spare[login] = (rt, rt.agents.pop(login))
+
+    async def _still_mine(self, login: str) -> bool:
+        """After a stall (no heartbeat for a TTL) a survivor may have taken agent `login`
+        over before this instance's next beat notices: its lease says. With the database
+        down nobody can have taken it through the database: still ours."""
+        try:
+            lease = await db.agent_lease(self.sessions, login)
+        except Exception as e:
+            log.debug("cluster: lease of %s unreadable (%s): still served here", login, e)
+            return True
+        return (lease is None or lease.holder == self.id
+                or lease.expires_at < self.clock.now())
 
     # ------------------------------------------------------------------ agent moves
     async def relocate(self, login: str, campaign: str) -> None:

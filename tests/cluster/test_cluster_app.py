@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.clock import ManualClock
 from db import cluster as dbc
 from db.session import session_factory
+from dialer.bus.messages import LoginCmd
 from dialer.cluster import Cluster
 from dialer.config import ConfigError, load_settings
 
@@ -151,6 +152,32 @@ async def test_a_restart_waits_for_the_clean_up_after_its_previous_run(
     clock.advance(4.5)
     await asyncio.wait_for(starting, 5)
     await a2.stop()
+
+
+async def test_a_stalled_instance_does_not_answer_for_an_agent_taken_over(
+        db_engine: AsyncEngine) -> None:
+    """`a` stalls past the TTL; `b` takes over its agent; `a` resumes and the agent's
+    command reaches it before its next heartbeat: `a` does not answer it (`b` does). An
+    agent still leased to `a` is answered as before."""
+    ses = session_factory(db_engine)
+    t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    ttl = timedelta(seconds=4)
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
+    await a.start({})
+    assert a._task is not None
+    a._task.cancel()  # the test beats by hand, on its own clock
+    for login in ("ann", "bob"):
+        assert await dbc.take_agent(ses, login=login, dialer_id="a", now=t0, ttl=ttl)
+        a.mine.add(login)
+    cmd = LoginCmd(login="ann")
+    assert await a.admit("ann", cmd)
+    clock.advance(6)  # the stall; b takes ann over, bob's lease lapses unclaimed
+    assert a.fence.stale()
+    assert await dbc.take_agent(ses, login="ann", dialer_id="b", now=clock.now(), ttl=ttl)
+    assert not await a.admit("ann", cmd), "answered for an agent b serves"
+    assert await a.admit("bob", LoginCmd(login="bob"))
+    await a.stop()
 
 
 async def test_the_console_url_rides_on_the_heartbeat_row(db_engine: AsyncEngine) -> None:
