@@ -427,19 +427,29 @@ async def log_agent_state(
     sessions: Sessions, *, agent_id: int, campaign_id: int | None, state: AgentState,
     reason: str | None, at: datetime,
 ) -> None:
-    """Close the agent's open state row (with its duration) and open the new one."""
+    """The agent is in `state` from `at`: the row it was in then ends at `at` (with its
+    duration) and a new row starts (none for LOGGED_OUT). Usually the open row. A change
+    written late - each campaign writes its own rows, and an agent visiting another
+    campaign for a transfer (dialer/campaign_visits.py) changes state in both - is put in
+    its place in time: it splits the row that spans `at` and ends where that row ended."""
+    rows = AgentStateLog.agent_id == agent_id
     async with sessions.begin() as s:
-        open_row = await s.scalar(
-            select(AgentStateLog).where(AgentStateLog.agent_id == agent_id,
-                                        AgentStateLog.ended_at.is_(None))
-            .order_by(AgentStateLog.started_at.desc()).limit(1)
-        )
-        if open_row is not None:
-            open_row.ended_at = at
-            open_row.duration_s = max(0.0, (at - open_row.started_at).total_seconds())
+        prev = await s.scalar(
+            select(AgentStateLog).where(rows, AgentStateLog.started_at <= at)
+            .order_by(AgentStateLog.started_at.desc(), AgentStateLog.id.desc()).limit(1))
+        nxt = await s.scalar(
+            select(AgentStateLog.started_at).where(rows, AgentStateLog.started_at > at)
+            .order_by(AgentStateLog.started_at).limit(1))
+        ends: datetime | None = nxt
+        if prev is not None and (prev.ended_at is None or prev.ended_at > at):
+            ends = prev.ended_at if prev.ended_at is not None else nxt
+            prev.ended_at = at
+            prev.duration_s = max(0.0, (at - prev.started_at).total_seconds())
         if state is not AgentState.LOGGED_OUT:
-            s.add(AgentStateLog(agent_id=agent_id, campaign_id=campaign_id, state=state,
-                                reason=reason, started_at=at))
+            s.add(AgentStateLog(
+                agent_id=agent_id, campaign_id=campaign_id, state=state, reason=reason,
+                started_at=at, ended_at=ends,
+                duration_s=None if ends is None else max(0.0, (ends - at).total_seconds())))
 
 
 @translated

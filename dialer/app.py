@@ -47,6 +47,7 @@ from dialer.bus.messages import (
 )
 from dialer.call_controls import ListenIn, set_hold_music
 from dialer.call_transfer import ready_targets, transfer_groups
+from dialer.campaign_visits import Visits
 from dialer.cluster import Cluster, ClusterRunner, start_cluster
 from dialer.config import ConfigError, Settings
 from dialer.control import Control
@@ -208,6 +209,10 @@ class DialerApp:
                     self.runtimes[c.name] = self._runtime(c, agents, message, priors)
                     set_hold_music(self.runtimes[c.name], next(
                         (x.hold_music_wav for x in s.campaigns if x.name == c.name), ""))
+                # an agent of one campaign may take a transfer of another's call
+                visits = Visits(self.runtimes, self.agent_campaign)
+                for rt in self.runtimes.values():
+                    rt.visits = visits
                 # several instances: which agents are this one's (dialer/cluster.py)
                 self.cluster = await start_cluster(self, stack, sessions)
                 # a supervisor's pause or stop outlives a restart (docs/console.md)

@@ -145,8 +145,7 @@ async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str 
     call = call_controls._agent_call(rt, login, attempt_id, "transfer")
     if isinstance(group, str):
         group = group_members(rt, group)
-    if number is None:
-        await _bring_target(rt, login, to, group)
+    visitor = await _bring_target(rt, login, to, group) if number is None else None
     outside: str | None = None
     if number is not None:
         got = await manual_dial.check(
@@ -155,8 +154,15 @@ async def transfer(rt: CampaignRuntime, login: str, attempt_id: int, *, to: str 
         if isinstance(got, Refusal):
             raise manual_dial.ManualDialRefused(got.code.value, got.message)
         outside = got
-    actions = _input(rt, rt.engine.transfer_start, call.call_id, login, to_agent=to,
-                     group=group, consult=mode == "warm", external=outside is not None)
+    try:
+        actions = _input(rt, rt.engine.transfer_start, call.call_id, login,
+                         to_agent=visitor or to, group=None if visitor else group,
+                         consult=mode == "warm", external=outside is not None,
+                         visitor=visitor is not None)
+    except CoreError:
+        if visitor is not None and rt.visits is not None:
+            rt.visits.give_back(rt, visitor)
+        raise
     tt = next(a for a in actions if isinstance(a, TransferTo))
     p = _Pending(login, tt.to_agent, mode, notes, f"{call.call_id}-xfer-{next(_SEQ)}")
     _pending(rt)[call.call_id] = p
@@ -328,27 +334,51 @@ def _hand_over(rt: CampaignRuntime, call: LiveCall, login: str | None, at: objec
 
 
 async def _bring_target(rt: CampaignRuntime, login: str, to: str | None,
-                        group: Sequence[str] | None) -> None:
-    """In a cluster, a target that another member serves comes to this one first
-    (dialer/cluster_lend.py): the named agent, or for a group with nobody ready here, its
-    longest-ready member elsewhere. When none can come the engine refuses the transfer as
-    for an agent not ready here."""
-    peers = rt.peers
-    if peers is None:
-        return
+                        group: Sequence[str] | None) -> str | None:
+    """Bring the transfer's target here when it is not a ready agent of the call's campaign
+    on this dialer: in a cluster, an agent of the campaign another member serves comes to
+    this one first (dialer/cluster_lend.py; the named agent, or for a group with nobody
+    ready here, its longest-ready member elsewhere); an agent of another campaign this
+    dialer runs *visits* for the call (dialer/campaign_visits.py): its login is returned,
+    the transfer then names it. When none can come the engine refuses the transfer as for an
+    agent not ready here."""
+    visits = rt.visits
     if to is not None:
-        if to not in rt.agents and not await peers.borrow(rt, to) \
+        if to in rt.agents:
+            return None
+        home = visits.home_of(rt, to) if visits is not None else None
+        if home is not None:
+            if visits is not None and visits.borrow(rt, to):
+                return to
+            raise IllegalTransitionError(f"agent {to} (campaign {home.name})",
+                                         _home_state(home, to), "transfer")
+        peers = rt.peers
+        if peers is not None and not await peers.borrow(rt, to) \
                 and to in peers.groups_elsewhere(rt):
             # an agent of the campaign another member serves (or nobody): not ready there
             raise IllegalTransitionError(f"agent {to} (on another dialer instance)",
                                          "not ready", "transfer")
-        return
+        return None
     if group is None or _ready_here(rt, login, group):
-        return
+        return None
     members = set(group)
-    for r in peers.ready_elsewhere(rt):
-        if r.login != login and r.login in members and await peers.borrow(rt, r.login):
-            return
+    if rt.peers is not None:
+        for r in rt.peers.ready_elsewhere(rt):
+            if r.login != login and r.login in members and await rt.peers.borrow(rt, r.login):
+                return None
+    if visits is not None:
+        for who in visits.ready_elsewhere(rt):
+            if who != login and who in members and visits.borrow(rt, who):
+                return who
+    return None
+
+
+def _home_state(home: CampaignRuntime, login: str) -> str:
+    board = home.engine.board
+    if login not in board:
+        return AgentState.LOGGED_OUT.value
+    rec = board.get(login)
+    return rec.state.value if rec.pending is None else "leaving"
 
 
 def _ready_here(rt: CampaignRuntime, login: str, group: Sequence[str]) -> bool:
@@ -359,21 +389,28 @@ def _ready_here(rt: CampaignRuntime, login: str, group: Sequence[str]) -> bool:
 def ready_targets(rt: CampaignRuntime, login: str) -> list[str]:
     """The desktop's transfer picker: the campaign's ready agents other than ``login``,
     longest-idle first (the order a group transfer picks in), then in a cluster those other
-    members serve, longest ready first (as their last boards showed them). An agent with a
-    pause or log-out pending is left out: the engine would refuse it as a target."""
+    members serve, longest ready first (as their last boards showed them), then the ready
+    agents of this dialer's other campaigns. An agent with a pause or log-out pending is
+    left out: the engine would refuse it as a target."""
     recs = sorted(rt.engine.board.ready.values(), key=lambda r: (r.ready_since, r.agent_id))
     here = [r.agent_id for r in recs if r.agent_id != login and r.pending is None]
     if rt.peers is not None:
         here += [r.login for r in rt.peers.ready_elsewhere(rt) if r.login != login]
+    if rt.visits is not None:  # then this dialer's other campaigns' (they would visit)
+        here += [who for who in rt.visits.ready_elsewhere(rt) if who != login]
     return here
 
 
 def _groups_of(rt: CampaignRuntime) -> dict[str, tuple[str, ...]]:
-    """Every agent of the campaign with its groups: this member's, and in a cluster the
-    ones other members serve."""
+    """Every agent of the campaign with its groups: this member's, in a cluster the ones
+    other members serve, then the agents of this dialer's other campaigns (who would visit
+    for the call: dialer/campaign_visits.py)."""
     out = {login: tuple(a.groups or ()) for login, a in rt.agents.items()}
     if rt.peers is not None:
         for login, groups in rt.peers.groups_elsewhere(rt).items():
+            out.setdefault(login, groups)
+    if rt.visits is not None:
+        for login, groups in rt.visits.groups_elsewhere(rt).items():
             out.setdefault(login, groups)
     return out
 
@@ -383,7 +420,8 @@ def group_members(rt: CampaignRuntime, name: str) -> list[str]:
     nobody is, so the agent learns the name is wrong rather than "nobody ready"."""
     members = [login for login, groups in _groups_of(rt).items() if name in groups]
     if not members:
-        raise UnknownAgentError(f"no agent of campaign {rt.name} is in group {name!r}")
+        raise UnknownAgentError(f"no agent of campaign {rt.name} or of this dialer's other "
+                                f"campaigns is in group {name!r}")
     return members
 
 

@@ -42,6 +42,7 @@ from common.vocabulary import (
 )
 from db.models import Agent, Campaign
 from dialer.agent_messages import AgentOutbox, preview_body
+from dialer.campaign_visits import Visits
 from dialer.cluster_agents import Fence, Peers
 from dialer.core.actions import (
     Action,
@@ -55,6 +56,7 @@ from dialer.core.actions import (
     PlayMessage,
     PreviewOffer,
     ScreenPop,
+    VisitorLeft,
 )
 from dialer.core.engine import CampaignEngine
 from dialer.core.errors import CoreError, InvalidDispositionError, UnknownCallError
@@ -168,6 +170,8 @@ class CampaignRuntime:
         self.fence: Fence | None = None  # the cluster's self-fence (dialer/cluster.py)
         #: the other cluster members' agents, for transfers (dialer/cluster_lend.py)
         self.peers: Peers | None = None
+        #: this dialer's other campaigns' agents, for transfers (dialer/campaign_visits.py)
+        self.visits: Visits | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -413,6 +417,8 @@ class CampaignRuntime:
             self._lead_update(a)
         elif isinstance(a, AgentStateChanged):
             self._agent_state(a)
+        elif isinstance(a, VisitorLeft) and self.visits is not None:
+            self.visits.left(self, a)
         elif isinstance(a, NeedLeads) and self._accepting and not self._refilling \
                 and not self.trunk_down:
             self._refilling = True

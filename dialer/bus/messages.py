@@ -189,8 +189,9 @@ class DtmfCmd(_AgentCommand):
 
 
 class TransferCmd(_AgentCommand):
-    """Hand the call this agent is talking on to another agent of the campaign: ``to`` a
-    ready agent, or the longest-idle ready agent of ``group``; or to an outside ``number``
+    """Hand the call this agent is talking on to another agent of the campaign (or a ready
+    agent of another campaign of this dialer, for this one call): ``to`` a ready agent, or
+    the longest-idle ready agent of ``group``; or to an outside ``number``
     (the manual-dial rules, through the campaign's trunk). ``blind``: acked once the
     customer is connected to that agent (this agent is then free; the receiving agent owns
     the disposition) or to the outside party (this agent gets `call_ended` and owes the

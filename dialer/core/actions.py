@@ -126,6 +126,17 @@ class AgentStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class VisitorLeft:
+    """An agent of another campaign, here for a transferred call, is free: it has left this
+    board (no state change here) and the driver puts it back on its own campaign's board in
+    ``state`` (READY, or PAUSED / LOGGED_OUT it asked for meanwhile) with ``reason``."""
+
+    agent_id: str
+    state: AgentState
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NeedLeads:
     """The hopper is below its low-water mark: claim up to ``n`` more and add_leads() them."""
 
@@ -143,5 +154,6 @@ Action = (
     | LeadUpdate
     | AttemptFinished
     | AgentStateChanged
+    | VisitorLeft
     | NeedLeads
 )

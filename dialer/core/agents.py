@@ -53,6 +53,9 @@ class AgentRecord:
     #: pause/logout asked for while busy: applied when the agent would become READY
     pending: AgentState | None = None
     pending_reason: str | None = None
+    #: an agent of another campaign here for one transferred call (dialer/core/transfer.py):
+    #: never READY here, not counted by the pacer, gone home once free (`VisitorLeft`)
+    visiting: bool = False
 
 
 class AgentBoard:
@@ -107,14 +110,27 @@ class AgentBoard:
         self.ready.pop(agent_id, None)
         self.counts[S.READY] -= 1
 
+    def leave(self, agent_id: str) -> AgentRecord:
+        """Drop a visiting agent's record in whatever state, without a transition: it goes
+        back to its own campaign's board (`VisitorLeft`)."""
+        rec = self.get(agent_id)
+        del self._agents[agent_id]
+        self.ready.pop(agent_id, None)
+        self.counts[rec.state] -= 1
+        return rec
+
     @property
     def logged_in(self) -> int:
         return len(self._agents) - self.counts[S.LOGGED_OUT]
 
     @property
+    def visitors(self) -> int:
+        return sum(1 for r in self._agents.values() if r.visiting)
+
+    @property
     def working(self) -> int:
-        """Logged in and not paused: the agents the pacer dials for."""
-        return self.logged_in - self.counts[S.PAUSED]
+        """Logged in, not paused and not visiting: the agents the pacer dials for."""
+        return self.logged_in - self.counts[S.PAUSED] - self.visitors
 
     def set_state(
         self,

@@ -56,8 +56,10 @@ class DialingStep(EngineState):
         wrapping: list[float] = []
         for rec in self.board:
             st = rec.state
-            if rec.pending is not None:
-                continue  # going on a break / logging out after this call: not future supply
+            if rec.pending is not None or rec.visiting:
+                # going on a break / logging out after this call, or home after it (a
+                # visitor from another campaign): not this campaign's future supply
+                continue
             if st is S.TALKING:
                 talking.append(t - rec.talk_started)
             elif st is S.WRAP_UP:

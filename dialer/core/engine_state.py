@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 
 from common.vocabulary import AgentState, AttemptResult, AttemptStage, DialMode
 from dialer.core.abandon import AbandonLedger, WindowCounts
-from dialer.core.actions import Action, AgentStateChanged, BridgeTo, PlayMessage, ScreenPop
+from dialer.core.actions import (
+    Action,
+    AgentStateChanged,
+    BridgeTo,
+    PlayMessage,
+    ScreenPop,
+    VisitorLeft,
+)
 from dialer.core.agents import AgentBoard, AgentRecord
 from dialer.core.calls import CallRecord, CallTable, Offer
 from dialer.core.config import EngineConfig
@@ -212,8 +219,18 @@ class EngineState:
     def _make_available(
         self, rec: AgentRecord, t: float, now: datetime, out: list[Action], reason: str | None
     ) -> None:
-        """The agent is free: honour a pending pause/logout, else READY and serve the queue."""
+        """The agent is free: honour a pending pause/logout, else READY and serve the queue.
+        A visiting agent (dialer/core/transfer.py) goes home instead (`VisitorLeft`); a
+        log-out it asked for is applied here, where its desktop is told."""
         rec.call_id = None
+        if rec.visiting:
+            then, why = (rec.pending, rec.pending_reason) if rec.pending is not None \
+                else (S.READY, reason)
+            if then is S.LOGGED_OUT:
+                self._set(rec, S.LOGGED_OUT, t, now, out, why)
+            self.board.leave(rec.agent_id)
+            out.append(VisitorLeft(rec.agent_id, then, why))
+            return
         if rec.pending is not None:
             new, why = rec.pending, rec.pending_reason
             rec.pending = None

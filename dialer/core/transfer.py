@@ -77,12 +77,15 @@ class TransferStep(DialingStep):
         return self._transfers.get(call_id)
 
     def _pick_target(self, from_agent: str, to_agent: str | None,
-                     group: Collection[str] | None) -> AgentRecord:
+                     group: Collection[str] | None, t: float, now: datetime,
+                     visitor: bool = False) -> AgentRecord:
         if (to_agent is None) == (not group):
             raise InvalidInputError("a transfer names one agent or a non-empty group")
         if to_agent is not None:
             if to_agent == from_agent:
                 raise InvalidInputError("an agent cannot transfer a call to itself")
+            if visitor:
+                return self._visitor(to_agent, t, now)
             rec = self.board.get(to_agent)
             if rec.state is not S.READY or rec.pending is not None:
                 raise IllegalTransitionError(f"agent {to_agent}", rec.state.value
@@ -95,6 +98,36 @@ class TransferStep(DialingStep):
         if best is None:
             raise IllegalTransitionError("group", "no ready agent", "transfer")
         return best
+
+    def _visitor(self, agent_id: str, t: float, now: datetime) -> AgentRecord:
+        """An agent of another campaign joins this board for one transfer, ready (without
+        an event: it goes straight on to RESERVED, in the same input)."""
+        rec = self.board.ensure(agent_id, t)
+        if rec.state is not S.LOGGED_OUT:
+            raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "visit")
+        rec.visiting = True
+        self.board.set_state(rec, S.READY, t, now, "visiting")
+        return rec
+
+    @delivers_held
+    def agent_arrive(self, now: datetime, agent_id: str, state: AgentState,
+                     reason: str | None = None) -> list[Action]:
+        """An agent of this campaign comes back from a transferred call in another one
+        (`VisitorLeft` there): READY (and routed at once), or PAUSED as it asked meanwhile.
+        LOGGED_OUT: nothing to do, its desktop was told by the other campaign."""
+        t = self._clock(now)
+        out: list[Action] = []
+        self._expire(t, out)
+        if state is not S.LOGGED_OUT:
+            rec = self.board.ensure(agent_id, t)
+            if rec.state is not S.LOGGED_OUT:
+                raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "arrive")
+            if state is S.READY:
+                self._make_available(rec, t, now, out, reason)
+            else:
+                self._set(rec, S.PAUSED, t, now, out, reason or "transfer")
+        self._after(t, now, out)
+        return out
 
     @delivers_held
     def agent_hand_off(self, now: datetime, agent_id: str) -> list[Action]:
@@ -116,10 +149,14 @@ class TransferStep(DialingStep):
     @delivers_held
     def transfer_start(self, now: datetime, call_id: str, from_agent: str, *,
                        to_agent: str | None = None, group: Collection[str] | None = None,
-                       consult: bool = False, external: bool = False) -> list[Action]:
+                       consult: bool = False, external: bool = False,
+                       visitor: bool = False) -> list[Action]:
         """``from_agent`` hands its bridged call to ``to_agent`` or the group's longest-idle
         ready agent: that agent is reserved and the driver gets `TransferTo`. ``external``:
-        to an outside number the driver dials (no agent is reserved)."""
+        to an outside number the driver dials (no agent is reserved). ``visitor``:
+        ``to_agent`` works on another campaign, whose board it has just left (the driver
+        took it off there, ready): it joins this board for this call only, and once free
+        again leaves it (`VisitorLeft`)."""
         t = self._clock(now)
         out: list[Action] = []
         self._expire(t, out)
@@ -133,7 +170,7 @@ class TransferStep(DialingStep):
             if to_agent is not None or group:
                 raise InvalidInputError("an external transfer names no agent or group")
         else:
-            rec = self._pick_target(from_agent, to_agent, group)
+            rec = self._pick_target(from_agent, to_agent, group, t, now, visitor)
             self._set(rec, S.RESERVED, t, now, out, "transfer")
             rec.call_id = call_id
             target = rec.agent_id

@@ -19,6 +19,7 @@ tell the SIPp callee network how to behave (docs/demo.md):
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -89,11 +90,15 @@ def night_zone(now: datetime) -> tuple[str, str, str]:
     return min(ZONES, key=lambda z: abs(_local_hour(now, z[0]) - 3.0))
 
 
-def valid_number(prefix: str, region: str, rng: random.Random, code: str) -> str | None:
-    """A valid E.164 number of `region` starting with `prefix` and ending with `code`."""
+def valid_number(prefix: str, region: str, rng: random.Random, code: str,
+                 extras: Sequence[int] = range(7)) -> str | None:
+    """A valid E.164 number of `region` starting with `prefix` and ending with `code`: the
+    first valid one of `extras` free digits between them, in that order (the shortest first by
+    default, so with a given `rng` the same number comes back; pass a shuffled order for
+    another one)."""
     for _ in range(20):
         # national numbers differ in length by country: try 0..6 free digits after the prefix
-        for extra in range(7):
+        for extra in extras:
             candidate = prefix + "".join(str(rng.randrange(10)) for _ in range(extra)) + code
             try:
                 parsed = phonenumbers.parse(candidate, None)

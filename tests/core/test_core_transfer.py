@@ -13,7 +13,7 @@ from dialer.core import (
     IllegalTransitionError,
     LeadUpdate,
 )
-from dialer.core.actions import AgentStateChanged, TransferTo
+from dialer.core.actions import AgentStateChanged, TransferTo, VisitorLeft
 from dialer.core.errors import InvalidInputError, UnknownAgentError
 
 from .conftest import FakeClock, lead, make_engine, of_type
@@ -271,3 +271,76 @@ def test_a_ready_agent_with_a_pause_pending_or_an_offer_is_not_handed_off(
     eng2.board.get("q").pending = S.PAUSED  # a pause asked for, not applied yet
     with pytest.raises(IllegalTransitionError):
         eng2.agent_hand_off(clock.advance(1), "q")
+
+
+# ------------------------------------------------------------------ visitors
+def test_a_visitor_from_another_campaign_takes_one_call_then_leaves(clock: FakeClock) -> None:
+    """`visitor=True`: an agent of another campaign (taken off its board there, ready)
+    joins this board reserved for the transfer, without a READY event, is not counted by
+    the pacer, owns the call's disposition, and once free leaves the board without a
+    state change here (`VisitorLeft` READY: its own campaign puts it back)."""
+    eng, cid = talking(clock, others=())
+    working = eng.board.working
+    out = eng.transfer_start(clock.advance(10), cid, "a", to_agent="v", visitor=True)
+    assert [(c.agent_id, c.old, c.new, c.reason) for c in of_type(out, AgentStateChanged)] \
+        == [("v", S.READY, S.RESERVED, "transfer")]
+    assert of_type(out, TransferTo) == [TransferTo(cid, "a", "v", False)]
+    assert eng.board.working == working and "v" not in eng.board.ready
+    out = eng.transfer_done(clock.advance(2), cid)
+    assert states(eng, "a", "v") == (S.READY, S.TALKING)
+    assert eng.board.working == working
+    # the pacer does not count on the visitor becoming free here
+    assert len(eng.snapshot(clock.now).talking_elapsed) == 0
+    eng.call_ended(clock.advance(30), cid)
+    assert eng.agent_state("v") is S.WRAP_UP
+    out = eng.disposition(clock.advance(5), "v", cid, "no_need")
+    assert of_type(out, VisitorLeft) == [VisitorLeft("v", S.READY, None)]
+    assert of_type(out, AgentStateChanged) == []
+    assert "v" not in eng.board and eng.board.working == working
+
+
+def test_a_visitor_leaves_as_it_asked_and_when_the_transfer_fails(clock: FakeClock) -> None:
+    eng, cid = talking(clock, others=())
+    eng.transfer_start(clock.advance(1), cid, "a", to_agent="v", visitor=True)
+    out = eng.transfer_failed(clock.advance(15), cid, "486")
+    assert of_type(out, VisitorLeft) == [VisitorLeft("v", S.READY, "transfer_failed:486")]
+    assert "v" not in eng.board and eng.agent_state("a") is S.TALKING
+    # a pause asked for during the call: home paused, with its reason
+    eng.transfer_start(clock.advance(1), cid, "a", to_agent="v", visitor=True)
+    eng.transfer_done(clock.advance(1), cid)
+    eng.agent_pause(clock.advance(1), "v", "lunch")
+    eng.call_ended(clock.advance(1), cid)
+    out = eng.disposition(clock.advance(1), "v", cid, "no_need")
+    assert of_type(out, VisitorLeft) == [VisitorLeft("v", S.PAUSED, "lunch")]
+
+
+def test_a_visitor_logging_out_is_told_here(clock: FakeClock) -> None:
+    eng, cid = talking(clock, others=())
+    eng.transfer_start(clock.advance(1), cid, "a", to_agent="v", visitor=True)
+    eng.transfer_done(clock.advance(1), cid)
+    eng.agent_logout(clock.advance(1), "v")
+    eng.call_ended(clock.advance(1), cid)
+    out = eng.disposition(clock.advance(1), "v", cid, "no_need")
+    assert [(c.agent_id, c.new) for c in of_type(out, AgentStateChanged)] == [
+        ("v", S.LOGGED_OUT)]
+    assert of_type(out, VisitorLeft) == [VisitorLeft("v", S.LOGGED_OUT, "logout")]
+    assert "v" not in eng.board
+
+
+def test_a_visitor_must_be_new_to_the_board_and_arrives_home(clock: FakeClock) -> None:
+    eng, cid = talking(clock, others=("b",))
+    with pytest.raises(IllegalTransitionError):  # b is an agent of this campaign
+        eng.transfer_start(clock.now, cid, "a", to_agent="b", visitor=True)
+    assert eng.agent_state("b") is S.READY and not eng.board.get("b").visiting
+    # home: the agent comes back ready (routed as any ready agent) or paused
+    home = make_engine(mode=DialMode.PROGRESSIVE)
+    out = home.agent_arrive(clock.advance(1), "v", S.READY)
+    assert [(c.agent_id, c.old, c.new) for c in of_type(out, AgentStateChanged)] == [
+        ("v", S.LOGGED_OUT, S.READY)]
+    out = home.agent_arrive(clock.advance(1), "w", S.PAUSED, "lunch")
+    assert [(c.agent_id, c.new, c.reason) for c in of_type(out, AgentStateChanged)] == [
+        ("w", S.PAUSED, "lunch")]
+    out = home.agent_arrive(clock.advance(1), "x", S.LOGGED_OUT)
+    assert of_type(out, AgentStateChanged) == [] and "x" not in home.board
+    with pytest.raises(IllegalTransitionError):
+        home.agent_arrive(clock.advance(1), "v", S.READY)  # it is here already

@@ -37,13 +37,23 @@ def make_numbers(now: datetime, codes: Mapping[str, int], seed: int = 3) -> list
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for code, n in codes.items():
+        repeats = 0
         while sum(1 for x, _ in out if x.endswith(code)) < n:
-            number = valid_number(prefix, region, rng, code)
+            # the shortest valid length first; after a repeat, the lengths in a random order
+            # (a prefix whose shortest number is valid would give that one number forever:
+            # Berlin's +49 30 123 ... at the hours Berlin is the first zone in business time)
+            number = valid_number(prefix, region, rng, code,
+                                  rng.sample(range(7), 7) if repeats else range(7))
             if number is None:
                 raise RuntimeError(f"no valid number for {prefix} ending {code}")
-            if number not in seen:
-                seen.add(number)
-                out.append((number, zone))
+            if number in seen:
+                repeats += 1
+                if repeats > 500:
+                    raise RuntimeError(f"only {sum(1 for x, _ in out if x.endswith(code))} "
+                                       f"distinct numbers for {prefix} ending {code}")
+                continue
+            seen.add(number)
+            out.append((number, zone))
     return out
 
 

@@ -7,8 +7,7 @@ move an agent. Each control lands exactly one audit row; refusals land none."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,12 @@ from db.audit import Actor
 from db.models import Agent, Attempt, Campaign
 from db.session import create_engine, session_factory
 from dialer.app import DialerApp
-from dialer.bus.errors import ProtocolError
-from dialer.bus.messages import AgentCommand, DispositionCmd, LoginCmd, ReadyCmd
+from dialer.bus.messages import DispositionCmd, LoginCmd, ReadyCmd
 from dialer.config import AgentConfig, CampaignConfig, Settings, WebSection
 from dialer.passwords import hash_password
 from dialer.ports import SipEventHandler
 from sip.memory import MemoryPool
+from support.app_run import Running, agent_cmd, until
 from support.leads import add_leads, loopback_settings, make_numbers, seed_campaign
 
 PW = {"sue": "sue-console-pw", "ann": "ann-agent-pw", "dan": "dan-agent-pw"}
@@ -49,39 +48,10 @@ def _pool(on_event: SipEventHandler) -> MemoryPool:
     return MemoryPool(on_event=on_event, trunks={"pstn"})
 
 
-async def until(cond: Callable[[], Awaitable[bool] | bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = cond()
-        if await got if isinstance(got, Awaitable) else got:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
-async def agent_cmd(app: DialerApp, login: str, cmd: AgentCommand) -> ProtocolError | None:
-    """A command of the agent's own, as its desktop sends it (the runner's queue)."""
-    done: asyncio.Future[ProtocolError | None] = asyncio.get_running_loop().create_future()
-    assert app.runner.submit(login, cmd, lambda _c, err, _f: done.set_result(err)) is None
-    return await asyncio.wait_for(done, 10)
-
-
-class Running:
-    def __init__(self, app: DialerApp, task: asyncio.Task[Any]) -> None:
-        self.app, self.task = app, task
-
-    async def stop(self) -> None:
-        self.app.stop()
-        await asyncio.wait_for(self.task, 30)
-
-
 async def run_app(url: str, data: Path) -> Running:
-    app = DialerApp(_settings(url, data), clock=SYSTEM_CLOCK,
-                    target_for=lambda e164: "sip:answer_0.2_1.0@memory.invalid",
-                    pool_factory=_pool)
-    task = asyncio.create_task(app.run())
-    await asyncio.wait_for(app.ready.wait(), 30)
-    return Running(app, task)
+    return await Running.start(DialerApp(
+        _settings(url, data), clock=SYSTEM_CLOCK,
+        target_for=lambda e164: "sip:answer_0.2_1.0@memory.invalid", pool_factory=_pool))
 
 
 @pytest.fixture
