@@ -104,7 +104,9 @@ def fresh_numbers(st: WebStack, n: int, seed: int = 11) -> list[tuple[str, str]]
     out: dict[str, str] = {}
     while len(out) < n:
         code = f"{rng.randrange(100, 1000):03d}"
-        number = valid_number(prefix, region, rng, code)
+        # the lengths in a random order: a prefix whose shortest number is valid (Berlin's)
+        # would otherwise give one number per code, fewer than `n` in all
+        number = valid_number(prefix, region, rng, code, rng.sample(range(7), 7))
         if number is not None and number not in taken and code not in taken:
             out[number] = zone
     return list(out.items())
