@@ -437,12 +437,14 @@ async def log_agent_state(
         prev = await s.scalar(
             select(AgentStateLog).where(rows, AgentStateLog.started_at <= at)
             .order_by(AgentStateLog.started_at.desc(), AgentStateLog.id.desc()).limit(1))
-        nxt = await s.scalar(
-            select(AgentStateLog.started_at).where(rows, AgentStateLog.started_at > at)
-            .order_by(AgentStateLog.started_at).limit(1))
-        ends: datetime | None = nxt
+        ends: datetime | None = None  # the usual case: `prev` is the open row
+        if prev is None or prev.ended_at is not None:
+            # a late write, or the first row after a log-out: it ends where the next starts
+            ends = await s.scalar(
+                select(AgentStateLog.started_at).where(rows, AgentStateLog.started_at > at)
+                .order_by(AgentStateLog.started_at).limit(1))
         if prev is not None and (prev.ended_at is None or prev.ended_at > at):
-            ends = prev.ended_at if prev.ended_at is not None else nxt
+            ends = prev.ended_at if prev.ended_at is not None else ends
             prev.ended_at = at
             prev.duration_s = max(0.0, (at - prev.started_at).total_seconds())
         if state is not AgentState.LOGGED_OUT:

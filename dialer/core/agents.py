@@ -66,6 +66,8 @@ class AgentBoard:
         #: agents currently READY (not reserved), for routing and pacing
         self.ready: dict[str, AgentRecord] = {}
         self.counts: dict[AgentState, int] = dict.fromkeys(AgentState, 0)
+        #: agents of another campaign here for one transferred call (`visit`)
+        self.visitors = 0
 
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._agents
@@ -110,6 +112,17 @@ class AgentBoard:
         self.ready.pop(agent_id, None)
         self.counts[S.READY] -= 1
 
+    def visit(self, agent_id: str, t: float, at: datetime) -> AgentRecord:
+        """An agent of another campaign joins for one transferred call, READY without an
+        event (the caller reserves it in the same input); it must be new here."""
+        rec = self.ensure(agent_id, t)
+        if rec.state is not S.LOGGED_OUT:
+            raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "visit")
+        rec.visiting = True
+        self.visitors += 1
+        self.set_state(rec, S.READY, t, at, "visiting")
+        return rec
+
     def leave(self, agent_id: str) -> AgentRecord:
         """Drop a visiting agent's record in whatever state, without a transition: it goes
         back to its own campaign's board (`VisitorLeft`)."""
@@ -117,15 +130,12 @@ class AgentBoard:
         del self._agents[agent_id]
         self.ready.pop(agent_id, None)
         self.counts[rec.state] -= 1
+        self.visitors -= rec.visiting
         return rec
 
     @property
     def logged_in(self) -> int:
         return len(self._agents) - self.counts[S.LOGGED_OUT]
-
-    @property
-    def visitors(self) -> int:
-        return sum(1 for r in self._agents.values() if r.visiting)
 
     @property
     def working(self) -> int:

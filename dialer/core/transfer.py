@@ -85,7 +85,7 @@ class TransferStep(DialingStep):
             if to_agent == from_agent:
                 raise InvalidInputError("an agent cannot transfer a call to itself")
             if visitor:
-                return self._visitor(to_agent, t, now)
+                return self.board.visit(to_agent, t, now)
             rec = self.board.get(to_agent)
             if rec.state is not S.READY or rec.pending is not None:
                 raise IllegalTransitionError(f"agent {to_agent}", rec.state.value
@@ -98,16 +98,6 @@ class TransferStep(DialingStep):
         if best is None:
             raise IllegalTransitionError("group", "no ready agent", "transfer")
         return best
-
-    def _visitor(self, agent_id: str, t: float, now: datetime) -> AgentRecord:
-        """An agent of another campaign joins this board for one transfer, ready (without
-        an event: it goes straight on to RESERVED, in the same input)."""
-        rec = self.board.ensure(agent_id, t)
-        if rec.state is not S.LOGGED_OUT:
-            raise IllegalTransitionError(f"agent {agent_id}", rec.state.value, "visit")
-        rec.visiting = True
-        self.board.set_state(rec, S.READY, t, now, "visiting")
-        return rec
 
     @delivers_held
     def agent_arrive(self, now: datetime, agent_id: str, state: AgentState,

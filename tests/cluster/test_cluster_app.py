@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -75,6 +76,16 @@ async def test_only_a_healthy_instance_judges_others_dead(db_engine: AsyncEngine
     assert reg.get_sample_value("dialer_cluster_members") == 1
 
 
+async def beating_by_hand(ses: Any, clock: ManualClock) -> Cluster:
+    """Instance `a` started (1 s beats, 4 s TTL), its heartbeat loop stopped: the test beats
+    by hand, on its own clock."""
+    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
+    await a.start({})
+    assert a._task is not None
+    a._task.cancel()
+    return a
+
+
 async def test_a_stalled_instance_fences_itself_and_rejoins(db_engine: AsyncEngine) -> None:
     """`a` stalls past the TTL: it may not dial from that moment (before any beat); a
     survivor judges it dead, so its next beat fences it; it registers again only once the
@@ -84,10 +95,7 @@ async def test_a_stalled_instance_fences_itself_and_rejoins(db_engine: AsyncEngi
     t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
     clock = ManualClock(t0)
     ttl = timedelta(seconds=4)
-    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
-    await a.start({})
-    assert a._task is not None
-    a._task.cancel()  # the test beats by hand, on its own clock
+    a = await beating_by_hand(ses, clock)
     first_run = a.run
     assert not a.fence.stale()
     clock.advance(4.5)  # unnoticed stall: nobody cleaned up
@@ -163,10 +171,7 @@ async def test_a_stalled_instance_does_not_answer_for_an_agent_taken_over(
     t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
     clock = ManualClock(t0)
     ttl = timedelta(seconds=4)
-    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
-    await a.start({})
-    assert a._task is not None
-    a._task.cancel()  # the test beats by hand, on its own clock
+    a = await beating_by_hand(ses, clock)
     for login in ("ann", "bob"):
         assert await dbc.take_agent(ses, login=login, dialer_id="a", now=t0, ttl=ttl)
         a.mine.add(login)
@@ -186,10 +191,7 @@ async def test_the_console_url_rides_on_the_heartbeat_row(db_engine: AsyncEngine
     ses = session_factory(db_engine)
     t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
     clock = ManualClock(t0)
-    a = Cluster(dialer_id="a", sessions=ses, clock=clock, heartbeat_s=1.0, lease_ttl_s=4.0)
-    await a.start({})
-    assert a._task is not None
-    a._task.cancel()  # the test beats by hand, on its own clock
+    a = await beating_by_hand(ses, clock)
 
     async def url() -> str | None:
         return next(m.console_url for m in await dbc.members(ses) if m.dialer_id == "a")

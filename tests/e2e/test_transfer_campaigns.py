@@ -84,6 +84,19 @@ def _state(app: DialerApp, campaign: str, login: str) -> AgentState | None:
     return board.get(login).state if login in board else None
 
 
+async def cal_finishes(app: DialerApp, attempt_id: int, code: str,
+                       home_state: AgentState) -> None:
+    """cal, visiting "mem", hangs up and gives the disposition there; then it is back on
+    "close" in `home_state`."""
+    assert await agent_cmd(app, "cal", HangupCmd(login="cal", attempt_id=attempt_id)) is None
+    await until(lambda: _state(app, "mem", "cal") is AgentState.WRAP_UP, 10,
+                "cal to wrap the call up")
+    assert await agent_cmd(app, "cal", DispositionCmd(
+        login="cal", attempt_id=attempt_id, code=code)) is None
+    await until(lambda: _state(app, "close", "cal") is home_state, 10,
+                f"cal back on campaign close, {home_state.value}")
+
+
 async def test_a_closer_of_another_campaign_takes_the_call_and_goes_home(
         stack: tuple[str, Any], tmp_path: Path) -> None:
     url, sessions = stack
@@ -125,13 +138,7 @@ async def test_a_closer_of_another_campaign_takes_the_call_and_goes_home(
         assert mem.engine.board.get("cal").visiting
 
         # cal's own commands reach "mem": it hangs up and owes the disposition
-        assert await agent_cmd(app, "cal", HangupCmd(login="cal", attempt_id=aid)) is None
-        await until(lambda: _state(app, "mem", "cal") is AgentState.WRAP_UP, 10,
-                    "cal to wrap the call up")
-        assert await agent_cmd(app, "cal", DispositionCmd(
-            login="cal", attempt_id=aid, code="interested")) is None
-        await until(lambda: _state(app, "close", "cal") is AgentState.READY, 10,
-                    "cal back on campaign close, ready")
+        await cal_finishes(app, aid, "interested", AgentState.READY)
         assert "cal" not in mem.engine.board and "cal" not in mem.agents
         assert app.agent_campaign["cal"] == "close" and "cal" in close.agents
         await mem.flush()
@@ -165,13 +172,7 @@ async def test_a_closer_of_another_campaign_takes_the_call_and_goes_home(
         assert _state(app, "mem", "cal") is AgentState.TALKING
         # a pause asked for during the call: back home paused, with its reason
         assert await agent_cmd(app, "cal", PauseCmd(login="cal", reason="coffee")) is None
-        assert await agent_cmd(app, "cal", HangupCmd(login="cal", attempt_id=aid2)) is None
-        await until(lambda: _state(app, "mem", "cal") is AgentState.WRAP_UP, 10,
-                    "cal to wrap up")
-        assert await agent_cmd(app, "cal", DispositionCmd(
-            login="cal", attempt_id=aid2, code="no_need")) is None
-        await until(lambda: _state(app, "close", "cal") is AgentState.PAUSED, 10,
-                    "cal back on close, paused")
+        await cal_finishes(app, aid2, "no_need", AgentState.PAUSED)
         assert close.engine.board.get("cal").reason == "coffee"
         assert app.agent_campaign["cal"] == "close"
     finally:
